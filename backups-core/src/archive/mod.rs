@@ -1,0 +1,44 @@
+//! The archive format: a gzip'd tar whose single top directory is
+//! `juju-backup/`, holding `metadata.json`, `root.tar`, `dump/` and, in our
+//! archives, a trailing `manifest.json` with the size and SHA-256 of every
+//! other entry.
+
+pub mod reader;
+pub mod root_tar;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+
+/// The archive's top directory.
+pub const TOP_DIR: &str = "juju-backup/";
+/// The in-archive metadata entry.
+pub const METADATA_ENTRY: &str = "juju-backup/metadata.json";
+/// The inner tar of backed-up files.
+pub const ROOT_TAR_ENTRY: &str = "juju-backup/root.tar";
+/// The database dump directory.
+pub const DUMP_DIR: &str = "juju-backup/dump/";
+/// Our trailing manifest.
+pub const MANIFEST_ENTRY: &str = "juju-backup/manifest.json";
+
+/// Size and SHA-256 of every entry before it, written last by our writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Manifest {
+    /// Manifest format version (1).
+    pub format_version: u32,
+    /// One line per file entry, in archive order.
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// One entry of the [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestEntry {
+    /// The entry's path in the archive, e.g. `juju-backup/root.tar`.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, lower-case hex.
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+}

@@ -1,0 +1,341 @@
+//! The `Backups` contract as reusable checks, run against every store
+//! (memory and local disk here; S3 and Azure in the object-store tests).
+//!
+//! Each check takes a fresh, empty [`StoreBackups`] and panics with a
+//! description when the contract is broken.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::archive::writer::ArchiveWriter;
+use crate::{
+    ArchiveSource, BackupId, Backups, CreateRequest, DatabaseDumper, DumpEntry, DumpSink,
+    DumpSummary, Error, FileSet, Identity, NoProgress, RestoreRequest, RestoreSource, Result,
+    StoreBackups,
+};
+
+/// The model UUID the checks use.
+pub const MODEL: &str = "0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10";
+
+/// Builds a small tree (nested dirs, an empty file, a 0600 file, a symlink)
+/// under `root` and returns its path.
+pub fn sample_tree(root: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = root.join("tree");
+    std::fs::create_dir_all(tree.join("etc/app")).expect("mkdir");
+    std::fs::write(tree.join("etc/app/config.yaml"), b"answer: 42\n").expect("write");
+    std::fs::write(tree.join("etc/app/empty"), b"").expect("write");
+    std::fs::write(tree.join("secret.pem"), vec![b'k'; 70_000]).expect("write");
+    std::fs::set_permissions(
+        tree.join("secret.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    std::os::unix::fs::symlink("etc/app/config.yaml", tree.join("current")).expect("symlink");
+    tree.canonicalize().expect("canonicalize")
+}
+
+/// A create request backing up `paths`.
+pub fn request(paths: Vec<std::path::PathBuf>) -> CreateRequest {
+    CreateRequest {
+        files: FileSet {
+            paths,
+            excludes: vec![],
+        },
+        database: None,
+        notes: "conformance".into(),
+        labels: vec!["manual".into()],
+        identity: Identity {
+            model_uuid: MODEL.into(),
+            hostname: "test-host".into(),
+            ..Default::default()
+        },
+        compression_level: 6,
+    }
+}
+
+async fn archive_bytes(b: &StoreBackups, id: &BackupId) -> Bytes {
+    let (_, stream) = b.get(id).await.expect("get");
+    let chunks: Vec<Bytes> = stream.try_collect().await.expect("read archive");
+    Bytes::from(chunks.concat())
+}
+
+/// Asserts that the file trees under `a` and `b` are equal (names, kinds,
+/// contents, modes, link targets).
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    fn walk(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        for e in walkdir::WalkDir::new(root).min_depth(1) {
+            let e = e.expect("walk");
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .expect("prefix")
+                .display()
+                .to_string();
+            let m = e.path().symlink_metadata().expect("lstat");
+            let (kind, data) = if m.is_symlink() {
+                let t = std::fs::read_link(e.path()).expect("readlink");
+                ("symlink", t.display().to_string().into_bytes())
+            } else if m.is_dir() {
+                ("dir", vec![])
+            } else {
+                ("file", std::fs::read(e.path()).expect("read"))
+            };
+            let mode = if m.is_symlink() { 0 } else { m.mode() & 0o7777 };
+            out.insert(rel, (kind.to_string(), mode, data));
+        }
+        out
+    }
+    let (wa, wb) = (walk(a), walk(b));
+    assert_eq!(
+        wa.keys().collect::<Vec<_>>(),
+        wb.keys().collect::<Vec<_>>(),
+        "same entries"
+    );
+    for (k, va) in &wa {
+        assert_eq!(va, &wb[k], "entry {k} differs");
+    }
+}
+
+/// create -> list -> metadata -> get -> restore -> remove.
+pub async fn create_list_restore_remove(b: &StoreBackups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let meta = b
+        .create(request(vec![tree.clone()]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let id = meta.id.clone().expect("id");
+    assert_eq!(id.model_uuid(), MODEL);
+    assert!(meta.size > 0 && !meta.checksum.is_empty() && !meta.sha256.is_empty());
+
+    let listed = b.list().await.expect("list");
+    assert_eq!(listed.len(), 1, "one backup listed");
+    assert_eq!(listed[0], meta, "list returns the committed metadata");
+    assert_eq!(b.metadata(&id).await.expect("metadata"), meta);
+
+    let bytes = archive_bytes(b, &id).await;
+    let mut h = crate::digest::Hasher::default();
+    h.update(&bytes);
+    let d = h.finish();
+    assert_eq!(d.sha1_base64, meta.checksum);
+    assert_eq!(d.size, meta.size);
+
+    let target = tmp.path().join("restored");
+    let report = b
+        .restore(
+            RestoreRequest {
+                source: RestoreSource::Id(id.clone()),
+                target: target.clone(),
+                dry_run: false,
+            },
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("restore");
+    assert!(report.manifest_verified);
+    assert_eq!(report.stats.symlinks, 1);
+    let inside = target.join(tree.strip_prefix("/").expect("absolute"));
+    assert_same_tree(&tree, &inside);
+
+    b.remove(&id).await.expect("remove");
+    assert!(b.list().await.expect("list").is_empty());
+    assert!(matches!(b.metadata(&id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(b.remove(&id).await, Err(Error::NotFound { .. })));
+}
+
+/// Two creates list newest first.
+pub async fn list_newest_first(b: &StoreBackups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let first = b
+        .create(request(vec![tree.clone()]), Arc::new(NoProgress))
+        .await
+        .expect("create 1");
+    let second = b
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("create 2");
+    assert_ne!(first.id, second.id);
+    let ids: Vec<_> = b
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, vec![second.id, first.id]);
+}
+
+/// Adding the same archive twice is a no-op; other bytes under the same id conflict.
+pub async fn add_is_idempotent_and_refuses_conflicts(b: &StoreBackups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let meta = b
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let id = meta.id.clone().expect("id");
+    let bytes = archive_bytes(b, &id).await;
+    b.remove(&id).await.expect("remove");
+
+    let added = b
+        .add(ArchiveSource::Bytes(bytes.clone()), Arc::new(NoProgress))
+        .await
+        .expect("add");
+    assert!(!added.already_present);
+    assert_eq!(
+        added.metadata.id,
+        Some(id.clone()),
+        "id derived from metadata"
+    );
+    assert_eq!(added.metadata.checksum, meta.checksum);
+    let again = b
+        .add(ArchiveSource::Bytes(bytes), Arc::new(NoProgress))
+        .await
+        .expect("add again");
+    assert!(again.already_present);
+
+    // Same metadata.json (so the same id), different content.
+    let mut in_archive = meta.clone();
+    in_archive.id = None;
+    in_archive.checksum.clear();
+    in_archive.size = 0;
+    let json = in_archive.to_json();
+    let mut w = ArchiveWriter::new(Vec::new(), 6, 0).expect("writer");
+    w.add_file("metadata.json", json.len() as u64, 0o600, &json[..])
+        .expect("metadata");
+    let (other, _) = w.finish().expect("finish");
+    let err = b
+        .add(ArchiveSource::Bytes(other.into()), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    assert_eq!(b.list().await.expect("list").len(), 1);
+}
+
+/// A tampered archive is refused by restore and download, and download
+/// leaves no output file behind.
+pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let meta = b
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let id = meta.id.clone().expect("id");
+    let mut bytes = archive_bytes(b, &id).await.to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let key = b.storage().archive_key(&id);
+    b.storage()
+        .object_store()
+        .put(&key, PutPayload::from(bytes))
+        .await
+        .expect("overwrite");
+
+    let target = tmp.path().join("target");
+    let err = b
+        .restore(
+            RestoreRequest {
+                source: RestoreSource::Id(id.clone()),
+                target: target.clone(),
+                dry_run: false,
+            },
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ChecksumMismatch { .. } | Error::InvalidArchive { .. }
+        ),
+        "{err}"
+    );
+    assert!(!target.exists(), "nothing restored from a corrupt archive");
+
+    let out = tmp.path().join("download.tar.gz");
+    let err = b
+        .download(&id, &out, Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert!(!out.exists(), "no output file after a failed download");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("readdir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".backups-download")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temp file removed");
+}
+
+/// A dumper that sends one file, then fails.
+struct FailingDumper;
+
+#[async_trait]
+impl DatabaseDumper for FailingDumper {
+    async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
+        let body = vec![0u8; 3 * 1024 * 1024];
+        sink.add(DumpEntry {
+            path: "juju/machines.bson".into(),
+            size: body.len() as u64,
+            body: Box::new(std::io::Cursor::new(body)),
+        })
+        .await?;
+        Err(Error::Database {
+            message: "connection reset while reading juju.units".into(),
+            source: None,
+        })
+    }
+}
+
+/// A create whose dump fails mid-way, or an upload of a truncated archive,
+/// leaves nothing visible; the next create succeeds.
+pub async fn interrupted_create_leaves_nothing(b: &StoreBackups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let mut req = request(vec![tree.clone()]);
+    req.database = Some(Arc::new(FailingDumper));
+    let err = b.create(req, Arc::new(NoProgress)).await.unwrap_err();
+    assert!(err.to_string().contains("juju.units"), "{err}");
+    assert!(b.list().await.expect("list").is_empty());
+
+    let ok = b
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let bytes = archive_bytes(b, ok.id.as_ref().expect("id")).await;
+    b.remove(ok.id.as_ref().expect("id")).await.expect("remove");
+    let truncated = bytes.slice(..bytes.len() / 2);
+    let err = b
+        .add(ArchiveSource::Bytes(truncated), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(b.list().await.expect("list").is_empty());
+}
+
+/// Runs every check, each on a fresh store from `make`.
+pub async fn run_all<F>(make: F)
+where
+    F: Fn() -> StoreBackups,
+{
+    create_list_restore_remove(&make()).await;
+    list_newest_first(&make()).await;
+    add_is_idempotent_and_refuses_conflicts(&make()).await;
+    corrupt_archive_is_detected(&make()).await;
+    interrupted_create_leaves_nothing(&make()).await;
+}

@@ -1,0 +1,165 @@
+//! Checksums computed while bytes stream past: SHA-1 (Juju's, base64),
+//! SHA-256 (ours, hex) and the byte count.
+
+use std::io::{self, Read, Write};
+
+use base64::Engine;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// The digests of a whole archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// SHA-1, base64 (Juju's `Checksum`).
+    pub sha1_base64: String,
+    /// SHA-256, lower-case hex.
+    pub sha256_hex: String,
+    /// Number of bytes.
+    pub size: u64,
+}
+
+/// Running SHA-1 + SHA-256 + size.
+#[derive(Clone, Default)]
+pub struct Hasher {
+    sha1: Sha1,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl Hasher {
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha1.update(bytes);
+        self.sha256.update(bytes);
+        self.size += bytes.len() as u64;
+    }
+
+    /// Finishes and returns the digests.
+    pub fn finish(self) -> Digests {
+        Digests {
+            sha1_base64: base64::engine::general_purpose::STANDARD.encode(self.sha1.finalize()),
+            sha256_hex: hex::encode(self.sha256.finalize()),
+            size: self.size,
+        }
+    }
+}
+
+/// A writer that hashes everything written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Hasher::default(),
+        }
+    }
+
+    /// Returns the inner writer and the digests of what was written.
+    pub fn finish(self) -> (W, Digests) {
+        (self.inner, self.hasher.finish())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes everything read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Hasher::default(),
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn count(&self) -> u64 {
+        self.hasher.size
+    }
+
+    /// The digests of what was read.
+    pub fn finish(self) -> Digests {
+        self.hasher.finish()
+    }
+
+    /// The wrapped reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// SHA-256 (hex) and size of one archive entry, for the manifest.
+pub(crate) struct EntryHasher<R> {
+    pub(crate) inner: R,
+    sha256: Sha256,
+    pub(crate) size: u64,
+}
+
+impl<R: Read> EntryHasher<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        EntryHasher {
+            inner,
+            sha256: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    pub(crate) fn finish(self) -> (u64, String) {
+        (self.size, hex::encode(self.sha256.finalize()))
+    }
+}
+
+impl<R: Read> Read for EntryHasher<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha256.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors() {
+        let mut h = Hasher::default();
+        h.update(b"abc");
+        let d = h.finish();
+        assert_eq!(d.sha1_base64, "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+        assert_eq!(
+            d.sha256_hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.size, 3);
+    }
+}

@@ -1,0 +1,153 @@
+//! The one public error type.
+//!
+//! Policy: every failure a caller may want to react to differently is its own
+//! variant (not found, conflict, integrity, unsafe input, storage, I/O...).
+//! Each variant carries what a user needs to act on it: the backup id, the
+//! object key or file path, and the expected and actual values. Lower-level
+//! errors (object_store, std::io, serde_json) are kept as `source` so the
+//! CLI can print the whole chain once. Nothing in this crate prints.
+
+use std::path::PathBuf;
+
+use crate::BackupId;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in backups-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No backup with this id exists in the store (no committed sidecar).
+    #[error("backup {id} not found")]
+    NotFound {
+        /// The id that was looked up.
+        id: BackupId,
+    },
+    /// A different backup already exists under this id.
+    #[error(
+        "backup {id} already exists with different content (stored checksum {existing}, new checksum {new})"
+    )]
+    AlreadyExists {
+        /// The conflicting id.
+        id: BackupId,
+        /// SHA-1 (base64) of the stored archive.
+        existing: String,
+        /// SHA-1 (base64) of the archive that was refused.
+        new: String,
+    },
+    /// The archive bytes do not match the recorded checksum or size.
+    #[error("{what} mismatch for {subject}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// Which backup or entry was checked.
+        subject: String,
+        /// "SHA-1", "SHA-256" or "size".
+        what: &'static str,
+        /// Value recorded when the backup was made.
+        expected: String,
+        /// Value computed from the bytes read now.
+        actual: String,
+    },
+    /// The archive is not a valid backup archive (not gzip, wrong layout,
+    /// unreadable metadata, missing entry...).
+    #[error("invalid archive {subject}: {reason}")]
+    InvalidArchive {
+        /// Backup id, file name or entry the problem was found in.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An archive entry would write outside the target or is of a refused kind.
+    #[error("refusing archive entry {entry:?}: {reason}")]
+    UnsafePath {
+        /// The entry's path as stored in the archive.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The backup cannot be used here (format too new, wrong kind...).
+    #[error("incompatible backup {subject}: {reason}")]
+    Incompatible {
+        /// What was checked.
+        subject: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A backup id or store URL could not be parsed.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidInput {
+        /// "backup id", "store URL", "exclude pattern"...
+        what: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The object store failed.
+    #[error("storage error on {key}: {source}")]
+    Storage {
+        /// The object key (or prefix) being accessed.
+        key: String,
+        /// The underlying object_store error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The database dumper or loader failed.
+    #[error("database error: {message}")]
+    Database {
+        /// What failed, with the namespace where known.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A local file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "creating", ...).
+        action: &'static str,
+        /// The local path involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation was cancelled before it completed; nothing was committed.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn storage(key: impl ToString, source: object_store::Error) -> Self {
+        Error::Storage {
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(subject: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArchive {
+            subject: subject.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unsafe_path(entry: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::UnsafePath {
+            entry: entry.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Safe handling of `root.tar`: every entry path is checked before use, and
+//! extraction never follows a symlink, never writes outside the target, and
+//! replaces each file atomically (temp name, then rename).
+//!
+//! Rules, applied both by the verify pass ([`RootCheck`], which touches
+//! nothing) and again by the extractor against the real disk:
+//! - paths must be relative and free of `..` (`./` is ignored);
+//! - only files, directories, symlinks and hard links are accepted; device
+//!   nodes, FIFOs and other kinds are refused;
+//! - symlinks are recreated as they are (absolute targets included) but no
+//!   entry may be written through one: every parent of an entry must be a
+//!   real directory inside the target;
+//! - a hard link must point at a regular file already inside the target;
+//! - setuid/setgid bits are dropped with a warning.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::archive::reader::RootVisitor;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// Checks an entry path from an archive and returns it as a relative path.
+pub fn sanitize_entry_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
+    if raw.is_empty() {
+        return Err("empty path".into());
+    }
+    if raw.contains(&0) {
+        return Err("path contains a NUL byte".into());
+    }
+    if raw.starts_with(b"/") {
+        return Err("absolute path".into());
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(OsStr::from_bytes(raw)).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path contains '..'".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err("path names the target itself".into());
+    }
+    Ok(out)
+}
+
+/// What an accepted entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedKind {
+    /// A directory.
+    Directory,
+    /// A regular file of this many bytes.
+    File(u64),
+    /// A symlink with this target (kept verbatim).
+    Symlink(PathBuf),
+    /// A hard link to this (sanitised, relative) path.
+    HardLink(PathBuf),
+}
+
+/// Static checks over the entries of one `root.tar`.
+#[derive(Debug, Default)]
+struct Policy {
+    symlinks: HashSet<PathBuf>,
+}
+
+impl Policy {
+    fn check<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(String, PathBuf, CheckedKind)> {
+        let raw = entry.path_bytes();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let path = sanitize_entry_path(&raw).map_err(|r| Error::unsafe_path(&name, r))?;
+        let header = entry.header();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => CheckedKind::File(
+                header
+                    .size()
+                    .map_err(|e| Error::unsafe_path(&name, e.to_string()))?,
+            ),
+            tar::EntryType::Directory => CheckedKind::Directory,
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Error::unsafe_path(&name, "symlink without a target"))?;
+                CheckedKind::Symlink(PathBuf::from(OsStr::from_bytes(&target)))
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::unsafe_path(&name, "hard link without a target"))?;
+                let target = sanitize_entry_path(&target).map_err(|r| {
+                    Error::unsafe_path(
+                        &name,
+                        format!(
+                            "hard link to {:?} points outside the target ({r})",
+                            String::from_utf8_lossy(&target)
+                        ),
+                    )
+                })?;
+                CheckedKind::HardLink(target)
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(Error::unsafe_path(&name, "device nodes are not restored"));
+            }
+            tar::EntryType::Fifo => {
+                return Err(Error::unsafe_path(&name, "FIFOs are not restored"));
+            }
+            other => {
+                return Err(Error::unsafe_path(
+                    &name,
+                    format!("unsupported entry type {other:?}"),
+                ));
+            }
+        };
+        for ancestor in path.ancestors().skip(1) {
+            if self.symlinks.contains(ancestor) {
+                return Err(Error::unsafe_path(
+                    &name,
+                    format!(
+                        "would be written through the symlink {:?} restored earlier",
+                        ancestor.display().to_string()
+                    ),
+                ));
+            }
+        }
+        if let CheckedKind::HardLink(target) = &kind {
+            if target
+                .ancestors()
+                .skip(1)
+                .any(|a| self.symlinks.contains(a))
+                || self.symlinks.contains(target)
+            {
+                return Err(Error::unsafe_path(
+                    &name,
+                    "hard link would resolve through a symlink",
+                ));
+            }
+        }
+        if matches!(kind, CheckedKind::Symlink(_)) {
+            self.symlinks.insert(path.clone());
+        } else {
+            self.symlinks.remove(&path);
+        }
+        Ok((name, path, kind))
+    }
+}
+
+fn read_err(name: &str, e: io::Error) -> Error {
+    Error::invalid(
+        format!("root.tar entry {name:?}"),
+        crate::archive::reader::describe_read_error(&e),
+    )
+}
+
+/// Counts of what a `root.tar` holds or what was restored from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Hard links.
+    pub hard_links: u64,
+    /// Bytes of file contents.
+    pub bytes: u64,
+    /// Things adjusted on the way (dropped setuid bits...).
+    pub warnings: Vec<String>,
+}
+
+/// Validates every entry of `root.tar` without writing anything.
+#[derive(Debug, Default)]
+pub struct RootCheck {
+    policy: Policy,
+    /// What was found.
+    pub stats: ExtractStats,
+}
+
+impl RootVisitor for RootCheck {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        let mut archive = tar::Archive::new(root);
+        let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| read_err("(header)", e))?;
+            let (_, _, kind) = self.policy.check(&entry)?;
+            count(&mut self.stats, &kind);
+        }
+        Ok(())
+    }
+}
+
+fn count(stats: &mut ExtractStats, kind: &CheckedKind) {
+    match kind {
+        CheckedKind::Directory => stats.directories += 1,
+        CheckedKind::File(n) => {
+            stats.files += 1;
+            stats.bytes += n;
+        }
+        CheckedKind::Symlink(_) => stats.symlinks += 1,
+        CheckedKind::HardLink(_) => stats.hard_links += 1,
+    }
+}
+
+/// Extracts `root.tar` into a target directory.
+pub struct Extractor {
+    root: PathBuf,
+    policy: Policy,
+    progress: Arc<dyn Progress>,
+    dirs: Vec<(PathBuf, u32, u64)>,
+    counter: u64,
+    /// What was restored.
+    pub stats: ExtractStats,
+}
+
+impl Extractor {
+    /// Prepares extraction into `target` (created if missing).
+    pub fn new(target: &Path, progress: Arc<dyn Progress>) -> Result<Self> {
+        fs::create_dir_all(target).map_err(|e| Error::io("creating target", target, e))?;
+        let root = target
+            .canonicalize()
+            .map_err(|e| Error::io("resolving target", target, e))?;
+        Ok(Extractor {
+            root,
+            policy: Policy::default(),
+            progress,
+            dirs: Vec::new(),
+            counter: 0,
+            stats: ExtractStats::default(),
+        })
+    }
+
+    /// Makes sure every parent of `rel` is a real directory inside the
+    /// target, creating missing ones; returns the full destination path.
+    fn prepare_parents(&self, name: &str, rel: &Path) -> Result<PathBuf> {
+        let mut dir = self.root.clone();
+        if let Some(parent) = rel.parent() {
+            for part in parent.components() {
+                dir.push(part);
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_dir() => {}
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(Error::unsafe_path(
+                            name,
+                            format!("parent {} is a symlink", dir.display()),
+                        ));
+                    }
+                    Ok(_) => {
+                        return Err(Error::unsafe_path(
+                            name,
+                            format!("parent {} is not a directory", dir.display()),
+                        ));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+                    }
+                    Err(e) => return Err(Error::io("inspecting", &dir, e)),
+                }
+            }
+        }
+        Ok(self.root.join(rel))
+    }
+
+    fn temp_name(&mut self, dest: &Path) -> PathBuf {
+        self.counter += 1;
+        let file = dest
+            .file_name()
+            .map(OsStr::to_os_string)
+            .unwrap_or_default();
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(file);
+        tmp.push(format!(
+            ".backups-tmp-{}-{}",
+            std::process::id(),
+            self.counter
+        ));
+        dest.with_file_name(tmp)
+    }
+
+    fn mode(&mut self, name: &str, mode: u32) -> u32 {
+        if mode & 0o6000 != 0 {
+            let msg = format!("{name}: setuid/setgid bits dropped");
+            self.progress.warn(&msg);
+            self.stats.warnings.push(msg);
+        }
+        mode & 0o1777
+    }
+
+    fn extract_entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let (name, rel, kind) = self.policy.check(&entry)?;
+        let dest = self.prepare_parents(&name, &rel)?;
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644);
+        let mtime = header.mtime().unwrap_or(0);
+        let owner = (header.uid().ok(), header.gid().ok());
+        let existing = fs::symlink_metadata(&dest).ok();
+        match &kind {
+            CheckedKind::Directory => {
+                match existing {
+                    Some(m) if m.is_dir() => {}
+                    Some(_) => {
+                        fs::remove_file(&dest).map_err(|e| Error::io("replacing", &dest, e))?;
+                        fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?;
+                    }
+                    None => fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?,
+                }
+                chown(&dest, owner);
+                let mode = self.mode(&name, mode);
+                self.dirs.push((dest, mode, mtime));
+            }
+            CheckedKind::File(_) => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                let mode = self.mode(&name, mode);
+                let result = (|| {
+                    let mut out = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(|e| Error::io("creating", &tmp, e))?;
+                    let n = copy_entry(&name, &mut entry, &mut out, &tmp)?;
+                    self.progress.advance(n);
+                    chown(&tmp, owner);
+                    out.set_permissions(fs::Permissions::from_mode(mode))
+                        .map_err(|e| Error::io("setting mode of", &tmp, e))?;
+                    out.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime))
+                        .map_err(|e| Error::io("setting mtime of", &tmp, e))?;
+                    fs::rename(&tmp, &dest).map_err(|e| Error::io("renaming into", &dest, e))
+                })();
+                if result.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                result?;
+            }
+            CheckedKind::Symlink(target) => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                std::os::unix::fs::symlink(target, &tmp)
+                    .map_err(|e| Error::io("creating symlink", &tmp, e))?;
+                chown(&tmp, owner);
+                fs::rename(&tmp, &dest).map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    Error::io("renaming into", &dest, e)
+                })?;
+            }
+            CheckedKind::HardLink(target) => {
+                refuse_dir(&name, &existing)?;
+                let source = self.prepare_parents(&name, target)?;
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => {}
+                    _ => {
+                        return Err(Error::unsafe_path(
+                            &name,
+                            format!(
+                                "hard link to {} which is not a regular file in the target",
+                                target.display()
+                            ),
+                        ));
+                    }
+                }
+                let tmp = self.temp_name(&dest);
+                fs::hard_link(&source, &tmp).map_err(|e| Error::io("linking", &tmp, e))?;
+                fs::rename(&tmp, &dest).map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    Error::io("renaming into", &dest, e)
+                })?;
+            }
+        }
+        count(&mut self.stats, &kind);
+        self.progress.item(&name);
+        Ok(())
+    }
+
+    /// Applies directory modes and times, deepest first, so read-only
+    /// directories do not block their own extraction.
+    fn finish_dirs(&mut self) -> Result<()> {
+        for (dir, mode, mtime) in self.dirs.drain(..).rev() {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io("setting mode of", &dir, e))?;
+            if let Ok(f) = File::open(&dir) {
+                let _ = f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
+    match existing {
+        Some(m) if m.is_dir() => Err(Error::unsafe_path(
+            name,
+            "a directory exists at this path in the target",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Ownership is restored where permitted (as root); elsewhere it is skipped.
+fn chown(path: &Path, (uid, gid): (Option<u64>, Option<u64>)) {
+    let uid = uid.and_then(|u| u32::try_from(u).ok());
+    let gid = gid.and_then(|g| u32::try_from(g).ok());
+    let _ = std::os::unix::fs::lchown(path, uid, gid);
+}
+
+fn copy_entry<R: Read>(
+    name: &str,
+    entry: &mut tar::Entry<'_, R>,
+    out: &mut File,
+    tmp: &Path,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(name, e)),
+        };
+        io::Write::write_all(out, &buf[..n]).map_err(|e| Error::io("writing", tmp, e))?;
+        total += n as u64;
+    }
+}
+
+impl RootVisitor for Extractor {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        let mut archive = tar::Archive::new(root);
+        let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
+        let mut result = Ok(());
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    result = Err(read_err("(header)", e));
+                    break;
+                }
+            };
+            if let Err(e) = self.extract_entry(entry) {
+                result = Err(e);
+                break;
+            }
+        }
+        let dirs = self.finish_dirs();
+        result.and(dirs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizer_rules() {
+        assert_eq!(sanitize_entry_path(b"./a/b").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(
+            sanitize_entry_path(b"a/./b/").unwrap(),
+            PathBuf::from("a/b")
+        );
+        for bad in [&b"/etc/passwd"[..], b"a/../../b", b"..", b"", b".", b"a\0b"] {
+            assert!(
+                sanitize_entry_path(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

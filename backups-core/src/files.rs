@@ -1,0 +1,274 @@
+//! The file set to back up: root paths, exclude globs, and the scan that
+//! stats every entry (without reading any file) so `root.tar`'s exact size
+//! is known before a byte is written.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::error::{Error, Result};
+
+/// What to back up: absolute or relative paths (each followed through
+/// symlinks at the root, never below it) minus the excludes.
+///
+/// An exclude pattern containing `/` matches the whole absolute path
+/// (`/var/lib/juju/*.log`); one without matches any file or directory name
+/// (`*.tmp`). An excluded directory is skipped with everything below it.
+#[derive(Debug, Clone, Default)]
+pub struct FileSet {
+    /// Roots to back up.
+    pub paths: Vec<PathBuf>,
+    /// Glob patterns to leave out.
+    pub excludes: Vec<String>,
+}
+
+/// The kind of a scanned entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Directory,
+    /// A regular file of `size` bytes at scan time.
+    File {
+        /// Size in bytes when stat'ed.
+        size: u64,
+    },
+    /// A symbolic link, kept as a link.
+    Symlink {
+        /// The link's target, exactly as stored on disk.
+        target: PathBuf,
+    },
+}
+
+/// One stat'ed entry of the file set.
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    /// Where it is on disk.
+    pub source: PathBuf,
+    /// Its name in `root.tar`: the absolute path without the leading `/`.
+    pub name: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits (including setuid/setgid/sticky).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+}
+
+/// The result of scanning a [`FileSet`].
+#[derive(Debug, Default)]
+pub struct ScannedFiles {
+    /// Entries in archive order: parents before children, names sorted.
+    pub entries: Vec<FileEntry>,
+    /// Things left out, each with its reason (sockets, devices, vanished files).
+    pub warnings: Vec<String>,
+}
+
+impl FileSet {
+    fn exclude_set(&self) -> Result<(GlobSet, GlobSet)> {
+        let mut full = GlobSetBuilder::new();
+        let mut name = GlobSetBuilder::new();
+        for pattern in &self.excludes {
+            let glob = Glob::new(pattern).map_err(|e| Error::InvalidInput {
+                what: "exclude pattern",
+                value: pattern.clone(),
+                reason: e.to_string(),
+            })?;
+            if pattern.contains('/') {
+                full.add(glob);
+            } else {
+                name.add(glob);
+            }
+        }
+        let build = |b: GlobSetBuilder, p: &str| {
+            b.build().map_err(|e| Error::InvalidInput {
+                what: "exclude pattern",
+                value: p.to_string(),
+                reason: e.to_string(),
+            })
+        };
+        Ok((build(full, "")?, build(name, "")?))
+    }
+
+    /// Stats every entry under the roots. Reads no file contents.
+    pub fn scan(&self) -> Result<ScannedFiles> {
+        let (full, names) = self.exclude_set()?;
+        let excluded = |path: &Path| {
+            full.is_match(path) || path.file_name().is_some_and(|n| names.is_match(n))
+        };
+        let mut out = ScannedFiles::default();
+        let mut seen = BTreeSet::new();
+        for root in &self.paths {
+            let root = root
+                .canonicalize()
+                .map_err(|e| Error::io("cannot back up", root, e))?;
+            // Parent directories first, so extraction recreates them with their modes.
+            let ancestors: Vec<&Path> = root.ancestors().skip(1).collect();
+            for dir in ancestors.into_iter().rev() {
+                if dir.parent().is_none() {
+                    continue; // "/" itself has no entry
+                }
+                let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+                push_entry(&mut out, &mut seen, dir, &meta)?;
+            }
+            let walker = walkdir::WalkDir::new(&root)
+                .follow_links(false)
+                .follow_root_links(false)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| !excluded(e.path()));
+            for item in walker {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        let path = e.path().map(Path::to_path_buf).unwrap_or(root.clone());
+                        match e.into_io_error() {
+                            Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                                out.warnings
+                                    .push(format!("{}: vanished during scan", path.display()));
+                                continue;
+                            }
+                            Some(io) => return Err(Error::io("scanning", path, io)),
+                            None => {
+                                return Err(Error::io(
+                                    "scanning",
+                                    path,
+                                    std::io::Error::other("filesystem loop"),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let meta = item
+                    .metadata()
+                    .map_err(|e| Error::io("stat", item.path(), e.into()))?;
+                push_entry(&mut out, &mut seen, item.path(), &meta)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn push_entry(
+    out: &mut ScannedFiles,
+    seen: &mut BTreeSet<String>,
+    path: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<()> {
+    let name = archive_name(path)?;
+    if !seen.insert(name.clone()) {
+        return Ok(());
+    }
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Directory
+    } else if ft.is_file() {
+        EntryKind::File { size: meta.len() }
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(path).map_err(|e| Error::io("reading link", path, e))?;
+        EntryKind::Symlink { target }
+    } else {
+        out.warnings.push(format!(
+            "{}: skipped (not a file, directory or symlink)",
+            path.display()
+        ));
+        return Ok(());
+    };
+    out.entries.push(FileEntry {
+        source: path.to_path_buf(),
+        name,
+        kind,
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+    });
+    Ok(())
+}
+
+/// `/var/lib/juju` -> `var/lib/juju`; refuses anything not absolute and normal.
+fn archive_name(path: &Path) -> Result<String> {
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(p) => parts.push(p.to_str().ok_or_else(|| {
+                Error::io(
+                    "cannot back up",
+                    path,
+                    std::io::Error::other("path is not valid UTF-8"),
+                )
+            })?),
+            _ => {
+                return Err(Error::io(
+                    "cannot back up",
+                    path,
+                    std::io::Error::other("path is not absolute and normalised"),
+                ));
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_orders_parents_first_and_applies_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap().join("r");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.txt"), b"hello").unwrap();
+        std::fs::write(root.join("sub/skip.tmp"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        let set = FileSet {
+            paths: vec![root.clone()],
+            excludes: vec!["*.tmp".into()],
+        };
+        let scanned = set.scan().unwrap();
+        let names: Vec<_> = scanned.entries.iter().map(|e| e.name.clone()).collect();
+        let r = archive_name(&root).unwrap();
+        let tail: Vec<_> = names.iter().skip_while(|n| **n != r).cloned().collect();
+        assert_eq!(
+            tail,
+            vec![
+                r.clone(),
+                format!("{r}/link"),
+                format!("{r}/sub"),
+                format!("{r}/sub/a.txt")
+            ]
+        );
+        let link = scanned
+            .entries
+            .iter()
+            .find(|e| e.name.ends_with("link"))
+            .unwrap();
+        assert_eq!(
+            link.kind,
+            EntryKind::Symlink {
+                target: "/etc/passwd".into()
+            }
+        );
+        assert!(
+            names[0].split('/').count() == 1,
+            "ancestors come first: {names:?}"
+        );
+    }
+
+    #[test]
+    fn missing_root_names_the_path() {
+        let set = FileSet {
+            paths: vec!["/definitely/not/here".into()],
+            excludes: vec![],
+        };
+        let err = set.scan().unwrap_err();
+        assert!(err.to_string().contains("/definitely/not/here"), "{err}");
+    }
+}

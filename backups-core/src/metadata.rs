@@ -1,0 +1,275 @@
+//! Backup metadata: Juju's `metadata.json` (formats v0, v1, v2) plus our
+//! additions, as stored inside the archive and in the `<id>.json` sidecar.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::BackupId;
+use crate::error::{Error, Result};
+
+/// The checksum format Juju records for its SHA-1 checksums.
+pub const CHECKSUM_FORMAT: &str = "SHA-1, base64 encoded";
+
+/// The metadata format version we write (Juju's v1 field names).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The newest metadata format version this crate understands.
+pub const MAX_FORMAT_VERSION: u32 = 2;
+
+/// Largest `metadata.json` or sidecar we read, to bound memory on hostile input.
+pub const MAX_METADATA_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Everything known about one backup.
+///
+/// Keys are Go-style PascalCase as Juju writes them; times are RFC 3339 with
+/// nanoseconds and `None` stands for Go's zero time `0001-01-01T00:00:00Z`.
+/// Keys this crate does not know (Juju's `CACert`, `CAPrivateKey`...) are
+/// kept in [`Metadata::extra`] and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Metadata {
+    /// The backup id; empty inside an archive (Juju writes it before the id exists).
+    #[serde(rename = "ID", default, with = "id_or_empty")]
+    pub id: Option<BackupId>,
+    /// Metadata format version: 0 when absent (oldest Juju), 1, or 2.
+    #[serde(default)]
+    pub format_version: u32,
+    /// SHA-1 of the whole `.tar.gz`, base64; empty inside an archive.
+    #[serde(default)]
+    pub checksum: String,
+    /// Always [`CHECKSUM_FORMAT`] once known; empty inside an archive.
+    #[serde(default)]
+    pub checksum_format: String,
+    /// Size in bytes of the whole `.tar.gz`; 0 inside an archive.
+    #[serde(default)]
+    pub size: u64,
+    /// When the archive was stored.
+    #[serde(default, with = "go_time")]
+    pub stored: Option<OffsetDateTime>,
+    /// When the backup started (the id's time).
+    #[serde(default, with = "go_time")]
+    pub started: Option<OffsetDateTime>,
+    /// When the backup finished.
+    #[serde(default, with = "go_time")]
+    pub finished: Option<OffsetDateTime>,
+    /// Free-form notes given by the operator.
+    #[serde(default)]
+    pub notes: String,
+    /// The model (v0: environment) UUID.
+    #[serde(rename = "ModelUUID", alias = "Environment", default)]
+    pub model_uuid: String,
+    /// The machine id the backup was taken on.
+    #[serde(default)]
+    pub machine: String,
+    /// The host name the backup was taken on.
+    #[serde(default)]
+    pub hostname: String,
+    /// The controller software version.
+    #[serde(default)]
+    pub version: String,
+    /// The OS series (Juju 2/3).
+    #[serde(default)]
+    pub series: String,
+    /// The OS base (Juju 4), e.g. `ubuntu@22.04`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base: String,
+    /// The controller UUID (v1+).
+    #[serde(rename = "ControllerUUID", default)]
+    pub controller_uuid: String,
+    /// Number of controller nodes in HA (v1+).
+    #[serde(rename = "HANodes", default)]
+    pub ha_nodes: u64,
+    /// The controller machine id (v1+).
+    #[serde(rename = "ControllerMachineID", default)]
+    pub controller_machine_id: String,
+    /// The controller machine's instance id (v1+).
+    #[serde(rename = "ControllerMachineInstanceID", default)]
+    pub controller_machine_instance_id: String,
+
+    /// Ours: SHA-256 of the whole `.tar.gz`, hex.
+    #[serde(rename = "SHA256", default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+    /// Ours: labels such as `manual`, `scheduled`, `pre-restore`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Ours: number of entries in `root.tar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_count: Option<u64>,
+    /// Ours: the database inventory (namespace -> document count).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, u64>,
+    /// Ours: the tool that wrote the backup, e.g. `backups 0.1.0`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_version: String,
+    /// Ours: warnings recorded while creating the backup (files that changed...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+
+    /// Keys this crate does not interpret, kept as they were.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Metadata {
+    /// Parses metadata JSON from an archive or sidecar; `subject` names the
+    /// source in errors.
+    pub fn from_json(bytes: &[u8], subject: &str) -> Result<Self> {
+        if bytes.len() as u64 > MAX_METADATA_BYTES {
+            return Err(Error::invalid(
+                subject,
+                format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
+            ));
+        }
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid(subject, format!("unreadable metadata.json: {e}")))
+    }
+
+    /// Serialises to the JSON written into archives and sidecars.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Invariant: every field serialises (strings, numbers, maps of JSON values).
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// The id this backup gets in a store: its start time and model UUID.
+    pub fn derive_id(&self, subject: &str) -> Result<BackupId> {
+        let started = self
+            .started
+            .ok_or_else(|| Error::invalid(subject, "metadata has no Started time"))?;
+        if self.model_uuid.is_empty() {
+            return Err(Error::invalid(
+                subject,
+                "metadata has no ModelUUID (or Environment)",
+            ));
+        }
+        BackupId::new(started, &self.model_uuid)
+            .map_err(|e| Error::invalid(subject, format!("cannot derive an id: {e}")))
+    }
+
+    /// The OS series, or the base for Juju 4 archives.
+    pub fn series_or_base(&self) -> &str {
+        if self.series.is_empty() {
+            &self.base
+        } else {
+            &self.series
+        }
+    }
+}
+
+mod id_or_empty {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<BackupId>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_ref().map(BackupId::as_str).unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BackupId>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Go's `time.Time` JSON: RFC 3339 with nanoseconds, zero time for "unset".
+pub(crate) mod go_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    const ZERO: &str = "0001-01-01T00:00:00Z";
+
+    pub fn format(v: Option<OffsetDateTime>) -> String {
+        match v {
+            None => ZERO.to_string(),
+            Some(t) => t
+                .to_offset(time::UtcOffset::UTC)
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| ZERO.to_string()),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<OffsetDateTime>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        if s.is_empty() || s.starts_with("0001-01-01T00:00:00") {
+            return Ok(None);
+        }
+        OffsetDateTime::parse(&s, &Rfc3339)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("bad time {s:?}: {e}")))
+    }
+}
+
+/// Formats a time the way Go's JSON encoder does (zero time for `None`).
+pub fn format_time(t: Option<OffsetDateTime>) -> String {
+    go_time::format(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V0: &str = r#"{"ID":"","Checksum":"","ChecksumFormat":"","Size":0,"Stored":"0001-01-01T00:00:00Z","Started":"2020-02-25T04:12:41.038760008Z","Finished":"0001-01-01T00:00:00Z","Notes":"","Environment":"e2a6a1e5-abea-4393-8593-5a45ae53ab97","Machine":"0","Hostname":"juju-53ab97-0","Version":"2.8-beta1.1","Series":"bionic","CACert":"cert","CAPrivateKey":"key"}"#;
+
+    #[test]
+    fn reads_v0_environment_key() {
+        let m = Metadata::from_json(V0.as_bytes(), "v0").unwrap();
+        assert_eq!(m.format_version, 0);
+        assert_eq!(m.model_uuid, "e2a6a1e5-abea-4393-8593-5a45ae53ab97");
+        assert_eq!(m.id, None);
+        assert_eq!(m.stored, None);
+        assert_eq!(m.extra["CACert"], "cert");
+        assert_eq!(
+            m.derive_id("v0").unwrap().as_str(),
+            "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97"
+        );
+        assert_eq!(
+            format_time(m.started),
+            "2020-02-25T04:12:41.038760008Z",
+            "nanoseconds survive"
+        );
+    }
+
+    #[test]
+    fn writes_v1_names_and_keeps_unknown_keys() {
+        let m = Metadata::from_json(V0.as_bytes(), "v0").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(json["ModelUUID"], "e2a6a1e5-abea-4393-8593-5a45ae53ab97");
+        assert!(json.get("Environment").is_none());
+        assert_eq!(json["Stored"], "0001-01-01T00:00:00Z");
+        assert_eq!(json["ID"], "");
+        assert_eq!(json["CAPrivateKey"], "key");
+        let back = Metadata::from_json(&m.to_json(), "again").unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn v2_may_omit_checksum_and_size() {
+        let m = Metadata::from_json(
+            br#"{"FormatVersion":2,"Started":"2024-01-02T03:04:05Z","ModelUUID":"1be318f6-9460-4fe1-8eb4-b1df2db23b53","Base":"ubuntu@22.04"}"#,
+            "v2",
+        )
+        .unwrap();
+        assert_eq!(m.format_version, 2);
+        assert_eq!(m.size, 0);
+        assert_eq!(m.series_or_base(), "ubuntu@22.04");
+    }
+
+    #[test]
+    fn garbage_names_the_source() {
+        let err = Metadata::from_json(b"{not json", "juju-backup/metadata.json").unwrap_err();
+        assert!(
+            err.to_string().contains("juju-backup/metadata.json"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The bridge between the synchronous archive producer (tar, gzip, hashing
+//! on a blocking thread) and an asynchronous multipart upload: bounded
+//! chunks over a channel, and an abort of the upload on any failure.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::{Error, Result};
+
+/// Bytes handed from the producer to the uploader at a time.
+const CHUNK: usize = 1024 * 1024;
+/// Chunks in flight between producer and uploader.
+const CHANNEL_DEPTH: usize = 4;
+
+/// Upload tuning: memory is bounded by `part_size * (max_concurrency + 1)`
+/// plus a few MiB of channel and compression buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadOptions {
+    /// Multipart part size in bytes (S3 needs at least 5 MiB).
+    pub part_size: usize,
+    /// Parts uploaded concurrently.
+    pub max_concurrency: usize,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            part_size: 8 * 1024 * 1024,
+            max_concurrency: 4,
+        }
+    }
+}
+
+/// A [`Write`] that sends fixed-size chunks to the uploader.
+pub struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+            self.buf.reserve(CHUNK);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Runs `produce` on a blocking thread, streaming what it writes into a
+/// (multipart) upload at `key`. The upload is completed only if `produce`
+/// succeeds and is aborted otherwise, so no partial object appears.
+pub(crate) async fn upload_with<T, F>(
+    store: Arc<dyn ObjectStore>,
+    key: &ObjectPath,
+    options: UploadOptions,
+    produce: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut ChannelWriter) -> Result<T> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            tx,
+            buf: BytesMut::with_capacity(CHUNK),
+        };
+        let out = produce(&mut writer)?;
+        writer
+            .flush()
+            .map_err(|e| Error::io("streaming archive", "upload", e))?;
+        Ok::<T, Error>(out)
+    });
+    let mut upload = BufWriter::with_capacity(store, key.clone(), options.part_size)
+        .with_max_concurrency(options.max_concurrency.max(1));
+    let mut upload_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = upload.put(chunk).await {
+            upload_error = Some(Error::storage(key, e));
+            break;
+        }
+    }
+    drop(rx); // a producer still writing now fails with "upload stopped"
+    let produced = match producer.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Cancelled(format!(
+            "archive producer for {key} failed: {e}"
+        ))),
+    };
+    match (upload_error, produced) {
+        (None, Ok(out)) => {
+            upload.shutdown().await.map_err(|e| {
+                Error::storage(
+                    key,
+                    object_store::Error::Generic {
+                        store: "upload",
+                        source: Box::new(e),
+                    },
+                )
+            })?;
+            Ok(out)
+        }
+        (Some(err), _) | (None, Err(err)) => {
+            // Best effort: the original error is what the caller needs.
+            let _ = upload.abort().await;
+            Err(err)
+        }
+    }
+}
+
+/// A blocking [`Read`] over an object's byte stream (call inside a runtime;
+/// read from a blocking thread).
+pub(crate) fn object_reader(
+    stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+) -> impl Read + Send + 'static {
+    let stream = stream.map_err(io::Error::other).boxed();
+    SyncIoBridge::new(StreamReader::new(stream))
+}

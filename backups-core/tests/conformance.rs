@@ -1,0 +1,23 @@
+//! The `Backups` contract on the memory and local-file stores.
+
+use backups_core::{Storage, StoreBackups, conformance};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store() {
+    conformance::run_all(|| {
+        StoreBackups::new(Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    conformance::run_all(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        dirs.lock().unwrap().push(dir);
+        StoreBackups::new(Storage::from_url(&url, Vec::<(String, String)>::new()).unwrap())
+    })
+    .await;
+}
