@@ -1,1 +1,360 @@
-fn main() {}
+//! `backups`: the command-line front end of backups-core. Parsing, output
+//! and progress live here; every decision about backups lives in the library.
+
+mod args;
+mod output;
+mod progress;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backups_core::{
+    ArchiveSource, BackupId, Backups, CreateRequest, Error, FileSet, Identity, Progress,
+    RestoreRequest, RestoreSource, Storage, StoreBackups,
+};
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::progress::CliProgress;
+
+/// A failure to report: the message (with its causes) and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::NotFound { .. } => 3,
+            Error::AlreadyExists { .. } => 4,
+            Error::ChecksumMismatch { .. }
+            | Error::InvalidArchive { .. }
+            | Error::UnsafePath { .. }
+            | Error::Incompatible { .. } => 5,
+            Error::Storage { .. } => 6,
+            Error::InvalidInput { what, .. } if *what == "store URL" => 6,
+            Error::InvalidInput { .. } => 2,
+            Error::Io { .. } => 7,
+            Error::Cancelled(_) => 130,
+            _ => 1,
+        };
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!("\n  caused by: {text}"));
+            }
+            source = cause.source();
+        }
+        if let Error::NotFound { .. } = e {
+            message.push_str("\n  (run `backups list` to see the backups in this store)");
+        }
+        Failure { message, code }
+    }
+}
+
+fn io_failure(what: &str, e: std::io::Error) -> Failure {
+    Failure {
+        message: format!("{what}: {e}"),
+        code: 7,
+    }
+}
+
+type CliResult = Result<(), Failure>;
+
+fn default_store() -> Result<String, Failure> {
+    let dir = dirs::data_dir().ok_or_else(|| Failure {
+        message:
+            "cannot find a data directory for the default store; pass --store or set BACKUPS_STORE"
+                .into(),
+        code: 2,
+    })?;
+    Ok(dir.join("backups").display().to_string())
+}
+
+fn parse_id(s: &str) -> Result<BackupId, Failure> {
+    s.parse().map_err(|e: Error| Failure {
+        message: e.to_string(),
+        code: 2,
+    })
+}
+
+/// Writes to stdout; a closed pipe (`backups list | head`) is not an error.
+fn out(text: &str) -> CliResult {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(io_failure("writing output", e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn os_series() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VERSION_CODENAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// A stable model UUID for hosts that have no controller model: UUIDv5 of the host name.
+fn host_model_uuid() -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b0d_2d3e_5a1f_4e53_9b7e_1c2a_3f4d_5e6f);
+    uuid::Uuid::new_v5(&NAMESPACE, host_name().as_bytes()).to_string()
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let store_url = match cli.store.clone() {
+        Some(s) => s,
+        None => default_store()?,
+    };
+    let storage = Storage::from_url(&store_url, Vec::<(String, String)>::new())?;
+    let backups = StoreBackups::new(storage);
+    let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
+    let progress: Arc<dyn Progress> = Arc::new(CliProgress::new(cli.progress, cli.quiet, verbose));
+    let say = |text: String| {
+        if !cli.quiet {
+            eprintln!("{text}");
+        }
+    };
+
+    match cli.command {
+        Command::Create(a) => {
+            let model_uuid = a.model_uuid.unwrap_or_else(host_model_uuid);
+            let request = CreateRequest {
+                files: FileSet {
+                    paths: a.paths,
+                    excludes: a.excludes,
+                },
+                database: None,
+                notes: a.notes,
+                labels: a.labels,
+                identity: Identity {
+                    model_uuid,
+                    controller_uuid: a.controller_uuid,
+                    machine: a.machine,
+                    hostname: host_name(),
+                    series: os_series(),
+                    version: format!("backups-{}", env!("CARGO_PKG_VERSION")),
+                    ..Default::default()
+                },
+                compression_level: a.compression_level,
+            };
+            let meta = backups.create(request, progress.clone()).await?;
+            let id = meta.id.clone().ok_or_else(|| Failure {
+                message: "created backup has no id".into(),
+                code: 1,
+            })?;
+            say(format!(
+                "Created backup {id}: {} files, {} ({} bytes)",
+                meta.file_count.unwrap_or(0),
+                output::human_size(meta.size),
+                meta.size
+            ));
+            out(&format!("{id}\n"))?;
+            if let Some(path) = a.download {
+                backups.download(&id, &path, progress).await?;
+                say(format!("Downloaded to {}", path.display()));
+            }
+        }
+        Command::List(a) => {
+            let list = backups.list().await?;
+            if a.json {
+                let values: Vec<_> = list.iter().map(output::json_value).collect();
+                out(&format!("{}\n", serde_json::Value::Array(values)))?;
+            } else if list.is_empty() {
+                out("No backups to display.\n")?;
+            } else {
+                out(&output::table(&list))?;
+            }
+        }
+        Command::Show(a) => {
+            let meta = backups.metadata(&parse_id(&a.id)?).await?;
+            if a.json {
+                let v = output::json_value(&meta);
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                ))?;
+            } else {
+                out(&output::details(&meta))?;
+            }
+        }
+        Command::Download(a) => {
+            let id = parse_id(&a.id)?;
+            match a.output {
+                Some(p) if p.as_os_str() == "-" => {
+                    let mut stdout = tokio::io::stdout();
+                    backups.download_to(&id, &mut stdout, progress).await?;
+                }
+                other => {
+                    let path =
+                        other.unwrap_or_else(|| PathBuf::from(format!("juju-backup-{id}.tar.gz")));
+                    let meta = backups.download(&id, &path, progress).await?;
+                    say(format!(
+                        "Downloaded {id} to {} ({} bytes, checksum verified)",
+                        path.display(),
+                        meta.size
+                    ));
+                }
+            }
+        }
+        Command::Upload(a) => {
+            let outcome = backups
+                .add(ArchiveSource::File(a.file.clone()), progress)
+                .await?;
+            let id = outcome
+                .metadata
+                .id
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            if outcome.already_present {
+                out(&format!(
+                    "Backup file already uploaded as backup ID {id} (same checksum); nothing to do\n"
+                ))?;
+            } else {
+                out(&format!("Uploaded backup file, creating backup ID {id}\n"))?;
+            }
+        }
+        Command::Remove(a) => {
+            let ids: Vec<BackupId> = match a.keep_latest {
+                Some(n) => backups
+                    .list()
+                    .await?
+                    .into_iter()
+                    .skip(n)
+                    .filter_map(|m| m.id)
+                    .collect(),
+                None => a
+                    .ids
+                    .iter()
+                    .map(|s| parse_id(s))
+                    .collect::<Result<_, _>>()?,
+            };
+            if ids.is_empty() {
+                out("Nothing to remove.\n")?;
+            }
+            let mut first_error = None;
+            for id in ids {
+                if a.dry_run {
+                    out(&format!("Would remove backup {id}\n"))?;
+                    continue;
+                }
+                match backups.remove(&id).await {
+                    Ok(()) => out(&format!("Removed backup {id}\n"))?,
+                    Err(e) => {
+                        let f = Failure::from(e);
+                        eprintln!("error: {}", f.message);
+                        first_error.get_or_insert(f);
+                    }
+                }
+            }
+            if let Some(mut f) = first_error {
+                f.message = "some backups could not be removed (see above)".into();
+                return Err(f);
+            }
+        }
+        Command::Restore(a) => {
+            let source = match (a.id, a.file) {
+                (Some(id), _) => RestoreSource::Id(parse_id(&id)?),
+                (None, Some(file)) => RestoreSource::File(file),
+                (None, None) => {
+                    return Err(Failure {
+                        message: "give a backup id or --file".into(),
+                        code: 2,
+                    });
+                }
+            };
+            let report = backups
+                .restore(
+                    RestoreRequest {
+                        source,
+                        target: a.target,
+                        dry_run: a.dry_run,
+                    },
+                    progress,
+                )
+                .await?;
+            let s = &report.stats;
+            let from = report
+                .metadata
+                .id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "archive".into());
+            let verb = if report.dry_run {
+                "Would restore"
+            } else {
+                "Restored"
+            };
+            out(&format!(
+                "{verb} {} files, {} directories, {} symlinks, {} hard links ({}) from {from} into {}\n",
+                s.files,
+                s.directories,
+                s.symlinks,
+                s.hard_links,
+                output::human_size(s.bytes),
+                report.target.display()
+            ))?;
+            if report.dry_run {
+                out(&format!(
+                    "Archive verified: size and SHA-1{}, every path checked. Nothing was changed.\n",
+                    if report.manifest_verified {
+                        ", SHA-256 of every entry"
+                    } else {
+                        " (no manifest: a Juju archive)"
+                    }
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(Failure {
+                message: "interrupted; nothing was committed".into(),
+                code: 130,
+            }),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

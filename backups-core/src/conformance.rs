@@ -4,6 +4,8 @@
 //! Each check takes a fresh, empty [`StoreBackups`] and panics with a
 //! description when the contract is broken.
 
+#![allow(clippy::unwrap_used)] // test support: a panic is how a check fails
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -134,18 +134,17 @@ impl Policy {
                 ));
             }
         }
-        if let CheckedKind::HardLink(target) = &kind {
-            if target
+        if let CheckedKind::HardLink(target) = &kind
+            && (target
                 .ancestors()
                 .skip(1)
                 .any(|a| self.symlinks.contains(a))
-                || self.symlinks.contains(target)
-            {
-                return Err(Error::unsafe_path(
-                    &name,
-                    "hard link would resolve through a symlink",
-                ));
-            }
+                || self.symlinks.contains(target))
+        {
+            return Err(Error::unsafe_path(
+                &name,
+                "hard link would resolve through a symlink",
+            ));
         }
         if matches!(kind, CheckedKind::Symlink(_)) {
             self.symlinks.insert(path.clone());

@@ -1,4 +1,5 @@
 //! The `Backups` contract on the memory and local-file stores.
+#![allow(clippy::unwrap_used)]
 
 use backups_core::{Storage, StoreBackups, conformance};
 

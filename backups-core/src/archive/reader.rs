@@ -121,10 +121,18 @@ pub fn read_archive<R: Read>(
         error: source_error,
         progress,
     };
-    let gz = GzDecoder::new(BufReader::with_capacity(
-        256 * 1024,
-        HashingReader::new(source),
-    ));
+    let mut buffered = BufReader::with_capacity(256 * 1024, HashingReader::new(source));
+    let head = buffered.fill_buf().map_err(|e| fail.map("reading", e))?;
+    if head.is_empty() {
+        return Err(Error::invalid(subject, "empty file, not a gzip stream"));
+    }
+    if !head.starts_with(&[0x1f, 0x8b]) {
+        return Err(Error::invalid(
+            subject,
+            "not a gzip stream (no gzip magic bytes)",
+        ));
+    }
+    let gz = GzDecoder::new(buffered);
     let mut archive = tar::Archive::new(gz);
     let mut metadata = None;
     let mut manifest: Option<Manifest> = None;

@@ -1,0 +1,237 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  other error
+  2  usage error (bad arguments)
+  3  backup not found
+  4  conflict: a different backup already exists under this id
+  5  verification failed: checksum mismatch, invalid or unsafe archive, incompatible backup
+  6  storage error (store unreachable, access denied, bad store URL)
+  7  local file error (cannot read a source, cannot write a target)
+  130 interrupted (nothing was committed)
+
+The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.";
+
+/// Back up and restore a cluster controller (its files, and later its
+/// database) into an object store, in Juju's archive format.
+#[derive(Debug, Parser)]
+#[command(name = "backups", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Where backups are kept: a directory, file:///path, memory://,
+    /// s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.
+    #[arg(long, global = true, env = "BACKUPS_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// How to show progress on stderr: a bar on a terminal (auto), always a
+    /// bar, plain lines, or nothing.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Print only results and errors (no progress, no warnings).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, nothing otherwise.
+    Auto,
+    /// Always a bar.
+    Bar,
+    /// Plain text lines (for logs).
+    Plain,
+    /// Nothing.
+    None,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up files (and, later, the database) into the store; prints the new id.
+    #[command(after_help = "\
+Examples:
+  backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
+  backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
+  backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+
+Exclude patterns containing '/' match the whole absolute path; others match
+any file or directory name. Files are read once and streamed into the store;
+a file that changes while it is read is reported as a warning.")]
+    Create(CreateArgs),
+
+    /// List the backups in the store, newest first.
+    #[command(after_help = "\
+Examples:
+  backups list
+  backups list --json | jq -r '.[].ID'")]
+    List(ListArgs),
+
+    /// Show everything recorded about one backup.
+    #[command(after_help = "\
+Examples:
+  backups show 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
+  backups show 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --json")]
+    Show(ShowArgs),
+
+    /// Download a backup's archive, verifying its size and checksum.
+    #[command(after_help = "\
+Examples:
+  backups download 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
+  backups download 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 -o /tmp/b.tar.gz
+  backups download 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 -o - | tar tzf -
+
+The file appears only once its checksum is verified (it is written to a
+temporary name first). With '-o -' the bytes go to stdout and a mismatch is
+reported after they were written.")]
+    Download(DownloadArgs),
+
+    /// Add an existing archive (ours or Juju's) to the store.
+    #[command(after_help = "\
+Examples:
+  backups upload juju-backup-20200225-041241.tar.gz
+
+The archive is validated first (gzip, layout, metadata, every root.tar path);
+its id comes from its metadata (start time and model UUID). Uploading the
+same bytes again does nothing; different bytes under an existing id fail.")]
+    Upload(UploadArgs),
+
+    /// Remove backups by id, or all but the newest N.
+    #[command(after_help = "\
+Examples:
+  backups remove 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
+  backups remove --keep-latest 5
+  backups remove --keep-latest 5 --dry-run")]
+    Remove(RemoveArgs),
+
+    /// Restore a backup's files into a target directory.
+    #[command(after_help = "\
+Examples:
+  backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target /
+  backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
+
+The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
+every path) before anything is written. Paths with '..', absolute paths,
+device nodes and writes through symlinks are refused; each file is written
+to a temporary name and renamed into place.")]
+    Restore(RestoreArgs),
+}
+
+/// `backups create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// A file or directory to back up (repeatable).
+    #[arg(long = "path", required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Leave out matching files and directories (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Notes stored with the backup.
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Labels stored with the backup (repeatable).
+    #[arg(long = "label", value_name = "LABEL", default_values_t = ["manual".to_string()])]
+    pub labels: Vec<String>,
+    /// Also download the new archive to this file.
+    #[arg(long, value_name = "FILE")]
+    pub download: Option<PathBuf>,
+    /// Model UUID used in the backup id (default: derived from the host name).
+    #[arg(long, env = "BACKUPS_MODEL_UUID", value_name = "UUID")]
+    pub model_uuid: Option<String>,
+    /// Controller UUID recorded in the metadata.
+    #[arg(
+        long,
+        env = "BACKUPS_CONTROLLER_UUID",
+        default_value = "",
+        value_name = "UUID"
+    )]
+    pub controller_uuid: String,
+    /// Machine id recorded in the metadata.
+    #[arg(long, default_value = "0")]
+    pub machine: String,
+    /// gzip compression level, 0 (none) to 9 (smallest).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: u32,
+}
+
+/// `backups list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (an array of metadata objects).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backups show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The backup id.
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backups download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The backup id.
+    pub id: String,
+    /// Output file, or '-' for stdout (default: juju-backup-<id>.tar.gz).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `backups upload`.
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The archive file (.tar.gz).
+    pub file: PathBuf,
+}
+
+/// `backups remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Backup ids to remove.
+    #[arg(
+        required_unless_present = "keep_latest",
+        conflicts_with = "keep_latest"
+    )]
+    pub ids: Vec<String>,
+    /// Remove all backups except the newest N.
+    #[arg(long, value_name = "N")]
+    pub keep_latest: Option<usize>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `backups restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup id to restore.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub id: Option<String>,
+    /// Restore from a local archive file instead of the store.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Directory the backed-up files are restored under ('/' for in place).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Verify the archive and print what would be restored; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print each restored path.
+    #[arg(long, short)]
+    pub verbose: bool,
+}

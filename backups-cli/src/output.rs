@@ -1,0 +1,174 @@
+//! How metadata is printed: the list table, `show`'s fields, JSON.
+
+use backups_core::Metadata;
+use backups_core::metadata::format_time;
+
+/// Keys never printed (the CA private key Juju keeps in its metadata).
+const SECRET_KEYS: &[&str] = &["CAPrivateKey"];
+
+/// Metadata as JSON for `--json`, secrets removed.
+pub fn json_value(meta: &Metadata) -> serde_json::Value {
+    let mut m = meta.clone();
+    for k in SECRET_KEYS {
+        m.extra.remove(*k);
+    }
+    serde_json::to_value(&m).unwrap_or_default()
+}
+
+/// `12.3 MiB`-style sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn short_time(meta: &Metadata) -> String {
+    match meta.started {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        None => "-".into(),
+    }
+}
+
+/// The `list` table.
+pub fn table(list: &[Metadata]) -> String {
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|m| {
+            [
+                m.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                short_time(m),
+                human_size(m.size),
+                m.labels.join(","),
+                m.notes.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STARTED (UTC)", "SIZE", "LABELS", "NOTES"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let fmt_row = |cells: &[String]| {
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        line.trim_end().to_string() + "\n"
+    };
+    let mut out = fmt_row(&header.map(String::from));
+    for r in &rows {
+        out.push_str(&fmt_row(r));
+    }
+    out
+}
+
+/// `show`'s human output: every field Juju's show-backup prints, then ours.
+pub fn details(m: &Metadata) -> String {
+    let mut rows: Vec<(&str, String)> = vec![
+        (
+            "backup ID",
+            m.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        ),
+        ("checksum", m.checksum.clone()),
+        ("checksum format", m.checksum_format.clone()),
+        ("size (B)", m.size.to_string()),
+        ("stored", format_time(m.stored)),
+        ("started", format_time(m.started)),
+        ("finished", format_time(m.finished)),
+        ("notes", m.notes.clone()),
+        ("model ID", m.model_uuid.clone()),
+        ("machine ID", m.machine.clone()),
+        ("created on host", m.hostname.clone()),
+        ("juju version", m.version.clone()),
+        (
+            if m.series.is_empty() && !m.base.is_empty() {
+                "base"
+            } else {
+                "series"
+            },
+            m.series_or_base().to_string(),
+        ),
+        ("controller UUID", m.controller_uuid.clone()),
+        ("controller machine ID", m.controller_machine_id.clone()),
+        (
+            "controller machine instance ID",
+            m.controller_machine_instance_id.clone(),
+        ),
+        ("HA nodes", m.ha_nodes.to_string()),
+        ("format version", m.format_version.to_string()),
+        ("sha256", m.sha256.clone()),
+        ("labels", m.labels.join(", ")),
+        (
+            "files",
+            m.file_count.map(|n| n.to_string()).unwrap_or_default(),
+        ),
+        ("tool version", m.tool_version.clone()),
+    ];
+    if m.extra.contains_key("CACert") {
+        rows.push(("CA certificate", "present".into()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(format!("{:<width$} {v}", format!("{k}:")).trim_end());
+        out.push('\n');
+    }
+    if !m.databases.is_empty() {
+        out.push_str("databases:\n");
+        for (ns, n) in &m.databases {
+            out.push_str(&format!("  {ns}: {n} documents\n"));
+        }
+    }
+    if !m.warnings.is_empty() {
+        out.push_str("warnings:\n");
+        for w in &m.warnings {
+            out.push_str(&format!("  {w}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(16160), "15.8 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn json_drops_the_private_key() {
+        let mut m = Metadata::default();
+        m.extra.insert("CAPrivateKey".into(), "secret".into());
+        m.extra.insert("CACert".into(), "cert".into());
+        let v = json_value(&m);
+        assert!(v.get("CAPrivateKey").is_none());
+        assert_eq!(v["CACert"], "cert");
+    }
+}

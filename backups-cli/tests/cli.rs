@@ -1,0 +1,749 @@
+//! The `backups` binary, run as a user would, against real local stores,
+#![allow(clippy::unwrap_used)]
+//! real Juju archives, GNU tar and openssl.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_backups");
+const MODEL: &str = "0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/juju")
+}
+
+/// A temp dir with a store in it; runs the binary against that store.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args([
+                "--store",
+                self.store().to_str().unwrap(),
+                "--progress",
+                "none",
+            ])
+            .args(args)
+            .env_remove("BACKUPS_STORE")
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .current_dir(self.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "backups {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure; returns (exit code, stderr).
+    fn fail(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "backups {args:?} unexpectedly succeeded"
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+/// Files, dirs, modes, an empty file, a symlink, a file with a long name.
+fn sample_tree(root: &Path) -> PathBuf {
+    let tree = root.join("data");
+    std::fs::create_dir_all(tree.join("etc/juju/certs")).unwrap();
+    std::fs::create_dir_all(tree.join("var/log")).unwrap();
+    std::fs::write(tree.join("etc/juju/agent.conf"), b"tag: machine-0\n").unwrap();
+    std::fs::write(tree.join("etc/juju/certs/server.pem"), vec![b'p'; 9000]).unwrap();
+    std::fs::set_permissions(
+        tree.join("etc/juju/certs/server.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/juju/empty"), b"").unwrap();
+    std::fs::write(tree.join("var/log/big.log"), vec![b'l'; 300_000]).unwrap();
+    std::fs::write(tree.join(format!("etc/{}", "n".repeat(150))), b"long name").unwrap();
+    std::fs::set_permissions(
+        tree.join("etc/juju"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/juju/agent.conf", tree.join("etc/current-agent")).unwrap();
+    tree.canonicalize().unwrap()
+}
+
+type Snapshot = BTreeMap<String, (char, u32, String)>;
+
+/// name -> (kind, mode, SHA-1 of contents or link target) for a whole tree,
+/// leaving out the store directory (opening a local store creates it).
+fn snapshot(root: &Path) -> Snapshot {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+        use sha1::Digest;
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let m = p.symlink_metadata().unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel == "store" {
+                continue;
+            }
+            if m.is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.insert(rel, ('l', 0, t.display().to_string()));
+            } else if m.is_dir() {
+                out.insert(rel, ('d', m.mode() & 0o7777, String::new()));
+                walk(root, &p, out);
+            } else {
+                let sum = sha1::Sha1::digest(std::fs::read(&p).unwrap());
+                out.insert(rel, ('f', m.mode() & 0o7777, format!("{sum:x}")));
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+fn first_id(env: &Env) -> String {
+    env.json(&["list", "--json"])[0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn sh(cmd: &str, dir: &Path) -> Output {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn empty_store_lists_nothing() {
+    let env = Env::new();
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    assert_eq!(env.json(&["list", "--json"]), Value::Array(vec![]));
+}
+
+#[test]
+fn create_list_show_download_restore_round_trip() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let stdout = env.ok(&[
+        "create",
+        "--path",
+        tree.to_str().unwrap(),
+        "--notes",
+        "before upgrade",
+        "--label",
+        "manual",
+        "--label",
+        "pre-upgrade",
+    ]);
+    let id = stdout.trim().to_string();
+    assert!(id.ends_with(MODEL), "{id}");
+
+    let table = env.ok(&["list"]);
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(
+        table.contains(&id)
+            && table.contains("before upgrade")
+            && table.contains("manual,pre-upgrade")
+    );
+
+    let meta = env.json(&["show", &id, "--json"]);
+    assert_eq!(meta["ID"], id.as_str());
+    assert_eq!(meta["ModelUUID"], MODEL);
+    assert_eq!(meta["FormatVersion"], 1);
+    assert_eq!(meta["ChecksumFormat"], "SHA-1, base64 encoded");
+    let human = env.ok(&["show", &id]);
+    for field in [
+        "backup ID:",
+        "checksum:",
+        "size (B):",
+        "stored:",
+        "started:",
+        "finished:",
+        "notes:",
+        "model ID:",
+        "machine ID:",
+        "created on host:",
+        "juju version:",
+        "series:",
+        "controller UUID:",
+        "HA nodes:",
+        "sha256:",
+        "labels:",
+    ] {
+        assert!(human.contains(field), "show lacks {field}: {human}");
+    }
+
+    // Download: byte count and checksum as an operator would check them.
+    env.ok(&["download", &id, "-o", "b.tar.gz"]);
+    let file = env.path().join("b.tar.gz");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        meta["Size"].as_u64().unwrap()
+    );
+    let sha1 = sh("openssl dgst -sha1 -binary b.tar.gz | base64", env.path());
+    assert_eq!(
+        String::from_utf8_lossy(&sha1.stdout).trim(),
+        meta["Checksum"].as_str().unwrap()
+    );
+    let via_stdout = env.run(&["download", &id, "-o", "-"]);
+    assert!(via_stdout.status.success());
+    assert_eq!(via_stdout.stdout, std::fs::read(&file).unwrap());
+
+    // GNU tar reads the archive and root.tar.
+    let gnu = env.path().join("gnu");
+    std::fs::create_dir(&gnu).unwrap();
+    sh(
+        "tar xzf ../b.tar.gz && tar tf juju-backup/root.tar >/dev/null && mkdir root && tar xpf juju-backup/root.tar -C root",
+        &gnu,
+    );
+    let listing = String::from_utf8(sh("tar tzf ../b.tar.gz", &gnu).stdout).unwrap();
+    assert!(
+        listing.starts_with("juju-backup/\njuju-backup/metadata.json\njuju-backup/root.tar\n"),
+        "{listing}"
+    );
+    assert!(listing.contains("juju-backup/manifest.json"));
+    let rel = tree.strip_prefix("/").unwrap();
+    assert_eq!(snapshot(&gnu.join("root").join(rel)), snapshot(&tree));
+
+    // Our restore gives the same tree; a dry run changes nothing.
+    let dry = env.ok(&["restore", &id, "--target", "dry", "--dry-run"]);
+    assert!(dry.starts_with("Would restore 5 files"), "{dry}");
+    assert!(!env.path().join("dry").exists());
+    let report = env.ok(&["restore", &id, "--target", "restored"]);
+    assert!(report.starts_with("Restored 5 files"), "{report}");
+    assert_eq!(
+        snapshot(&env.path().join("restored").join(rel)),
+        snapshot(&tree)
+    );
+}
+
+#[test]
+fn create_excludes_and_downloads() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let id = env
+        .ok(&[
+            "create",
+            "--path",
+            tree.to_str().unwrap(),
+            "--exclude",
+            "*.log",
+            "--exclude",
+            &format!("{}/etc/juju/certs", tree.display()),
+            "--download",
+            "copy.tar.gz",
+        ])
+        .trim()
+        .to_string();
+    let listing = String::from_utf8(
+        sh(
+            "tar xzOf copy.tar.gz juju-backup/root.tar | tar tf -",
+            env.path(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        !listing.contains("big.log") && !listing.contains("server.pem"),
+        "{listing}"
+    );
+    assert!(listing.contains("agent.conf"));
+    assert_eq!(
+        env.json(&["show", &id, "--json"])["Size"].as_u64().unwrap(),
+        std::fs::metadata(env.path().join("copy.tar.gz"))
+            .unwrap()
+            .len()
+    );
+}
+
+struct Fixture {
+    file: &'static str,
+    id: &'static str,
+    checksum: &'static str,
+    size: u64,
+    model: &'static str,
+}
+
+const FIXTURES: [Fixture; 4] = [
+    Fixture {
+        file: "valid-backup.tar.gz",
+        id: "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+        checksum: "CnlHI2qyBXXpMFLPCEBx7gwOtf0=",
+        size: 16160,
+        model: "e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+    },
+    Fixture {
+        file: "valid-backup-ver-1.tar.gz",
+        id: "20200303-155649.1be318f6-9460-4fe1-8eb4-b1df2db23b53",
+        checksum: "Re1CfBK94SfHPwpRQVhn+Y5pCtE=",
+        size: 15031,
+        model: "1be318f6-9460-4fe1-8eb4-b1df2db23b53",
+    },
+    Fixture {
+        file: "valid-backup-ver-2.tar.gz",
+        id: "20200303-155649.1be318f6-9460-4fe1-8eb4-b1df2db23b53",
+        checksum: "ypmdKdCiehvT8VjowCvOUL3NrsM=",
+        size: 14532,
+        model: "1be318f6-9460-4fe1-8eb4-b1df2db23b53",
+    },
+    Fixture {
+        file: "missing-root-backup.tar.gz",
+        id: "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+        checksum: "2Fu8pY1V3SlYxc97UjBipoVGyfQ=",
+        size: 3483,
+        model: "e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+    },
+];
+
+#[test]
+fn juju_archives_upload_show_download_restore() {
+    for fx in &FIXTURES {
+        let env = Env::new();
+        let src = fixtures().join(fx.file);
+        let out = env.ok(&["upload", src.to_str().unwrap()]);
+        assert_eq!(
+            out,
+            format!("Uploaded backup file, creating backup ID {}\n", fx.id),
+            "{}",
+            fx.file
+        );
+        assert!(env.ok(&["list"]).contains(fx.id));
+
+        let meta = env.json(&["show", fx.id, "--json"]);
+        assert_eq!(meta["ID"], fx.id);
+        assert_eq!(meta["Checksum"], fx.checksum, "{}", fx.file);
+        assert_eq!(meta["Size"], fx.size);
+        assert_eq!(meta["ModelUUID"], fx.model);
+        assert_eq!(meta["Version"], "2.8-beta1.1");
+        assert!(
+            meta.get("CAPrivateKey").is_none(),
+            "the CA key is never printed"
+        );
+
+        env.ok(&["download", fx.id, "-o", "copy.tar.gz"]);
+        assert_eq!(
+            std::fs::read(env.path().join("copy.tar.gz")).unwrap(),
+            std::fs::read(&src).unwrap(),
+            "{}",
+            fx.file
+        );
+
+        if fx.file.starts_with("missing-root") {
+            let (code, err) = env.fail(&["restore", fx.id, "--target", "t"]);
+            assert_eq!(code, 5, "{err}");
+            assert!(err.contains("juju-backup/root.tar"), "{err}");
+            assert!(!env.path().join("t").exists());
+            continue;
+        }
+        let report = env.ok(&["restore", fx.id, "--target", "ours"]);
+        assert!(report.contains("1 symlinks"), "{report}");
+        let gnu = env.path().join("gnu");
+        std::fs::create_dir_all(gnu.join("root")).unwrap();
+        sh(
+            "tar xzf ../copy.tar.gz && tar xpf juju-backup/root.tar -C root",
+            &gnu,
+        );
+        let ours = snapshot(&env.path().join("ours"));
+        assert_eq!(ours, snapshot(&gnu.join("root")), "{}", fx.file);
+        let link = ours
+            .iter()
+            .find(|(k, v)| k.starts_with("var/lib/juju/tools/machine-") && v.0 == 'l')
+            .expect("tools symlink");
+        assert!(
+            link.1.2.starts_with("/var/lib/juju/tools/2.8-beta1"),
+            "absolute symlink kept as it was: {link:?}"
+        );
+        assert_eq!(ours["var/lib/juju/server.pem"].1, 0o600);
+    }
+}
+
+#[test]
+fn upload_is_idempotent_and_refuses_other_bytes_under_the_same_id() {
+    let env = Env::new();
+    let valid = fixtures().join("valid-backup.tar.gz");
+    env.ok(&["upload", valid.to_str().unwrap()]);
+    let again = env.ok(&["upload", valid.to_str().unwrap()]);
+    assert!(again.contains("already uploaded"), "{again}");
+    let other = fixtures().join("missing-root-backup.tar.gz");
+    let (code, err) = env.fail(&["upload", other.to_str().unwrap()]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("CnlHI2qyBXXpMFLPCEBx7gwOtf0="),
+        "{err}"
+    );
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn upload_refuses_what_is_not_a_backup() {
+    let env = Env::new();
+    std::fs::write(
+        env.path().join("plain.txt"),
+        b"hello, this is not an archive\n",
+    )
+    .unwrap();
+    let (code, err) = env.fail(&["upload", "plain.txt"]);
+    assert_eq!(code, 5);
+    assert!(err.contains("plain.txt") && err.contains("gzip"), "{err}");
+    let (code, err) = env.fail(&["upload", "missing.tar.gz"]);
+    assert_eq!(code, 7);
+    assert!(err.contains("missing.tar.gz"), "{err}");
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+}
+
+#[test]
+fn remove_by_id_and_keep_latest() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            env.ok(&["create", "--path", tree.to_str().unwrap()])
+                .trim()
+                .to_string(),
+        );
+    }
+    let (code, err) = env.fail(&[
+        "remove",
+        "20990101-000000.0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let (code, _) = env.fail(&["show", "../../etc/passwd"]);
+    assert_eq!(code, 2);
+
+    let dry = env.ok(&["remove", "--keep-latest", "1", "--dry-run"]);
+    assert_eq!(
+        dry,
+        format!(
+            "Would remove backup {}\nWould remove backup {}\n",
+            ids[1], ids[0]
+        )
+    );
+    assert_eq!(env.ok(&["remove", "--keep-latest", "1"]).lines().count(), 2);
+    assert_eq!(first_id(&env), ids[2]);
+    assert_eq!(
+        env.ok(&["remove", &ids[2]]),
+        format!("Removed backup {}\n", ids[2])
+    );
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    let leftovers: Vec<_> = std::fs::read_dir(env.store()).unwrap().collect();
+    assert!(leftovers.is_empty(), "archives and sidecars are deleted");
+}
+
+#[test]
+fn bad_store_url_is_a_storage_error() {
+    let out = Command::new(BIN)
+        .args(["--store", "ftp://example/x", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ftp://example/x") && err.contains("unsupported scheme"),
+        "{err}"
+    );
+}
+
+// ---- hostile archives -------------------------------------------------------
+
+/// One crafted root.tar entry: raw name bytes, type, link name, data.
+struct Raw {
+    name: &'static [u8],
+    kind: tar::EntryType,
+    link: &'static [u8],
+    data: &'static [u8],
+}
+
+fn raw(name: &'static [u8], kind: tar::EntryType, link: &'static [u8], data: &'static [u8]) -> Raw {
+    Raw {
+        name,
+        kind,
+        link,
+        data,
+    }
+}
+
+/// Builds an outer archive (Juju v1 metadata, the crafted root.tar) without
+/// the tar crate's path checks, the way an attacker would.
+fn hostile_archive(entries: &[Raw]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..e.name.len()].copy_from_slice(e.name);
+        h.as_old_mut().linkname[..e.link.len()].copy_from_slice(e.link);
+        h.set_entry_type(e.kind);
+        h.set_mode(0o644);
+        h.set_size(e.data.len() as u64);
+        h.set_cksum();
+        inner.extend_from_slice(h.as_bytes());
+        inner.extend_from_slice(e.data);
+        inner.resize(inner.len().div_ceil(512) * 512, 0);
+    }
+    inner.extend_from_slice(&[0; 1024]);
+    let metadata = format!(
+        r#"{{"ID":"","FormatVersion":1,"Started":"2021-01-01T00:00:00Z","ModelUUID":"{MODEL}"}}"#
+    );
+    let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for (name, body) in [
+        ("juju-backup/metadata.json", metadata.as_bytes()),
+        ("juju-backup/root.tar", &inner[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        outer.append_data(&mut h, name, body).unwrap();
+    }
+    outer.into_inner().unwrap().finish().unwrap()
+}
+
+/// Restoring `archive` must fail with exit 5 naming `entry`, and write
+/// nothing: not in the target, not beside it.
+fn assert_refused(env: &Env, archive: &[u8], entry: &str) {
+    std::fs::write(env.path().join("hostile.tar.gz"), archive).unwrap();
+    let before = snapshot(env.path());
+    let (code, err) = env.fail(&["restore", "--file", "hostile.tar.gz", "--target", "target"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains(entry), "error should name {entry}: {err}");
+    assert_eq!(snapshot(env.path()), before, "nothing written anywhere");
+    let (code, err) = env.fail(&["upload", "hostile.tar.gz"]);
+    assert_eq!(code, 5, "{err}");
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+}
+
+#[test]
+fn hostile_parent_dir_components() {
+    let env = Env::new();
+    let a = hostile_archive(&[
+        raw(b"etc/ok", tar::EntryType::Regular, b"", b"fine"),
+        raw(b"etc/../../escape", tar::EntryType::Regular, b"", b"pwned"),
+    ]);
+    assert_refused(&env, &a, "etc/../../escape");
+}
+
+#[test]
+fn hostile_absolute_path() {
+    let env = Env::new();
+    let a = hostile_archive(&[raw(
+        b"/tmp/backups-hostile-absolute",
+        tar::EntryType::Regular,
+        b"",
+        b"pwned",
+    )]);
+    assert_refused(&env, &a, "/tmp/backups-hostile-absolute");
+    assert!(!Path::new("/tmp/backups-hostile-absolute").exists());
+}
+
+#[test]
+fn hostile_symlink_then_write_through_it() {
+    let env = Env::new();
+    let outside = env.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let a = hostile_archive(&[
+        raw(b"link", tar::EntryType::Symlink, b"../outside", b""),
+        raw(b"link/pwned", tar::EntryType::Regular, b"", b"pwned"),
+    ]);
+    assert_refused(&env, &a, "link/pwned");
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+}
+
+#[test]
+fn hostile_hardlink_to_outside_file() {
+    let env = Env::new();
+    for link in [&b"/etc/passwd"[..], b"../../../../etc/passwd"] {
+        let link: &'static [u8] = Box::leak(link.to_vec().into_boxed_slice());
+        let a = hostile_archive(&[raw(b"passwd", tar::EntryType::Link, link, b"")]);
+        assert_refused(&env, &a, "passwd");
+    }
+}
+
+#[test]
+fn hostile_device_node() {
+    let env = Env::new();
+    let a = hostile_archive(&[
+        raw(b"dev/sda", tar::EntryType::Block, b"", b""),
+        raw(b"dev/null", tar::EntryType::Char, b"", b""),
+    ]);
+    assert_refused(&env, &a, "dev/sda");
+}
+
+#[test]
+fn hostile_truncated_gzip() {
+    let env = Env::new();
+    let good = hostile_archive(&[raw(b"etc/ok", tar::EntryType::Regular, b"", &[7; 5000])]);
+    let (code, err) = {
+        std::fs::write(env.path().join("cut.tar.gz"), &good[..good.len() - 40]).unwrap();
+        env.fail(&["restore", "--file", "cut.tar.gz", "--target", "target"])
+    };
+    assert_eq!(code, 5);
+    assert!(
+        err.contains("truncated") && err.contains("cut.tar.gz"),
+        "{err}"
+    );
+    assert!(!env.path().join("target").exists());
+}
+
+#[test]
+fn symlink_already_in_target_is_not_followed() {
+    let env = Env::new();
+    let outside = env.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(env.path().join("target")).unwrap();
+    std::os::unix::fs::symlink(&outside, env.path().join("target/etc")).unwrap();
+    let a = hostile_archive(&[raw(b"etc/passwd", tar::EntryType::Regular, b"", b"pwned")]);
+    std::fs::write(env.path().join("a.tar.gz"), a).unwrap();
+    let (code, err) = env.fail(&["restore", "--file", "a.tar.gz", "--target", "target"]);
+    assert_eq!(code, 5);
+    assert!(
+        err.contains("etc/passwd") && err.contains("symlink"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+}
+
+#[test]
+fn tampered_archive_in_store_is_refused_before_restore() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let id = env
+        .ok(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let archive = env.store().join(format!("{id}.tar.gz"));
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0x55;
+    std::fs::write(&archive, bytes).unwrap();
+    let (code, err) = env.fail(&["restore", &id, "--target", "target"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains(&id), "{err}");
+    assert!(!env.path().join("target").exists());
+    let (code, err) = env.fail(&["download", &id, "-o", "out.tar.gz"]);
+    assert_eq!(code, 5);
+    assert!(err.contains("mismatch"), "{err}");
+    assert!(!env.path().join("out.tar.gz").exists());
+}
+
+// ---- crash safety -----------------------------------------------------------
+
+#[test]
+fn create_killed_during_upload_leaves_nothing_visible() {
+    let env = Env::new();
+    let tree = env.path().join("big");
+    std::fs::create_dir(&tree).unwrap();
+    // Incompressible data, so the upload is well under way when we kill it.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..6 {
+        let mut f = std::fs::File::create(tree.join(format!("blob{i}"))).unwrap();
+        let mut buf = vec![0u8; 8 << 20];
+        for chunk in buf.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            chunk.copy_from_slice(&seed.to_le_bytes());
+        }
+        f.write_all(&buf).unwrap();
+    }
+    let mut child = Command::new(BIN)
+        .args([
+            "--store",
+            env.store().to_str().unwrap(),
+            "--progress",
+            "plain",
+            "create",
+            "--path",
+            tree.to_str().unwrap(),
+        ])
+        .env("BACKUPS_MODEL_UUID", MODEL)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a progress line showing data already streamed, then SIGKILL.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut killed = false;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.starts_with("archiving: ") && !line.starts_with("archiving: 0/") {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(killed, "create finished before it could be killed");
+    assert!(!status.success());
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    let sidecars = std::fs::read_dir(env.store())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(sidecars, 0);
+    // A later create succeeds and is the only backup listed.
+    let small = sample_tree(env.path());
+    let id = env
+        .ok(&["create", "--path", small.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let list = env.json(&["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["ID"], id.as_str());
+}
