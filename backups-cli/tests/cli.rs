@@ -661,7 +661,12 @@ fn tampered_archive_in_store_is_refused_before_restore() {
         .ok(&["create", "--path", tree.to_str().unwrap()])
         .trim()
         .to_string();
-    let archive = env.store().join(format!("{id}.tar.gz"));
+    let name = env.json(&["show", &id, "--json"])["Archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with(&id) && name.ends_with(".tar.gz"), "{name}");
+    let archive = env.store().join(name);
     let mut bytes = std::fs::read(&archive).unwrap();
     let n = bytes.len();
     bytes[n - 100] ^= 0x55;

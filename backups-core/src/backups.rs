@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -319,8 +320,11 @@ impl StoreBackups {
     }
 
     /// Writes the sidecar: the commit point. Create-only where the store
-    /// supports it, so a concurrent commit of the same id is detected.
-    async fn commit(&self, meta: &Metadata) -> Result<()> {
+    /// supports it; then the sidecar is read back, because some stores
+    /// (Garage) silently overwrite: whoever's archive the sidecar names has
+    /// won, and a loser deletes its own archive. Either way the sidecar
+    /// always names an intact archive.
+    async fn commit(&self, meta: &Metadata, archive: &ObjectPath) -> Result<Commit> {
         let id = meta
             .id
             .as_ref()
@@ -335,20 +339,37 @@ impl StoreBackups {
             .put_opts(&key, PutPayload::from(meta.to_json()), opts)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let existing = self
-                    .sidecar(id)
-                    .await?
-                    .map(|m| m.checksum)
-                    .unwrap_or_default();
-                Err(Error::AlreadyExists {
-                    id: id.clone(),
-                    existing,
-                    new: meta.checksum.clone(),
-                })
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                let _ = self.store().delete(archive).await;
+                return Err(Error::storage(&key, e));
             }
-            Err(e) => Err(Error::storage(&key, e)),
+        }
+        let current = match self.sidecar(id).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.store().delete(archive).await;
+                return Err(e);
+            }
+        };
+        match current {
+            Some(c) if c.archive == meta.archive && c.checksum == meta.checksum => {
+                Ok(Commit::Written)
+            }
+            other => {
+                let _ = self.store().delete(archive).await;
+                match other {
+                    Some(c) if c.checksum == meta.checksum => Ok(Commit::SameContent(c)),
+                    Some(c) => Err(Error::AlreadyExists {
+                        id: id.clone(),
+                        existing: c.checksum,
+                        new: meta.checksum.clone(),
+                    }),
+                    None => Err(Error::Cancelled(format!(
+                        "backup {id} was removed while it was being committed"
+                    ))),
+                }
+            }
         }
     }
 
@@ -369,8 +390,8 @@ impl StoreBackups {
         )))
     }
 
-    async fn archive_reader(&self, id: &BackupId) -> Result<Box<dyn Read + Send>> {
-        let key = self.storage.archive_key(id);
+    async fn archive_reader(&self, id: &BackupId, meta: &Metadata) -> Result<Box<dyn Read + Send>> {
+        let key = self.storage.archive_key(id, meta);
         let result = self.store().get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => Error::invalid(
                 id.to_string(),
@@ -381,10 +402,18 @@ impl StoreBackups {
         Ok(Box::new(object_reader(result.into_stream())))
     }
 
-    async fn open_restore_source(&self, source: &RestoreSource) -> Result<Box<dyn Read + Send>> {
-        match source {
-            RestoreSource::Id(id) => self.archive_reader(id).await,
-            RestoreSource::File(p) => ArchiveSource::File(p.clone()).open(),
+    async fn open_restore_source(
+        &self,
+        source: &RestoreSource,
+        recorded: Option<&Metadata>,
+    ) -> Result<Box<dyn Read + Send>> {
+        match (source, recorded) {
+            (RestoreSource::Id(id), Some(meta)) => self.archive_reader(id, meta).await,
+            (RestoreSource::Id(id), None) => {
+                let meta = self.metadata(id).await?;
+                self.archive_reader(id, &meta).await
+            }
+            (RestoreSource::File(p), _) => ArchiveSource::File(p.clone()).open(),
         }
     }
 }
@@ -405,6 +434,14 @@ where
     })
     .await
     .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
+}
+
+/// How a commit ended.
+enum Commit {
+    /// Our sidecar is the committed one.
+    Written,
+    /// Another writer committed the same bytes first; ours was discarded.
+    SameContent(Metadata),
 }
 
 struct Produced {
@@ -468,7 +505,8 @@ impl Backups for StoreBackups {
         let entries = scanned.entries;
         let (warn_sink, prog) = (warnings.clone(), progress.clone());
         progress.phase("archiving", Some(root_size));
-        let key = self.storage.archive_key(&id);
+        meta.archive = Storage::new_archive_name(&id);
+        let key = self.storage.key(&meta.archive);
         let produced = upload_with(self.store(), &key, self.upload, move |out| {
             let mut archive = ArchiveWriter::new(out, level, mtime)?;
             archive.add_file(
@@ -527,7 +565,7 @@ impl Backups for StoreBackups {
             meta.databases = dump.collections;
             meta.warnings.extend(dump.warnings);
         }
-        self.commit(&meta).await?;
+        self.commit(&meta, &key).await?;
         progress.finish();
         Ok(meta)
     }
@@ -569,7 +607,8 @@ impl Backups for StoreBackups {
             });
         }
         progress.phase("uploading", Some(digests.size));
-        let key = self.storage.archive_key(&id);
+        meta.archive = Storage::new_archive_name(&id);
+        let key = self.storage.key(&meta.archive);
         let expected = digests.clone();
         let reader = source.open()?;
         let prog = progress.clone();
@@ -612,12 +651,18 @@ impl Backups for StoreBackups {
             let s = &check.stats;
             meta.file_count = Some(s.files + s.directories + s.symlinks + s.hard_links);
         }
-        self.commit(&meta).await?;
+        let outcome = match self.commit(&meta, &key).await? {
+            Commit::Written => AddOutcome {
+                metadata: meta,
+                already_present: false,
+            },
+            Commit::SameContent(existing) => AddOutcome {
+                metadata: existing,
+                already_present: true,
+            },
+        };
         progress.finish();
-        Ok(AddOutcome {
-            metadata: meta,
-            already_present: false,
-        })
+        Ok(outcome)
     }
 
     async fn metadata(&self, id: &BackupId) -> Result<Metadata> {
@@ -631,7 +676,7 @@ impl Backups for StoreBackups {
 
     async fn get(&self, id: &BackupId) -> Result<(Metadata, ArchiveStream)> {
         let meta = self.metadata(id).await?;
-        let key = self.storage.archive_key(id);
+        let key = self.storage.archive_key(id, &meta);
         let result = self.store().get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => Error::invalid(
                 id.to_string(),
@@ -674,13 +719,13 @@ impl Backups for StoreBackups {
     }
 
     async fn remove(&self, id: &BackupId) -> Result<()> {
-        self.metadata(id).await?;
+        let meta = self.metadata(id).await?;
         let sidecar = self.storage.sidecar_key(id);
         self.store()
             .delete(&sidecar)
             .await
             .map_err(|e| Error::storage(&sidecar, e))?;
-        let archive = self.storage.archive_key(id);
+        let archive = self.storage.archive_key(id, &meta);
         match self.store().delete(&archive).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Error::storage(&archive, e)),
@@ -698,7 +743,9 @@ impl Backups for StoreBackups {
         };
         // Pass 1: verify everything before touching the target.
         progress.phase("verifying", recorded.as_ref().map(|m| m.size));
-        let reader = self.open_restore_source(&request.source).await?;
+        let reader = self
+            .open_restore_source(&request.source, recorded.as_ref())
+            .await?;
         let (summary, check) = scan(
             reader,
             subject.clone(),
@@ -709,7 +756,7 @@ impl Backups for StoreBackups {
         if let Some(meta) = &recorded {
             check_digests(&subject, meta, &summary.digests)?;
         }
-        let metadata = recorded.unwrap_or_else(|| summary.metadata.clone());
+        let metadata = recorded.clone().unwrap_or_else(|| summary.metadata.clone());
         if metadata.format_version > MAX_FORMAT_VERSION {
             return Err(Error::Incompatible {
                 subject,
@@ -738,7 +785,9 @@ impl Backups for StoreBackups {
         // Pass 2: extract.
         progress.phase("extracting", Some(check.stats.bytes));
         let extractor = Extractor::new(&request.target, progress.clone())?;
-        let reader = self.open_restore_source(&request.source).await?;
+        let reader = self
+            .open_restore_source(&request.source, recorded.as_ref())
+            .await?;
         let (again, extractor) =
             scan(reader, subject.clone(), extractor, Arc::new(NoProgress)).await?;
         if again.digests != summary.digests {

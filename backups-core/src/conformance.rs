@@ -237,7 +237,7 @@ pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
     let mut bytes = archive_bytes(b, &id).await.to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
-    let key = b.storage().archive_key(&id);
+    let key = b.storage().archive_key(&id, &meta);
     b.storage()
         .object_store()
         .put(&key, PutPayload::from(bytes))

@@ -103,6 +103,11 @@ pub struct Metadata {
     /// Ours: the tool that wrote the backup, e.g. `backups 0.1.0`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tool_version: String,
+    /// Ours: the archive object's name in the store, `<id>.<nonce>.tar.gz`
+    /// (empty: `<id>.tar.gz`). Unique per writer, so concurrent writers of
+    /// one id never overwrite each other's archive.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub archive: String,
     /// Ours: warnings recorded while creating the backup (files that changed...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

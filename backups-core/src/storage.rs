@@ -1,21 +1,34 @@
 //! Where backups live: a thin layer over [`object_store`] built from a URL.
 //!
-//! Layout per backup: `<prefix>/<id>.tar.gz` (the archive) and
-//! `<prefix>/<id>.json` (the metadata sidecar, written last: the commit
-//! point). A backup without a sidecar does not exist.
+//! Layout per backup: `<prefix>/<id>.<nonce>.tar.gz` (the archive; the
+//! nonce is fresh for every write) and `<prefix>/<id>.json` (the metadata
+//! sidecar naming that archive, written last: the commit point). A backup
+//! without a sidecar does not exist; an archive no sidecar names is garbage.
+//!
+//! Why the nonce: some S3-compatible stores (Garage) ignore create-only
+//! puts, so two writers of one id could otherwise overwrite each other's
+//! archive and leave a sidecar describing bytes that are gone. With unique
+//! archive names the last sidecar written wins and always names an intact
+//! archive; the loser notices when it reads the sidecar back.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
 use crate::BackupId;
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 
 /// A store of backups: an object store and a key prefix.
 #[derive(Clone)]
@@ -37,6 +50,74 @@ fn bad_url(value: &str, reason: impl Into<String>) -> Error {
         value: value.to_string(),
         reason: reason.into(),
     }
+}
+
+/// How long one request may take, and how transient failures (5xx,
+/// timeouts, connection resets) are retried with exponential backoff.
+fn client_settings() -> (ClientOptions, RetryConfig) {
+    let client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(120));
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 8,
+        retry_timeout: Duration::from_secs(300),
+    };
+    (client, retry)
+}
+
+/// Builds an S3, Azure or GCS store: credentials and settings from the
+/// environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`), then `options` (object_store
+/// config keys such as `endpoint`, `region`, `allow_http`). An unknown key
+/// is an error rather than silently ignored.
+fn cloud_store<I, K, V>(parsed: &Url, url: &str, options: I) -> Result<Arc<dyn ObjectStore>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
+    let (client, retry) = client_settings();
+    let unknown = |k: &str| bad_url(url, format!("unknown store option {k:?}"));
+    let built: object_store::Result<Arc<dyn ObjectStore>> = match parsed.scheme() {
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_url(url)
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in options {
+                let key: AmazonS3ConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
+                b = b.with_config(key, v);
+            }
+            b.build().map(|s| Arc::new(s) as _)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in options {
+                let key: GoogleConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
+                b = b.with_config(key, v);
+            }
+            b.build().map(|s| Arc::new(s) as _)
+        }
+        _ => {
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in options {
+                let key: AzureConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
+                b = b.with_config(key, v);
+            }
+            b.build().map(|s| Arc::new(s) as _)
+        }
+    };
+    built.map_err(|e| bad_url(url, e.to_string()))
 }
 
 impl Storage {
@@ -77,9 +158,10 @@ impl Storage {
                 url,
             )),
             "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
-                let (store, prefix) = object_store::parse_url_opts(&parsed, options)
+                let store = cloud_store(&parsed, url, options)?;
+                let prefix = ObjectPath::from_url_path(parsed.path())
                     .map_err(|e| bad_url(url, e.to_string()))?;
-                Ok(Storage::new(Arc::from(store), prefix, url))
+                Ok(Storage::new(store, prefix, url))
             }
             other => Err(bad_url(
                 url,
@@ -112,9 +194,30 @@ impl Storage {
         &self.prefix
     }
 
-    /// `<prefix>/<id>.tar.gz`.
-    pub fn archive_key(&self, id: &BackupId) -> ObjectPath {
-        self.prefix.clone().join(format!("{id}.tar.gz"))
+    /// The key of a committed backup's archive: the name its metadata
+    /// records (checked to belong to its id), else `<prefix>/<id>.tar.gz`.
+    pub fn archive_key(&self, id: &BackupId, meta: &Metadata) -> ObjectPath {
+        let name = &meta.archive;
+        let valid = name
+            .strip_prefix(id.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_suffix(".tar.gz"))
+            .is_some_and(|nonce| !nonce.is_empty() && nonce.bytes().all(|c| c.is_ascii_hexdigit()));
+        if valid {
+            self.prefix.clone().join(name.as_str())
+        } else {
+            self.prefix.clone().join(format!("{id}.tar.gz"))
+        }
+    }
+
+    /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`.
+    pub fn new_archive_name(id: &BackupId) -> String {
+        format!("{id}.{}.tar.gz", uuid::Uuid::new_v4().simple())
+    }
+
+    /// The key of an archive name under the prefix.
+    pub fn key(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
     }
 
     /// `<prefix>/<id>.json`.
