@@ -16,11 +16,13 @@ use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::archive::writer::ArchiveWriter;
+use crate::fault::{FaultPlan, FaultStore};
 use crate::{
     ArchiveSource, BackupId, Backups, CreateRequest, DatabaseDumper, DumpEntry, DumpSink,
     DumpSummary, Error, FileSet, Identity, NoProgress, RestoreRequest, RestoreSource, Result,
     StoreBackups,
 };
+use crate::{Storage, UploadOptions};
 
 /// The model UUID the checks use.
 pub const MODEL: &str = "0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10";
@@ -330,14 +332,220 @@ pub async fn interrupted_create_leaves_nothing(b: &StoreBackups) {
     assert!(b.list().await.expect("list").is_empty());
 }
 
-/// Runs every check, each on a fresh store from `make`.
+/// `count` MiB of incompressible bytes in one file under `root`.
+pub fn random_tree(root: &Path, mib: usize) -> std::path::PathBuf {
+    let tree = root.join("random");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (mib as u64);
+    let mut buf = vec![0u8; mib << 20];
+    for chunk in buf.chunks_mut(8) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        chunk.copy_from_slice(&seed.to_le_bytes());
+    }
+    std::fs::write(tree.join("blob"), buf).expect("write");
+    tree.canonicalize().expect("canonicalize")
+}
+
+async fn all_keys(storage: &Storage) -> Vec<String> {
+    let listing: Vec<_> = storage
+        .object_store()
+        .list(Some(storage.prefix()))
+        .try_collect()
+        .await
+        .expect("list objects");
+    listing
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect()
+}
+
+fn with_faults(storage: &Storage, plan: FaultPlan) -> StoreBackups {
+    let faulty = FaultStore::new(storage.object_store().clone(), plan);
+    StoreBackups::new(Storage::new(
+        Arc::new(faulty),
+        storage.prefix().clone(),
+        storage.url(),
+    ))
+}
+
+/// Four writers add different archives under one id at the same time: the
+/// store ends with one sidecar naming an intact archive that matches it.
+pub async fn concurrent_adds_of_one_id_stay_consistent(storage: Storage) {
+    let b = StoreBackups::new(storage.clone());
+    let mut meta = crate::Metadata {
+        format_version: 1,
+        started: Some(time::macros::datetime!(2024-05-06 07:08:09 UTC)),
+        model_uuid: MODEL.into(),
+        ..Default::default()
+    };
+    let json = meta.to_json();
+    let archives: Vec<Bytes> = (0..4u8)
+        .map(|i| {
+            let mut w = ArchiveWriter::new(Vec::new(), 6, 0).expect("writer");
+            w.add_file("metadata.json", json.len() as u64, 0o600, &json[..])
+                .expect("metadata");
+            let body = vec![i; 1000 + usize::from(i)];
+            w.add_file("dump/x.bson", body.len() as u64, 0o600, &body[..])
+                .expect("body");
+            Bytes::from(w.finish().expect("finish").0)
+        })
+        .collect();
+    let results = futures::future::join_all(
+        archives
+            .iter()
+            .map(|a| b.add(ArchiveSource::Bytes(a.clone()), Arc::new(NoProgress))),
+    )
+    .await;
+    let winners = results.iter().filter(|r| r.is_ok()).count();
+    assert!(winners >= 1, "someone commits: {results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::AlreadyExists { .. }),
+                "losers see a conflict: {e}"
+            );
+        }
+    }
+    let listed = b.list().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    meta = listed[0].clone();
+    let id = meta.id.clone().expect("id");
+    let bytes = archive_bytes(&b, &id).await;
+    let mut h = crate::digest::Hasher::default();
+    h.update(&bytes);
+    assert_eq!(
+        h.finish().sha1_base64,
+        meta.checksum,
+        "the sidecar describes the stored archive"
+    );
+    assert!(
+        archives.contains(&bytes),
+        "the archive is one writer's, intact"
+    );
+}
+
+/// A multipart part that fails aborts the upload: nothing listed, no object left.
+pub async fn failed_part_leaves_nothing(storage: Storage) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = random_tree(tmp.path(), 20);
+    let b = with_faults(
+        &storage,
+        FaultPlan {
+            fail_parts_after: Some(1),
+            ..Default::default()
+        },
+    )
+    .with_upload_options(UploadOptions {
+        part_size: 5 * 1024 * 1024,
+        max_concurrency: 2,
+    });
+    let err = b
+        .create(request(vec![tree.clone()]), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert!(b.list().await.expect("list").is_empty());
+    assert!(
+        all_keys(&storage).await.is_empty(),
+        "multipart upload aborted"
+    );
+    let ok = StoreBackups::new(storage.clone());
+    ok.create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("a later create works");
+}
+
+/// A failed sidecar write (the commit) leaves neither sidecar nor archive.
+pub async fn failed_commit_leaves_nothing(storage: Storage) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let b = with_faults(
+        &storage,
+        FaultPlan {
+            fail_put_suffix: Some(".json".into()),
+            ..Default::default()
+        },
+    );
+    let err = b
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err}");
+    assert!(
+        all_keys(&storage).await.is_empty(),
+        "archive deleted: {:?}",
+        all_keys(&storage).await
+    );
+}
+
+/// A read cut short is detected by download (no output file) and restore
+/// (nothing written); slow reads still succeed.
+pub async fn truncated_reads_are_detected(storage: Storage) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = sample_tree(tmp.path());
+    let meta = StoreBackups::new(storage.clone())
+        .create(request(vec![tree]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let id = meta.id.clone().expect("id");
+    let b = with_faults(
+        &storage,
+        FaultPlan {
+            truncate_archive_reads_at: Some(meta.size / 2),
+            ..Default::default()
+        },
+    );
+    let out = tmp.path().join("out.tar.gz");
+    let err = b
+        .download(&id, &out, Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ChecksumMismatch { what: "size", .. }),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let target = tmp.path().join("target");
+    let err = b
+        .restore(
+            RestoreRequest {
+                source: RestoreSource::Id(id.clone()),
+                target: target.clone(),
+                dry_run: false,
+            },
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    assert!(!target.exists());
+    let slow = with_faults(
+        &storage,
+        FaultPlan {
+            read_delay: Some(std::time::Duration::from_millis(50)),
+            ..Default::default()
+        },
+    );
+    slow.download(&id, &out, Arc::new(NoProgress))
+        .await
+        .expect("slow download");
+    assert_eq!(std::fs::metadata(&out).expect("out").len(), meta.size);
+}
+
+/// Runs every check, each on a fresh, empty store from `make`.
 pub async fn run_all<F>(make: F)
 where
-    F: Fn() -> StoreBackups,
+    F: Fn() -> Storage,
 {
-    create_list_restore_remove(&make()).await;
-    list_newest_first(&make()).await;
-    add_is_idempotent_and_refuses_conflicts(&make()).await;
-    corrupt_archive_is_detected(&make()).await;
-    interrupted_create_leaves_nothing(&make()).await;
+    create_list_restore_remove(&StoreBackups::new(make())).await;
+    list_newest_first(&StoreBackups::new(make())).await;
+    add_is_idempotent_and_refuses_conflicts(&StoreBackups::new(make())).await;
+    corrupt_archive_is_detected(&StoreBackups::new(make())).await;
+    interrupted_create_leaves_nothing(&StoreBackups::new(make())).await;
+    concurrent_adds_of_one_id_stay_consistent(make()).await;
+    failed_part_leaves_nothing(make()).await;
+    failed_commit_leaves_nothing(make()).await;
+    truncated_reads_are_detected(make()).await;
 }

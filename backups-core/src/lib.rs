@@ -48,6 +48,8 @@ pub mod upload;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+#[cfg(feature = "test-util")]
+pub mod fault;
 
 pub use backups::{
     AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, RestoreReport,

@@ -1,12 +1,12 @@
 //! The `Backups` contract on the memory and local-file stores.
 #![allow(clippy::unwrap_used)]
 
-use backups_core::{Storage, StoreBackups, conformance};
+use backups_core::{Storage, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store() {
     conformance::run_all(|| {
-        StoreBackups::new(Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap())
+        Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap()
     })
     .await;
 }
@@ -18,7 +18,7 @@ async fn local_store() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         dirs.lock().unwrap().push(dir);
-        StoreBackups::new(Storage::from_url(&url, Vec::<(String, String)>::new()).unwrap())
+        Storage::from_url(&url, Vec::<(String, String)>::new()).unwrap()
     })
     .await;
 }
