@@ -16,7 +16,10 @@ Exit codes:
   7  local file error (cannot read a source, cannot write a target)
   130 interrupted (nothing was committed)
 
-The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.";
+The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.
+Cloud stores take credentials from the environment: AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION... for s3://; AZURE_STORAGE_ACCOUNT_NAME,
+AZURE_STORAGE_ACCOUNT_KEY... for az://; GOOGLE_SERVICE_ACCOUNT... for gs://.";
 
 /// Back up and restore a cluster controller (its files, and later its
 /// database) into an object store, in Juju's archive format.
@@ -27,6 +30,23 @@ pub struct Cli {
     /// s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.
     #[arg(long, global = true, env = "BACKUPS_STORE", value_name = "URL")]
     pub store: Option<String>,
+
+    /// Endpoint of an S3-compatible or Azure store, e.g. http://127.0.0.1:9000.
+    #[arg(long, global = true, env = "BACKUPS_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Region of an S3 store (S3-compatible stores often want their own, e.g. "garage").
+    #[arg(long, global = true, env = "BACKUPS_REGION")]
+    pub region: Option<String>,
+
+    /// Allow plain http:// endpoints (local test servers).
+    #[arg(long, global = true, env = "BACKUPS_ALLOW_HTTP")]
+    pub allow_http: bool,
+
+    /// Any other object_store option as KEY=VALUE (repeatable), e.g.
+    /// use_emulator=true, virtual_hosted_style_request=true.
+    #[arg(long = "store-option", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub store_options: Vec<(String, String)>,
 
     /// How to show progress on stderr: a bar on a terminal (auto), always a
     /// bar, plain lines, or nothing.
@@ -40,6 +60,12 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 /// Progress display.

@@ -50,10 +50,41 @@ impl From<Error> for Failure {
             }
             source = cause.source();
         }
-        if let Error::NotFound { .. } = e {
-            message.push_str("\n  (run `backups list` to see the backups in this store)");
+        if let Some(hint) = hint(&e, &message) {
+            message.push_str(&format!("\n  hint: {hint}"));
         }
         Failure { message, code }
+    }
+}
+
+/// What to do about common failures.
+fn hint(e: &Error, message: &str) -> Option<&'static str> {
+    match e {
+        Error::NotFound { .. } => Some("run `backups list` to see the backups in this store"),
+        Error::Storage { .. }
+            if message.contains("169.254.169.254")
+                || message.to_lowercase().contains("credential") =>
+        {
+            Some(
+                "no usable credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_NAME/KEY)",
+            )
+        }
+        Error::Storage { .. }
+            if message.contains("NoSuchBucket") || message.contains("ContainerNotFound") =>
+        {
+            Some("the bucket or container does not exist: create it first")
+        }
+        Error::Storage { .. }
+            if message.contains("403")
+                || message.contains("AccessDenied")
+                || message.contains("InvalidAccessKeyId") =>
+        {
+            Some("access denied: check the credentials (AWS_*, AZURE_* environment variables)")
+        }
+        Error::Storage { .. } if message.contains("Connect") || message.contains("dns error") => {
+            Some("the store is unreachable: check the URL, --endpoint and the network")
+        }
+        _ => None,
     }
 }
 
@@ -126,7 +157,17 @@ async fn run(cli: Cli) -> CliResult {
         Some(s) => s,
         None => default_store()?,
     };
-    let storage = Storage::from_url(&store_url, Vec::<(String, String)>::new())?;
+    let mut options = cli.store_options.clone();
+    if let Some(e) = &cli.endpoint {
+        options.push(("endpoint".into(), e.clone()));
+    }
+    if let Some(r) = &cli.region {
+        options.push(("region".into(), r.clone()));
+    }
+    if cli.allow_http {
+        options.push(("allow_http".into(), "true".into()));
+    }
+    let storage = Storage::from_url(&store_url, options)?;
     let backups = StoreBackups::new(storage);
     let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
     let progress: Arc<dyn Progress> = Arc::new(CliProgress::new(cli.progress, cli.quiet, verbose));

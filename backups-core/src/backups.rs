@@ -698,7 +698,7 @@ impl Backups for StoreBackups {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| Error::storage(&prefix, e))?;
+            .map_err(|e| Error::storage(format!("{} (listing)", self.storage.url()), e))?;
         let ids: Vec<BackupId> = listing
             .iter()
             .filter_map(|o| self.storage.id_of_sidecar(&o.location))
