@@ -359,7 +359,7 @@ impl StoreBackups {
             other => {
                 let _ = self.store().delete(archive).await;
                 match other {
-                    Some(c) if c.checksum == meta.checksum => Ok(Commit::SameContent(c)),
+                    Some(c) if c.checksum == meta.checksum => Ok(Commit::SameContent(Box::new(c))),
                     Some(c) => Err(Error::AlreadyExists {
                         id: id.clone(),
                         existing: c.checksum,
@@ -441,7 +441,7 @@ enum Commit {
     /// Our sidecar is the committed one.
     Written,
     /// Another writer committed the same bytes first; ours was discarded.
-    SameContent(Metadata),
+    SameContent(Box<Metadata>),
 }
 
 struct Produced {
@@ -596,7 +596,7 @@ impl Backups for StoreBackups {
             if existing.checksum == digests.sha1_base64 {
                 progress.finish();
                 return Ok(AddOutcome {
-                    metadata: existing,
+                    metadata: *existing,
                     already_present: true,
                 });
             }
@@ -657,7 +657,7 @@ impl Backups for StoreBackups {
                 already_present: false,
             },
             Commit::SameContent(existing) => AddOutcome {
-                metadata: existing,
+                metadata: *existing,
                 already_present: true,
             },
         };
