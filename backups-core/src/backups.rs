@@ -596,7 +596,7 @@ impl Backups for StoreBackups {
             if existing.checksum == digests.sha1_base64 {
                 progress.finish();
                 return Ok(AddOutcome {
-                    metadata: *existing,
+                    metadata: existing,
                     already_present: true,
                 });
             }
