@@ -140,6 +140,20 @@ Examples:
   backups remove --keep-latest 5 --dry-run")]
     Remove(RemoveArgs),
 
+    /// Find (and with --yes delete) what interrupted work left in the store.
+    #[command(after_help = "\
+Examples:
+  backups gc                      # list garbage older than a day
+  backups gc --older-than 1h --yes
+
+Garbage is: archives no sidecar names (a create killed before its commit),
+staging files of interrupted uploads in local stores, and sidecars whose
+archive is missing. Objects younger than --older-than are left alone, since
+they may belong to an upload still in progress. Incomplete S3 multipart
+uploads cannot be listed through object_store: use a bucket lifecycle rule
+(AbortIncompleteMultipartUpload), see the README.")]
+    Gc(GcArgs),
+
     /// Restore a backup's files into a target directory.
     #[command(after_help = "\
 Examples:
@@ -240,6 +254,36 @@ pub struct RemoveArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `backups gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only objects at least this old: 30m, 24h, 7d, 0s.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "AGE")]
+    pub older_than: std::time::Duration,
+    /// Delete what was found (otherwise only list it).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("expected e.g. 30m, 24h or 7d, got {s:?}"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// `backups restore`.

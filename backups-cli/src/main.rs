@@ -313,6 +313,42 @@ async fn run(cli: Cli) -> CliResult {
                 return Err(f);
             }
         }
+        Command::Gc(a) => {
+            let garbage = backups.find_garbage(a.older_than).await?;
+            if a.json {
+                let items: Vec<_> = garbage
+                    .iter()
+                    .map(|g| {
+                        serde_json::json!({
+                            "Key": g.key, "Size": g.size, "AgeSeconds": g.age_secs,
+                            "Kind": output::garbage_kind(&g.kind),
+                        })
+                    })
+                    .collect();
+                out(&format!("{}\n", serde_json::Value::Array(items)))?;
+            } else if garbage.is_empty() {
+                out("No garbage found.\n")?;
+            } else {
+                out(&output::garbage_table(&garbage))?;
+            }
+            if !garbage.is_empty() {
+                let total: u64 = garbage.iter().map(|g| g.size).sum();
+                if a.yes {
+                    backups.delete_garbage(&garbage).await?;
+                    say(format!(
+                        "Deleted {} objects ({}).",
+                        garbage.len(),
+                        output::human_size(total)
+                    ));
+                } else {
+                    say(format!(
+                        "{} objects ({}); run again with --yes to delete them.",
+                        garbage.len(),
+                        output::human_size(total)
+                    ));
+                }
+            }
+        }
         Command::Restore(a) => {
             let source = match (a.id, a.file) {
                 (Some(id), _) => RestoreSource::Id(parse_id(&id)?),

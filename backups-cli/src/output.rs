@@ -1,6 +1,7 @@
 //! How metadata is printed: the list table, `show`'s fields, JSON.
 
 use backups_core::Metadata;
+use backups_core::gc::{Garbage, GarbageKind};
 use backups_core::metadata::format_time;
 
 /// Keys never printed (the CA private key Juju keeps in its metadata).
@@ -147,6 +148,37 @@ pub fn details(m: &Metadata) -> String {
         for w in &m.warnings {
             out.push_str(&format!("  {w}\n"));
         }
+    }
+    out
+}
+
+/// A name for each kind of garbage.
+pub fn garbage_kind(kind: &GarbageKind) -> &'static str {
+    match kind {
+        GarbageKind::OrphanArchive => "orphan-archive",
+        GarbageKind::StagingFile => "staging-file",
+        GarbageKind::BrokenSidecar => "broken-sidecar",
+        _ => "other",
+    }
+}
+
+/// The `gc` table.
+pub fn garbage_table(items: &[Garbage]) -> String {
+    let mut out = format!("{:<15} {:>10} {:>8}  KEY\n", "KIND", "SIZE", "AGE");
+    for g in items {
+        let age = match g.age_secs {
+            s if s >= 86400 => format!("{}d", s / 86400),
+            s if s >= 3600 => format!("{}h", s / 3600),
+            s if s >= 60 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        };
+        out.push_str(&format!(
+            "{:<15} {:>10} {:>8}  {}\n",
+            garbage_kind(&g.kind),
+            human_size(g.size),
+            age,
+            g.key
+        ));
     }
     out
 }

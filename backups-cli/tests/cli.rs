@@ -742,6 +742,20 @@ fn create_killed_during_upload_leaves_nothing_visible() {
         })
         .count();
     assert_eq!(sidecars, 0);
+    // gc finds what the killed upload left, and deletes it only with --yes.
+    let found = env.ok(&["gc", "--older-than", "0s"]);
+    assert!(found.starts_with("KIND"), "{found}");
+    assert!(
+        found.contains("staging-file") || found.contains("orphan-archive"),
+        "{found}"
+    );
+    env.ok(&["gc", "--older-than", "0s", "--yes"]);
+    assert_eq!(env.ok(&["gc", "--older-than", "0s"]), "No garbage found.\n");
+    assert_eq!(
+        std::fs::read_dir(env.store()).unwrap().count(),
+        0,
+        "store is empty again"
+    );
     // A later create succeeds and is the only backup listed.
     let small = sample_tree(env.path());
     let id = env
@@ -751,4 +765,140 @@ fn create_killed_during_upload_leaves_nothing_visible() {
     let list = env.json(&["list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["ID"], id.as_str());
+}
+
+// ---- object stores through the CLI -----------------------------------------
+
+/// `var`, or `None` (the test is skipped) when unset outside CI.
+fn service_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set under CI=true: start the services with scripts/services start")
+        }
+        Err(_) => {
+            eprintln!("skipping: {var} is not set (scripts/services start; . .services/env)");
+            None
+        }
+    }
+}
+
+fn cloud_round_trip(store: &str, flags: &[&str], envs: &[(&str, &str)]) {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--store", store, "--progress", "none"])
+            .args(flags)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .current_dir(env.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+    let id = run(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    assert!(run(&["list"]).contains(&id));
+    let meta: Value = serde_json::from_str(&run(&["show", &id, "--json"])).unwrap();
+    run(&["download", &id, "-o", "b.tar.gz"]);
+    let sha1 = sh("openssl dgst -sha1 -binary b.tar.gz | base64", env.path());
+    assert_eq!(
+        String::from_utf8_lossy(&sha1.stdout).trim(),
+        meta["Checksum"].as_str().unwrap()
+    );
+    run(&["restore", &id, "--target", "restored"]);
+    let rel = tree.strip_prefix("/").unwrap();
+    assert_eq!(
+        snapshot(&env.path().join("restored").join(rel)),
+        snapshot(&tree)
+    );
+    let fixture = fixtures().join("valid-backup.tar.gz");
+    assert!(run(&["upload", fixture.to_str().unwrap()]).contains("20200225-041241"));
+    run(&[
+        "remove",
+        &id,
+        "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+    ]);
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+}
+
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cli-{nanos:x}")
+}
+
+#[test]
+fn s3_store_on_moto_through_the_cli() {
+    let (Some(endpoint), Some(bucket)) = (
+        service_env("BACKUPS_TEST_MOTO_ENDPOINT"),
+        service_env("BACKUPS_TEST_MOTO_BUCKET"),
+    ) else {
+        return;
+    };
+    let store = format!("s3://{bucket}/{}", unique_prefix());
+    cloud_round_trip(
+        &store,
+        &[
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--allow-http",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+}
+
+#[test]
+fn s3_store_on_garage_through_the_cli() {
+    let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (
+        service_env("BACKUPS_TEST_GARAGE_ENDPOINT"),
+        service_env("BACKUPS_TEST_GARAGE_BUCKET"),
+        service_env("BACKUPS_TEST_GARAGE_KEY_ID"),
+        service_env("BACKUPS_TEST_GARAGE_SECRET"),
+    ) else {
+        return;
+    };
+    let store = format!("s3://{bucket}/{}", unique_prefix());
+    cloud_round_trip(
+        &store,
+        &[
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "garage",
+            "--allow-http",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", &key),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+}
+
+#[test]
+fn azure_store_on_azurite_through_the_cli() {
+    let (Some(_), Some(container)) = (
+        service_env("AZURITE_BLOB_STORAGE_URL"),
+        service_env("BACKUPS_TEST_AZURITE_CONTAINER"),
+    ) else {
+        return;
+    };
+    let store = format!("az://{container}/{}", unique_prefix());
+    cloud_round_trip(&store, &["--store-option", "use_emulator=true"], &[]);
 }

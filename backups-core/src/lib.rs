@@ -40,6 +40,7 @@ pub mod digest;
 mod error;
 pub mod extract;
 pub mod files;
+pub mod gc;
 mod id;
 pub mod metadata;
 pub mod progress;

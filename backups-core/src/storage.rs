@@ -36,6 +36,7 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     url: String,
+    local_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Storage {
@@ -127,6 +128,7 @@ impl Storage {
             store,
             prefix,
             url: url.into(),
+            local_dir: None,
         }
     }
 
@@ -176,7 +178,15 @@ impl Storage {
         std::fs::create_dir_all(&path)
             .map_err(|e| Error::io("creating store directory", &path, e))?;
         let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| Error::storage(url, e))?;
-        Ok(Storage::new(Arc::new(fs), ObjectPath::default(), url))
+        let mut storage = Storage::new(Arc::new(fs), ObjectPath::default(), url);
+        storage.local_dir = Some(path);
+        Ok(storage)
+    }
+
+    /// For a local store, its directory (where interrupted multipart uploads
+    /// leave `<key>#<n>` staging files that object_store does not list).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     /// The URL this store was opened from.
