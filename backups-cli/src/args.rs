@@ -48,6 +48,17 @@ pub struct Cli {
     #[arg(long = "store-option", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub store_options: Vec<(String, String)>,
 
+    /// Multipart upload part size in MiB (memory use is about part size x
+    /// (concurrency + 1)); S3 needs at least 5.
+    #[arg(long, global = true, default_value_t = 8, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(5..=5120))]
+    pub part_size: u32,
+
+    /// Parts uploaded at the same time.
+    #[arg(long, global = true, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub upload_concurrency: u32,
+
     /// How to show progress on stderr: a bar on a terminal (auto), always a
     /// bar, plain lines, or nothing.
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]

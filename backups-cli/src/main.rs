@@ -1,6 +1,15 @@
 //! `backups`: the command-line front end of backups-core. Parsing, output
 //! and progress live here; every decision about backups lives in the library.
 
+/// Writes a line to stderr, ignoring failures (a closed stderr must not
+/// turn into a panic halfway through an upload).
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod output;
 mod progress;
@@ -11,8 +20,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backups_core::{
-    ArchiveSource, BackupId, Backups, CreateRequest, Error, FileSet, Identity, Progress,
-    RestoreRequest, RestoreSource, Storage, StoreBackups,
+    ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error, FileSet, Identity,
+    Progress, RestoreRequest, RestoreSource, Storage, StoreBackups, UploadOptions,
 };
 use clap::Parser;
 
@@ -152,7 +161,7 @@ fn host_model_uuid() -> String {
     uuid::Uuid::new_v5(&NAMESPACE, host_name().as_bytes()).to_string()
 }
 
-async fn run(cli: Cli) -> CliResult {
+async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
     let store_url = match cli.store.clone() {
         Some(s) => s,
         None => default_store()?,
@@ -168,12 +177,17 @@ async fn run(cli: Cli) -> CliResult {
         options.push(("allow_http".into(), "true".into()));
     }
     let storage = Storage::from_url(&store_url, options)?;
-    let backups = StoreBackups::new(storage);
+    let backups = StoreBackups::new(storage)
+        .with_upload_options(UploadOptions {
+            part_size: cli.part_size as usize * 1024 * 1024,
+            max_concurrency: cli.upload_concurrency as usize,
+        })
+        .with_cancellation(cancel);
     let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
     let progress: Arc<dyn Progress> = Arc::new(CliProgress::new(cli.progress, cli.quiet, verbose));
     let say = |text: String| {
         if !cli.quiet {
-            eprintln!("{text}");
+            stderr_line!("{text}");
         }
     };
 
@@ -303,7 +317,7 @@ async fn run(cli: Cli) -> CliResult {
                     Ok(()) => out(&format!("Removed backup {id}\n"))?,
                     Err(e) => {
                         let f = Failure::from(e);
-                        eprintln!("error: {}", f.message);
+                        stderr_line!("error: {}", f.message);
                         first_error.get_or_insert(f);
                     }
                 }
@@ -414,23 +428,33 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            stderr_line!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
+    let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
+        let work = run(cli, cancel.clone());
+        tokio::pin!(work);
         tokio::select! {
-            r = run(cli) => r,
-            _ = tokio::signal::ctrl_c() => Err(Failure {
-                message: "interrupted; nothing was committed".into(),
-                code: 130,
-            }),
+            r = &mut work => r,
+            _ = tokio::signal::ctrl_c() => {
+                stderr_line!("interrupted: aborting the upload (Ctrl-C again to quit at once)");
+                cancel.cancel();
+                tokio::select! {
+                    r = &mut work => r,
+                    _ = tokio::signal::ctrl_c() => Err(Failure {
+                        message: "interrupted; nothing was committed".into(),
+                        code: 130,
+                    }),
+                }
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            stderr_line!("error: {}", f.message);
             ExitCode::from(f.code)
         }
     }

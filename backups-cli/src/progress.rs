@@ -61,7 +61,7 @@ impl CliProgress {
     fn line(&self, text: &str) {
         match &self.bar {
             Some(pb) => pb.println(text),
-            None => eprintln!("{text}"),
+            None => stderr_line!("{text}"),
         }
     }
 }
@@ -82,8 +82,8 @@ impl Progress for CliProgress {
         }
         if self.plain {
             match total {
-                Some(t) => eprintln!("{name}: 0/{t} bytes"),
-                None => eprintln!("{name}..."),
+                Some(t) => stderr_line!("{name}: 0/{t} bytes"),
+                None => stderr_line!("{name}..."),
             }
         }
     }
@@ -99,8 +99,8 @@ impl Progress for CliProgress {
             if s.done - s.last_line >= PLAIN_STEP {
                 s.last_line = s.done;
                 match s.total {
-                    Some(t) => eprintln!("{}: {}/{t} bytes", s.phase, s.done),
-                    None => eprintln!("{}: {} bytes", s.phase, s.done),
+                    Some(t) => stderr_line!("{}: {}/{t} bytes", s.phase, s.done),
+                    None => stderr_line!("{}: {} bytes", s.phase, s.done),
                 }
             }
         }
@@ -126,7 +126,7 @@ impl Progress for CliProgress {
             && let Ok(s) = self.state.lock()
             && !s.phase.is_empty()
         {
-            eprintln!("{}: done ({} bytes)", s.phase, s.done);
+            stderr_line!("{}: done ({} bytes)", s.phase, s.done);
         }
     }
 }

@@ -683,14 +683,12 @@ fn tampered_archive_in_store_is_refused_before_restore() {
 
 // ---- crash safety -----------------------------------------------------------
 
-#[test]
-fn create_killed_during_upload_leaves_nothing_visible() {
-    let env = Env::new();
-    let tree = env.path().join("big");
+/// A tree of incompressible data, so an upload takes a while.
+fn random_tree(root: &Path, files: usize) -> PathBuf {
+    let tree = root.join("big");
     std::fs::create_dir(&tree).unwrap();
-    // Incompressible data, so the upload is well under way when we kill it.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..6 {
+    for i in 0..files {
         let mut f = std::fs::File::create(tree.join(format!("blob{i}"))).unwrap();
         let mut buf = vec![0u8; 8 << 20];
         for chunk in buf.chunks_mut(8) {
@@ -701,12 +699,20 @@ fn create_killed_during_upload_leaves_nothing_visible() {
         }
         f.write_all(&buf).unwrap();
     }
+    tree
+}
+
+/// Starts `create` with plain progress and returns once it reports data
+/// already streamed into the store.
+fn create_until_streaming(env: &Env, tree: &Path) -> std::process::Child {
     let mut child = Command::new(BIN)
         .args([
             "--store",
             env.store().to_str().unwrap(),
             "--progress",
             "plain",
+            "--part-size",
+            "5",
             "create",
             "--path",
             tree.to_str().unwrap(),
@@ -716,19 +722,23 @@ fn create_killed_during_upload_leaves_nothing_visible() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for a progress line showing data already streamed, then SIGKILL.
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut killed = false;
     for line in stderr.lines() {
         let line = line.unwrap();
         if line.starts_with("archiving: ") && !line.starts_with("archiving: 0/") {
-            child.kill().unwrap();
-            killed = true;
-            break;
+            return child;
         }
     }
+    panic!("create finished before it could be interrupted");
+}
+
+#[test]
+fn create_killed_during_upload_leaves_nothing_visible() {
+    let env = Env::new();
+    let tree = random_tree(env.path(), 6);
+    let mut child = create_until_streaming(&env, &tree);
+    child.kill().unwrap();
     let status = child.wait().unwrap();
-    assert!(killed, "create finished before it could be killed");
     assert!(!status.success());
     assert_eq!(env.ok(&["list"]), "No backups to display.\n");
     let sidecars = std::fs::read_dir(env.store())
@@ -901,4 +911,27 @@ fn azure_store_on_azurite_through_the_cli() {
     };
     let store = format!("az://{container}/{}", unique_prefix());
     cloud_round_trip(&store, &["--store-option", "use_emulator=true"], &[]);
+}
+
+#[test]
+fn interrupted_create_aborts_its_upload() {
+    let env = Env::new();
+    let tree = random_tree(env.path(), 6);
+    let child = create_until_streaming(&env, &tree);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    let left: Vec<_> = std::fs::read_dir(env.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the aborted multipart upload left {left:?}"
+    );
 }

@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::BackupId;
 use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
@@ -278,6 +279,7 @@ fn now() -> OffsetDateTime {
 pub struct StoreBackups {
     storage: Storage,
     upload: UploadOptions,
+    cancel: CancellationToken,
 }
 
 impl StoreBackups {
@@ -286,7 +288,16 @@ impl StoreBackups {
         StoreBackups {
             storage,
             upload: UploadOptions::default(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Cancels uploads when `token` is cancelled: the multipart upload in
+    /// flight is aborted and the operation fails with [`Error::Cancelled`],
+    /// committing nothing.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
     }
 
     /// Overrides multipart part size and concurrency.
@@ -507,7 +518,7 @@ impl Backups for StoreBackups {
         progress.phase("archiving", Some(root_size));
         meta.archive = Storage::new_archive_name(&id);
         let key = self.storage.key(&meta.archive);
-        let produced = upload_with(self.store(), &key, self.upload, move |out| {
+        let produced = upload_with(self.store(), &key, self.upload, &self.cancel, move |out| {
             let mut archive = ArchiveWriter::new(out, level, mtime)?;
             archive.add_file(
                 "metadata.json",
@@ -613,7 +624,7 @@ impl Backups for StoreBackups {
         let reader = source.open()?;
         let prog = progress.clone();
         let subject2 = subject.clone();
-        upload_with(self.store(), &key, self.upload, move |out| {
+        upload_with(self.store(), &key, self.upload, &self.cancel, move |out| {
             let mut hashing = HashingWriter::new(out);
             let mut reader = reader;
             let mut buf = vec![0u8; 256 * 1024];

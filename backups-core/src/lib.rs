@@ -64,4 +64,5 @@ pub use id::BackupId;
 pub use metadata::Metadata;
 pub use progress::{NoProgress, Progress};
 pub use storage::Storage;
+pub use tokio_util::sync::CancellationToken;
 pub use upload::UploadOptions;

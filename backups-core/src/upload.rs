@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
@@ -81,6 +82,7 @@ pub(crate) async fn upload_with<T, F>(
     store: Arc<dyn ObjectStore>,
     key: &ObjectPath,
     options: UploadOptions,
+    cancel: &CancellationToken,
     produce: F,
 ) -> Result<T>
 where
@@ -102,8 +104,23 @@ where
     let mut upload = BufWriter::with_capacity(store, key.clone(), options.part_size)
         .with_max_concurrency(options.max_concurrency.max(1));
     let mut upload_error = None;
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = upload.put(chunk).await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = rx.recv() => chunk,
+            _ = cancel.cancelled() => {
+                upload_error = Some(Error::Cancelled(format!("upload of {key} cancelled")));
+                break;
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        let put = tokio::select! {
+            r = upload.put(chunk) => r,
+            _ = cancel.cancelled() => {
+                upload_error = Some(Error::Cancelled(format!("upload of {key} cancelled")));
+                break;
+            }
+        };
+        if let Err(e) = put {
             upload_error = Some(Error::storage(key, e));
             break;
         }
