@@ -729,7 +729,8 @@ fn create_until_streaming(env: &Env, tree: &Path) -> std::process::Child {
             return child;
         }
     }
-    panic!("create finished before it could be interrupted");
+    let status = child.wait().unwrap();
+    panic!("create finished ({status}) before it could be interrupted");
 }
 
 #[test]
