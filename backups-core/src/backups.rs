@@ -270,6 +270,9 @@ fn check_digests(subject: &str, meta: &Metadata, got: &Digests) -> Result<()> {
     Ok(())
 }
 
+/// Sidecars fetched at once by `list`.
+const LIST_CONCURRENCY: usize = 32;
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -716,7 +719,7 @@ impl Backups for StoreBackups {
             .collect();
         let mut all: Vec<Metadata> = futures::stream::iter(ids)
             .map(|id| async move { self.sidecar(&id).await.map(|m| (id, m)) })
-            .buffer_unordered(16)
+            .buffer_unordered(LIST_CONCURRENCY)
             .try_filter_map(|(id, m)| async move {
                 Ok(m.map(|mut m| {
                     m.id.get_or_insert(id);
