@@ -380,6 +380,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                         source,
                         target: a.target,
                         dry_run: a.dry_run,
+                        database: None,
                     },
                     progress,
                 )

@@ -19,7 +19,10 @@ use crate::BackupId;
 use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
 use crate::archive::root_tar::{RootTar, root_tar_size};
 use crate::archive::writer::ArchiveWriter;
-use crate::database::{DatabaseDumper, DumpMessage, DumpSink, DumpSummary};
+use crate::database::{
+    DatabaseDumper, DatabaseLoader, DumpForwarder, DumpMessage, DumpSink, DumpSummary, LoadSummary,
+    dump_channel,
+};
 use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractStats, Extractor, RootCheck, sanitize_entry_path};
@@ -119,7 +122,7 @@ pub enum RestoreSource {
 }
 
 /// What to restore and where.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RestoreRequest {
     /// The archive to restore.
     pub source: RestoreSource,
@@ -127,6 +130,8 @@ pub struct RestoreRequest {
     pub target: PathBuf,
     /// Only verify and report; change nothing.
     pub dry_run: bool,
+    /// Where to load the archive's database dump, if anywhere.
+    pub database: Option<Arc<dyn DatabaseLoader>>,
 }
 
 /// What a restore did (or, for a dry run, would do).
@@ -142,6 +147,8 @@ pub struct RestoreReport {
     pub manifest_verified: bool,
     /// Files, directories, links and bytes restored.
     pub stats: ExtractStats,
+    /// What was loaded into the database, when a loader was given.
+    pub database: Option<LoadSummary>,
 }
 
 /// The backup operations, independent of where backups are stored.
@@ -794,16 +801,50 @@ impl Backups for StoreBackups {
                 dry_run: true,
                 manifest_verified: summary.manifest_verified,
                 stats: check.stats,
+                database: None,
             });
         }
-        // Pass 2: extract.
-        progress.phase("extracting", Some(check.stats.bytes));
+        // Pass 2: load the database (as its files stream past) and extract.
+        progress.phase("restoring", Some(check.stats.bytes));
         let extractor = Extractor::new(&request.target, progress.clone())?;
+        let (forwarder, loader) = match &request.database {
+            Some(db) => {
+                let (forwarder, source) = dump_channel();
+                let db = db.clone();
+                (
+                    Some(forwarder),
+                    Some(tokio::spawn(async move { db.load(source).await })),
+                )
+            }
+            None => (None, None),
+        };
+        let visitor = RestoreVisitor {
+            extractor,
+            dump: forwarder,
+        };
         let reader = self
             .open_restore_source(&request.source, recorded.as_ref())
             .await?;
-        let (again, extractor) =
-            scan(reader, subject.clone(), extractor, Arc::new(NoProgress)).await?;
+        let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
+        let (again, visitor) = match scanned {
+            Ok((again, mut visitor)) => {
+                visitor.dump = None; // end of the dump for the loader
+                (again, visitor)
+            }
+            Err(e) => {
+                if let Some(loader) = loader {
+                    let _ = loader.await;
+                }
+                return Err(e);
+            }
+        };
+        let database = match loader {
+            Some(task) => Some(task.await.map_err(|e| Error::Database {
+                message: format!("database loader stopped: {e}"),
+                source: None,
+            })??),
+            None => None,
+        };
         if again.digests != summary.digests {
             return Err(Error::ChecksumMismatch {
                 subject,
@@ -818,8 +859,28 @@ impl Backups for StoreBackups {
             target: request.target,
             dry_run: false,
             manifest_verified: summary.manifest_verified,
-            stats: extractor.stats,
+            stats: visitor.extractor.stats,
+            database,
         })
+    }
+}
+
+/// Pass 2 of a restore: files to the extractor, dump files to the loader.
+struct RestoreVisitor {
+    extractor: Extractor,
+    dump: Option<DumpForwarder>,
+}
+
+impl RootVisitor for RestoreVisitor {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        self.extractor.visit(root)
+    }
+
+    fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
+        match &self.dump {
+            Some(forwarder) => forwarder.forward(path, size, body),
+            None => Ok(()),
+        }
     }
 }
 

@@ -140,6 +140,7 @@ pub async fn create_list_restore_remove(b: &StoreBackups) {
                 source: RestoreSource::Id(id.clone()),
                 target: target.clone(),
                 dry_run: false,
+                database: None,
             },
             Arc::new(NoProgress),
         )
@@ -253,6 +254,7 @@ pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
                 source: RestoreSource::Id(id.clone()),
                 target: target.clone(),
                 dry_run: false,
+                database: None,
             },
             Arc::new(NoProgress),
         )
@@ -514,6 +516,7 @@ pub async fn truncated_reads_are_detected(storage: Storage) {
                 source: RestoreSource::Id(id.clone()),
                 target: target.clone(),
                 dry_run: false,
+                database: None,
             },
             Arc::new(NoProgress),
         )

@@ -61,3 +61,118 @@ pub trait DatabaseDumper: Send + Sync {
     /// Sends every dump file to `sink`.
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary>;
 }
+
+/// One file of a dump being loaded, read from the archive as it streams:
+/// its bytes arrive in chunks (memory stays bounded whatever its size).
+pub struct DumpFile {
+    /// Path below `dump/`, e.g. `juju/machines.bson` or `oplog.bson`.
+    pub path: String,
+    /// Size in bytes, from the archive.
+    pub size: u64,
+    chunks: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+}
+
+impl DumpFile {
+    /// The next chunk of the file's bytes; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>> {
+        match self.chunks.recv().await {
+            None => Ok(None),
+            Some(Ok(b)) => Ok(Some(b)),
+            Some(Err(e)) => Err(Error::InvalidArchive {
+                subject: format!("dump/{}", self.path),
+                reason: format!("read failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// The dump files of an archive, in archive order.
+pub struct DumpSource {
+    rx: mpsc::Receiver<DumpFile>,
+}
+
+impl DumpSource {
+    /// The next file; `None` when the archive has no more dump files. Each
+    /// file must be read to its end (or dropped) before the next one comes.
+    pub async fn next_file(&mut self) -> Option<DumpFile> {
+        self.rx.recv().await
+    }
+}
+
+/// The sending half of a [`DumpSource`], fed from the archive reader's
+/// blocking thread.
+pub(crate) struct DumpForwarder {
+    tx: mpsc::Sender<DumpFile>,
+}
+
+/// Creates a connected forwarder and source.
+pub(crate) fn dump_channel() -> (DumpForwarder, DumpSource) {
+    let (tx, rx) = mpsc::channel(1);
+    (DumpForwarder { tx }, DumpSource { rx })
+}
+
+impl DumpForwarder {
+    /// Streams one file to the loader (blocking; call from a blocking thread).
+    pub(crate) fn forward(
+        &self,
+        path: &str,
+        size: u64,
+        body: &mut dyn std::io::Read,
+    ) -> Result<()> {
+        let (ctx, crx) = mpsc::channel(4);
+        let file = DumpFile {
+            path: path.to_string(),
+            size,
+            chunks: crx,
+        };
+        if self.tx.blocking_send(file).is_err() {
+            // The loader stopped (it failed); its error is reported instead.
+            return Ok(());
+        }
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            match body.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    if ctx
+                        .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let msg = e.to_string();
+                    let _ = ctx.blocking_send(Err(std::io::Error::new(e.kind(), msg)));
+                    return Err(Error::InvalidArchive {
+                        subject: format!("dump/{path}"),
+                        reason: crate::archive::reader::describe_read_error(&e),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSummary {
+    /// Documents inserted per `db.collection` (after renames).
+    pub collections: std::collections::BTreeMap<String, u64>,
+    /// Indexes built.
+    pub indexes: u64,
+    /// Oplog entries replayed.
+    pub oplog_entries: u64,
+    /// Namespaces skipped by the exclude filter.
+    pub skipped: Vec<String>,
+    /// Anything worth telling the user.
+    pub warnings: Vec<String>,
+}
+
+/// Loads a database dump (the archive's `dump/`) into a live database.
+#[async_trait]
+pub trait DatabaseLoader: Send + Sync {
+    /// Reads every file from `source` and loads it.
+    async fn load(&self, source: DumpSource) -> Result<LoadSummary>;
+}

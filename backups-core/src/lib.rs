@@ -56,7 +56,10 @@ pub use backups::{
     AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, RestoreReport,
     RestoreRequest, RestoreSource, StoreBackups,
 };
-pub use database::{DatabaseDumper, DumpEntry, DumpSink, DumpSummary};
+pub use database::{
+    DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
+    LoadSummary,
+};
 pub use error::{Error, Result};
 pub use extract::ExtractStats;
 pub use files::FileSet;

@@ -14,11 +14,16 @@ use crate::error::{Error, Result};
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::progress::Progress;
 
-/// Something that consumes `root.tar` while the archive streams past
-/// (validation, extraction).
+/// Something that consumes `root.tar` (and, optionally, the files under
+/// `dump/`) while the archive streams past: validation, extraction, loading.
 pub trait RootVisitor {
     /// Reads `root` (the inner tar) as far as it needs.
     fn visit(&mut self, root: &mut dyn Read) -> Result<()>;
+
+    /// Reads one file under `juju-backup/dump/`; `path` is relative to `dump/`.
+    fn visit_dump(&mut self, _path: &str, _size: u64, _body: &mut dyn Read) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What one pass over an archive found.
@@ -195,6 +200,13 @@ pub fn read_archive<R: Read>(
                 manifest = Some(serde_json::from_slice(&buf).map_err(|e| {
                     Error::invalid(subject, format!("unreadable manifest.json: {e}"))
                 })?);
+            }
+            p if p.starts_with(super::DUMP_DIR) && kind.is_file() => {
+                if let Some(visitor) = root.as_deref_mut() {
+                    let size = hashed.inner.header().size().unwrap_or(0);
+                    let rel = &p[super::DUMP_DIR.len()..];
+                    visitor.visit_dump(rel, size, &mut hashed)?;
+                }
             }
             _ => {}
         }
