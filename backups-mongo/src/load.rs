@@ -214,16 +214,17 @@ impl MongoLoader {
         meta: Option<&CollectionMeta>,
     ) -> Result<()> {
         drop_collection(db, coll).await?;
-        match meta {
-            Some(m) if !m.is_view && !m.options.is_empty() => {
-                let mut cmd = doc! {"create": coll};
-                cmd.extend(m.options.clone());
-                db.run_command(cmd)
-                    .await
-                    .map_err(|e| db_error(format!("creating {}.{coll}", db.name()), e))?;
-            }
-            _ => {}
+        if meta.is_some_and(|m| m.is_view) {
+            return Ok(()); // views are created after the data
         }
+        // Created explicitly, so empty collections and options survive.
+        let mut cmd = doc! {"create": coll};
+        if let Some(m) = meta {
+            cmd.extend(m.options.clone());
+        }
+        db.run_command(cmd)
+            .await
+            .map_err(|e| db_error(format!("creating {}.{coll}", db.name()), e))?;
         Ok(())
     }
 
