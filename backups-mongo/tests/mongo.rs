@@ -470,16 +470,19 @@ async fn writes_during_the_dump_restore_to_one_instant() {
     let src = unique("live");
     let dst = unique("livedst");
     let db = client.database(&src);
-    // "a_counter" is dumped before "b_items": without the oplog, the counter
-    // would be far behind the items the dump saw later.
+    // "a_counter" is dumped first, then the large "m_filler" (many batches,
+    // while the writer goes on), then "z_items": without the oplog replay
+    // the counter would be behind the items the dump saw last.
     db.collection::<Document>("a_counter")
         .insert_one(doc! {"_id": "n", "n": -1})
         .await
         .unwrap();
-    db.collection::<Document>("b_items")
-        .insert_many((0..3000).map(|i| doc! {"_id": -i - 1, "pad": "p".repeat(500)}))
-        .await
-        .unwrap();
+    for chunk in 0..4 {
+        db.collection::<Document>("m_filler")
+            .insert_many((0..5000).map(|i| doc! {"_id": chunk * 5000 + i, "pad": "p".repeat(300)}))
+            .await
+            .unwrap();
+    }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let db = db.clone();
@@ -487,7 +490,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
         tokio::spawn(async move {
             let mut i = 0i64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                db.collection::<Document>("b_items")
+                db.collection::<Document>("z_items")
                     .insert_one(doc! {"_id": i, "pad": "w"})
                     .await
                     .unwrap();
@@ -564,7 +567,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
         .get_i64("n")
         .unwrap();
     let max: Vec<Document> = r
-        .collection::<Document>("b_items")
+        .collection::<Document>("z_items")
         .find(doc! {"_id": {"$gte": 0}})
         .sort(doc! {"_id": -1})
         .limit(1)
@@ -575,7 +578,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
         .unwrap();
     let max_id = max[0].get_i64("_id").unwrap();
     let count = r
-        .collection::<Document>("b_items")
+        .collection::<Document>("z_items")
         .count_documents(doc! {"_id": {"$gte": 0}})
         .await
         .unwrap() as i64;
