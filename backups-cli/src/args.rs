@@ -14,6 +14,7 @@ Exit codes:
   5  verification failed: checksum mismatch, invalid or unsafe archive, incompatible backup
   6  storage error (store unreachable, access denied, bad store URL)
   7  local file error (cannot read a source, cannot write a target)
+  8  database error (MongoDB unreachable, authentication, dump or load failed)
   130 interrupted (nothing was committed)
 
 The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.
@@ -95,12 +96,14 @@ pub enum ProgressMode {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Back up files (and, later, the database) into the store; prints the new id.
+    /// Back up files and the MongoDB database into the store; prints the new id.
     #[command(after_help = "\
 Examples:
   backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
   backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
   backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+  BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
+    backups create --path /var/lib/juju --exclude-ns 'logs.*'
 
 Exclude patterns containing '/' match the whole absolute path; others match
 any file or directory name. Files are read once and streamed into the store;
@@ -165,11 +168,12 @@ uploads cannot be listed through object_store: use a bucket lifecycle rule
 (AbortIncompleteMultipartUpload), see the README.")]
     Gc(GcArgs),
 
-    /// Restore a backup's files into a target directory.
+    /// Restore a backup's files (and database) into a target.
     #[command(after_help = "\
 Examples:
   backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target /
   backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
+  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*'
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
@@ -178,12 +182,37 @@ to a temporary name and renamed into place.")]
     Restore(RestoreArgs),
 }
 
+/// Where the MongoDB database is. The URI may hold a password: prefer the
+/// environment variable or a file to keep it off the command line.
+#[derive(Debug, Args, Clone)]
+pub struct MongoArgs {
+    /// MongoDB connection string, e.g. mongodb://user:pass@host:27017/?authSource=admin.
+    #[arg(
+        long,
+        env = "BACKUPS_MONGO_URI",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
+    pub mongo_uri: Option<String>,
+    /// Read the MongoDB connection string from this file (first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "mongo_uri")]
+    pub mongo_uri_file: Option<PathBuf>,
+}
+
 /// `backups create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// A file or directory to back up (repeatable).
-    #[arg(long = "path", required = true, value_name = "PATH")]
+    #[arg(long = "path", value_name = "PATH", required_unless_present_any = ["mongo_uri", "mongo_uri_file"])]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    /// Dump only these databases (repeatable; default: all but admin, local, config).
+    #[arg(long = "include-db", value_name = "DB")]
+    pub include_dbs: Vec<String>,
+    /// Leave out these namespaces (repeatable glob on db.collection, e.g. 'logs.*').
+    #[arg(long = "exclude-ns", value_name = "GLOB")]
+    pub exclude_ns: Vec<String>,
     /// Leave out matching files and directories (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
@@ -309,6 +338,15 @@ pub struct RestoreArgs {
     /// Directory the backed-up files are restored under ('/' for in place).
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    /// Leave these namespaces untouched (repeatable glob on db.collection;
+    /// Juju leaves 'logs.*' alone).
+    #[arg(long = "ns-exclude", value_name = "GLOB")]
+    pub ns_exclude: Vec<String>,
+    /// Load database FROM of the backup into database TO (repeatable).
+    #[arg(long = "db-rename", value_name = "FROM=TO", value_parser = parse_key_value)]
+    pub db_rename: Vec<(String, String)>,
     /// Verify the archive and print what would be restored; change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -23,6 +23,7 @@ use backups_core::{
     ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error, FileSet, Identity,
     Progress, RestoreRequest, RestoreSource, Storage, StoreBackups, UploadOptions,
 };
+use backups_mongo::{DumpOptions, LoadOptions, MongoDumper, MongoLoader};
 use clap::Parser;
 
 use crate::args::{Cli, Command};
@@ -47,6 +48,7 @@ impl From<Error> for Failure {
             Error::InvalidInput { what, .. } if *what == "store URL" => 6,
             Error::InvalidInput { .. } => 2,
             Error::Io { .. } => 7,
+            Error::Database { .. } => 8,
             Error::Cancelled(_) => 130,
             _ => 1,
         };
@@ -137,6 +139,28 @@ fn out(text: &str) -> CliResult {
     }
 }
 
+/// The MongoDB URI from --mongo-uri, $BACKUPS_MONGO_URI or --mongo-uri-file.
+fn mongo_uri(args: &args::MongoArgs) -> Result<Option<String>, Failure> {
+    if let Some(uri) = &args.mongo_uri {
+        return Ok(Some(uri.clone()));
+    }
+    match &args.mongo_uri_file {
+        None => Ok(None),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| io_failure(&format!("reading {}", path.display()), e))?;
+            let uri = text.lines().next().unwrap_or("").trim().to_string();
+            if uri.is_empty() {
+                return Err(Failure {
+                    message: format!("{} holds no MongoDB URI", path.display()),
+                    code: 2,
+                });
+            }
+            Ok(Some(uri))
+        }
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -194,12 +218,26 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
     match cli.command {
         Command::Create(a) => {
             let model_uuid = a.model_uuid.unwrap_or_else(host_model_uuid);
+            let database: Option<Arc<dyn backups_core::DatabaseDumper>> = match mongo_uri(&a.mongo)?
+            {
+                Some(uri) => Some(Arc::new(
+                    MongoDumper::connect(
+                        &uri,
+                        DumpOptions {
+                            include_dbs: a.include_dbs,
+                            exclude_ns: a.exclude_ns,
+                        },
+                    )
+                    .await?,
+                )),
+                None => None,
+            };
             let request = CreateRequest {
                 files: FileSet {
                     paths: a.paths,
                     excludes: a.excludes,
                 },
-                database: None,
+                database,
                 notes: a.notes,
                 labels: a.labels,
                 identity: Identity {
@@ -218,9 +256,20 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 message: "created backup has no id".into(),
                 code: 1,
             })?;
+            let docs: u64 = meta
+                .databases
+                .iter()
+                .filter(|(k, _)| !k.starts_with("oplog"))
+                .map(|(_, n)| n)
+                .sum();
             say(format!(
-                "Created backup {id}: {} files, {} ({} bytes)",
+                "Created backup {id}: {} files, {} documents in {} collections, {} ({} bytes)",
                 meta.file_count.unwrap_or(0),
+                docs,
+                meta.databases
+                    .keys()
+                    .filter(|k| !k.starts_with("oplog"))
+                    .count(),
                 output::human_size(meta.size),
                 meta.size
             ));
@@ -374,13 +423,27 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     });
                 }
             };
+            let database: Option<Arc<dyn backups_core::DatabaseLoader>> = match mongo_uri(&a.mongo)?
+            {
+                Some(uri) => Some(Arc::new(
+                    MongoLoader::connect(
+                        &uri,
+                        LoadOptions {
+                            ns_exclude: a.ns_exclude,
+                            db_rename: a.db_rename,
+                        },
+                    )
+                    .await?,
+                )),
+                None => None,
+            };
             let report = backups
                 .restore(
                     RestoreRequest {
                         source,
                         target: a.target,
                         dry_run: a.dry_run,
-                        database: None,
+                        database,
                     },
                     progress,
                 )
@@ -406,6 +469,18 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 output::human_size(s.bytes),
                 report.target.display()
             ))?;
+            if let Some(db) = &report.database {
+                let docs: u64 = db.collections.values().sum();
+                out(&format!(
+                    "Loaded {docs} documents into {} collections, built {} indexes, replayed {} oplog entries\n",
+                    db.collections.len(),
+                    db.indexes,
+                    db.oplog_entries
+                ))?;
+                for w in &db.warnings {
+                    stderr_line!("warning: {w}");
+                }
+            }
             if report.dry_run {
                 out(&format!(
                     "Archive verified: size and SHA-1{}, every path checked. Nothing was changed.\n",

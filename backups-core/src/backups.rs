@@ -583,6 +583,9 @@ impl Backups for StoreBackups {
         meta.stored = Some(finished);
         meta.warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
         if let Some(dump) = produced.dump {
+            for w in &dump.warnings {
+                progress.warn(w);
+            }
             meta.databases = dump.collections;
             meta.warnings.extend(dump.warnings);
         }
