@@ -10,6 +10,9 @@ use mongodb::{Client, Database};
 
 use crate::{SYSTEM_DATABASES, db_error, redact_uri};
 
+/// Documents per cursor batch.
+const FIND_BATCH: u32 = 2000;
+
 /// What to dump.
 #[derive(Debug, Clone, Default)]
 pub struct DumpOptions {
@@ -97,6 +100,14 @@ impl MongoDumper {
         if hello.get_str("setName").is_err() {
             return Ok(None);
         }
+        // The last write's optime: instant, where scanning the oplog may not be.
+        if let Ok(ts) = hello
+            .get_document("lastWrite")
+            .and_then(|w| w.get_document("opTime"))
+            .and_then(|o| o.get_timestamp("ts"))
+        {
+            return Ok(Some(ts));
+        }
         let oplog = self
             .client
             .database("local")
@@ -112,8 +123,11 @@ impl MongoDumper {
     async fn dump_collection(&self, db: &Database, name: &str, sink: &DumpSink) -> Result<u64> {
         let ns = format!("{}.{name}", db.name());
         let coll = db.collection::<RawDocumentBuf>(name);
+        // Bounded batches: memory is about FIND_BATCH x the average document,
+        // even on servers that would send one huge batch.
         let mut cursor = coll
             .find(doc! {})
+            .batch_size(FIND_BATCH)
             .await
             .map_err(|e| db_error(format!("reading {ns}"), e))?;
         let mut spool = BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(spool_err)?);
@@ -144,6 +158,16 @@ impl MongoDumper {
         let Some(to) = self.oplog_position().await? else {
             return Ok(0);
         };
+        if to <= from {
+            // Nothing was written during the dump: an empty oplog, no scan.
+            sink.add(DumpEntry {
+                path: "oplog.bson".into(),
+                size: 0,
+                body: Box::new(std::io::empty()),
+            })
+            .await?;
+            return Ok(0);
+        }
         let oplog = self
             .client
             .database("local")
