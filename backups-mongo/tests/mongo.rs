@@ -108,7 +108,9 @@ async fn seed(db: &Database) {
         .await
         .unwrap();
     let users = db.collection::<Document>("users");
-    users.insert_many((0..50).map(|i| doc! {"_id": i, "email": format!("u{i}@example.com"), "age": i, "created": DateTime::from_millis(i64::from(i) * 1000)})).await.unwrap();
+    // In the future, so the TTL index below deletes nothing during the test.
+    let future = DateTime::now().timestamp_millis() + 30 * 86_400_000;
+    users.insert_many((0..50).map(|i| doc! {"_id": i, "email": format!("u{i}@example.com"), "age": i, "created": DateTime::from_millis(future + i64::from(i))})).await.unwrap();
     db.run_command(doc! {"createIndexes": "users", "indexes": [
         {"key": {"email": 1}, "name": "email_unique", "unique": true},
         {"key": {"created": 1}, "name": "ttl", "expireAfterSeconds": 3600i64},
