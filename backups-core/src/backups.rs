@@ -765,22 +765,49 @@ impl Backups for StoreBackups {
             RestoreSource::Id(id) => (id.to_string(), Some(self.metadata(id).await?)),
             RestoreSource::File(p) => (p.display().to_string(), None),
         };
-        // Pass 1: verify everything before touching the target.
+        // Pass 1: verify before touching the target. A stored backup was
+        // fully validated (layout, metadata, every root.tar path, manifest)
+        // when it was created or uploaded, and its sidecar holds the digests
+        // of those bytes: checking them needs no decompression. Anything
+        // else (a local file, a sidecar without digests) is validated in full.
         progress.phase("verifying", recorded.as_ref().map(|m| m.size));
         let reader = self
             .open_restore_source(&request.source, recorded.as_ref())
             .await?;
-        let (summary, check) = scan(
-            reader,
-            subject.clone(),
-            RootCheck::default(),
-            progress.clone(),
-        )
-        .await?;
-        if let Some(meta) = &recorded {
-            check_digests(&subject, meta, &summary.digests)?;
-        }
-        let metadata = recorded.clone().unwrap_or_else(|| summary.metadata.clone());
+        let vouched = recorded
+            .as_ref()
+            .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
+        let (summary, check) = match vouched {
+            Some(meta) => {
+                let prog = progress.clone();
+                let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
+                    .await
+                    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
+                    .map_err(|e| Error::io("reading archive", &subject, e))?;
+                check_digests(&subject, meta, &digests)?;
+                (None, None)
+            }
+            None => {
+                let (summary, check) = scan(
+                    reader,
+                    subject.clone(),
+                    RootCheck::default(),
+                    progress.clone(),
+                )
+                .await?;
+                if let Some(meta) = &recorded {
+                    check_digests(&subject, meta, &summary.digests)?;
+                }
+                (Some(summary), Some(check))
+            }
+        };
+        let metadata = match recorded
+            .clone()
+            .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
+        {
+            Some(m) => m,
+            None => return Err(Error::invalid(&subject, "no metadata was read")),
+        };
         if metadata.format_version > MAX_FORMAT_VERSION {
             return Err(Error::Incompatible {
                 subject,
@@ -790,14 +817,16 @@ impl Backups for StoreBackups {
                 ),
             });
         }
-        if !summary.has_root_tar {
-            return Err(Error::invalid(
-                subject,
-                "missing entry juju-backup/root.tar: the archive holds no files to restore",
-            ));
+        if let Some(summary) = &summary {
+            if !summary.has_root_tar {
+                return Err(missing_root(&subject));
+            }
         }
         if request.dry_run {
             progress.finish();
+            let (summary, check) = summary
+                .zip(check)
+                .ok_or_else(|| Error::Cancelled("dry run without a full verification".into()))?;
             return Ok(RestoreReport {
                 metadata,
                 target: request.target,
@@ -808,7 +837,7 @@ impl Backups for StoreBackups {
             });
         }
         // Pass 2: load the database (as its files stream past) and extract.
-        progress.phase("restoring", Some(check.stats.bytes));
+        progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
         let extractor = Extractor::new(&request.target, progress.clone())?;
         let (forwarder, loader) = match &request.database {
             Some(db) => {
@@ -848,24 +877,59 @@ impl Backups for StoreBackups {
             })??),
             None => None,
         };
-        if again.digests != summary.digests {
+        if !again.has_root_tar {
+            return Err(missing_root(&subject));
+        }
+        let expected = summary.as_ref().map(|s| &s.digests);
+        if let Some(expected) = expected
+            && again.digests != *expected
+        {
             return Err(Error::ChecksumMismatch {
                 subject,
                 what: "SHA-1",
-                expected: summary.digests.sha1_base64,
+                expected: expected.sha1_base64.clone(),
                 actual: again.digests.sha1_base64,
             });
+        }
+        if summary.is_none() {
+            check_digests(&subject, &metadata, &again.digests)?;
         }
         progress.finish();
         Ok(RestoreReport {
             metadata,
             target: request.target,
             dry_run: false,
-            manifest_verified: summary.manifest_verified,
+            manifest_verified: again.manifest_verified,
             stats: visitor.extractor.stats,
             database,
         })
     }
+}
+
+/// The digests of an archive's bytes, without decompressing them.
+fn raw_digests(
+    mut reader: Box<dyn Read + Send>,
+    progress: Arc<dyn Progress>,
+) -> std::io::Result<Digests> {
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finish()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        progress.advance(n as u64);
+    }
+}
+
+fn missing_root(subject: &str) -> Error {
+    Error::invalid(
+        subject,
+        "missing entry juju-backup/root.tar: the archive holds no files to restore",
+    )
 }
 
 /// Pass 2 of a restore: files to the extractor, dump files to the loader.

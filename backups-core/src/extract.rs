@@ -214,6 +214,7 @@ fn count(stats: &mut ExtractStats, kind: &CheckedKind) {
 
 /// Extracts `root.tar` into a target directory.
 pub struct Extractor {
+    target: PathBuf,
     root: PathBuf,
     policy: Policy,
     progress: Arc<dyn Progress>,
@@ -224,14 +225,12 @@ pub struct Extractor {
 }
 
 impl Extractor {
-    /// Prepares extraction into `target` (created if missing).
+    /// Prepares extraction into `target`, which is created (if missing)
+    /// only when the first entry is written.
     pub fn new(target: &Path, progress: Arc<dyn Progress>) -> Result<Self> {
-        fs::create_dir_all(target).map_err(|e| Error::io("creating target", target, e))?;
-        let root = target
-            .canonicalize()
-            .map_err(|e| Error::io("resolving target", target, e))?;
         Ok(Extractor {
-            root,
+            target: target.to_path_buf(),
+            root: PathBuf::new(),
             policy: Policy::default(),
             progress,
             dirs: Vec::new(),
@@ -296,8 +295,20 @@ impl Extractor {
         mode & 0o1777
     }
 
+    fn ensure_root(&mut self) -> Result<()> {
+        if self.root.as_os_str().is_empty() {
+            let target = &self.target;
+            fs::create_dir_all(target).map_err(|e| Error::io("creating target", target, e))?;
+            self.root = target
+                .canonicalize()
+                .map_err(|e| Error::io("resolving target", target, e))?;
+        }
+        Ok(())
+    }
+
     fn extract_entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
         let (name, rel, kind) = self.policy.check(&entry)?;
+        self.ensure_root()?;
         let dest = self.prepare_parents(&name, &rel)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);

@@ -137,7 +137,9 @@ pub fn read_archive<R: Read>(
             "not a gzip stream (no gzip magic bytes)",
         ));
     }
-    let gz = GzDecoder::new(buffered);
+    // Buffered on both sides: tar reads 512-byte headers, which would
+    // otherwise each be a call into the decompressor.
+    let gz = BufReader::with_capacity(256 * 1024, GzDecoder::new(buffered));
     let mut archive = tar::Archive::new(gz);
     let mut metadata = None;
     let mut manifest: Option<Manifest> = None;
@@ -228,7 +230,7 @@ pub fn read_archive<R: Read>(
             "unexpected data after the end of the tar",
         ));
     }
-    let mut buffered = gz.into_inner();
+    let mut buffered = gz.into_inner().into_inner();
     let trailing = buffered
         .fill_buf()
         .map_err(|e| fail.map("after gzip stream", e))?
