@@ -32,7 +32,7 @@ use crate::metadata::{
 };
 use crate::progress::{NoProgress, Progress};
 use crate::storage::Storage;
-use crate::upload::{UploadOptions, object_reader, upload_with};
+use crate::upload::{UploadOptions, object_reader, object_stream, upload_with};
 
 /// The archive bytes of a backup, as they come from the store.
 pub type ArchiveStream = BoxStream<'static, Result<Bytes>>;
@@ -420,7 +420,7 @@ impl StoreBackups {
             ),
             e => Error::storage(&key, e),
         })?;
-        Ok(Box::new(object_reader(result.into_stream())))
+        Ok(object_reader(result))
     }
 
     async fn open_restore_source(
@@ -708,8 +708,7 @@ impl Backups for StoreBackups {
             ),
             e => Error::storage(&key, e),
         })?;
-        let stream = result
-            .into_stream()
+        let stream = object_stream(result)
             .map_err(move |e| Error::storage(&key, e))
             .boxed();
         Ok((meta, stream))

@@ -5,14 +5,16 @@
 use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
+use object_store::{GetResult, GetResultPayload};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -153,11 +155,33 @@ where
     }
 }
 
-/// A blocking [`Read`] over an object's byte stream (call inside a runtime;
-/// read from a blocking thread).
-pub(crate) fn object_reader(
-    stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
-) -> impl Read + Send + 'static {
-    let stream = stream.map_err(io::Error::other).boxed();
-    SyncIoBridge::new(StreamReader::new(stream))
+/// Chunk size when streaming a local file (object_store's own is 8 KiB,
+/// each read a round trip through a blocking task).
+const FILE_CHUNK: usize = 1024 * 1024;
+
+/// A blocking [`Read`] over an object (call inside a runtime; read from a
+/// blocking thread). Local files are read directly.
+pub(crate) fn object_reader(result: GetResult) -> Box<dyn Read + Send + 'static> {
+    match result.payload {
+        GetResultPayload::File(file, _) => Box::new(file),
+        GetResultPayload::Stream(stream) => {
+            let stream = stream.map_err(io::Error::other).boxed();
+            Box::new(SyncIoBridge::new(StreamReader::new(stream)))
+        }
+    }
+}
+
+/// An object's bytes as a stream, in large chunks for local files.
+pub(crate) fn object_stream(result: GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
+    match result.payload {
+        GetResultPayload::File(file, path) => {
+            ReaderStream::with_capacity(tokio::fs::File::from_std(file), FILE_CHUNK)
+                .map_err(move |e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("reading {}: {e}", path.display()).into(),
+                })
+                .boxed()
+        }
+        GetResultPayload::Stream(stream) => stream,
+    }
 }
