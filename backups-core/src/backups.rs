@@ -816,10 +816,8 @@ impl Backups for StoreBackups {
                 ),
             });
         }
-        if let Some(summary) = &summary {
-            if !summary.has_root_tar {
-                return Err(missing_root(&subject));
-            }
+        if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
+            return Err(missing_root(&subject));
         }
         if request.dry_run {
             progress.finish();

@@ -3,6 +3,7 @@
 //! archives, a trailing `manifest.json` with the size and SHA-256 of every
 //! other entry.
 
+pub mod pgzip;
 pub mod reader;
 pub mod root_tar;
 pub mod writer;

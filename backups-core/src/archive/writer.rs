@@ -2,9 +2,7 @@
 
 use std::io::{Read, Write};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-
+use super::pgzip::ParallelGzWriter;
 use super::{MANIFEST_ENTRY, Manifest, ManifestEntry, TOP_DIR};
 use crate::digest::{Digests, EntryHasher, HashingWriter};
 use crate::error::{Error, Result};
@@ -13,7 +11,7 @@ use crate::error::{Error, Result};
 /// computing the whole-archive SHA-1/SHA-256/size and each entry's SHA-256
 /// for the manifest as it goes. Nothing is buffered beyond the gzip window.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<GzEncoder<HashingWriter<W>>>,
+    tar: tar::Builder<ParallelGzWriter<HashingWriter<W>>>,
     manifest: Manifest,
     mtime: u64,
 }
@@ -25,8 +23,16 @@ fn write_err(entry: &str, e: std::io::Error) -> Error {
 impl<W: Write> ArchiveWriter<W> {
     /// Starts an archive (writes the `juju-backup/` directory entry).
     /// `level` is the gzip level 0-9; `mtime` stamps the entries we create.
+    /// Compression runs on every core (see [`ArchiveWriter::with_threads`]).
     pub fn new(out: W, level: u32, mtime: u64) -> Result<Self> {
-        let gz = GzEncoder::new(HashingWriter::new(out), Compression::new(level.min(9)));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(out, level, mtime, cores)
+    }
+
+    /// Like [`ArchiveWriter::new`], compressing on `threads` threads. The
+    /// output is one standard gzip member whatever the thread count.
+    pub fn with_threads(out: W, level: u32, mtime: u64, threads: usize) -> Result<Self> {
+        let gz = ParallelGzWriter::new(HashingWriter::new(out), level, threads);
         let mut w = ArchiveWriter {
             tar: tar::Builder::new(gz),
             manifest: Manifest {
