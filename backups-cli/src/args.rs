@@ -80,6 +80,15 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
+/// Archive compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionKind {
+    /// gzip: Juju's format.
+    Gzip,
+    /// zstd: only this tool reads it.
+    Zstd,
+}
+
 /// Progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
@@ -239,9 +248,17 @@ pub struct CreateArgs {
     /// Machine id recorded in the metadata.
     #[arg(long, default_value = "0")]
     pub machine: String,
-    /// gzip compression level, 0 (none) to 9 (smallest).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub compression_level: u32,
+    /// Compression: gzip (Juju's format, readable by tar and Juju) or zstd
+    /// (faster and smaller, but only this tool can read it).
+    #[arg(long, value_enum, default_value_t = CompressionKind::Gzip)]
+    pub compression: CompressionKind,
+    /// Compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1
+    /// to 19, default 3.
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
+    /// Compression threads (default: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N", hide_default_value = true)]
+    pub compression_threads: usize,
 }
 
 /// `backups list`.

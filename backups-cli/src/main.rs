@@ -20,8 +20,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backups_core::{
-    ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error, FileSet, Identity,
-    Progress, RestoreRequest, RestoreSource, Storage, StoreBackups, UploadOptions,
+    ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
+    FileSet, Identity, Progress, RestoreRequest, RestoreSource, Storage, StoreBackups,
+    UploadOptions,
 };
 use backups_mongo::{DumpOptions, LoadOptions, MongoDumper, MongoLoader};
 use clap::Parser;
@@ -161,6 +162,36 @@ fn mongo_uri(args: &args::MongoArgs) -> Result<Option<String>, Failure> {
     }
 }
 
+fn compression(
+    kind: args::CompressionKind,
+    level: Option<u32>,
+    threads: usize,
+) -> Result<ArchiveCompression, Failure> {
+    let bad = |max: u32| Failure {
+        message: format!("--compression-level must be at most {max} for {kind:?}"),
+        code: 2,
+    };
+    Ok(match kind {
+        args::CompressionKind::Gzip => {
+            let level = level.unwrap_or(6);
+            if level > 9 {
+                return Err(bad(9));
+            }
+            ArchiveCompression::Gzip { level, threads }
+        }
+        args::CompressionKind::Zstd => {
+            let level = level.unwrap_or(3).max(1);
+            if level > 19 {
+                return Err(bad(19));
+            }
+            ArchiveCompression::Zstd {
+                level: level as i32,
+                threads,
+            }
+        }
+    })
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -249,7 +280,11 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     version: format!("backups-{}", env!("CARGO_PKG_VERSION")),
                     ..Default::default()
                 },
-                compression_level: a.compression_level,
+                compression: compression(
+                    a.compression,
+                    a.compression_level,
+                    a.compression_threads,
+                )?,
             };
             let meta = backups.create(request, progress.clone()).await?;
             let id = meta.id.clone().ok_or_else(|| Failure {

@@ -307,6 +307,53 @@ fn create_excludes_and_downloads() {
     );
 }
 
+#[test]
+fn zstd_archives_round_trip_and_are_detected_by_magic() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let id = env
+        .ok(&[
+            "create",
+            "--path",
+            tree.to_str().unwrap(),
+            "--compression",
+            "zstd",
+            "--compression-level",
+            "5",
+        ])
+        .trim()
+        .to_string();
+    env.ok(&["download", &id, "-o", "z.tar.zst"]);
+    let head = std::fs::read(env.path().join("z.tar.zst")).unwrap();
+    assert_eq!(&head[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+    env.ok(&["restore", &id, "--target", "restored"]);
+    let rel = tree.strip_prefix("/").unwrap();
+    assert_eq!(
+        snapshot(&env.path().join("restored").join(rel)),
+        snapshot(&tree)
+    );
+    // The file restores and uploads like a gzip archive.
+    env.ok(&[
+        "restore",
+        "--file",
+        "z.tar.zst",
+        "--target",
+        "again",
+        "--dry-run",
+    ]);
+    let other = Env::new();
+    let out = other.ok(&["upload", env.path().join("z.tar.zst").to_str().unwrap()]);
+    assert!(out.contains(&id), "{out}");
+    let (code, err) = env.fail(&[
+        "create",
+        "--path",
+        tree.to_str().unwrap(),
+        "--compression-level",
+        "12",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
+
 struct Fixture {
     file: &'static str,
     id: &'static str,

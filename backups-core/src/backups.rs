@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::BackupId;
+use crate::archive::ArchiveCompression;
 use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
 use crate::archive::root_tar::{RootTar, root_tar_size};
 use crate::archive::writer::ArchiveWriter;
@@ -72,8 +73,8 @@ pub struct CreateRequest {
     pub labels: Vec<String>,
     /// Identity recorded in the metadata.
     pub identity: Identity,
-    /// gzip level, 0-9.
-    pub compression_level: u32,
+    /// How the archive is compressed (gzip level 6 on every core by default).
+    pub compression: ArchiveCompression,
 }
 
 /// An existing archive to add to the store; read twice (validate, then upload).
@@ -521,7 +522,7 @@ impl Backups for StoreBackups {
             rx
         });
 
-        let level = request.compression_level;
+        let compression = request.compression;
         let mtime = started.unix_timestamp().max(0) as u64;
         let entries = scanned.entries;
         let (warn_sink, prog) = (warnings.clone(), progress.clone());
@@ -529,7 +530,7 @@ impl Backups for StoreBackups {
         meta.archive = Storage::new_archive_name(&id);
         let key = self.storage.key(&meta.archive);
         let produced = upload_with(self.store(), &key, self.upload, &self.cancel, move |out| {
-            let mut archive = ArchiveWriter::new(out, level, mtime)?;
+            let mut archive = ArchiveWriter::with_compression(out, compression, mtime)?;
             archive.add_file(
                 "metadata.json",
                 in_archive.len() as u64,

@@ -60,7 +60,7 @@ pub fn request(paths: Vec<std::path::PathBuf>) -> CreateRequest {
             hostname: "test-host".into(),
             ..Default::default()
         },
-        compression_level: 6,
+        compression: Default::default(),
     }
 }
 

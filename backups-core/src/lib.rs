@@ -23,7 +23,7 @@
 //!                 model_uuid: "e2a6a1e5-abea-4393-8593-5a45ae53ab97".into(),
 //!                 ..Default::default()
 //!             },
-//!             compression_level: 6,
+//!             compression: Default::default(),
 //!         },
 //!         Arc::new(NoProgress),
 //!     )
@@ -52,6 +52,7 @@ pub mod conformance;
 #[cfg(feature = "test-util")]
 pub mod fault;
 
+pub use archive::ArchiveCompression;
 pub use backups::{
     AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, RestoreReport,
     RestoreRequest, RestoreSource, StoreBackups,

@@ -113,7 +113,7 @@ async fn main() {
                     model_uuid: "0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10".into(),
                     ..Default::default()
                 },
-                compression_level: 6,
+                compression: Default::default(),
             },
             Arc::new(NoProgress),
         )

@@ -21,6 +21,44 @@ pub const DUMP_DIR: &str = "juju-backup/dump/";
 /// Our trailing manifest.
 pub const MANIFEST_ENTRY: &str = "juju-backup/manifest.json";
 
+/// How the outer archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveCompression {
+    /// gzip (the Juju format), level 0-9, compressed on `threads` threads
+    /// into one standard gzip member.
+    Gzip {
+        /// 0 (store) to 9 (smallest); 6 is gzip's default.
+        level: u32,
+        /// Compression threads (0: one per core).
+        threads: usize,
+    },
+    /// zstd, level 1-19: faster and smaller, but only this tool reads it
+    /// (Juju and `tar xzf` cannot).
+    Zstd {
+        /// 1 (fastest) to 19 (smallest); 3 is zstd's default.
+        level: i32,
+        /// Compression threads (0: one per core).
+        threads: usize,
+    },
+}
+
+impl Default for ArchiveCompression {
+    fn default() -> Self {
+        ArchiveCompression::Gzip {
+            level: 6,
+            threads: 0,
+        }
+    }
+}
+
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
+
 /// Size and SHA-256 of every entry before it, written last by our writer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]

@@ -41,6 +41,32 @@ pub struct ArchiveSummary {
     pub dump_entries: Vec<(String, u64)>,
 }
 
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The decompressor under the tar stream, chosen by magic bytes.
+enum Decoder<R: BufRead> {
+    Gzip(GzDecoder<R>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+}
+
+impl<R: BufRead> Decoder<R> {
+    fn into_inner(self) -> R {
+        match self {
+            Decoder::Gzip(g) => g.into_inner(),
+            Decoder::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Gzip(g) => g.read(buf),
+            Decoder::Zstd(z) => z.read(buf),
+        }
+    }
+}
+
 /// Largest run of bytes accepted after the tar's end blocks.
 const MAX_TAR_PADDING: u64 = 1024 * 1024;
 
@@ -131,15 +157,22 @@ pub fn read_archive<R: Read>(
     if head.is_empty() {
         return Err(Error::invalid(subject, "empty file, not a gzip stream"));
     }
-    if !head.starts_with(&[0x1f, 0x8b]) {
+    let decoder = if head.starts_with(&[0x1f, 0x8b]) {
+        Decoder::Gzip(GzDecoder::new(buffered))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        let z = zstd::stream::read::Decoder::with_buffer(buffered)
+            .map_err(|e| fail.map("starting zstd", e))?
+            .single_frame();
+        Decoder::Zstd(z)
+    } else {
         return Err(Error::invalid(
             subject,
-            "not a gzip stream (no gzip magic bytes)",
+            "not a gzip stream (no gzip or zstd magic bytes)",
         ));
-    }
+    };
     // Buffered on both sides: tar reads 512-byte headers, which would
     // otherwise each be a call into the decompressor.
-    let gz = BufReader::with_capacity(256 * 1024, GzDecoder::new(buffered));
+    let gz = BufReader::with_capacity(256 * 1024, decoder);
     let mut archive = tar::Archive::new(gz);
     let mut metadata = None;
     let mut manifest: Option<Manifest> = None;

@@ -3,7 +3,9 @@
 use std::io::{Read, Write};
 
 use super::pgzip::ParallelGzWriter;
-use super::{MANIFEST_ENTRY, Manifest, ManifestEntry, TOP_DIR};
+use super::{
+    ArchiveCompression, MANIFEST_ENTRY, Manifest, ManifestEntry, TOP_DIR, resolve_threads,
+};
 use crate::digest::{Digests, EntryHasher, HashingWriter};
 use crate::error::{Error, Result};
 
@@ -11,7 +13,7 @@ use crate::error::{Error, Result};
 /// computing the whole-archive SHA-1/SHA-256/size and each entry's SHA-256
 /// for the manifest as it goes. Nothing is buffered beyond the gzip window.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<ParallelGzWriter<HashingWriter<W>>>,
+    tar: tar::Builder<Compressor<HashingWriter<W>>>,
     manifest: Manifest,
     mtime: u64,
 }
@@ -21,18 +23,31 @@ fn write_err(entry: &str, e: std::io::Error) -> Error {
 }
 
 impl<W: Write> ArchiveWriter<W> {
-    /// Starts an archive (writes the `juju-backup/` directory entry).
+    /// Starts a gzip archive (writes the `juju-backup/` directory entry).
     /// `level` is the gzip level 0-9; `mtime` stamps the entries we create.
-    /// Compression runs on every core (see [`ArchiveWriter::with_threads`]).
+    /// Compression runs on every core.
     pub fn new(out: W, level: u32, mtime: u64) -> Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_threads(out, level, mtime, cores)
+        Self::with_compression(out, ArchiveCompression::Gzip { level, threads: 0 }, mtime)
     }
 
-    /// Like [`ArchiveWriter::new`], compressing on `threads` threads. The
-    /// output is one standard gzip member whatever the thread count.
-    pub fn with_threads(out: W, level: u32, mtime: u64, threads: usize) -> Result<Self> {
-        let gz = ParallelGzWriter::new(HashingWriter::new(out), level, threads);
+    /// Starts an archive compressed as `compression` says.
+    pub fn with_compression(out: W, compression: ArchiveCompression, mtime: u64) -> Result<Self> {
+        let out = HashingWriter::new(out);
+        let gz = match compression {
+            ArchiveCompression::Gzip { level, threads } => {
+                Compressor::Gzip(ParallelGzWriter::new(out, level, resolve_threads(threads)))
+            }
+            ArchiveCompression::Zstd { level, threads } => {
+                let mut enc = zstd::stream::write::Encoder::new(out, level)
+                    .map_err(|e| write_err("zstd encoder", e))?;
+                let threads = resolve_threads(threads);
+                if threads > 1 {
+                    enc.multithread(threads as u32)
+                        .map_err(|e| write_err("zstd encoder", e))?;
+                }
+                Compressor::Zstd(enc)
+            }
+        };
         let mut w = ArchiveWriter {
             tar: tar::Builder::new(gz),
             manifest: Manifest {
@@ -103,8 +118,43 @@ impl<W: Write> ArchiveWriter<W> {
             .tar
             .into_inner()
             .map_err(|e| write_err(MANIFEST_ENTRY, e))?;
-        let mut hashing = gz.finish().map_err(|e| write_err("gzip trailer", e))?;
-        hashing.flush().map_err(|e| write_err("gzip trailer", e))?;
+        let mut hashing = gz
+            .finish()
+            .map_err(|e| write_err("compression trailer", e))?;
+        hashing
+            .flush()
+            .map_err(|e| write_err("compression trailer", e))?;
         Ok(hashing.finish())
+    }
+}
+
+/// The compressor under the tar stream.
+enum Compressor<W: Write> {
+    Gzip(ParallelGzWriter<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            Compressor::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(z) => z.flush(),
+        }
     }
 }
