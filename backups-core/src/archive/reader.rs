@@ -45,14 +45,14 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// The decompressor under the tar stream, chosen by magic bytes.
 enum Decoder<R: BufRead> {
-    Gzip(GzDecoder<R>),
+    Gzip(Box<GzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
 impl<R: BufRead> Decoder<R> {
     fn into_inner(self) -> R {
         match self {
-            Decoder::Gzip(g) => g.into_inner(),
+            Decoder::Gzip(g) => (*g).into_inner(),
             Decoder::Zstd(z) => z.finish(),
         }
     }
@@ -158,7 +158,7 @@ pub fn read_archive<R: Read>(
         return Err(Error::invalid(subject, "empty file, not a gzip stream"));
     }
     let decoder = if head.starts_with(&[0x1f, 0x8b]) {
-        Decoder::Gzip(GzDecoder::new(buffered))
+        Decoder::Gzip(Box::new(GzDecoder::new(buffered)))
     } else if head.starts_with(&ZSTD_MAGIC) {
         let z = zstd::stream::read::Decoder::with_buffer(buffered)
             .map_err(|e| fail.map("starting zstd", e))?
