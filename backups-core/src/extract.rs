@@ -219,6 +219,9 @@ pub struct Extractor {
     policy: Policy,
     progress: Arc<dyn Progress>,
     dirs: Vec<(PathBuf, u32, u64)>,
+    /// Directories under the target already known to be real directories
+    /// (this extraction never turns a directory into anything else).
+    known_dirs: HashSet<PathBuf>,
     counter: u64,
     /// What was restored.
     pub stats: ExtractStats,
@@ -234,6 +237,7 @@ impl Extractor {
             policy: Policy::default(),
             progress,
             dirs: Vec::new(),
+            known_dirs: HashSet::new(),
             counter: 0,
             stats: ExtractStats::default(),
         })
@@ -241,9 +245,12 @@ impl Extractor {
 
     /// Makes sure every parent of `rel` is a real directory inside the
     /// target, creating missing ones; returns the full destination path.
-    fn prepare_parents(&self, name: &str, rel: &Path) -> Result<PathBuf> {
+    fn prepare_parents(&mut self, name: &str, rel: &Path) -> Result<PathBuf> {
         let mut dir = self.root.clone();
         if let Some(parent) = rel.parent() {
+            if !parent.as_os_str().is_empty() && self.known_dirs.contains(parent) {
+                return Ok(self.root.join(rel));
+            }
             for part in parent.components() {
                 dir.push(part);
                 match fs::symlink_metadata(&dir) {
@@ -266,6 +273,7 @@ impl Extractor {
                     Err(e) => return Err(Error::io("inspecting", &dir, e)),
                 }
             }
+            self.known_dirs.insert(parent.to_path_buf());
         }
         Ok(self.root.join(rel))
     }
