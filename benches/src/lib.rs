@@ -34,7 +34,11 @@ fn text(n: usize, seed: &mut u64) -> Vec<u8> {
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         out.extend_from_slice(WORDS[(*seed % 12) as usize].as_bytes());
-        out.push(if (*seed).is_multiple_of(9) { b'\n' } else { b' ' });
+        out.push(if (*seed).is_multiple_of(9) {
+            b'\n'
+        } else {
+            b' '
+        });
         out.extend_from_slice(format!("{}", *seed % 10_000).as_bytes());
         out.push(b' ');
     }
