@@ -1126,10 +1126,21 @@ fn mongo_password_never_appears_in_output() {
 
 #[test]
 fn missing_bucket_and_bad_credentials_are_clear_storage_errors() {
-    let Some(endpoint) = service_env("BACKUPS_TEST_MOTO_ENDPOINT") else { return };
+    let Some(endpoint) = service_env("BACKUPS_TEST_MOTO_ENDPOINT") else {
+        return;
+    };
     let run = |store: &str, key: &str| {
         Command::new(BIN)
-            .args(["--store", store, "--endpoint", &endpoint, "--region", "us-east-1", "--allow-http", "list"])
+            .args([
+                "--store",
+                store,
+                "--endpoint",
+                &endpoint,
+                "--region",
+                "us-east-1",
+                "--allow-http",
+                "list",
+            ])
             .env("AWS_ACCESS_KEY_ID", key)
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .output()
@@ -1138,11 +1149,26 @@ fn missing_bucket_and_bad_credentials_are_clear_storage_errors() {
     let out = run("s3://no-such-bucket-here/x", "test");
     assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("s3://no-such-bucket-here/x") && err.contains("hint: the bucket or container does not exist"), "{err}");
+    assert!(
+        err.contains("s3://no-such-bucket-here/x")
+            && err.contains("hint: the bucket or container does not exist"),
+        "{err}"
+    );
 
-    let Some(garage) = service_env("BACKUPS_TEST_GARAGE_ENDPOINT") else { return };
+    let Some(garage) = service_env("BACKUPS_TEST_GARAGE_ENDPOINT") else {
+        return;
+    };
     let out = Command::new(BIN)
-        .args(["--store", "s3://backups/x", "--endpoint", &garage, "--region", "garage", "--allow-http", "list"])
+        .args([
+            "--store",
+            "s3://backups/x",
+            "--endpoint",
+            &garage,
+            "--region",
+            "garage",
+            "--allow-http",
+            "list",
+        ])
         .env("AWS_ACCESS_KEY_ID", "GK000000000000000000000000")
         .env("AWS_SECRET_ACCESS_KEY", "0000")
         .output()

@@ -671,15 +671,25 @@ async fn authentication_failure_is_clear_and_hides_the_password() {
     if mongo_uri().is_none() {
         return;
     }
-    let port = std::env::var("BACKUPS_TEST_MONGO_AUTH_PORT").expect("BACKUPS_TEST_MONGO_AUTH_PORT (scripts/services)");
-    let bad = format!("mongodb://backup:wrong-pw@127.0.0.1:{port}/?directConnection=true&authSource=admin");
+    let port = std::env::var("BACKUPS_TEST_MONGO_AUTH_PORT")
+        .expect("BACKUPS_TEST_MONGO_AUTH_PORT (scripts/services)");
+    let bad = format!(
+        "mongodb://backup:wrong-pw@127.0.0.1:{port}/?directConnection=true&authSource=admin"
+    );
     let err = match MongoDumper::connect(&bad, DumpOptions::default()).await {
         Err(e) => e,
         Ok(_) => panic!("a wrong password was accepted"),
     };
     let text = err.to_string();
     assert!(text.contains("authentication failed"), "{text}");
-    assert!(text.contains("backup:***@") && !text.contains("wrong-pw"), "{text}");
-    let good = format!("mongodb://backup:backup-pw@127.0.0.1:{port}/?directConnection=true&authSource=admin");
-    MongoDumper::connect(&good, DumpOptions::default()).await.unwrap();
+    assert!(
+        text.contains("backup:***@") && !text.contains("wrong-pw"),
+        "{text}"
+    );
+    let good = format!(
+        "mongodb://backup:backup-pw@127.0.0.1:{port}/?directConnection=true&authSource=admin"
+    );
+    MongoDumper::connect(&good, DumpOptions::default())
+        .await
+        .unwrap();
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use flate2::bufread::GzDecoder;
@@ -136,10 +137,14 @@ pub fn describe_read_error(e: &io::Error) -> String {
 
 /// Reads a whole archive from `raw`. `subject` (an id or file name) is
 /// used in errors; `root`, if given, receives `root.tar` as it streams.
-pub fn read_archive<R: Read>(
+///
+/// Decompression (and hashing of the compressed bytes) runs on its own
+/// thread, a bounded channel ahead of the tar parsing and whatever the
+/// visitor does with the entries — like `gzip -d | tar x`.
+pub fn read_archive<R: Read + Send>(
     raw: R,
     subject: &str,
-    mut root: Option<&mut dyn RootVisitor>,
+    root: Option<&mut dyn RootVisitor>,
     progress: Arc<dyn Progress>,
 ) -> Result<ArchiveSummary> {
     let source_error = Arc::new(Mutex::new(None));
@@ -152,33 +157,90 @@ pub fn read_archive<R: Read>(
         error: source_error,
         progress,
     };
-    let mut buffered = BufReader::with_capacity(256 * 1024, HashingReader::new(source));
-    let head = buffered.fill_buf().map_err(|e| fail.map("reading", e))?;
-    if head.is_empty() {
-        return Err(Error::invalid(subject, "empty file, not a gzip stream"));
+    let (consumed, digests) = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DECODE_AHEAD);
+        let fail_ref = &fail;
+        let decoder = scope.spawn(move || decode(source, tx, fail_ref, subject));
+        // Buffered: tar reads 512-byte headers.
+        let reader = BufReader::with_capacity(256 * 1024, ChannelReader::new(rx));
+        let consumed = consume(reader, subject, root, &fail);
+        // The reader (and the channel) is gone: a decoder still sending stops.
+        let digests = decoder
+            .join()
+            .unwrap_or_else(|_| Err(Error::Cancelled("decompression thread panicked".into())));
+        (consumed, digests)
+    });
+    let consumed = consumed?;
+    let digests = digests?;
+    let Consumed {
+        metadata,
+        manifest,
+        has_root_tar,
+        seen,
+        dump_entries,
+    } = consumed;
+
+    let metadata = metadata
+        .ok_or_else(|| Error::invalid(subject, format!("missing entry {METADATA_ENTRY}")))?;
+    let manifest_verified = manifest.is_some();
+    if let Some(manifest) = manifest {
+        for want in &manifest.entries {
+            let (size, sha256) = seen.get(&want.path).ok_or_else(|| {
+                Error::invalid(
+                    subject,
+                    format!("entry {} listed in the manifest is missing", want.path),
+                )
+            })?;
+            if *size != want.size {
+                return Err(Error::ChecksumMismatch {
+                    subject: format!("{subject} entry {}", want.path),
+                    what: "size",
+                    expected: want.size.to_string(),
+                    actual: size.to_string(),
+                });
+            }
+            if *sha256 != want.sha256 {
+                return Err(Error::ChecksumMismatch {
+                    subject: format!("{subject} entry {}", want.path),
+                    what: "SHA-256",
+                    expected: want.sha256.clone(),
+                    actual: sha256.clone(),
+                });
+            }
+        }
     }
-    let decoder = if head.starts_with(&[0x1f, 0x8b]) {
-        Decoder::Gzip(Box::new(GzDecoder::new(buffered)))
-    } else if head.starts_with(&ZSTD_MAGIC) {
-        let z = zstd::stream::read::Decoder::with_buffer(buffered)
-            .map_err(|e| fail.map("starting zstd", e))?
-            .single_frame();
-        Decoder::Zstd(z)
-    } else {
-        return Err(Error::invalid(
-            subject,
-            "not a gzip stream (no gzip or zstd magic bytes)",
-        ));
-    };
-    // Buffered on both sides: tar reads 512-byte headers, which would
-    // otherwise each be a call into the decompressor.
-    let gz = BufReader::with_capacity(256 * 1024, decoder);
-    let mut archive = tar::Archive::new(gz);
+    Ok(ArchiveSummary {
+        metadata,
+        digests,
+        has_root_tar,
+        manifest_verified,
+        dump_entries,
+    })
+}
+
+/// What the tar side of [`read_archive`] found.
+struct Consumed {
+    metadata: Option<Metadata>,
+    manifest: Option<Manifest>,
+    has_root_tar: bool,
+    seen: HashMap<String, (u64, String)>,
+    dump_entries: Vec<(String, u64)>,
+}
+
+/// Parses the decompressed tar stream and feeds the visitor.
+fn consume<B: Read>(
+    gz: B,
+    subject: &str,
+    mut root: Option<&mut dyn RootVisitor>,
+    fail: &Failure,
+) -> Result<Consumed> {
     let mut metadata = None;
     let mut manifest: Option<Manifest> = None;
     let mut has_root_tar = false;
     let mut seen: HashMap<String, (u64, String)> = HashMap::new();
     let mut dump_entries = Vec::new();
+
+    let mut archive = tar::Archive::new(gz);
 
     let entries = archive.entries().map_err(|e| fail.map("reading tar", e))?;
     for entry in entries {
@@ -263,10 +325,82 @@ pub fn read_archive<R: Read>(
             "unexpected data after the end of the tar",
         ));
     }
-    let mut buffered = gz.into_inner().into_inner();
+    Ok(Consumed {
+        metadata,
+        manifest,
+        has_root_tar,
+        seen,
+        dump_entries,
+    })
+}
+
+/// Chunks decompressed at a time, and how many may wait in the channel.
+const DECODE_CHUNK: usize = 1024 * 1024;
+const DECODE_AHEAD: usize = 4;
+
+/// The decompression thread: detects the format, decompresses into the
+/// channel, then checks nothing follows the compressed stream and returns
+/// the digests of the compressed bytes.
+fn decode<R: Read>(
+    source: SourceReader<R>,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    fail: &Failure,
+    subject: &str,
+) -> Result<Digests> {
+    let send_err = |e: io::Error| {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        let _ = tx.send(Err(copy));
+        e
+    };
+    let mut buffered = BufReader::with_capacity(256 * 1024, HashingReader::new(source));
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| fail.map("reading", send_err(e)))?;
+    if head.is_empty() {
+        let _ = tx.send(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "empty file, not a gzip stream",
+        )));
+        return Err(Error::invalid(subject, "empty file, not a gzip stream"));
+    }
+    let mut decoder = if head.starts_with(&[0x1f, 0x8b]) {
+        Decoder::Gzip(Box::new(GzDecoder::new(buffered)))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        let z = zstd::stream::read::Decoder::with_buffer(buffered)
+            .map_err(|e| fail.map("starting zstd", send_err(e)))?
+            .single_frame();
+        Decoder::Zstd(z)
+    } else {
+        let msg = "not a gzip stream (no gzip or zstd magic bytes)";
+        let _ = tx.send(Err(io::Error::new(io::ErrorKind::InvalidData, msg)));
+        return Err(Error::invalid(subject, msg));
+    };
+    loop {
+        let mut chunk = vec![0u8; DECODE_CHUNK];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail.map("decompressing", send_err(e))),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        if tx.send(Ok(chunk)).is_err() {
+            // The tar side stopped (an error, or data past the end): its
+            // error is the one reported.
+            return Err(Error::Cancelled("archive reading stopped".into()));
+        }
+    }
+    drop(tx);
+    let mut buffered = decoder.into_inner();
     let trailing = buffered
         .fill_buf()
-        .map_err(|e| fail.map("after gzip stream", e))?
+        .map_err(|e| fail.map("after the compressed stream", e))?
         .len();
     if trailing > 0 {
         return Err(Error::invalid(
@@ -274,43 +408,41 @@ pub fn read_archive<R: Read>(
             "unexpected data after the gzip stream",
         ));
     }
-    let hashing = buffered.into_inner();
-    let digests = hashing.finish();
+    Ok(buffered.into_inner().finish())
+}
 
-    let metadata = metadata
-        .ok_or_else(|| Error::invalid(subject, format!("missing entry {METADATA_ENTRY}")))?;
-    let manifest_verified = manifest.is_some();
-    if let Some(manifest) = manifest {
-        for want in &manifest.entries {
-            let (size, sha256) = seen.get(&want.path).ok_or_else(|| {
-                Error::invalid(
-                    subject,
-                    format!("entry {} listed in the manifest is missing", want.path),
-                )
-            })?;
-            if *size != want.size {
-                return Err(Error::ChecksumMismatch {
-                    subject: format!("{subject} entry {}", want.path),
-                    what: "size",
-                    expected: want.size.to_string(),
-                    actual: size.to_string(),
-                });
-            }
-            if *sha256 != want.sha256 {
-                return Err(Error::ChecksumMismatch {
-                    subject: format!("{subject} entry {}", want.path),
-                    what: "SHA-256",
-                    expected: want.sha256.clone(),
-                    actual: sha256.clone(),
-                });
-            }
+/// A [`Read`] over the chunks the decompression thread sends.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
         }
     }
-    Ok(ArchiveSummary {
-        metadata,
-        digests,
-        has_root_tar,
-        manifest_verified,
-        dump_entries,
-    })
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.chunk.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
