@@ -251,35 +251,33 @@ async fn copy_verified(
 
 /// Compares digests with what the metadata recorded (v2 may record none).
 fn check_digests(subject: &str, meta: &Metadata, got: &Digests) -> Result<()> {
-    if meta.size != 0 && meta.size != got.size {
-        return Err(Error::ChecksumMismatch {
-            subject: subject.to_string(),
-            what: "size",
-            expected: meta.size.to_string(),
-            actual: got.size.to_string(),
-        });
-    }
-    if !meta.checksum.is_empty() && meta.checksum != got.sha1_base64 {
-        return Err(Error::ChecksumMismatch {
-            subject: subject.to_string(),
-            what: "SHA-1",
-            expected: meta.checksum.clone(),
-            actual: got.sha1_base64.clone(),
-        });
-    }
-    if !meta.sha256.is_empty() && meta.sha256 != got.sha256_hex {
-        return Err(Error::ChecksumMismatch {
-            subject: subject.to_string(),
-            what: "SHA-256",
-            expected: meta.sha256.clone(),
-            actual: got.sha256_hex.clone(),
-        });
+    let size = (meta.size != 0).then(|| (meta.size.to_string(), got.size.to_string()));
+    let checks = [
+        ("size", size),
+        (
+            "SHA-1",
+            Some((meta.checksum.clone(), got.sha1_base64.clone())),
+        ),
+        (
+            "SHA-256",
+            Some((meta.sha256.clone(), got.sha256_hex.clone())),
+        ),
+    ];
+    for (what, pair) in checks {
+        if let Some((expected, actual)) = pair
+            && !expected.is_empty()
+            && expected != actual
+        {
+            return Err(Error::ChecksumMismatch {
+                subject: subject.to_string(),
+                what,
+                expected,
+                actual,
+            });
+        }
     }
     Ok(())
 }
-
-/// Sidecars fetched at once by `list`.
-const LIST_CONCURRENCY: usize = 32;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()

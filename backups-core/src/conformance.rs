@@ -64,6 +64,24 @@ pub fn request(paths: Vec<std::path::PathBuf>) -> CreateRequest {
     }
 }
 
+/// Restores backup `id` (files only) into `target`.
+async fn restore_to(
+    b: &StoreBackups,
+    id: &BackupId,
+    target: &Path,
+) -> Result<crate::RestoreReport> {
+    b.restore(
+        RestoreRequest {
+            source: RestoreSource::Id(id.clone()),
+            target: target.to_path_buf(),
+            dry_run: false,
+            database: None,
+        },
+        Arc::new(NoProgress),
+    )
+    .await
+}
+
 async fn archive_bytes(b: &StoreBackups, id: &BackupId) -> Bytes {
     let (_, stream) = b.get(id).await.expect("get");
     let chunks: Vec<Bytes> = stream.try_collect().await.expect("read archive");
@@ -134,18 +152,7 @@ pub async fn create_list_restore_remove(b: &StoreBackups) {
     assert_eq!(d.size, meta.size);
 
     let target = tmp.path().join("restored");
-    let report = b
-        .restore(
-            RestoreRequest {
-                source: RestoreSource::Id(id.clone()),
-                target: target.clone(),
-                dry_run: false,
-                database: None,
-            },
-            Arc::new(NoProgress),
-        )
-        .await
-        .expect("restore");
+    let report = restore_to(b, &id, &target).await.expect("restore");
     assert!(report.manifest_verified);
     assert_eq!(report.stats.symlinks, 1);
     let inside = target.join(tree.strip_prefix("/").expect("absolute"));
@@ -248,18 +255,7 @@ pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
         .expect("overwrite");
 
     let target = tmp.path().join("target");
-    let err = b
-        .restore(
-            RestoreRequest {
-                source: RestoreSource::Id(id.clone()),
-                target: target.clone(),
-                dry_run: false,
-                database: None,
-            },
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap_err();
+    let err = restore_to(b, &id, &target).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -510,18 +506,7 @@ pub async fn truncated_reads_are_detected(storage: Storage) {
     );
     assert!(!out.exists());
     let target = tmp.path().join("target");
-    let err = b
-        .restore(
-            RestoreRequest {
-                source: RestoreSource::Id(id.clone()),
-                target: target.clone(),
-                dry_run: false,
-                database: None,
-            },
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap_err();
+    let err = restore_to(&b, &id, &target).await.unwrap_err();
     assert!(
         matches!(err, Error::ChecksumMismatch { what: "size", .. })
             || err.to_string().contains("truncated"),
