@@ -279,6 +279,9 @@ fn check_digests(subject: &str, meta: &Metadata, got: &Digests) -> Result<()> {
     Ok(())
 }
 
+/// Sidecars fetched at once by `list`.
+const LIST_CONCURRENCY: usize = 32;
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
