@@ -1177,3 +1177,134 @@ fn missing_bucket_and_bad_credentials_are_clear_storage_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hint: access denied"), "{err}");
 }
+
+// ---- more hostile input: layout, sizes, bombs ---------------------------------
+
+/// A gzip'd outer tar with exactly these (name, body) entries, in order.
+fn gz_tar(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for (name, body) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        outer.append_data(&mut h, name, &body[..]).unwrap();
+    }
+    outer.into_inner().unwrap().finish().unwrap()
+}
+
+fn metadata_json() -> Vec<u8> {
+    format!(
+        r#"{{"ID":"","FormatVersion":1,"Started":"2021-01-01T00:00:00Z","ModelUUID":"{MODEL}"}}"#
+    )
+    .into_bytes()
+}
+
+/// Restoring `archive` fails with exit 5 and a message containing `needle`;
+/// the target is never created.
+fn assert_invalid(env: &Env, archive: &[u8], needle: &str) {
+    std::fs::write(env.path().join("bad.tar.gz"), archive).unwrap();
+    let (code, err) = env.fail(&["restore", "--file", "bad.tar.gz", "--target", "target"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains(needle) && err.contains("bad.tar.gz"),
+        "expected {needle:?}: {err}"
+    );
+    assert!(!env.path().join("target").exists());
+}
+
+#[test]
+fn hostile_duplicate_metadata_entries() {
+    let env = Env::new();
+    let root = vec![0u8; 1024];
+    let a = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", root),
+        ("juju-backup/metadata.json", metadata_json()),
+    ]);
+    assert_invalid(&env, &a, "duplicate entry");
+}
+
+#[test]
+fn hostile_garbage_after_the_gzip_stream() {
+    let env = Env::new();
+    let mut a = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", vec![0u8; 1024]),
+    ]);
+    a.extend_from_slice(b"trailing garbage");
+    assert_invalid(&env, &a, "unexpected data after the gzip stream");
+}
+
+#[test]
+fn hostile_huge_metadata_is_refused_without_reading_it_all() {
+    let env = Env::new();
+    let mut huge = b"{\"Notes\":\"".to_vec();
+    huge.resize(20 << 20, b'a');
+    huge.extend_from_slice(b"\"}");
+    let a = gz_tar(&[("juju-backup/metadata.json", huge)]);
+    assert_invalid(&env, &a, "larger than");
+}
+
+#[test]
+fn hostile_invalid_utf8_metadata() {
+    let env = Env::new();
+    let a = gz_tar(&[(
+        "juju-backup/metadata.json",
+        b"{\"Notes\":\"\xff\xfe\"}".to_vec(),
+    )]);
+    assert_invalid(&env, &a, "unreadable metadata.json");
+}
+
+#[test]
+fn hostile_decompression_bomb_after_the_tar_end() {
+    let env = Env::new();
+    // 128 MiB of zeros after the end of the tar compress to about 128 KiB.
+    let mut raw = Vec::new();
+    {
+        let mut t = tar::Builder::new(&mut raw);
+        let body = metadata_json();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        t.append_data(&mut h, "juju-backup/metadata.json", &body[..])
+            .unwrap();
+        t.finish().unwrap();
+    }
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(&raw).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..128 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let a = gz.finish().unwrap();
+    assert!(a.len() < 1 << 20);
+    let started = std::time::Instant::now();
+    assert_invalid(&env, &a, "unexpected data after the end of the tar");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "stopped early"
+    );
+}
+
+#[test]
+fn hostile_malformed_inner_header() {
+    let env = Env::new();
+    let mut inner = Vec::new();
+    {
+        let mut t = tar::Builder::new(&mut inner);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "etc/ok", &b"fine"[..]).unwrap();
+        t.finish().unwrap();
+    }
+    inner[100] ^= 0x55; // corrupt the mode field: the header checksum no longer matches
+    let a = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", inner),
+    ]);
+    assert_invalid(&env, &a, "root.tar");
+}

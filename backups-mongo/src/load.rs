@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Result};
@@ -11,6 +12,8 @@ use futures::StreamExt;
 use globset::GlobSet;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::{Client, Database};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::dump::ns_globs;
 use crate::{db_error, redact_uri};
@@ -18,11 +21,13 @@ use crate::{db_error, redact_uri};
 /// Largest BSON document MongoDB accepts, plus slack for the oplog.
 const MAX_DOC: usize = 16 * 1024 * 1024 + 16 * 1024;
 /// Bytes per insert batch.
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Documents per insert batch.
 const BATCH_DOCS: usize = 10_000;
 /// Collections whose indexes are built at the same time.
 const INDEX_PARALLELISM: usize = 4;
+/// Collections loaded at the same time (each holds up to two batches).
+const LOAD_PARALLELISM: usize = 4;
 
 /// How to load.
 #[derive(Debug, Clone, Default)]
@@ -228,41 +233,85 @@ impl MongoLoader {
         Ok(())
     }
 
-    async fn insert(&self, db: &Database, coll: &str, batch: Vec<RawDocumentBuf>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        db.collection::<RawDocumentBuf>(coll)
-            .insert_many(batch)
-            .ordered(true)
-            .bypass_document_validation(true)
+    /// Parses one `.bson` file into batches and hands them to a writer task,
+    /// which inserts them in order while this side goes on reading; up to
+    /// [`LOAD_PARALLELISM`] collections load at the same time.
+    async fn load_bson(
+        &self,
+        file: &mut DumpFile,
+        db: &Database,
+        coll: &str,
+        permits: &Arc<Semaphore>,
+    ) -> Result<(u64, JoinHandle<Result<()>>)> {
+        let permit = permits
+            .clone()
+            .acquire_owned()
             .await
-            .map(|_| ())
-            .map_err(|e| db_error(format!("loading {}.{coll}", db.name()), e))
-    }
-
-    async fn load_bson(&self, file: &mut DumpFile, db: &Database, coll: &str) -> Result<u64> {
+            .map_err(|_| Error::Cancelled("loader stopped".into()))?;
+        let (tx, rx) = mpsc::channel::<Vec<RawDocumentBuf>>(1);
+        let writer = tokio::spawn(insert_batches(
+            db.collection::<RawDocumentBuf>(coll),
+            format!("{}.{coll}", db.name()),
+            rx,
+            permit,
+        ));
         let mut splitter = BsonSplitter::default();
         let mut docs = Vec::new();
         let mut batch: Vec<RawDocumentBuf> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut count = 0u64;
-        while let Some(chunk) = file.chunk().await? {
+        let mut send_failed = false;
+        'read: while let Some(chunk) = file.chunk().await? {
             splitter.push(&chunk, &file.path, &mut docs)?;
             for doc in docs.drain(..) {
                 batch_bytes += doc.as_bytes().len();
                 batch.push(doc);
                 count += 1;
                 if batch.len() >= BATCH_DOCS || batch_bytes >= BATCH_BYTES {
-                    self.insert(db, coll, std::mem::take(&mut batch)).await?;
                     batch_bytes = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        send_failed = true; // the writer failed: its error is reported
+                        break 'read;
+                    }
                 }
             }
         }
-        splitter.finish(&file.path)?;
-        self.insert(db, coll, batch).await?;
-        Ok(count)
+        if !send_failed {
+            splitter.finish(&file.path)?;
+            if !batch.is_empty() {
+                let _ = tx.send(batch).await;
+            }
+        }
+        drop(tx);
+        if send_failed {
+            return match writer.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(Error::Cancelled(format!(
+                    "loading {}.{coll} stopped",
+                    db.name()
+                ))),
+            };
+        }
+        Ok((count, writer))
     }
+}
+
+/// Inserts batches in order into one collection (ordered, validation
+/// bypassed, as mongorestore does).
+async fn insert_batches(
+    coll: mongodb::Collection<RawDocumentBuf>,
+    ns: String,
+    mut rx: mpsc::Receiver<Vec<RawDocumentBuf>>,
+    _permit: OwnedSemaphorePermit,
+) -> Result<()> {
+    while let Some(batch) = rx.recv().await {
+        coll.insert_many(batch)
+            .ordered(true)
+            .bypass_document_validation(true)
+            .await
+            .map_err(|e| db_error(format!("loading {ns}"), e))?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -273,6 +322,8 @@ impl DatabaseLoader for MongoLoader {
         let mut metas: BTreeMap<String, (String, String, CollectionMeta)> = BTreeMap::new();
         let mut prepared: HashMap<String, bool> = HashMap::new();
         let mut oplog: Option<std::fs::File> = None;
+        let permits = Arc::new(Semaphore::new(LOAD_PARALLELISM));
+        let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
         while let Some(mut file) = source.next_file().await {
             let path = file.path.clone();
             if path == "oplog.bson" {
@@ -324,12 +375,20 @@ impl DatabaseLoader for MongoLoader {
                     self.prepare(&db, coll, None).await?;
                     prepared.insert(ns.clone(), true);
                 }
-                let n = self.load_bson(&mut file, &db, coll).await?;
-                *summary.collections.entry(ns).or_default() += n;
+                let (n, writer) = self.load_bson(&mut file, &db, coll, &permits).await?;
+                *summary.collections.entry(ns.clone()).or_default() += n;
+                writers.push((ns, writer));
                 continue;
             }
             // Anything else (directories' placeholders, unknown files) is skipped.
             while file.chunk().await?.is_some() {}
+        }
+
+        // Every collection's data is in before views and indexes.
+        for (ns, writer) in writers {
+            writer
+                .await
+                .map_err(|e| Error::Cancelled(format!("loading {ns} stopped: {e}")))??;
         }
 
         // Views, validators that arrived late, then indexes (in parallel).
