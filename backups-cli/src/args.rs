@@ -15,6 +15,7 @@ Exit codes:
   6  storage error (store unreachable, access denied, bad store URL)
   7  local file error (cannot read a source, cannot write a target)
   8  database error (MongoDB unreachable, authentication, dump or load failed)
+  9  the store is locked by another restore, remove or gc
   130 interrupted (nothing was committed)
 
 The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.

@@ -50,6 +50,7 @@ impl From<Error> for Failure {
             Error::InvalidInput { .. } => 2,
             Error::Io { .. } => 7,
             Error::Database { .. } => 8,
+            Error::Locked { .. } => 9,
             Error::Cancelled(_) => 130,
             _ => 1,
         };
@@ -73,6 +74,9 @@ impl From<Error> for Failure {
 fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some("run `backups list` to see the backups in this store"),
+        Error::Locked { .. } => Some(
+            "another restore, remove or gc is running; wait for it, or, if its holder is gone, retry after the lease expires",
+        ),
         Error::Storage { .. }
             if message.contains("169.254.169.254")
                 || message.to_lowercase().contains("credential") =>
@@ -237,7 +241,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
             part_size: cli.part_size as usize * 1024 * 1024,
             max_concurrency: cli.upload_concurrency as usize,
         })
-        .with_cancellation(cancel);
+        .with_cancellation(cancel)
+        .with_holder(format!("{} pid {}", host_name(), std::process::id()));
     let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
     let progress: Arc<dyn Progress> = Arc::new(CliProgress::new(cli.progress, cli.quiet, verbose));
     let say = |text: String| {

@@ -1308,3 +1308,34 @@ fn hostile_malformed_inner_header() {
     ]);
     assert_invalid(&env, &a, "root.tar");
 }
+
+#[test]
+fn a_held_lease_blocks_remove_with_the_holder_named() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let id = env
+        .ok(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lease = format!(
+        r#"{{"Holder":"ctl-2 pid 77","Operation":"restore","Token":"x","Acquired":"2026-01-01T00:00:00Z","Expires":"{}"}}"#,
+        time::OffsetDateTime::from_unix_timestamp(now as i64 + 600)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    std::fs::write(env.store().join(".lease.json"), lease).unwrap();
+    let (code, err) = env.fail(&["remove", &id]);
+    assert_eq!(code, 9, "{err}");
+    assert!(
+        err.contains("locked by ctl-2 pid 77 (restore) since 2026-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(env.ok(&["list"]).contains(&id), "nothing removed");
+    std::fs::remove_file(env.store().join(".lease.json")).unwrap();
+    env.ok(&["remove", &id]);
+}

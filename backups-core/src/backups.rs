@@ -292,6 +292,7 @@ pub struct StoreBackups {
     storage: Storage,
     upload: UploadOptions,
     cancel: CancellationToken,
+    holder: String,
 }
 
 impl StoreBackups {
@@ -301,7 +302,19 @@ impl StoreBackups {
             storage,
             upload: UploadOptions::default(),
             cancel: CancellationToken::new(),
+            holder: format!("process {}", std::process::id()),
         }
+    }
+
+    /// Names this process in the store's lease (e.g. `host-1 pid 4242`).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// The name this process uses in the store's lease.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Cancels uploads when `token` is cancelled: the multipart upload in
@@ -438,6 +451,169 @@ impl StoreBackups {
             }
             (RestoreSource::File(p), _) => ArchiveSource::File(p.clone()).open(),
         }
+    }
+}
+
+impl StoreBackups {
+    async fn remove_unlocked(&self, id: &BackupId) -> Result<()> {
+        let meta = self.metadata(id).await?;
+        let sidecar = self.storage.sidecar_key(id);
+        self.store()
+            .delete(&sidecar)
+            .await
+            .map_err(|e| Error::storage(&sidecar, e))?;
+        let archive = self.storage.archive_key(id, &meta);
+        match self.store().delete(&archive).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(&archive, e)),
+        }
+    }
+
+    async fn restore_unlocked(
+        &self,
+        request: RestoreRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RestoreReport> {
+        let (subject, recorded) = match &request.source {
+            RestoreSource::Id(id) => (id.to_string(), Some(self.metadata(id).await?)),
+            RestoreSource::File(p) => (p.display().to_string(), None),
+        };
+        // Pass 1: verify before touching the target. A stored backup was
+        // fully validated (layout, metadata, every root.tar path, manifest)
+        // when it was created or uploaded, and its sidecar holds the digests
+        // of those bytes: checking them needs no decompression. Anything
+        // else (a local file, a sidecar without digests) is validated in full.
+        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
+        let reader = self
+            .open_restore_source(&request.source, recorded.as_ref())
+            .await?;
+        let vouched = recorded
+            .as_ref()
+            .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
+        let (summary, check) = match vouched {
+            Some(meta) => {
+                let prog = progress.clone();
+                let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
+                    .await
+                    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
+                    .map_err(|e| Error::io("reading archive", &subject, e))?;
+                check_digests(&subject, meta, &digests)?;
+                (None, None)
+            }
+            None => {
+                let (summary, check) = scan(
+                    reader,
+                    subject.clone(),
+                    RootCheck::default(),
+                    progress.clone(),
+                )
+                .await?;
+                if let Some(meta) = &recorded {
+                    check_digests(&subject, meta, &summary.digests)?;
+                }
+                (Some(summary), Some(check))
+            }
+        };
+        let metadata = match recorded
+            .clone()
+            .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
+        {
+            Some(m) => m,
+            None => return Err(Error::invalid(&subject, "no metadata was read")),
+        };
+        if metadata.format_version > MAX_FORMAT_VERSION {
+            return Err(Error::Incompatible {
+                subject,
+                reason: format!(
+                    "metadata format version {} is newer than the newest understood ({MAX_FORMAT_VERSION})",
+                    metadata.format_version
+                ),
+            });
+        }
+        if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
+            return Err(missing_root(&subject));
+        }
+        if request.dry_run {
+            progress.finish();
+            let (summary, check) = summary
+                .zip(check)
+                .ok_or_else(|| Error::Cancelled("dry run without a full verification".into()))?;
+            return Ok(RestoreReport {
+                metadata,
+                target: request.target,
+                dry_run: true,
+                manifest_verified: summary.manifest_verified,
+                stats: check.stats,
+                database: None,
+            });
+        }
+        // Pass 2: load the database (as its files stream past) and extract.
+        progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
+        let extractor = Extractor::new(&request.target, progress.clone())?;
+        let (forwarder, loader) = match &request.database {
+            Some(db) => {
+                let (forwarder, source) = dump_channel();
+                let db = db.clone();
+                (
+                    Some(forwarder),
+                    Some(tokio::spawn(async move { db.load(source).await })),
+                )
+            }
+            None => (None, None),
+        };
+        let visitor = RestoreVisitor {
+            extractor,
+            dump: forwarder,
+        };
+        let reader = self
+            .open_restore_source(&request.source, recorded.as_ref())
+            .await?;
+        let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
+        let (again, visitor) = match scanned {
+            Ok((again, mut visitor)) => {
+                visitor.dump = None; // end of the dump for the loader
+                (again, visitor)
+            }
+            Err(e) => {
+                if let Some(loader) = loader {
+                    let _ = loader.await;
+                }
+                return Err(e);
+            }
+        };
+        let database = match loader {
+            Some(task) => Some(task.await.map_err(|e| Error::Database {
+                message: format!("database loader stopped: {e}"),
+                source: None,
+            })??),
+            None => None,
+        };
+        if !again.has_root_tar {
+            return Err(missing_root(&subject));
+        }
+        let expected = summary.as_ref().map(|s| &s.digests);
+        if let Some(expected) = expected
+            && again.digests != *expected
+        {
+            return Err(Error::ChecksumMismatch {
+                subject,
+                what: "SHA-1",
+                expected: expected.sha1_base64.clone(),
+                actual: again.digests.sha1_base64,
+            });
+        }
+        if summary.is_none() {
+            check_digests(&subject, &metadata, &again.digests)?;
+        }
+        progress.finish();
+        Ok(RestoreReport {
+            metadata,
+            target: request.target,
+            dry_run: false,
+            manifest_verified: again.manifest_verified,
+            stats: visitor.extractor.stats,
+            database,
+        })
     }
 }
 
@@ -744,17 +920,7 @@ impl Backups for StoreBackups {
     }
 
     async fn remove(&self, id: &BackupId) -> Result<()> {
-        let meta = self.metadata(id).await?;
-        let sidecar = self.storage.sidecar_key(id);
-        self.store()
-            .delete(&sidecar)
-            .await
-            .map_err(|e| Error::storage(&sidecar, e))?;
-        let archive = self.storage.archive_key(id, &meta);
-        match self.store().delete(&archive).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(&archive, e)),
-        }
+        self.with_lease("remove", self.remove_unlocked(id)).await
     }
 
     async fn restore(
@@ -762,146 +928,11 @@ impl Backups for StoreBackups {
         request: RestoreRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport> {
-        let (subject, recorded) = match &request.source {
-            RestoreSource::Id(id) => (id.to_string(), Some(self.metadata(id).await?)),
-            RestoreSource::File(p) => (p.display().to_string(), None),
-        };
-        // Pass 1: verify before touching the target. A stored backup was
-        // fully validated (layout, metadata, every root.tar path, manifest)
-        // when it was created or uploaded, and its sidecar holds the digests
-        // of those bytes: checking them needs no decompression. Anything
-        // else (a local file, a sidecar without digests) is validated in full.
-        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
-        let reader = self
-            .open_restore_source(&request.source, recorded.as_ref())
-            .await?;
-        let vouched = recorded
-            .as_ref()
-            .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
-        let (summary, check) = match vouched {
-            Some(meta) => {
-                let prog = progress.clone();
-                let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
-                    .await
-                    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
-                    .map_err(|e| Error::io("reading archive", &subject, e))?;
-                check_digests(&subject, meta, &digests)?;
-                (None, None)
-            }
-            None => {
-                let (summary, check) = scan(
-                    reader,
-                    subject.clone(),
-                    RootCheck::default(),
-                    progress.clone(),
-                )
-                .await?;
-                if let Some(meta) = &recorded {
-                    check_digests(&subject, meta, &summary.digests)?;
-                }
-                (Some(summary), Some(check))
-            }
-        };
-        let metadata = match recorded
-            .clone()
-            .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
-        {
-            Some(m) => m,
-            None => return Err(Error::invalid(&subject, "no metadata was read")),
-        };
-        if metadata.format_version > MAX_FORMAT_VERSION {
-            return Err(Error::Incompatible {
-                subject,
-                reason: format!(
-                    "metadata format version {} is newer than the newest understood ({MAX_FORMAT_VERSION})",
-                    metadata.format_version
-                ),
-            });
-        }
-        if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
-            return Err(missing_root(&subject));
-        }
         if request.dry_run {
-            progress.finish();
-            let (summary, check) = summary
-                .zip(check)
-                .ok_or_else(|| Error::Cancelled("dry run without a full verification".into()))?;
-            return Ok(RestoreReport {
-                metadata,
-                target: request.target,
-                dry_run: true,
-                manifest_verified: summary.manifest_verified,
-                stats: check.stats,
-                database: None,
-            });
+            return self.restore_unlocked(request, progress).await;
         }
-        // Pass 2: load the database (as its files stream past) and extract.
-        progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
-        let extractor = Extractor::new(&request.target, progress.clone())?;
-        let (forwarder, loader) = match &request.database {
-            Some(db) => {
-                let (forwarder, source) = dump_channel();
-                let db = db.clone();
-                (
-                    Some(forwarder),
-                    Some(tokio::spawn(async move { db.load(source).await })),
-                )
-            }
-            None => (None, None),
-        };
-        let visitor = RestoreVisitor {
-            extractor,
-            dump: forwarder,
-        };
-        let reader = self
-            .open_restore_source(&request.source, recorded.as_ref())
-            .await?;
-        let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
-        let (again, visitor) = match scanned {
-            Ok((again, mut visitor)) => {
-                visitor.dump = None; // end of the dump for the loader
-                (again, visitor)
-            }
-            Err(e) => {
-                if let Some(loader) = loader {
-                    let _ = loader.await;
-                }
-                return Err(e);
-            }
-        };
-        let database = match loader {
-            Some(task) => Some(task.await.map_err(|e| Error::Database {
-                message: format!("database loader stopped: {e}"),
-                source: None,
-            })??),
-            None => None,
-        };
-        if !again.has_root_tar {
-            return Err(missing_root(&subject));
-        }
-        let expected = summary.as_ref().map(|s| &s.digests);
-        if let Some(expected) = expected
-            && again.digests != *expected
-        {
-            return Err(Error::ChecksumMismatch {
-                subject,
-                what: "SHA-1",
-                expected: expected.sha1_base64.clone(),
-                actual: again.digests.sha1_base64,
-            });
-        }
-        if summary.is_none() {
-            check_digests(&subject, &metadata, &again.digests)?;
-        }
-        progress.finish();
-        Ok(RestoreReport {
-            metadata,
-            target: request.target,
-            dry_run: false,
-            manifest_verified: again.manifest_verified,
-            stats: visitor.extractor.stats,
-            database,
-        })
+        self.with_lease("restore", self.restore_unlocked(request, progress))
+            .await
     }
 }
 

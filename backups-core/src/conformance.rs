@@ -604,6 +604,46 @@ pub async fn gc_finds_and_deletes_garbage(storage: Storage) {
     .expect("the kept backup is intact");
 }
 
+/// The store's lease: a live one refuses a second holder (naming the first),
+/// a stale one is taken over, and restore/remove hold it.
+pub async fn lease_excludes_a_second_holder(storage: Storage) {
+    let a = StoreBackups::new(storage.clone()).with_holder("host-a pid 1");
+    let b = StoreBackups::new(storage.clone()).with_holder("host-b pid 2");
+    let ttl = std::time::Duration::from_secs(60);
+    let held = a.acquire_lease("restore", ttl).await.expect("first holder");
+    match b.acquire_lease("gc", ttl).await {
+        Err(Error::Locked {
+            holder, operation, ..
+        }) => {
+            assert_eq!(
+                (holder.as_str(), operation.as_str()),
+                ("host-a pid 1", "restore")
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // remove refuses while the lease is held, and works after release.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let meta = b
+        .create(request(vec![sample_tree(tmp.path())]), Arc::new(NoProgress))
+        .await
+        .expect("create");
+    let id = meta.id.clone().expect("id");
+    let err = b.remove(&id).await.unwrap_err();
+    assert!(err.to_string().contains("locked by host-a pid 1"), "{err}");
+    a.release_lease(held).await.expect("release");
+    // A stale lease (expired) is taken over.
+    crate::lease::plant_lease(&a, "host-gone pid 9", -5)
+        .await
+        .expect("plant");
+    b.remove(&id).await.expect("stale lease taken over");
+    crate::lease::plant_lease(&a, "host-live pid 7", 600)
+        .await
+        .expect("plant");
+    let err = b.acquire_lease("restore", ttl).await.unwrap_err();
+    assert!(err.to_string().contains("host-live pid 7"), "{err}");
+}
+
 /// Runs every check, each on a fresh, empty store from `make`.
 pub async fn run_all<F>(make: F)
 where
@@ -619,4 +659,5 @@ where
     failed_commit_leaves_nothing(make()).await;
     truncated_reads_are_detected(make()).await;
     gc_finds_and_deletes_garbage(make()).await;
+    lease_excludes_a_second_holder(make()).await;
 }

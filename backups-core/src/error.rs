@@ -112,6 +112,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another restore, remove or gc holds the store's lease.
+    #[error(
+        "the store is locked by {holder} ({operation}) since {since}; the lease expires at {expires}"
+    )]
+    Locked {
+        /// Who holds the lease (host and process).
+        holder: String,
+        /// What they are doing.
+        operation: String,
+        /// When they took it.
+        since: String,
+        /// When it expires unless renewed.
+        expires: String,
+    },
     /// The operation was cancelled before it completed; nothing was committed.
     #[error("cancelled: {0}")]
     Cancelled(String),

@@ -126,8 +126,14 @@ impl StoreBackups {
         Ok(out)
     }
 
-    /// Deletes what [`StoreBackups::find_garbage`] returned.
+    /// Deletes what [`StoreBackups::find_garbage`] returned (holding the
+    /// store's lease).
     pub async fn delete_garbage(&self, garbage: &[Garbage]) -> Result<()> {
+        self.with_lease("gc", self.delete_garbage_unlocked(garbage))
+            .await
+    }
+
+    async fn delete_garbage_unlocked(&self, garbage: &[Garbage]) -> Result<()> {
         for g in garbage {
             match g.kind {
                 GarbageKind::StagingFile => {
