@@ -16,6 +16,9 @@ Exit codes:
   7  local file error (cannot read a source, cannot write a target)
   8  database error (MongoDB unreachable, authentication, dump or load failed)
   9  the store is locked by another restore, remove or gc
+  10 restore failed and was rolled back to its pre-restore safety backup
+  11 restore failed and so did the rollback (the message says what to run)
+  12 a service hook failed before anything was changed
   130 interrupted (nothing was committed)
 
 The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.
@@ -184,6 +187,13 @@ Examples:
   backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target /
   backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*'
+  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --safety-path /var/lib/juju \\
+    --stop-cmd 'systemctl stop jujud' --start-cmd 'systemctl start jujud' --yes
+
+With hooks or --safety-path the restore runs as a plan: verify everything ->
+safety backup of the live state (label pre-restore) -> stop -> load database
+and extract files -> post-restore -> start. If anything fails after stop, the
+safety backup is restored in place and the services started again (exit 10).
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
@@ -365,6 +375,26 @@ pub struct RestoreArgs {
     /// Load database FROM of the backup into database TO (repeatable).
     #[arg(long = "db-rename", value_name = "FROM=TO", value_parser = parse_key_value)]
     pub db_rename: Vec<(String, String)>,
+    /// Command that stops the controller's services before the restore.
+    #[arg(long, value_name = "CMD")]
+    pub stop_cmd: Option<String>,
+    /// Command that starts them again afterwards (also after a rollback).
+    #[arg(long, value_name = "CMD")]
+    pub start_cmd: Option<String>,
+    /// Command run after the restore, before start (rewrite addresses, config).
+    #[arg(long, value_name = "CMD")]
+    pub post_restore_cmd: Option<String>,
+    /// Live files and directories to save in a `pre-restore` safety backup
+    /// first (repeatable); with --mongo-uri the database is saved too. Any
+    /// failure after the services were stopped restores it in place.
+    #[arg(long = "safety-path", value_name = "PATH")]
+    pub safety_paths: Vec<PathBuf>,
+    /// Restore without a safety backup (no rollback possible).
+    #[arg(long, conflicts_with = "safety_paths")]
+    pub no_safety_backup: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Verify the archive and print what would be restored; change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -11,6 +11,7 @@ macro_rules! stderr_line {
 }
 
 mod args;
+mod hooks;
 mod output;
 mod progress;
 
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backups_core::plan::{RestorePlan, SafetyBackup};
 use backups_core::{
     ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
     FileSet, Identity, Progress, RestoreRequest, RestoreSource, Storage, StoreBackups,
@@ -51,6 +53,9 @@ impl From<Error> for Failure {
             Error::Io { .. } => 7,
             Error::Database { .. } => 8,
             Error::Locked { .. } => 9,
+            Error::RolledBack { .. } => 10,
+            Error::RollbackFailed { .. } => 11,
+            Error::Hook { .. } => 12,
             Error::Cancelled(_) => 130,
             _ => 1,
         };
@@ -141,6 +146,30 @@ fn out(text: &str) -> CliResult {
             Err(io_failure("writing output", e))
         }
         _ => Ok(()),
+    }
+}
+
+/// Asks on the terminal; without one, refuses (use --yes).
+fn confirm(question: &str) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure {
+            message: "refusing to restore without confirmation: pass --yes".into(),
+            code: 2,
+        });
+    }
+    stderr_line!("{question} [y/N]");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| io_failure("reading the answer", e))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "restore cancelled".into(),
+            code: 130,
+        })
     }
 }
 
@@ -477,17 +506,68 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 )),
                 None => None,
             };
-            let report = backups
-                .restore(
-                    RestoreRequest {
-                        source,
-                        target: a.target,
-                        dry_run: a.dry_run,
-                        database,
-                    },
-                    progress,
-                )
-                .await?;
+            let uri = mongo_uri(&a.mongo)?;
+            let request = RestoreRequest {
+                source,
+                target: a.target.clone(),
+                dry_run: a.dry_run,
+                database: database.clone(),
+            };
+            let as_plan = a.stop_cmd.is_some()
+                || a.start_cmd.is_some()
+                || a.post_restore_cmd.is_some()
+                || !a.safety_paths.is_empty();
+            let report = if as_plan {
+                if !a.dry_run && !a.yes {
+                    confirm(&format!(
+                        "Restore into {} (services will be stopped)?",
+                        a.target.display()
+                    ))?;
+                }
+                let safety = if a.no_safety_backup || (a.safety_paths.is_empty() && uri.is_none()) {
+                    say("warning: no safety backup (give --safety-path and --mongo-uri to be able to roll back)".into());
+                    None
+                } else {
+                    let dumper: Option<Arc<dyn backups_core::DatabaseDumper>> = match &uri {
+                        Some(u) => Some(Arc::new(
+                            MongoDumper::connect(u, DumpOptions::default()).await?,
+                        )),
+                        None => None,
+                    };
+                    Some(SafetyBackup {
+                        files: FileSet {
+                            paths: a.safety_paths.clone(),
+                            excludes: vec![],
+                        },
+                        dumper,
+                        loader: database,
+                        identity: Identity {
+                            model_uuid: host_model_uuid(),
+                            hostname: host_name(),
+                            ..Default::default()
+                        },
+                    })
+                };
+                let services = hooks::ShellServices {
+                    stop: a.stop_cmd.clone(),
+                    start: a.start_cmd.clone(),
+                    post_restore: a.post_restore_cmd.clone(),
+                };
+                let plan = RestorePlan {
+                    request,
+                    services: Some(Arc::new(services)),
+                    safety,
+                };
+                let done = backups.run_restore_plan(plan, progress).await?;
+                if let Some(id) = &done.safety_backup {
+                    say(format!(
+                        "Safety backup {id} (label pre-restore) holds the state before this restore"
+                    ));
+                }
+                done.restore
+            } else {
+                backups.restore(request, progress).await?
+            };
             let s = &report.stats;
             let from = report
                 .metadata

@@ -1339,3 +1339,136 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
     std::fs::remove_file(env.store().join(".lease.json")).unwrap();
     env.ok(&["remove", &id]);
 }
+
+// ---- restore plan: hooks, safety backup, rollback ----------------------------
+
+/// A live directory whose `a.txt` is "new" in the backup and "old" now.
+fn plan_setup(env: &Env) -> (PathBuf, String) {
+    let live = env.path().join("live");
+    std::fs::create_dir_all(live.join("conf")).unwrap();
+    std::fs::write(live.join("conf/a.txt"), "new").unwrap();
+    let live = live.canonicalize().unwrap();
+    let id = env
+        .ok(&["create", "--path", live.to_str().unwrap()])
+        .trim()
+        .to_string();
+    std::fs::write(live.join("conf/a.txt"), "old").unwrap();
+    std::fs::write(live.join("conf/only-now.txt"), "kept").unwrap();
+    (live, id)
+}
+
+#[test]
+fn restore_plan_runs_hooks_in_order_after_a_safety_backup() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let log = env.path().join("hooks.log");
+    let l = log.display();
+    let out = env.ok(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        &format!("echo stop >> {l}"),
+        "--post-restore-cmd",
+        &format!("echo post >> {l}"),
+        "--start-cmd",
+        &format!("echo start >> {l}"),
+        "--yes",
+    ]);
+    assert!(out.starts_with("Restored"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/a.txt")).unwrap(),
+        "new"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop\npost\nstart\n"
+    );
+    let list = env.json(&["list", "--json"]);
+    let safety: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Labels"][0] == "pre-restore")
+        .collect();
+    assert_eq!(safety.len(), 1, "{list}");
+    // Without --yes and without a terminal, a plan refuses to start.
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+}
+
+#[test]
+fn failing_post_restore_hook_rolls_back_to_the_live_state() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let log = env.path().join("hooks.log");
+    let l = log.display();
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        &format!("echo stop >> {l}"),
+        "--post-restore-cmd",
+        "echo 'cannot rewrite agent.conf' >&2; exit 3",
+        "--start-cmd",
+        &format!("echo start >> {l}"),
+        "--yes",
+    ]);
+    assert_eq!(code, 10, "{err}");
+    assert!(
+        err.contains("rolled back to safety backup") && err.contains("cannot rewrite agent.conf"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/a.txt")).unwrap(),
+        "old",
+        "pre-restore state is back"
+    );
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/only-now.txt")).unwrap(),
+        "kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop\nstart\n",
+        "services started again"
+    );
+}
+
+#[test]
+fn failing_stop_hook_changes_nothing() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        "exit 7",
+        "--yes",
+    ]);
+    assert_eq!(code, 12, "{err}");
+    assert!(err.contains("stop hook `exit 7` failed"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/a.txt")).unwrap(),
+        "old"
+    );
+}

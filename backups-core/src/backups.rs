@@ -469,7 +469,7 @@ impl StoreBackups {
         }
     }
 
-    async fn restore_unlocked(
+    pub(crate) async fn restore_unlocked(
         &self,
         request: RestoreRequest,
         progress: Arc<dyn Progress>,

@@ -126,6 +126,38 @@ pub enum Error {
         /// When it expires unless renewed.
         expires: String,
     },
+    /// A restore step failed after services were stopped; the safety backup
+    /// was restored and services started again.
+    #[error("restore failed and was rolled back to safety backup {safety_backup}: {cause}")]
+    RolledBack {
+        /// The `pre-restore` backup that was put back.
+        safety_backup: BackupId,
+        /// What failed.
+        cause: Box<Error>,
+    },
+    /// A restore step failed and so did the rollback: restore the safety
+    /// backup by hand (`backups restore <id> --target /`).
+    #[error(
+        "restore failed ({cause}) and rolling back to safety backup {safety_backup} failed too ({rollback_error}); restore it by hand: backups restore {safety_backup} --target /"
+    )]
+    RollbackFailed {
+        /// The `pre-restore` backup to restore.
+        safety_backup: BackupId,
+        /// What failed first.
+        cause: Box<Error>,
+        /// Why the rollback failed.
+        rollback_error: Box<Error>,
+    },
+    /// A service hook (stop, start, post-restore) failed.
+    #[error("{hook} hook `{command}` failed: {detail}")]
+    Hook {
+        /// stop, start or post-restore.
+        hook: &'static str,
+        /// The command that ran.
+        command: String,
+        /// Exit status and the end of its stderr.
+        detail: String,
+    },
     /// The operation was cancelled before it completed; nothing was committed.
     #[error("cancelled: {0}")]
     Cancelled(String),

@@ -44,6 +44,7 @@ pub mod gc;
 mod id;
 pub mod lease;
 pub mod metadata;
+pub mod plan;
 pub mod progress;
 pub mod storage;
 pub mod upload;

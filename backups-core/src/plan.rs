@@ -1,0 +1,196 @@
+//! The restore plan: verify -> safety backup of the current state
+//! (labelled `pre-restore`) -> stop services -> restore database and files ->
+//! post-restore hook -> start services. A failure after services were
+//! stopped restores the safety backup and starts services again, so a
+//! restore cannot leave the controller worse than it found it.
+//!
+//! A crash in the middle is recovered by restoring the `pre-restore` backup
+//! (`backups list` shows it; the error names it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::backups::{
+    Backups, CreateRequest, Identity, RestoreReport, RestoreRequest, RestoreSource,
+};
+use crate::database::{DatabaseDumper, DatabaseLoader};
+use crate::error::{Error, Result};
+use crate::files::FileSet;
+use crate::lease::DEFAULT_LEASE_TTL;
+use crate::progress::Progress;
+use crate::{BackupId, StoreBackups};
+
+/// The embedding controller's services, stopped around a restore.
+#[async_trait]
+pub trait ServiceController: Send + Sync {
+    /// Stops what uses the database and files.
+    async fn stop(&self) -> Result<()>;
+    /// Rewrites addresses/configuration after the restore (before start).
+    async fn post_restore(&self) -> Result<()>;
+    /// Starts the services again.
+    async fn start(&self) -> Result<()>;
+}
+
+/// What the safety backup holds: the live state the restore will replace.
+pub struct SafetyBackup {
+    /// Live files and directories (restored in place, at `/`, on rollback).
+    pub files: FileSet,
+    /// The live database, dumped into the safety backup.
+    pub dumper: Option<Arc<dyn DatabaseDumper>>,
+    /// Where to load it back on rollback.
+    pub loader: Option<Arc<dyn DatabaseLoader>>,
+    /// Identity recorded in the safety backup.
+    pub identity: Identity,
+}
+
+/// A full restore.
+pub struct RestorePlan {
+    /// What to restore and where.
+    pub request: RestoreRequest,
+    /// Services to stop and start around it.
+    pub services: Option<Arc<dyn ServiceController>>,
+    /// The safety backup (and rollback); `None` restores without one.
+    pub safety: Option<SafetyBackup>,
+}
+
+/// What a plan did.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    /// The restore itself.
+    pub restore: RestoreReport,
+    /// The safety backup taken first.
+    pub safety_backup: Option<BackupId>,
+}
+
+impl StoreBackups {
+    /// Runs a [`RestorePlan`] while holding the store's lease.
+    pub async fn run_restore_plan(
+        &self,
+        plan: RestorePlan,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PlanReport> {
+        if plan.request.dry_run {
+            let restore = self.restore(plan.request, progress).await?;
+            return Ok(PlanReport {
+                restore,
+                safety_backup: None,
+            });
+        }
+        let guard = self.acquire_lease("restore", DEFAULT_LEASE_TTL).await?;
+        let result = self.run_plan_locked(plan, progress).await;
+        let released = self.release_lease(guard).await;
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    async fn run_plan_locked(
+        &self,
+        plan: RestorePlan,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PlanReport> {
+        let RestorePlan {
+            request,
+            services,
+            safety,
+        } = plan;
+        // 1. Verify everything (and run the preflight checks) first.
+        progress.phase("checking", None);
+        let mut check = request.clone();
+        check.dry_run = true;
+        check.database = None;
+        self.restore_unlocked(check, progress.clone()).await?;
+
+        // 2. Safety backup of the live state.
+        let restoring = match &request.source {
+            RestoreSource::Id(id) => id.to_string(),
+            RestoreSource::File(p) => p.display().to_string(),
+        };
+        let mut rollback = None;
+        if let Some(safety) = safety {
+            let meta = self
+                .create(
+                    CreateRequest {
+                        files: safety.files.clone(),
+                        database: safety.dumper.clone(),
+                        notes: format!("safety backup taken before restoring {restoring}"),
+                        labels: vec!["pre-restore".into()],
+                        identity: safety.identity.clone(),
+                        compression: Default::default(),
+                    },
+                    progress.clone(),
+                )
+                .await?;
+            let id = meta
+                .id
+                .ok_or_else(|| Error::invalid("safety backup", "created without an id"))?;
+            rollback = Some((id, safety.loader));
+        }
+        let safety_id = rollback.as_ref().map(|(id, _)| id.clone());
+
+        // 3. Stop services. If that fails, start them again: nothing was changed.
+        if let Some(s) = &services
+            && let Err(e) = s.stop().await
+        {
+            let _ = s.start().await;
+            return Err(e);
+        }
+
+        // 4-6. Restore, post-restore hook, start.
+        let steps = async {
+            let report = self
+                .restore_unlocked(request.clone(), progress.clone())
+                .await?;
+            if let Some(s) = &services {
+                s.post_restore().await?;
+                s.start().await?;
+            }
+            Ok::<_, Error>(report)
+        };
+        match steps.await {
+            Ok(restore) => Ok(PlanReport {
+                restore,
+                safety_backup: safety_id,
+            }),
+            Err(cause) => {
+                let Some((id, loader)) = rollback else {
+                    if let Some(s) = &services {
+                        let _ = s.start().await;
+                    }
+                    return Err(cause);
+                };
+                progress.warn(&format!(
+                    "restore failed ({cause}); rolling back to safety backup {id}"
+                ));
+                let back = self
+                    .restore_unlocked(
+                        RestoreRequest {
+                            source: RestoreSource::Id(id.clone()),
+                            target: PathBuf::from("/"),
+                            dry_run: false,
+                            database: loader,
+                        },
+                        progress.clone(),
+                    )
+                    .await;
+                let started = match &services {
+                    Some(s) => s.start().await,
+                    None => Ok(()),
+                };
+                match back.and(started) {
+                    Ok(()) => Err(Error::RolledBack {
+                        safety_backup: id,
+                        cause: Box::new(cause),
+                    }),
+                    Err(rollback_error) => Err(Error::RollbackFailed {
+                        safety_backup: id,
+                        cause: Box::new(cause),
+                        rollback_error: Box::new(rollback_error),
+                    }),
+                }
+            }
+        }
+    }
+}
