@@ -389,6 +389,10 @@ pub struct RestoreArgs {
     /// failure after the services were stopped restores it in place.
     #[arg(long = "safety-path", value_name = "PATH")]
     pub safety_paths: Vec<PathBuf>,
+    /// Databases to save in the safety backup (repeatable; default: all but
+    /// admin, local, config — name the ones this restore replaces).
+    #[arg(long = "safety-db", value_name = "DB")]
+    pub safety_dbs: Vec<String>,
     /// Restore without a safety backup (no rollback possible).
     #[arg(long, conflicts_with = "safety_paths")]
     pub no_safety_backup: bool,
