@@ -396,6 +396,10 @@ pub struct RestoreArgs {
     /// Restore without a safety backup (no rollback possible).
     #[arg(long, conflicts_with = "safety_paths")]
     pub no_safety_backup: bool,
+    /// Skip the free-space preflight check (the target's filesystem must
+    /// hold the files plus the larger of 20% and min(5 GiB, 10% of the disk)).
+    #[arg(long)]
+    pub ignore_free_space: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -557,6 +557,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     request,
                     services: Some(Arc::new(services)),
                     safety,
+                    ignore_free_space: a.ignore_free_space,
                 };
                 let done = backups.run_restore_plan(plan, progress).await?;
                 if let Some(id) = &done.safety_backup {

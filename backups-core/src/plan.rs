@@ -7,7 +7,7 @@
 //! A crash in the middle is recovered by restoring the `pre-restore` backup
 //! (`backups list` shows it; the error names it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,6 +53,8 @@ pub struct RestorePlan {
     pub services: Option<Arc<dyn ServiceController>>,
     /// The safety backup (and rollback); `None` restores without one.
     pub safety: Option<SafetyBackup>,
+    /// Skip the free-disk-space preflight check.
+    pub ignore_free_space: bool,
 }
 
 /// What a plan did.
@@ -62,6 +64,47 @@ pub struct PlanReport {
     pub restore: RestoreReport,
     /// The safety backup taken first.
     pub safety_backup: Option<BackupId>,
+}
+
+/// Free and total bytes of the filesystem holding `path` (or its nearest
+/// existing ancestor).
+pub fn free_space(path: &Path) -> Result<(u64, u64)> {
+    let mut at = path;
+    loop {
+        if at.exists() {
+            break;
+        }
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let st = rustix::fs::statvfs(at).map_err(|e| Error::Io {
+        action: "measuring free space of",
+        path: at.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+}
+
+/// The margin kept free beyond the restore's estimate: the larger of 20% of
+/// the estimate and min(5 GiB, 10% of the disk).
+pub fn space_margin(needed: u64, total: u64) -> u64 {
+    (needed / 5).max((5u64 << 30).min(total / 10))
+}
+
+/// Refuses a restore the target filesystem cannot hold with the margin.
+pub fn check_space(target: &Path, needed: u64, (free, total): (u64, u64)) -> Result<()> {
+    let margin = space_margin(needed, total);
+    if free < needed.saturating_add(margin) {
+        return Err(Error::Incompatible {
+            subject: target.display().to_string(),
+            reason: format!(
+                "not enough free disk space: the restore needs {needed} bytes plus a margin of {margin}, but only {free} are free"
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl StoreBackups {
@@ -95,13 +138,18 @@ impl StoreBackups {
             request,
             services,
             safety,
+            ignore_free_space,
         } = plan;
         // 1. Verify everything (and run the preflight checks) first.
         progress.phase("checking", None);
         let mut check = request.clone();
         check.dry_run = true;
         check.database = None;
-        self.restore_unlocked(check, progress.clone()).await?;
+        let checked = self.restore_unlocked(check, progress.clone()).await?;
+        if !ignore_free_space {
+            let space = free_space(&request.target)?;
+            check_space(&request.target, checked.stats.bytes, space)?;
+        }
 
         // 2. Safety backup of the live state.
         let restoring = match &request.source {
@@ -192,5 +240,32 @@ impl StoreBackups {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_the_larger_of_a_fifth_and_a_capped_tenth_of_the_disk() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(space_margin(10 * GIB, 100 * GIB), 5 * GIB);
+        assert_eq!(space_margin(100 * GIB, 1000 * GIB), 20 * GIB);
+        assert_eq!(space_margin(GIB, 20 * GIB), 2 * GIB);
+        assert!(check_space(Path::new("/t"), GIB, (3 * GIB, 20 * GIB)).is_ok());
+        let err = check_space(Path::new("/t"), GIB, (2 * GIB, 20 * GIB)).unwrap_err();
+        assert!(
+            err.to_string().contains("not enough free disk space"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/t"), "{err}");
+    }
+
+    #[test]
+    fn free_space_of_a_missing_path_uses_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = free_space(&dir.path().join("not/yet")).unwrap();
+        assert!(total > 0 && free <= total);
     }
 }
