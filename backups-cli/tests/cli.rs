@@ -1472,3 +1472,87 @@ fn failing_stop_hook_changes_nothing() {
         "old"
     );
 }
+
+#[test]
+fn failed_restore_rolls_the_database_back_too() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let live = env.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a.txt"), "new").unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let db = format!("rollback{nanos:x}");
+    let set = |v: &str| {
+        python_mongo(
+            &format!(
+                "import sys; from pymongo import MongoClient; MongoClient(sys.argv[1])[sys.argv[2]].c.replace_one({{'_id': 1}}, {{'_id': 1, 'v': '{v}'}}, upsert=True)"
+            ),
+            &uri,
+            &db,
+        )
+    };
+    set("new");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "--store",
+                env.store().to_str().unwrap(),
+                "--progress",
+                "none",
+            ])
+            .args(args)
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .env("BACKUPS_MONGO_URI", &uri)
+            .current_dir(env.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "create",
+        "--path",
+        live.to_str().unwrap(),
+        "--include-db",
+        &db,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    set("old");
+    let out = run(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--safety-db",
+        &db,
+        "--post-restore-cmd",
+        "exit 4",
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = python_mongo(
+        "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); print(c[sys.argv[2]].c.find_one({'_id': 1})['v']); c.drop_database(sys.argv[2])",
+        &uri,
+        &db,
+    );
+    assert_eq!(
+        v.trim(),
+        "old",
+        "the database is back to its pre-restore state"
+    );
+}
