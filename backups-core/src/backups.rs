@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -426,7 +426,8 @@ impl StoreBackups {
         )))
     }
 
-    async fn archive_reader(&self, id: &BackupId, meta: &Metadata) -> Result<Box<dyn Read + Send>> {
+    /// Opens a committed backup's archive object.
+    async fn get_archive(&self, id: &BackupId, meta: &Metadata) -> Result<(ObjectPath, GetResult)> {
         let key = self.storage.archive_key(id, meta);
         let result = self.store().get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => Error::invalid(
@@ -435,6 +436,11 @@ impl StoreBackups {
             ),
             e => Error::storage(&key, e),
         })?;
+        Ok((key, result))
+    }
+
+    async fn archive_reader(&self, id: &BackupId, meta: &Metadata) -> Result<Box<dyn Read + Send>> {
+        let (_, result) = self.get_archive(id, meta).await?;
         Ok(object_reader(result))
     }
 
@@ -878,14 +884,7 @@ impl Backups for StoreBackups {
 
     async fn get(&self, id: &BackupId) -> Result<(Metadata, ArchiveStream)> {
         let meta = self.metadata(id).await?;
-        let key = self.storage.archive_key(id, &meta);
-        let result = self.store().get(&key).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => Error::invalid(
-                id.to_string(),
-                format!("archive {key} is missing although its sidecar exists"),
-            ),
-            e => Error::storage(&key, e),
-        })?;
+        let (key, result) = self.get_archive(id, &meta).await?;
         let stream = object_stream(result)
             .map_err(move |e| Error::storage(&key, e))
             .boxed();
