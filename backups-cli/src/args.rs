@@ -400,6 +400,25 @@ pub struct RestoreArgs {
     /// hold the files plus the larger of 20% and min(5 GiB, 10% of the disk)).
     #[arg(long)]
     pub ignore_free_space: bool,
+    /// The target controller's UUID: a backup of another controller is refused.
+    #[arg(long, value_name = "UUID")]
+    pub target_controller_uuid: Option<String>,
+    /// The target's model UUID: a backup of another model is refused.
+    #[arg(long, value_name = "UUID")]
+    pub target_model_uuid: Option<String>,
+    /// The target's software version: newer backups are refused, older ones
+    /// need --allow-downgrade.
+    #[arg(long, value_name = "VERSION")]
+    pub target_version: Option<String>,
+    /// The target's HA node count (a different count is warned about).
+    #[arg(long, value_name = "N")]
+    pub target_ha_nodes: Option<u64>,
+    /// Restore a backup taken on another controller or model.
+    #[arg(long)]
+    pub allow_other_controller: bool,
+    /// Restore a backup from an older version than the target's.
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use backups_core::plan::{RestorePlan, SafetyBackup};
+use backups_core::plan::{Preflight, RestorePlan, SafetyBackup};
 use backups_core::{
     ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
     FileSet, Identity, Progress, RestoreRequest, RestoreSource, Storage, StoreBackups,
@@ -514,6 +514,9 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 database: database.clone(),
             };
             let as_plan = a.stop_cmd.is_some()
+                || a.target_controller_uuid.is_some()
+                || a.target_model_uuid.is_some()
+                || a.target_version.is_some()
                 || a.start_cmd.is_some()
                 || a.post_restore_cmd.is_some()
                 || !a.safety_paths.is_empty();
@@ -558,6 +561,17 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     services: Some(Arc::new(services)),
                     safety,
                     ignore_free_space: a.ignore_free_space,
+                    preflight: Preflight {
+                        target: Identity {
+                            controller_uuid: a.target_controller_uuid.clone().unwrap_or_default(),
+                            model_uuid: a.target_model_uuid.clone().unwrap_or_default(),
+                            version: a.target_version.clone().unwrap_or_default(),
+                            ha_nodes: a.target_ha_nodes.unwrap_or(0),
+                            ..Default::default()
+                        },
+                        allow_other_controller: a.allow_other_controller,
+                        allow_downgrade: a.allow_downgrade,
+                    },
                 };
                 let done = backups.run_restore_plan(plan, progress).await?;
                 if let Some(id) = &done.safety_backup {

@@ -1556,3 +1556,56 @@ fn failed_restore_rolls_the_database_back_too() {
         "the database is back to its pre-restore state"
     );
 }
+
+#[test]
+fn preflight_refuses_another_controller_and_a_newer_backup() {
+    let env = Env::new();
+    let fixture = fixtures().join("valid-backup-ver-1.tar.gz");
+    env.ok(&["upload", fixture.to_str().unwrap()]);
+    let id = "20200303-155649.1be318f6-9460-4fe1-8eb4-b1df2db23b53";
+    let base = [
+        "restore",
+        id,
+        "--target",
+        "t",
+        "--no-safety-backup",
+        "--yes",
+    ];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    let (code, err) = env.fail(&with(
+        &base,
+        &[
+            "--target-controller-uuid",
+            "00000000-0000-4000-8000-000000000000",
+        ],
+    ));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("bda3b637-7972-47f7-87fd-a3f2d0c748a5")
+            && err.contains("--allow-other-controller"),
+        "{err}"
+    );
+    let (code, err) = env.fail(&with(&base, &["--target-version", "2.7.6"]));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("newer than the target"), "{err}");
+    let (code, err) = env.fail(&with(&base, &["--target-version", "2.9.0"]));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("--allow-downgrade"), "{err}");
+    assert!(
+        !env.path().join("t").exists(),
+        "preflight failures change nothing"
+    );
+    let out = env.ok(&with(
+        &base,
+        &[
+            "--target-version",
+            "2.9.0",
+            "--allow-downgrade",
+            "--target-controller-uuid",
+            "bda3b637-7972-47f7-87fd-a3f2d0c748a5",
+        ],
+    ));
+    assert!(out.starts_with("Restored"), "{out}");
+}

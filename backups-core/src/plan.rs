@@ -55,6 +55,78 @@ pub struct RestorePlan {
     pub safety: Option<SafetyBackup>,
     /// Skip the free-disk-space preflight check.
     pub ignore_free_space: bool,
+    /// Identity and version checks against the target.
+    pub preflight: Preflight,
+}
+
+/// What the restore target is, for the identity and version checks. Empty
+/// fields are not checked.
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    /// The target controller's identity and version.
+    pub target: Identity,
+    /// Restore a backup of another controller or model.
+    pub allow_other_controller: bool,
+    /// Restore a backup older than the target's version.
+    pub allow_downgrade: bool,
+}
+
+/// Numeric parts of a version (`2.8-beta1.1` -> [2, 8, 1, 1]).
+fn version_parts(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Identity and version checks; HA node count differences are warnings.
+pub fn check_identity(
+    backup: &crate::Metadata,
+    pre: &Preflight,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let subject = backup
+        .id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let t = &pre.target;
+    let refuse = |reason: String| Error::Incompatible {
+        subject: subject.clone(),
+        reason,
+    };
+    for (what, theirs, ours) in [
+        ("controller", &backup.controller_uuid, &t.controller_uuid),
+        ("model", &backup.model_uuid, &t.model_uuid),
+    ] {
+        if !theirs.is_empty() && !ours.is_empty() && theirs != ours && !pre.allow_other_controller {
+            return Err(refuse(format!(
+                "the backup is of {what} {theirs}, the target is {what} {ours} (use --allow-other-controller to restore it anyway)"
+            )));
+        }
+    }
+    if !backup.version.is_empty() && !t.version.is_empty() {
+        let (b, tv) = (version_parts(&backup.version), version_parts(&t.version));
+        if b > tv {
+            return Err(refuse(format!(
+                "the backup is from version {}, newer than the target's {}: upgrade the target first",
+                backup.version, t.version
+            )));
+        }
+        if b < tv && !pre.allow_downgrade {
+            return Err(refuse(format!(
+                "the backup is from version {}, older than the target's {} (use --allow-downgrade)",
+                backup.version, t.version
+            )));
+        }
+    }
+    if backup.ha_nodes != 0 && t.ha_nodes != 0 && backup.ha_nodes != t.ha_nodes {
+        progress.warn(&format!(
+            "the backup was taken with {} HA controller nodes, the target has {}",
+            backup.ha_nodes, t.ha_nodes
+        ));
+    }
+    Ok(())
 }
 
 /// What a plan did.
@@ -69,7 +141,12 @@ pub struct PlanReport {
 /// Free and total bytes of the filesystem holding `path` (or its nearest
 /// existing ancestor).
 pub fn free_space(path: &Path) -> Result<(u64, u64)> {
-    let mut at = path;
+    let absolute = std::path::absolute(path).map_err(|e| Error::Io {
+        action: "resolving",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut at = absolute.as_path();
     loop {
         if at.exists() {
             break;
@@ -139,6 +216,7 @@ impl StoreBackups {
             services,
             safety,
             ignore_free_space,
+            preflight,
         } = plan;
         // 1. Verify everything (and run the preflight checks) first.
         progress.phase("checking", None);
@@ -146,6 +224,7 @@ impl StoreBackups {
         check.dry_run = true;
         check.database = None;
         let checked = self.restore_unlocked(check, progress.clone()).await?;
+        check_identity(&checked.metadata, &preflight, progress.as_ref())?;
         if !ignore_free_space {
             let space = free_space(&request.target)?;
             check_space(&request.target, checked.stats.bytes, space)?;
@@ -263,9 +342,48 @@ mod tests {
     }
 
     #[test]
+    fn identity_and_version_checks() {
+        let backup = crate::Metadata {
+            controller_uuid: "c1".into(),
+            model_uuid: "m1".into(),
+            version: "2.8-beta1.1".into(),
+            ..Default::default()
+        };
+        let np = crate::NoProgress;
+        let mut pre = Preflight::default();
+        assert!(
+            check_identity(&backup, &pre, &np).is_ok(),
+            "nothing known, nothing checked"
+        );
+        pre.target.controller_uuid = "c2".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(
+            err.to_string().contains("--allow-other-controller"),
+            "{err}"
+        );
+        pre.allow_other_controller = true;
+        pre.target.version = "2.8.0".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(err.to_string().contains("newer than the target"), "{err}");
+        pre.target.version = "2.9.1".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(err.to_string().contains("--allow-downgrade"), "{err}");
+        pre.allow_downgrade = true;
+        assert!(check_identity(&backup, &pre, &np).is_ok());
+        pre.target.version = "2.8-beta1.1".into();
+        pre.allow_downgrade = false;
+        assert!(check_identity(&backup, &pre, &np).is_ok(), "same version");
+    }
+
+    #[test]
     fn free_space_of_a_missing_path_uses_its_parent() {
         let dir = tempfile::tempdir().unwrap();
         let (free, total) = free_space(&dir.path().join("not/yet")).unwrap();
         assert!(total > 0 && free <= total);
+        let (_, total) = free_space(Path::new("relative/not/there")).unwrap();
+        assert!(
+            total > 0,
+            "a relative target is measured from the current directory"
+        );
     }
 }
