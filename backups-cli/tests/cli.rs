@@ -1609,3 +1609,30 @@ fn preflight_refuses_another_controller_and_a_newer_backup() {
     ));
     assert!(out.starts_with("Restored"), "{out}");
 }
+
+#[test]
+fn hostile_corrupt_bson_dump_is_refused_before_anything_is_restored() {
+    let env = Env::new();
+    let mut inner = Vec::new();
+    {
+        let mut t = tar::Builder::new(&mut inner);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "etc/ok", &b"fine"[..]).unwrap();
+        t.finish().unwrap();
+    }
+    // A document claiming 64 bytes followed by only 10.
+    let mut bson = vec![64, 0, 0, 0];
+    bson.extend_from_slice(&[1; 10]);
+    let a = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", inner),
+        ("juju-backup/dump/juju/machines.bson", bson),
+    ]);
+    assert_invalid(&env, &a, "dump/juju/machines.bson");
+    let (code, err) = env.fail(&["upload", "bad.tar.gz"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("corrupt BSON"), "{err}");
+}

@@ -198,6 +198,71 @@ impl RootVisitor for RootCheck {
         }
         Ok(())
     }
+
+    /// Dump files are checked too, so a corrupt dump is refused before
+    /// anything is restored: `.bson` framing (each document's length within
+    /// MongoDB's limit, ending in a NUL byte, nothing cut short) and
+    /// `.metadata.json` being JSON.
+    fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
+        let bad = |reason: String| Error::invalid(format!("dump/{path}"), reason);
+        sanitize_entry_path(path.as_bytes())
+            .map_err(|r| Error::unsafe_path(format!("dump/{path}"), r))?;
+        if path.ends_with(".metadata.json") {
+            if size > crate::metadata::MAX_METADATA_BYTES {
+                return Err(bad("metadata file is too large".into()));
+            }
+            let mut buf = Vec::new();
+            body.read_to_end(&mut buf).map_err(|e| read_err(path, e))?;
+            serde_json::from_slice::<serde_json::Value>(&buf)
+                .map_err(|e| bad(format!("unreadable JSON: {e}")))?;
+        } else if path.ends_with(".bson") {
+            check_bson_framing(body, path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Largest BSON document accepted in a dump (MongoDB's 16 MiB + slack for oplog entries).
+const MAX_BSON_DOCUMENT: u64 = 16 * 1024 * 1024 + 16 * 1024;
+
+/// Walks concatenated BSON documents by their length prefixes.
+fn check_bson_framing(body: &mut dyn Read, path: &str) -> Result<()> {
+    let bad = |at: u64, reason: String| {
+        Error::invalid(
+            format!("dump/{path}"),
+            format!("corrupt BSON at byte {at}: {reason}"),
+        )
+    };
+    let mut at = 0u64;
+    let mut len_buf = [0u8; 4];
+    loop {
+        let mut got = 0;
+        while got < 4 {
+            match body.read(&mut len_buf[got..]) {
+                Ok(0) if got == 0 => return Ok(()),
+                Ok(0) => return Err(bad(at, "truncated length prefix".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(path, e)),
+            }
+        }
+        let len = i32::from_le_bytes(len_buf);
+        if len < 5 || len as u64 > MAX_BSON_DOCUMENT {
+            return Err(bad(at, format!("document length {len}")));
+        }
+        let rest = len as u64 - 4;
+        let mut take = (&mut *body).take(rest - 1);
+        let copied = io::copy(&mut take, &mut io::sink()).map_err(|e| read_err(path, e))?;
+        let mut last = [0u8; 1];
+        let terminator = body.read(&mut last).map_err(|e| read_err(path, e))?;
+        if copied != rest - 1 || terminator != 1 {
+            return Err(bad(at, "document cut short".into()));
+        }
+        if last[0] != 0 {
+            return Err(bad(at, "document does not end with a NUL byte".into()));
+        }
+        at += len as u64;
+    }
 }
 
 fn count(stats: &mut ExtractStats, kind: &CheckedKind) {
@@ -478,6 +543,33 @@ impl RootVisitor for Extractor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bson_framing_is_checked() {
+        let doc = |n: u8| {
+            let mut d = vec![12, 0, 0, 0, 0x10, b'a', 0, n, 0, 0, 0, 0];
+            d[11] = 0;
+            d
+        };
+        let good = [doc(1), doc(2)].concat();
+        assert!(check_bson_framing(&mut &good[..], "x.bson").is_ok());
+        let cut = &good[..good.len() - 3];
+        let err = check_bson_framing(&mut &cut[..], "x.bson").unwrap_err();
+        assert!(
+            err.to_string().contains("dump/x.bson") && err.to_string().contains("at byte 12"),
+            "{err}"
+        );
+        let mut no_nul = good.clone();
+        no_nul[11] = 7;
+        assert!(check_bson_framing(&mut &no_nul[..], "x.bson").is_err());
+        let huge = [0xff, 0xff, 0xff, 0x7f, 0];
+        assert!(
+            check_bson_framing(&mut &huge[..], "x.bson")
+                .unwrap_err()
+                .to_string()
+                .contains("length")
+        );
+    }
 
     #[test]
     fn sanitizer_rules() {

@@ -118,6 +118,17 @@ impl Failure {
     }
 }
 
+/// Names the archive in an error about one of its entries.
+fn within(subject: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArchive { subject: s, reason } => Error::InvalidArchive {
+            subject: format!("{subject} ({s})"),
+            reason,
+        },
+        other => other,
+    }
+}
+
 /// Explains a decompression or tar read error in a user's terms.
 pub fn describe_read_error(e: &io::Error) -> String {
     let msg = e.to_string();
@@ -276,13 +287,7 @@ fn consume<B: Read>(
             ROOT_TAR_ENTRY => {
                 has_root_tar = true;
                 if let Some(visitor) = root.as_deref_mut() {
-                    visitor.visit(&mut hashed).map_err(|e| match e {
-                        Error::InvalidArchive { subject: s, reason } => Error::InvalidArchive {
-                            subject: format!("{subject} ({s})"),
-                            reason,
-                        },
-                        other => other,
-                    })?;
+                    visitor.visit(&mut hashed).map_err(|e| within(subject, e))?;
                 }
             }
             MANIFEST_ENTRY => {
@@ -302,7 +307,9 @@ fn consume<B: Read>(
                 if let Some(visitor) = root.as_deref_mut() {
                     let size = hashed.inner.header().size().unwrap_or(0);
                     let rel = &p[super::DUMP_DIR.len()..];
-                    visitor.visit_dump(rel, size, &mut hashed)?;
+                    visitor
+                        .visit_dump(rel, size, &mut hashed)
+                        .map_err(|e| within(subject, e))?;
                 }
             }
             _ => {}
