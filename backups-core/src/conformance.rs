@@ -385,7 +385,7 @@ pub async fn concurrent_adds_of_one_id_stay_consistent(storage: Storage) {
             w.add_file("metadata.json", json.len() as u64, 0o600, &json[..])
                 .expect("metadata");
             let body = vec![i; 1000 + usize::from(i)];
-            w.add_file("dump/x.bson", body.len() as u64, 0o600, &body[..])
+            w.add_file("dump/x.bin", body.len() as u64, 0o600, &body[..])
                 .expect("body");
             Bytes::from(w.finish().expect("finish").0)
         })
