@@ -1636,3 +1636,24 @@ fn hostile_corrupt_bson_dump_is_refused_before_anything_is_restored() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("corrupt BSON"), "{err}");
 }
+
+#[test]
+fn hostile_giant_long_name_header_is_refused_without_buffering_it() {
+    let env = Env::new();
+    // A GNU long-name record of 64 MiB inside root.tar.
+    let mut inner = Vec::new();
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(64 << 20);
+    h.set_mode(0o644);
+    h.set_cksum();
+    inner.extend_from_slice(h.as_bytes());
+    inner.resize(inner.len() + (64 << 20), b'a');
+    inner.extend_from_slice(&[0; 1024]);
+    let a = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", inner),
+    ]);
+    assert_invalid(&env, &a, "larger than");
+}

@@ -189,7 +189,7 @@ pub struct RootCheck {
 
 impl RootVisitor for RootCheck {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(root);
+        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| read_err("(header)", e))?;
@@ -519,7 +519,7 @@ fn copy_entry<R: Read>(
 
 impl RootVisitor for Extractor {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(root);
+        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         let mut result = Ok(());
         for entry in entries {

@@ -251,7 +251,7 @@ fn consume<B: Read>(
     let mut seen: HashMap<String, (u64, String)> = HashMap::new();
     let mut dump_entries = Vec::new();
 
-    let mut archive = tar::Archive::new(gz);
+    let mut archive = tar::Archive::new(super::HeaderGuard::new(gz));
 
     let entries = archive.entries().map_err(|e| fail.map("reading tar", e))?;
     for entry in entries {
