@@ -28,9 +28,7 @@ use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractStats, Extractor, RootCheck, sanitize_entry_path};
 use crate::files::FileSet;
-use crate::metadata::{
-    CHECKSUM_FORMAT, FORMAT_VERSION, MAX_FORMAT_VERSION, MAX_METADATA_BYTES, Metadata,
-};
+use crate::metadata::{CHECKSUM_FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, Metadata};
 use crate::progress::{NoProgress, Progress};
 use crate::storage::Storage;
 use crate::upload::{UploadOptions, object_reader, object_stream, upload_with};
@@ -527,15 +525,7 @@ impl StoreBackups {
             Some(m) => m,
             None => return Err(Error::invalid(&subject, "no metadata was read")),
         };
-        if metadata.format_version > MAX_FORMAT_VERSION {
-            return Err(Error::Incompatible {
-                subject,
-                reason: format!(
-                    "metadata format version {} is newer than the newest understood ({MAX_FORMAT_VERSION})",
-                    metadata.format_version
-                ),
-            });
-        }
+        metadata.check_format(&subject)?;
         if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
             return Err(missing_root(&subject));
         }
@@ -789,15 +779,7 @@ impl Backups for StoreBackups {
         )
         .await?;
         let mut meta = summary.metadata;
-        if meta.format_version > MAX_FORMAT_VERSION {
-            return Err(Error::Incompatible {
-                subject,
-                reason: format!(
-                    "metadata format version {} is newer than the newest understood ({MAX_FORMAT_VERSION})",
-                    meta.format_version
-                ),
-            });
-        }
+        meta.check_format(&subject)?;
         let id = meta.derive_id(&subject)?;
         let digests = summary.digests;
         if let Some(existing) = self.sidecar(&id).await? {

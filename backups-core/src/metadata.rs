@@ -152,6 +152,20 @@ impl Metadata {
             .map_err(|e| Error::invalid(subject, format!("cannot derive an id: {e}")))
     }
 
+    /// Refuses metadata of a format newer than this crate understands.
+    pub fn check_format(&self, subject: &str) -> Result<()> {
+        if self.format_version > MAX_FORMAT_VERSION {
+            return Err(Error::Incompatible {
+                subject: subject.to_string(),
+                reason: format!(
+                    "metadata format version {} is newer than the newest understood ({MAX_FORMAT_VERSION})",
+                    self.format_version
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The OS series, or the base for Juju 4 archives.
     pub fn series_or_base(&self) -> &str {
         if self.series.is_empty() {
