@@ -20,16 +20,14 @@ use crate::archive::ArchiveCompression;
 use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
 use crate::archive::root_tar::{RootTar, root_tar_size};
 use crate::archive::writer::ArchiveWriter;
-use crate::database::{
-    DatabaseDumper, DatabaseLoader, DumpForwarder, DumpMessage, DumpSink, DumpSummary, LoadSummary,
-    dump_channel,
-};
+use crate::database::{DatabaseDumper, DumpMessage, DumpSink, DumpSummary};
 use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
-use crate::extract::{ExtractStats, Extractor, RootCheck, sanitize_entry_path};
+use crate::extract::{RootCheck, sanitize_entry_path};
 use crate::files::FileSet;
 use crate::metadata::{CHECKSUM_FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, Metadata};
-use crate::progress::{NoProgress, Progress};
+use crate::progress::Progress;
+use crate::restore::{RestoreReport, RestoreRequest};
 use crate::storage::Storage;
 use crate::upload::{UploadOptions, object_reader, object_stream, upload_with};
 
@@ -85,7 +83,7 @@ pub enum ArchiveSource {
 }
 
 impl ArchiveSource {
-    fn open(&self) -> Result<Box<dyn Read + Send>> {
+    pub(crate) fn open(&self) -> Result<Box<dyn Read + Send>> {
         match self {
             ArchiveSource::File(p) => Ok(Box::new(
                 File::open(p).map_err(|e| Error::io("opening", p, e))?,
@@ -109,45 +107,6 @@ pub struct AddOutcome {
     pub metadata: Metadata,
     /// True when the same bytes were already stored (nothing was written).
     pub already_present: bool,
-}
-
-/// Which archive a restore reads.
-#[derive(Debug, Clone)]
-pub enum RestoreSource {
-    /// A backup in the store.
-    Id(BackupId),
-    /// A local archive file.
-    File(PathBuf),
-}
-
-/// What to restore and where.
-#[derive(Clone)]
-pub struct RestoreRequest {
-    /// The archive to restore.
-    pub source: RestoreSource,
-    /// Directory the files of `root.tar` are restored under.
-    pub target: PathBuf,
-    /// Only verify and report; change nothing.
-    pub dry_run: bool,
-    /// Where to load the archive's database dump, if anywhere.
-    pub database: Option<Arc<dyn DatabaseLoader>>,
-}
-
-/// What a restore did (or, for a dry run, would do).
-#[derive(Debug, Clone)]
-pub struct RestoreReport {
-    /// The restored backup's metadata.
-    pub metadata: Metadata,
-    /// The target directory.
-    pub target: PathBuf,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-    /// Whether the archive's manifest was present and verified.
-    pub manifest_verified: bool,
-    /// Files, directories, links and bytes restored.
-    pub stats: ExtractStats,
-    /// What was loaded into the database, when a loader was given.
-    pub database: Option<LoadSummary>,
 }
 
 /// The backup operations, independent of where backups are stored.
@@ -248,7 +207,7 @@ async fn copy_verified(
 }
 
 /// Compares digests with what the metadata recorded (v2 may record none).
-fn check_digests(subject: &str, meta: &Metadata, got: &Digests) -> Result<()> {
+pub(crate) fn check_digests(subject: &str, meta: &Metadata, got: &Digests) -> Result<()> {
     let size = (meta.size != 0).then(|| (meta.size.to_string(), got.size.to_string()));
     let checks = [
         ("size", size),
@@ -437,24 +396,13 @@ impl StoreBackups {
         Ok((key, result))
     }
 
-    async fn archive_reader(&self, id: &BackupId, meta: &Metadata) -> Result<Box<dyn Read + Send>> {
+    pub(crate) async fn archive_reader(
+        &self,
+        id: &BackupId,
+        meta: &Metadata,
+    ) -> Result<Box<dyn Read + Send>> {
         let (_, result) = self.get_archive(id, meta).await?;
         Ok(object_reader(result))
-    }
-
-    async fn open_restore_source(
-        &self,
-        source: &RestoreSource,
-        recorded: Option<&Metadata>,
-    ) -> Result<Box<dyn Read + Send>> {
-        match (source, recorded) {
-            (RestoreSource::Id(id), Some(meta)) => self.archive_reader(id, meta).await,
-            (RestoreSource::Id(id), None) => {
-                let meta = self.metadata(id).await?;
-                self.archive_reader(id, &meta).await
-            }
-            (RestoreSource::File(p), _) => ArchiveSource::File(p.clone()).open(),
-        }
     }
 }
 
@@ -472,149 +420,10 @@ impl StoreBackups {
             Err(e) => Err(Error::storage(&archive, e)),
         }
     }
-
-    pub(crate) async fn restore_unlocked(
-        &self,
-        request: RestoreRequest,
-        progress: Arc<dyn Progress>,
-    ) -> Result<RestoreReport> {
-        let (subject, recorded) = match &request.source {
-            RestoreSource::Id(id) => (id.to_string(), Some(self.metadata(id).await?)),
-            RestoreSource::File(p) => (p.display().to_string(), None),
-        };
-        // Pass 1: verify before touching the target. A stored backup was
-        // fully validated (layout, metadata, every root.tar path, manifest)
-        // when it was created or uploaded, and its sidecar holds the digests
-        // of those bytes: checking them needs no decompression. Anything
-        // else (a local file, a sidecar without digests) is validated in full.
-        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
-        let reader = self
-            .open_restore_source(&request.source, recorded.as_ref())
-            .await?;
-        let vouched = recorded
-            .as_ref()
-            .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
-        let (summary, check) = match vouched {
-            Some(meta) => {
-                let prog = progress.clone();
-                let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
-                    .await
-                    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
-                    .map_err(|e| Error::io("reading archive", &subject, e))?;
-                check_digests(&subject, meta, &digests)?;
-                (None, None)
-            }
-            None => {
-                let (summary, check) = scan(
-                    reader,
-                    subject.clone(),
-                    RootCheck::default(),
-                    progress.clone(),
-                )
-                .await?;
-                if let Some(meta) = &recorded {
-                    check_digests(&subject, meta, &summary.digests)?;
-                }
-                (Some(summary), Some(check))
-            }
-        };
-        let metadata = match recorded
-            .clone()
-            .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
-        {
-            Some(m) => m,
-            None => return Err(Error::invalid(&subject, "no metadata was read")),
-        };
-        metadata.check_format(&subject)?;
-        if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
-            return Err(missing_root(&subject));
-        }
-        if request.dry_run {
-            progress.finish();
-            let (summary, check) = summary
-                .zip(check)
-                .ok_or_else(|| Error::Cancelled("dry run without a full verification".into()))?;
-            return Ok(RestoreReport {
-                metadata,
-                target: request.target,
-                dry_run: true,
-                manifest_verified: summary.manifest_verified,
-                stats: check.stats,
-                database: None,
-            });
-        }
-        // Pass 2: load the database (as its files stream past) and extract.
-        progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
-        let extractor = Extractor::new(&request.target, progress.clone())?;
-        let (forwarder, loader) = match &request.database {
-            Some(db) => {
-                let (forwarder, source) = dump_channel();
-                let db = db.clone();
-                (
-                    Some(forwarder),
-                    Some(tokio::spawn(async move { db.load(source).await })),
-                )
-            }
-            None => (None, None),
-        };
-        let visitor = RestoreVisitor {
-            extractor,
-            dump: forwarder,
-        };
-        let reader = self
-            .open_restore_source(&request.source, recorded.as_ref())
-            .await?;
-        let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
-        let (again, visitor) = match scanned {
-            Ok((again, mut visitor)) => {
-                visitor.dump = None; // end of the dump for the loader
-                (again, visitor)
-            }
-            Err(e) => {
-                if let Some(loader) = loader {
-                    let _ = loader.await;
-                }
-                return Err(e);
-            }
-        };
-        let database = match loader {
-            Some(task) => Some(task.await.map_err(|e| Error::Database {
-                message: format!("database loader stopped: {e}"),
-                source: None,
-            })??),
-            None => None,
-        };
-        if !again.has_root_tar {
-            return Err(missing_root(&subject));
-        }
-        let expected = summary.as_ref().map(|s| &s.digests);
-        if let Some(expected) = expected
-            && again.digests != *expected
-        {
-            return Err(Error::ChecksumMismatch {
-                subject,
-                what: "SHA-1",
-                expected: expected.sha1_base64.clone(),
-                actual: again.digests.sha1_base64,
-            });
-        }
-        if summary.is_none() {
-            check_digests(&subject, &metadata, &again.digests)?;
-        }
-        progress.finish();
-        Ok(RestoreReport {
-            metadata,
-            target: request.target,
-            dry_run: false,
-            manifest_verified: again.manifest_verified,
-            stats: visitor.extractor.stats,
-            database,
-        })
-    }
 }
 
 /// Runs one pass over an archive on a blocking thread.
-async fn scan<V>(
+pub(crate) async fn scan<V>(
     reader: Box<dyn Read + Send>,
     subject: String,
     mut visitor: V,
@@ -914,51 +723,6 @@ impl Backups for StoreBackups {
         }
         self.with_lease("restore", self.restore_unlocked(request, progress))
             .await
-    }
-}
-
-/// The digests of an archive's bytes, without decompressing them.
-fn raw_digests(
-    mut reader: Box<dyn Read + Send>,
-    progress: Arc<dyn Progress>,
-) -> std::io::Result<Digests> {
-    let mut hasher = Hasher::default();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(hasher.finish()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        progress.advance(n as u64);
-    }
-}
-
-fn missing_root(subject: &str) -> Error {
-    Error::invalid(
-        subject,
-        "missing entry juju-backup/root.tar: the archive holds no files to restore",
-    )
-}
-
-/// Pass 2 of a restore: files to the extractor, dump files to the loader.
-struct RestoreVisitor {
-    extractor: Extractor,
-    dump: Option<DumpForwarder>,
-}
-
-impl RootVisitor for RestoreVisitor {
-    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        self.extractor.visit(root)
-    }
-
-    fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
-        match &self.dump {
-            Some(forwarder) => forwarder.forward(path, size, body),
-            None => Ok(()),
-        }
     }
 }
 

@@ -46,6 +46,7 @@ pub mod lease;
 pub mod metadata;
 pub mod plan;
 pub mod progress;
+mod restore;
 pub mod storage;
 pub mod upload;
 
@@ -56,8 +57,7 @@ pub mod fault;
 
 pub use archive::ArchiveCompression;
 pub use backups::{
-    AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, RestoreReport,
-    RestoreRequest, RestoreSource, StoreBackups,
+    AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, StoreBackups,
 };
 pub use database::{
     DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
@@ -69,6 +69,7 @@ pub use files::FileSet;
 pub use id::BackupId;
 pub use metadata::Metadata;
 pub use progress::{NoProgress, Progress};
+pub use restore::{RestoreReport, RestoreRequest, RestoreSource};
 pub use storage::Storage;
 pub use tokio_util::sync::CancellationToken;
 pub use upload::UploadOptions;

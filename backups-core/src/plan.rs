@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::backups::{
-    Backups, CreateRequest, Identity, RestoreReport, RestoreRequest, RestoreSource,
-};
+use crate::backups::{Backups, CreateRequest, Identity};
 use crate::database::{DatabaseDumper, DatabaseLoader};
 use crate::error::{Error, Result};
 use crate::files::FileSet;
 use crate::lease::DEFAULT_LEASE_TTL;
 use crate::progress::Progress;
+use crate::restore::{RestoreReport, RestoreRequest, RestoreSource};
 use crate::{BackupId, StoreBackups};
 
 /// The embedding controller's services, stopped around a restore.
