@@ -197,8 +197,10 @@ safety backup is restored in place and the services started again (exit 10).
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
-device nodes and writes through symlinks are refused; each file is written
-to a temporary name and renamed into place.")]
+hard links out of the target and writes through symlinks are always refused;
+device nodes and FIFOs unless --allow-devices; setuid/setgid bits are
+dropped (with a warning) unless --allow-setuid. Each file is written to a
+temporary name and renamed into place.")]
     Restore(RestoreArgs),
 }
 
@@ -419,6 +421,15 @@ pub struct RestoreArgs {
     /// Restore a backup from an older version than the target's.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Keep setuid/setgid bits of restored files (dropped, with a warning,
+    /// otherwise).
+    #[arg(long)]
+    pub allow_setuid: bool,
+    /// Create the device nodes and FIFOs the backup holds (device nodes
+    /// need root). Without it a backup holding any is refused before
+    /// anything is written.
+    #[arg(long)]
+    pub allow_devices: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backups_core::extract::ExtractOptions;
 use backups_core::plan::{Preflight, RestorePlan, SafetyBackup};
 use backups_core::{
     ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
@@ -507,11 +508,15 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 None => None,
             };
             let uri = mongo_uri(&a.mongo)?;
+            let options = ExtractOptions {
+                allow_setuid: a.allow_setuid,
+                allow_devices: a.allow_devices,
+            };
             let request = RestoreRequest {
-                source,
-                target: a.target.clone(),
                 dry_run: a.dry_run,
                 database: database.clone(),
+                options,
+                ..RestoreRequest::new(source, a.target.clone())
             };
             let as_plan = a.stop_cmd.is_some()
                 || a.target_controller_uuid.is_some()
@@ -604,6 +609,20 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 output::human_size(s.bytes),
                 report.target.display()
             ))?;
+            if s.devices > 0 || s.setuid > 0 {
+                out(&format!(
+                    "Special entries: {} device nodes or FIFOs, {} with setuid/setgid bits{}\n",
+                    s.devices,
+                    s.setuid,
+                    if report.dry_run {
+                        ""
+                    } else if options.allow_setuid {
+                        " (kept)"
+                    } else {
+                        " (bits dropped)"
+                    }
+                ))?;
+            }
             if let Some(db) = &report.database {
                 let docs: u64 = db.collections.values().sum();
                 out(&format!(

@@ -128,6 +128,9 @@ pub fn details(m: &Metadata) -> String {
         ),
         ("tool version", m.tool_version.clone()),
     ];
+    if m.device_nodes > 0 {
+        rows.push(("device nodes", m.device_nodes.to_string()));
+    }
     if m.extra.contains_key("CACert") {
         rows.push(("CA certificate", "present".into()));
     }

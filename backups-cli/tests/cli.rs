@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -127,9 +127,13 @@ fn snapshot(root: &Path) -> Snapshot {
             if rel == "store" {
                 continue;
             }
+            let ft = m.file_type();
             if m.is_symlink() {
                 let t = std::fs::read_link(&p).unwrap();
                 out.insert(rel, ('l', 0, t.display().to_string()));
+            } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+                let kind = if ft.is_fifo() { 'p' } else { 'c' };
+                out.insert(rel, (kind, m.mode() & 0o7777, m.rdev().to_string()));
             } else if m.is_dir() {
                 out.insert(rel, ('d', m.mode() & 0o7777, String::new()));
                 walk(root, &p, out);
@@ -656,6 +660,50 @@ fn hostile_hardlink_to_outside_file() {
     }
 }
 
+/// An archive whose root.tar holds `(name, type, mode, (major, minor))`
+/// entries, made with the tar crate (well-formed, just special).
+fn special_archive(entries: &[(&str, tar::EntryType, u32, (u32, u32))]) -> Vec<u8> {
+    let mut inner = tar::Builder::new(Vec::new());
+    for (name, kind, mode, (major, minor)) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(*mode);
+        h.set_mtime(1_600_000_000);
+        h.set_size(if *kind == tar::EntryType::Regular {
+            4
+        } else {
+            0
+        });
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(*major).unwrap();
+            h.set_device_minor(*minor).unwrap();
+        }
+        h.set_cksum();
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"tool"
+        } else {
+            b""
+        };
+        inner.append_data(&mut h, name, data).unwrap();
+    }
+    let inner = inner.into_inner().unwrap();
+    let metadata = format!(
+        r#"{{"ID":"","FormatVersion":1,"Started":"2021-02-03T00:00:00Z","ModelUUID":"{MODEL}"}}"#
+    );
+    let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for (name, body) in [
+        ("juju-backup/metadata.json", metadata.as_bytes()),
+        ("juju-backup/root.tar", &inner[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        outer.append_data(&mut h, name, body).unwrap();
+    }
+    outer.into_inner().unwrap().finish().unwrap()
+}
+
 #[test]
 fn hostile_device_node() {
     let env = Env::new();
@@ -663,7 +711,123 @@ fn hostile_device_node() {
         raw(b"dev/sda", tar::EntryType::Block, b"", b""),
         raw(b"dev/null", tar::EntryType::Char, b"", b""),
     ]);
-    assert_refused(&env, &a, "dev/sda");
+    std::fs::write(env.path().join("hostile.tar.gz"), &a).unwrap();
+    let before = snapshot(env.path());
+    let (code, err) = env.fail(&["restore", "--file", "hostile.tar.gz", "--target", "target"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("dev/sda") && err.contains("--allow-devices"),
+        "{err}"
+    );
+    assert_eq!(snapshot(env.path()), before, "nothing written anywhere");
+
+    // A store may hold it (restores decide); the sidecar counts them, and a
+    // restore by id without --allow-devices is refused before any write.
+    env.ok(&["upload", "hostile.tar.gz"]);
+    let id = first_id(&env);
+    assert_eq!(env.json(&["show", &id, "--json"])["DeviceNodes"], 2);
+    assert!(env.ok(&["show", &id]).contains("device nodes:"));
+    let (code, err) = env.fail(&["restore", &id, "--target", "target"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("2 device nodes") && err.contains("--allow-devices"),
+        "{err}"
+    );
+    assert_eq!(snapshot(env.path()), before, "nothing written anywhere");
+}
+
+#[test]
+fn devices_and_fifos_are_created_only_when_allowed() {
+    let env = Env::new();
+    let a = special_archive(&[
+        ("run", tar::EntryType::Directory, 0o755, (0, 0)),
+        ("run/queue", tar::EntryType::Fifo, 0o620, (0, 0)),
+        ("dev/null", tar::EntryType::Char, 0o666, (1, 3)),
+    ]);
+    std::fs::write(env.path().join("special.tar.gz"), &a).unwrap();
+    let dry = env.ok(&[
+        "restore",
+        "--file",
+        "special.tar.gz",
+        "--target",
+        "t",
+        "--allow-devices",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains("Special entries: 2 device nodes or FIFOs, 0 with setuid/setgid bits\n"),
+        "{dry}"
+    );
+    let root = std::fs::metadata(env.path()).unwrap().uid() == 0;
+    let out = env.run(&[
+        "restore",
+        "--file",
+        "special.tar.gz",
+        "--target",
+        "t",
+        "--allow-devices",
+    ]);
+    let t = env.path().join("t");
+    if root {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = std::fs::symlink_metadata(t.join("run/queue")).unwrap();
+        assert!(m.file_type().is_fifo());
+        assert_eq!(m.mode() & 0o7777, 0o620);
+        assert_eq!(m.mtime(), 1_600_000_000);
+        let m = std::fs::symlink_metadata(t.join("dev/null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!(m.rdev(), libc::makedev(1, 3));
+        assert_eq!(m.mode() & 0o7777, 0o666);
+        let names: Vec<_> = std::fs::read_dir(t.join("dev"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary names left: {names:?}");
+    } else {
+        // Without root a device node cannot be made: a clear error, no temp file left.
+        assert_eq!(out.status.code(), Some(7));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("needs root"), "{err}");
+        assert!(std::fs::read_dir(t.join("dev")).unwrap().next().is_none());
+    }
+}
+
+#[test]
+fn setuid_bits_are_dropped_unless_allowed() {
+    let env = Env::new();
+    let a = special_archive(&[
+        ("bin", tar::EntryType::Directory, 0o2775, (0, 0)),
+        ("bin/tool", tar::EntryType::Regular, 0o4755, (0, 0)),
+    ]);
+    std::fs::write(env.path().join("suid.tar.gz"), &a).unwrap();
+    let mode = |p: &str| std::fs::metadata(env.path().join(p)).unwrap().mode() & 0o7777;
+
+    let out = env.run(&["restore", "--file", "suid.tar.gz", "--target", "plain"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bin/tool: setuid/setgid bits dropped"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 with setuid/setgid bits (bits dropped)")
+    );
+    assert_eq!((mode("plain/bin"), mode("plain/bin/tool")), (0o775, 0o755));
+
+    let out = env.ok(&[
+        "restore",
+        "--file",
+        "suid.tar.gz",
+        "--target",
+        "kept",
+        "--allow-setuid",
+    ]);
+    assert!(out.contains("(kept)"), "{out}");
+    assert_eq!((mode("kept/bin"), mode("kept/bin/tool")), (0o2775, 0o4755));
 }
 
 #[test]

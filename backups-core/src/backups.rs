@@ -23,7 +23,7 @@ use crate::archive::writer::ArchiveWriter;
 use crate::database::{DatabaseDumper, DumpMessage, DumpSink, DumpSummary};
 use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
-use crate::extract::{RootCheck, sanitize_entry_path};
+use crate::extract::{ExtractOptions, RootCheck, sanitize_entry_path};
 use crate::files::FileSet;
 use crate::metadata::{CHECKSUM_FORMAT, FORMAT_VERSION, MAX_METADATA_BYTES, Metadata};
 use crate::progress::Progress;
@@ -583,7 +583,12 @@ impl Backups for StoreBackups {
         let (summary, check) = scan(
             source.open()?,
             subject.clone(),
-            RootCheck::default(),
+            // Stored archives may hold anything a restore could be allowed
+            // to create; restores decide (the count is kept in the sidecar).
+            RootCheck::new(ExtractOptions {
+                allow_setuid: true,
+                allow_devices: true,
+            }),
             progress.clone(),
         )
         .await?;
@@ -646,10 +651,11 @@ impl Backups for StoreBackups {
         meta.size = digests.size;
         meta.sha256 = digests.sha256_hex;
         meta.stored = Some(stored);
+        let s = &check.stats;
         if meta.file_count.is_none() && summary.has_root_tar {
-            let s = &check.stats;
-            meta.file_count = Some(s.files + s.directories + s.symlinks + s.hard_links);
+            meta.file_count = Some(s.files + s.directories + s.symlinks + s.hard_links + s.devices);
         }
+        meta.device_nodes = s.devices;
         let outcome = match self.commit(&meta, &key).await? {
             Commit::Written => AddOutcome {
                 metadata: meta,

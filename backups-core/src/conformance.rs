@@ -71,12 +71,7 @@ async fn restore_to(
     target: &Path,
 ) -> Result<crate::RestoreReport> {
     b.restore(
-        RestoreRequest {
-            source: RestoreSource::Id(id.clone()),
-            target: target.to_path_buf(),
-            dry_run: false,
-            database: None,
-        },
+        RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf()),
         Arc::new(NoProgress),
     )
     .await

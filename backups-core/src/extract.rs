@@ -6,12 +6,14 @@
 //! nothing) and again by the extractor against the real disk:
 //! - paths must be relative and free of `..` (`./` is ignored);
 //! - only files, directories, symlinks and hard links are accepted; device
-//!   nodes, FIFOs and other kinds are refused;
+//!   nodes and FIFOs are refused unless [`ExtractOptions::allow_devices`],
+//!   other kinds always;
 //! - symlinks are recreated as they are (absolute targets included) but no
 //!   entry may be written through one: every parent of an entry must be a
 //!   real directory inside the target;
 //! - a hard link must point at a regular file already inside the target;
-//! - setuid/setgid bits are dropped with a warning.
+//! - setuid/setgid bits are dropped with a warning unless
+//!   [`ExtractOptions::allow_setuid`].
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -53,6 +55,28 @@ pub fn sanitize_entry_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
     Ok(out)
 }
 
+/// What a restore may create beyond files, directories and links. Both are
+/// off by default: a backup is data, and a device node or a setuid binary
+/// from an archive is a way in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Keep setuid/setgid bits (otherwise dropped, with a warning).
+    pub allow_setuid: bool,
+    /// Create device nodes and FIFOs (otherwise the archive is refused).
+    pub allow_devices: bool,
+}
+
+/// The kind of a special file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe.
+    Fifo,
+}
+
 /// What an accepted entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedKind {
@@ -64,12 +88,22 @@ pub enum CheckedKind {
     Symlink(PathBuf),
     /// A hard link to this (sanitised, relative) path.
     HardLink(PathBuf),
+    /// A device node or FIFO (only with [`ExtractOptions::allow_devices`]).
+    Device {
+        /// Which kind.
+        kind: DeviceKind,
+        /// Major device number (0 for a FIFO).
+        major: u32,
+        /// Minor device number (0 for a FIFO).
+        minor: u32,
+    },
 }
 
 /// Static checks over the entries of one `root.tar`.
 #[derive(Debug, Default)]
 struct Policy {
     symlinks: HashSet<PathBuf>,
+    allow_devices: bool,
 }
 
 impl Policy {
@@ -110,11 +144,36 @@ impl Policy {
                 })?;
                 CheckedKind::HardLink(target)
             }
-            tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(Error::unsafe_path(&name, "device nodes are not restored"));
-            }
-            tar::EntryType::Fifo => {
-                return Err(Error::unsafe_path(&name, "FIFOs are not restored"));
+            t @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
+                let kind = match t {
+                    tar::EntryType::Char => DeviceKind::Char,
+                    tar::EntryType::Block => DeviceKind::Block,
+                    _ => DeviceKind::Fifo,
+                };
+                if !self.allow_devices {
+                    let what = if kind == DeviceKind::Fifo {
+                        "FIFOs"
+                    } else {
+                        "device nodes"
+                    };
+                    return Err(Error::unsafe_path(
+                        &name,
+                        format!("{what} are not restored unless allowed (--allow-devices)"),
+                    ));
+                }
+                let number = |n: io::Result<Option<u32>>| {
+                    n.map(Option::unwrap_or_default)
+                        .map_err(|e| Error::unsafe_path(&name, format!("device number: {e}")))
+                };
+                let (major, minor) = if kind == DeviceKind::Fifo {
+                    (0, 0)
+                } else {
+                    (
+                        number(header.device_major())?,
+                        number(header.device_minor())?,
+                    )
+                };
+                CheckedKind::Device { kind, major, minor }
             }
             other => {
                 return Err(Error::unsafe_path(
@@ -173,6 +232,10 @@ pub struct ExtractStats {
     pub symlinks: u64,
     /// Hard links.
     pub hard_links: u64,
+    /// Device nodes and FIFOs.
+    pub devices: u64,
+    /// Entries with setuid/setgid bits.
+    pub setuid: u64,
     /// Bytes of file contents.
     pub bytes: u64,
     /// Things adjusted on the way (dropped setuid bits...).
@@ -187,6 +250,19 @@ pub struct RootCheck {
     pub stats: ExtractStats,
 }
 
+impl RootCheck {
+    /// Checks with what a restore under `options` would accept.
+    pub fn new(options: ExtractOptions) -> Self {
+        RootCheck {
+            policy: Policy {
+                allow_devices: options.allow_devices,
+                ..Default::default()
+            },
+            stats: ExtractStats::default(),
+        }
+    }
+}
+
 impl RootVisitor for RootCheck {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
         let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
@@ -195,6 +271,9 @@ impl RootVisitor for RootCheck {
             let entry = entry.map_err(|e| read_err("(header)", e))?;
             let (_, _, kind) = self.policy.check(&entry)?;
             count(&mut self.stats, &kind);
+            if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
+                self.stats.setuid += 1;
+            }
         }
         Ok(())
     }
@@ -274,6 +353,7 @@ fn count(stats: &mut ExtractStats, kind: &CheckedKind) {
         }
         CheckedKind::Symlink(_) => stats.symlinks += 1,
         CheckedKind::HardLink(_) => stats.hard_links += 1,
+        CheckedKind::Device { .. } => stats.devices += 1,
     }
 }
 
@@ -282,6 +362,7 @@ pub struct Extractor {
     target: PathBuf,
     root: PathBuf,
     policy: Policy,
+    allow_setuid: bool,
     progress: Arc<dyn Progress>,
     dirs: Vec<(PathBuf, u32, u64)>,
     /// Directories under the target already known to be real directories
@@ -300,12 +381,20 @@ impl Extractor {
             target: target.to_path_buf(),
             root: PathBuf::new(),
             policy: Policy::default(),
+            allow_setuid: false,
             progress,
             dirs: Vec::new(),
             known_dirs: HashSet::new(),
             counter: 0,
             stats: ExtractStats::default(),
         })
+    }
+
+    /// Applies `options` (what may be created beyond files and links).
+    pub fn with_options(mut self, options: ExtractOptions) -> Self {
+        self.policy.allow_devices = options.allow_devices;
+        self.allow_setuid = options.allow_setuid;
+        self
     }
 
     /// Makes sure every parent of `rel` is a real directory inside the
@@ -361,6 +450,10 @@ impl Extractor {
 
     fn mode(&mut self, name: &str, mode: u32) -> u32 {
         if mode & 0o6000 != 0 {
+            self.stats.setuid += 1;
+            if self.allow_setuid {
+                return mode & 0o7777;
+            }
             let msg = format!("{name}: setuid/setgid bits dropped");
             self.progress.warn(&msg);
             self.stats.warnings.push(msg);
@@ -460,6 +553,23 @@ impl Extractor {
                     Error::io("renaming into", &dest, e)
                 })?;
             }
+            CheckedKind::Device { kind, major, minor } => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                let mode = self.mode(&name, mode);
+                make_device(&tmp, *kind, *major, *minor)?;
+                let result = (|| {
+                    chown(&tmp, owner);
+                    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+                        .map_err(|e| Error::io("setting mode of", &tmp, e))?;
+                    set_mtime_nofollow(&tmp, mtime)?;
+                    fs::rename(&tmp, &dest).map_err(|e| Error::io("renaming into", &dest, e))
+                })();
+                if result.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                result?;
+            }
         }
         count(&mut self.stats, &kind);
         self.progress.item(&name);
@@ -478,6 +588,47 @@ impl Extractor {
         }
         Ok(())
     }
+}
+
+/// Creates a device node or FIFO (device nodes need root, or CAP_MKNOD).
+fn make_device(path: &Path, kind: DeviceKind, major: u32, minor: u32) -> Result<()> {
+    use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
+    let file_type = match kind {
+        DeviceKind::Char => FileType::CharacterDevice,
+        DeviceKind::Block => FileType::BlockDevice,
+        DeviceKind::Fifo => FileType::Fifo,
+    };
+    mknodat(
+        CWD,
+        path,
+        file_type,
+        Mode::from_raw_mode(0o600),
+        makedev(major, minor),
+    )
+    .map_err(|e| {
+        let action = if e == rustix::io::Errno::PERM && kind != DeviceKind::Fifo {
+            "creating a device node (this needs root) at"
+        } else {
+            "creating a special file at"
+        };
+        Error::io(action, path, e.into())
+    })
+}
+
+/// Sets the modification time of `path` itself (never opening it: a FIFO
+/// would block).
+fn set_mtime_nofollow(path: &Path, mtime: u64) -> Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let at = Timespec {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: at,
+        last_modification: at,
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::io("setting mtime of", path, e.into()))
 }
 
 fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {

@@ -64,7 +64,7 @@ pub use database::{
     LoadSummary,
 };
 pub use error::{Error, Result};
-pub use extract::ExtractStats;
+pub use extract::{ExtractOptions, ExtractStats};
 pub use files::FileSet;
 pub use id::BackupId;
 pub use metadata::Metadata;

@@ -111,6 +111,10 @@ pub struct Metadata {
     /// Ours: warnings recorded while creating the backup (files that changed...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Ours: device nodes and FIFOs in `root.tar` (restored only when
+    /// allowed; a restore by id refuses them up front from this count).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device_nodes: u64,
 
     /// Keys this crate does not interpret, kept as they were.
     #[serde(flatten)]
@@ -231,6 +235,10 @@ pub(crate) mod go_time {
 /// Formats a time the way Go's JSON encoder does (zero time for `None`).
 pub fn format_time(t: Option<OffsetDateTime>) -> String {
     go_time::format(t)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

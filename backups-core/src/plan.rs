@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::backups::{Backups, CreateRequest, Identity};
 use crate::database::{DatabaseDumper, DatabaseLoader};
 use crate::error::{Error, Result};
+use crate::extract::ExtractOptions;
 use crate::files::FileSet;
 use crate::lease::DEFAULT_LEASE_TTL;
 use crate::progress::Progress;
@@ -293,10 +294,14 @@ impl StoreBackups {
                 let back = self
                     .restore_unlocked(
                         RestoreRequest {
-                            source: RestoreSource::Id(id.clone()),
-                            target: PathBuf::from("/"),
-                            dry_run: false,
                             database: loader,
+                            // The safety backup is the live state as it was:
+                            // its setuid bits are the operator's own.
+                            options: ExtractOptions {
+                                allow_setuid: true,
+                                allow_devices: false,
+                            },
+                            ..RestoreRequest::new(RestoreSource::Id(id.clone()), PathBuf::from("/"))
                         },
                         progress.clone(),
                     )

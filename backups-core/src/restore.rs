@@ -11,7 +11,7 @@ use crate::backups::{ArchiveSource, Backups, StoreBackups, check_digests, scan};
 use crate::database::{DatabaseLoader, DumpForwarder, LoadSummary, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
-use crate::extract::{ExtractStats, Extractor, RootCheck};
+use crate::extract::{ExtractOptions, ExtractStats, Extractor, RootCheck};
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 
@@ -35,6 +35,21 @@ pub struct RestoreRequest {
     pub dry_run: bool,
     /// Where to load the archive's database dump, if anywhere.
     pub database: Option<Arc<dyn DatabaseLoader>>,
+    /// Whether setuid bits and device nodes may be restored.
+    pub options: ExtractOptions,
+}
+
+impl RestoreRequest {
+    /// Restores `source` under `target`: files only, nothing special allowed.
+    pub fn new(source: RestoreSource, target: impl Into<PathBuf>) -> Self {
+        RestoreRequest {
+            source,
+            target: target.into(),
+            dry_run: false,
+            database: None,
+            options: ExtractOptions::default(),
+        }
+    }
 }
 
 /// What a restore did (or, for a dry run, would do).
@@ -88,6 +103,18 @@ impl StoreBackups {
         let reader = self
             .open_restore_source(&request.source, recorded.as_ref())
             .await?;
+        if let Some(meta) = &recorded
+            && meta.device_nodes > 0
+            && !request.options.allow_devices
+        {
+            return Err(Error::unsafe_path(
+                &subject,
+                format!(
+                    "the backup holds {} device nodes or FIFOs, which are not restored unless allowed (--allow-devices)",
+                    meta.device_nodes
+                ),
+            ));
+        }
         let vouched = recorded
             .as_ref()
             .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
@@ -105,7 +132,7 @@ impl StoreBackups {
                 let (summary, check) = scan(
                     reader,
                     subject.clone(),
-                    RootCheck::default(),
+                    RootCheck::new(request.options),
                     progress.clone(),
                 )
                 .await?;
@@ -142,7 +169,8 @@ impl StoreBackups {
         }
         // Pass 2: load the database (as its files stream past) and extract.
         progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
-        let extractor = Extractor::new(&request.target, progress.clone())?;
+        let extractor =
+            Extractor::new(&request.target, progress.clone())?.with_options(request.options);
         let (forwarder, loader) = match &request.database {
             Some(db) => {
                 let (forwarder, source) = dump_channel();

@@ -142,10 +142,11 @@ async fn main() {
     let report = backups
         .restore(
             RestoreRequest {
-                source: RestoreSource::Id(meta.id.clone().unwrap()),
-                target: tmp.path().to_path_buf(),
-                dry_run: false,
                 database: Some(Arc::new(loader)),
+                ..RestoreRequest::new(
+                    RestoreSource::Id(meta.id.clone().unwrap()),
+                    tmp.path().to_path_buf(),
+                )
             },
             Arc::new(NoProgress),
         )

@@ -219,10 +219,8 @@ async fn restore_db(
     backups
         .restore(
             RestoreRequest {
-                source: RestoreSource::Id(id.clone()),
-                target: target.to_path_buf(),
-                dry_run: false,
                 database: Some(Arc::new(loader)),
+                ..RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf())
             },
             Arc::new(NoProgress),
         )
@@ -397,10 +395,11 @@ async fn juju_fixture_dumps_load_and_read_back() {
         let report = memory()
             .restore(
                 RestoreRequest {
-                    source: RestoreSource::File(fixtures.join(file)),
-                    target: tmp.path().join("t"),
-                    dry_run: false,
                     database: Some(Arc::new(loader)),
+                    ..RestoreRequest::new(
+                        RestoreSource::File(fixtures.join(file)),
+                        tmp.path().join("t"),
+                    )
                 },
                 Arc::new(NoProgress),
             )
@@ -642,10 +641,11 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let err = memory()
         .restore(
             RestoreRequest {
-                source: RestoreSource::File(tmp.path().join("dup.tar.gz")),
-                target: tmp.path().join("t"),
-                dry_run: false,
                 database: Some(Arc::new(loader)),
+                ..RestoreRequest::new(
+                    RestoreSource::File(tmp.path().join("dup.tar.gz")),
+                    tmp.path().join("t"),
+                )
             },
             Arc::new(NoProgress),
         )
