@@ -1506,16 +1506,21 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
 
 // ---- restore plan: hooks, safety backup, rollback ----------------------------
 
-/// A live directory whose `a.txt` is "new" in the backup and "old" now.
+/// A live directory whose `a.txt` is "new" in the backup and "old" now;
+/// `conf/added/deep/b.txt` and `conf/c.txt` are only in the backup.
 fn plan_setup(env: &Env) -> (PathBuf, String) {
     let live = env.path().join("live");
-    std::fs::create_dir_all(live.join("conf")).unwrap();
+    std::fs::create_dir_all(live.join("conf/added/deep")).unwrap();
     std::fs::write(live.join("conf/a.txt"), "new").unwrap();
+    std::fs::write(live.join("conf/added/deep/b.txt"), "b").unwrap();
+    std::fs::write(live.join("conf/c.txt"), "c").unwrap();
     let live = live.canonicalize().unwrap();
     let id = env
         .ok(&["create", "--path", live.to_str().unwrap()])
         .trim()
         .to_string();
+    std::fs::remove_dir_all(live.join("conf/added")).unwrap();
+    std::fs::remove_file(live.join("conf/c.txt")).unwrap();
     std::fs::write(live.join("conf/a.txt"), "old").unwrap();
     std::fs::write(live.join("conf/only-now.txt"), "kept").unwrap();
     (live, id)
@@ -1548,6 +1553,10 @@ fn restore_plan_runs_hooks_in_order_after_a_safety_backup() {
         "new"
     );
     assert_eq!(
+        std::fs::read_to_string(live.join("conf/added/deep/b.txt")).unwrap(),
+        "b"
+    );
+    assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         "stop\npost\nstart\n"
     );
@@ -1576,6 +1585,7 @@ fn restore_plan_runs_hooks_in_order_after_a_safety_backup() {
 fn failing_post_restore_hook_rolls_back_to_the_live_state() {
     let env = Env::new();
     let (live, id) = plan_setup(&env);
+    let before = snapshot(&live);
     let log = env.path().join("hooks.log");
     let l = log.display();
     let (code, err) = env.fail(&[
@@ -1606,6 +1616,11 @@ fn failing_post_restore_hook_rolls_back_to_the_live_state() {
     assert_eq!(
         std::fs::read_to_string(live.join("conf/only-now.txt")).unwrap(),
         "kept"
+    );
+    assert_eq!(
+        snapshot(&live),
+        before,
+        "what the failed restore added is gone too"
     );
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),

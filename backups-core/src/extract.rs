@@ -22,7 +22,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::archive::reader::RootVisitor;
@@ -64,6 +64,59 @@ pub struct ExtractOptions {
     pub allow_setuid: bool,
     /// Create device nodes and FIFOs (otherwise the archive is refused).
     pub allow_devices: bool,
+}
+
+/// The paths an extraction created that did not exist before it, in the
+/// order they were made: what a rollback deletes (restoring the safety
+/// backup only puts back what existed).
+#[derive(Debug, Clone, Default)]
+pub struct CreatedPaths(Arc<Mutex<Vec<PathBuf>>>);
+
+impl CreatedPaths {
+    fn push(&self, path: PathBuf) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path);
+    }
+
+    /// The paths recorded so far.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Deletes the recorded paths, newest first: files, links and special
+    /// files, then directories once they are empty (a directory that still
+    /// holds something not created here is left). Returns how many were
+    /// deleted.
+    pub fn remove_all(&self) -> Result<usize> {
+        let paths = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut removed = 0;
+        for path in paths.iter().rev() {
+            let meta = match fs::symlink_metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("inspecting", path, e)),
+            };
+            let result = if meta.is_dir() {
+                match fs::remove_dir(path) {
+                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => continue,
+                    other => other,
+                }
+            } else {
+                fs::remove_file(path)
+            };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", path, e)),
+            }
+        }
+        Ok(removed)
+    }
 }
 
 /// The kind of a special file.
@@ -363,6 +416,7 @@ pub struct Extractor {
     root: PathBuf,
     policy: Policy,
     allow_setuid: bool,
+    created: Option<CreatedPaths>,
     progress: Arc<dyn Progress>,
     dirs: Vec<(PathBuf, u32, u64)>,
     /// Directories under the target already known to be real directories
@@ -382,6 +436,7 @@ impl Extractor {
             root: PathBuf::new(),
             policy: Policy::default(),
             allow_setuid: false,
+            created: None,
             progress,
             dirs: Vec::new(),
             known_dirs: HashSet::new(),
@@ -395,6 +450,18 @@ impl Extractor {
         self.policy.allow_devices = options.allow_devices;
         self.allow_setuid = options.allow_setuid;
         self
+    }
+
+    /// Records every path this extraction creates in `created`.
+    pub fn with_journal(mut self, created: CreatedPaths) -> Self {
+        self.created = Some(created);
+        self
+    }
+
+    fn record(&self, path: &Path) {
+        if let Some(c) = &self.created {
+            c.push(path.to_path_buf());
+        }
     }
 
     /// Makes sure every parent of `rel` is a real directory inside the
@@ -423,6 +490,7 @@ impl Extractor {
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+                        self.record(&dir);
                     }
                     Err(e) => return Err(Error::io("inspecting", &dir, e)),
                 }
@@ -464,6 +532,17 @@ impl Extractor {
     fn ensure_root(&mut self) -> Result<()> {
         if self.root.as_os_str().is_empty() {
             let target = &self.target;
+            if let Ok(absolute) = std::path::absolute(target) {
+                let missing: Vec<PathBuf> = absolute
+                    .ancestors()
+                    .take_while(|a| fs::symlink_metadata(a).is_err())
+                    .map(Path::to_path_buf)
+                    .collect();
+                for dir in missing.iter().rev() {
+                    self.record(dir);
+                }
+            }
+            let target = &self.target;
             fs::create_dir_all(target).map_err(|e| Error::io("creating target", target, e))?;
             self.root = target
                 .canonicalize()
@@ -481,6 +560,7 @@ impl Extractor {
         let mtime = header.mtime().unwrap_or(0);
         let owner = (header.uid().ok(), header.gid().ok());
         let existing = fs::symlink_metadata(&dest).ok();
+        let is_new = existing.is_none();
         match &kind {
             CheckedKind::Directory => {
                 match existing {
@@ -493,7 +573,7 @@ impl Extractor {
                 }
                 chown(&dest, owner);
                 let mode = self.mode(&name, mode);
-                self.dirs.push((dest, mode, mtime));
+                self.dirs.push((dest.clone(), mode, mtime));
             }
             CheckedKind::File(_) => {
                 refuse_dir(&name, &existing)?;
@@ -570,6 +650,9 @@ impl Extractor {
                 }
                 result?;
             }
+        }
+        if is_new {
+            self.record(&dest);
         }
         count(&mut self.stats, &kind);
         self.progress.item(&name);
@@ -719,6 +802,50 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("length")
+        );
+    }
+
+    #[test]
+    fn journal_records_only_new_paths_and_removal_keeps_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir_all(target.join("old")).unwrap();
+        std::fs::write(target.join("old/kept.txt"), "x").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, body) in [
+            ("old/kept.txt", "new"),
+            ("old/sub/new.txt", "n"),
+            ("n.txt", "n"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap();
+        let journal = CreatedPaths::default();
+        let mut x = Extractor::new(&target, Arc::new(crate::NoProgress))
+            .unwrap()
+            .with_journal(journal.clone());
+        x.visit(&mut &bytes[..]).unwrap();
+        let root = target.canonicalize().unwrap();
+        assert_eq!(
+            journal.paths(),
+            vec![
+                root.join("old/sub"),
+                root.join("old/sub/new.txt"),
+                root.join("n.txt")
+            ]
+        );
+        // Something else appears in a created directory: it is left alone.
+        std::fs::write(root.join("old/sub/foreign"), "f").unwrap();
+        assert_eq!(journal.remove_all().unwrap(), 2);
+        assert!(root.join("old/sub/foreign").exists());
+        assert!(!root.join("n.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
+            "new"
         );
     }
 

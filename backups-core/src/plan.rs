@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::backups::{Backups, CreateRequest, Identity};
 use crate::database::{DatabaseDumper, DatabaseLoader};
 use crate::error::{Error, Result};
-use crate::extract::ExtractOptions;
+use crate::extract::{CreatedPaths, ExtractOptions};
 use crate::files::FileSet;
 use crate::lease::DEFAULT_LEASE_TTL;
 use crate::progress::Progress;
@@ -266,10 +266,11 @@ impl StoreBackups {
         }
 
         // 4-6. Restore, post-restore hook, start.
+        let created = CreatedPaths::default();
         let steps = async {
-            let report = self
-                .restore_unlocked(request.clone(), progress.clone())
-                .await?;
+            let mut request = request.clone();
+            request.journal = Some(created.clone());
+            let report = self.restore_unlocked(request, progress.clone()).await?;
             if let Some(s) = &services {
                 s.post_restore().await?;
                 s.start().await?;
@@ -291,7 +292,10 @@ impl StoreBackups {
                 progress.warn(&format!(
                     "restore failed ({cause}); rolling back to safety backup {id}"
                 ));
-                let back = self
+                // What the failed restore added goes first; then what it
+                // replaced comes back from the safety backup.
+                let removed = created.remove_all();
+                let restored = self
                     .restore_unlocked(
                         RestoreRequest {
                             database: loader,
@@ -310,7 +314,7 @@ impl StoreBackups {
                     Some(s) => s.start().await,
                     None => Ok(()),
                 };
-                match back.and(started) {
+                match removed.and(restored).and(started) {
                     Ok(()) => Err(Error::RolledBack {
                         safety_backup: id,
                         cause: Box::new(cause),

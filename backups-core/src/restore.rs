@@ -11,7 +11,7 @@ use crate::backups::{ArchiveSource, Backups, StoreBackups, check_digests, scan};
 use crate::database::{DatabaseLoader, DumpForwarder, LoadSummary, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
-use crate::extract::{ExtractOptions, ExtractStats, Extractor, RootCheck};
+use crate::extract::{CreatedPaths, ExtractOptions, ExtractStats, Extractor, RootCheck};
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 
@@ -37,6 +37,9 @@ pub struct RestoreRequest {
     pub database: Option<Arc<dyn DatabaseLoader>>,
     /// Whether setuid bits and device nodes may be restored.
     pub options: ExtractOptions,
+    /// Where to record the paths the restore creates (a rollback deletes
+    /// them).
+    pub journal: Option<CreatedPaths>,
 }
 
 impl RestoreRequest {
@@ -48,6 +51,7 @@ impl RestoreRequest {
             dry_run: false,
             database: None,
             options: ExtractOptions::default(),
+            journal: None,
         }
     }
 }
@@ -169,8 +173,11 @@ impl StoreBackups {
         }
         // Pass 2: load the database (as its files stream past) and extract.
         progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
-        let extractor =
+        let mut extractor =
             Extractor::new(&request.target, progress.clone())?.with_options(request.options);
+        if let Some(journal) = &request.journal {
+            extractor = extractor.with_journal(journal.clone());
+        }
         let (forwarder, loader) = match &request.database {
             Some(db) => {
                 let (forwarder, source) = dump_channel();
