@@ -1492,7 +1492,8 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap()
     );
-    std::fs::write(env.store().join(".lease.json"), lease).unwrap();
+    std::fs::create_dir_all(env.store().join(".lease")).unwrap();
+    std::fs::write(env.store().join(".lease/other.json"), lease).unwrap();
     let (code, err) = env.fail(&["remove", &id]);
     assert_eq!(code, 9, "{err}");
     assert!(
@@ -1500,8 +1501,12 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
         "{err}"
     );
     assert!(env.ok(&["list"]).contains(&id), "nothing removed");
-    std::fs::remove_file(env.store().join(".lease.json")).unwrap();
+    std::fs::remove_file(env.store().join(".lease/other.json")).unwrap();
     env.ok(&["remove", &id]);
+    assert!(
+        std::fs::read_dir(env.store()).unwrap().next().is_none(),
+        "no lease left behind"
+    );
 }
 
 // ---- restore plan: hooks, safety backup, rollback ----------------------------

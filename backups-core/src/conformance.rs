@@ -639,6 +639,50 @@ pub async fn lease_excludes_a_second_holder(storage: Storage) {
     assert!(err.to_string().contains("host-live pid 7"), "{err}");
 }
 
+/// Callers racing for the lease: at most one holds it at a time (on every
+/// store, conditional writes or not), the others are told who has it, and
+/// once released it can be taken again.
+pub async fn racing_callers_never_share_the_lease(storage: Storage) {
+    let ttl = std::time::Duration::from_secs(60);
+    for round in 0..4 {
+        let racers: Vec<_> = (0..6)
+            .map(|i| {
+                let b =
+                    StoreBackups::new(storage.clone()).with_holder(format!("racer {round}.{i}"));
+                tokio::spawn(async move {
+                    let got = b.acquire_lease("restore", ttl).await;
+                    (b, got)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            let (b, got) = racer.await.expect("racer task");
+            match got {
+                Ok(guard) => winners.push((b, guard)),
+                Err(Error::Locked { holder, .. }) => {
+                    assert!(holder.starts_with("racer "), "{holder}")
+                }
+                Err(e) => panic!("expected Locked, got {e}"),
+            }
+        }
+        assert!(
+            winners.len() <= 1,
+            "round {round}: {} callers hold the lease at once",
+            winners.len()
+        );
+        for (b, guard) in winners {
+            b.release_lease(guard).await.expect("release");
+        }
+    }
+    let b = StoreBackups::new(storage).with_holder("after the race");
+    let guard = b
+        .acquire_lease("gc", ttl)
+        .await
+        .expect("free again once released");
+    b.release_lease(guard).await.expect("release");
+}
+
 /// Runs every check, each on a fresh, empty store from `make`.
 pub async fn run_all<F>(make: F)
 where
@@ -655,4 +699,5 @@ where
     truncated_reads_are_detected(make()).await;
     gc_finds_and_deletes_garbage(make()).await;
     lease_excludes_a_second_holder(make()).await;
+    racing_callers_never_share_the_lease(make()).await;
 }

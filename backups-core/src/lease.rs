@@ -1,16 +1,25 @@
-//! A lease in the store (`<prefix>/.lease.json`: holder, operation, expiry)
-//! held by restore, remove and gc, so two of them never run at once. A
-//! lease past its expiry is taken over; a live one makes the second caller
-//! fail with [`Error::Locked`] naming the holder and since when.
+//! A lease in the store held by restore, remove and gc, so two of them never
+//! run at once. A lease past its expiry is taken over; a live one makes the
+//! second caller fail with [`Error::Locked`] naming the holder and since when.
 //!
-//! Where the store honours create-only puts (local disk, memory, S3, Azure)
-//! taking the lease is atomic. Where it does not (Garage), the lease is read
-//! back after writing and the last writer wins; a narrow race remains there.
+//! The protocol needs no conditional writes (Garage has none), only that a
+//! listing shows every write that finished before it began (S3, Azure, GCS,
+//! Garage and local disks all give that):
+//! 1. list `<prefix>/.lease/`; a live record of someone else -> locked;
+//! 2. write our own record under a unique key `.lease/<token>.json`;
+//! 3. list again: any other live record -> delete ours and back off.
+//!
+//! Two callers cannot both win: each lists after its own write finished, so
+//! whichever listed last sees the other's record. Both may back off when they
+//! race; they retry after a random pause, and a caller that still finds a
+//! live record fails with [`Error::Locked`]. Expired records are deleted by
+//! whoever finds them.
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -21,6 +30,9 @@ use crate::metadata::format_time;
 
 /// How long a lease lasts without renewal; it is renewed every third of it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// Attempts to take a contended lease before reporting it locked.
+const ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -44,7 +56,6 @@ impl LeaseRecord {
 #[derive(Debug)]
 pub struct LeaseGuard {
     key: ObjectPath,
-    token: String,
     renewer: JoinHandle<()>,
 }
 
@@ -59,76 +70,117 @@ fn to_json(r: &LeaseRecord) -> Vec<u8> {
     serde_json::to_vec_pretty(r).unwrap_or_default()
 }
 
+fn locked(r: LeaseRecord) -> Error {
+    Error::Locked {
+        holder: r.holder,
+        operation: r.operation,
+        since: format_time(r.acquired),
+        expires: format_time(r.expires),
+    }
+}
+
 impl StoreBackups {
-    fn lease_key(&self) -> ObjectPath {
-        self.storage().key(".lease.json")
+    fn lease_dir(&self) -> ObjectPath {
+        self.storage().key(".lease")
     }
 
-    async fn read_lease(&self, key: &ObjectPath) -> Result<Option<LeaseRecord>> {
-        match self.storage().object_store().get(key).await {
-            Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| Error::storage(key, e))?;
-                Ok(serde_json::from_slice(&bytes).ok())
+    fn lease_key(&self, token: &str) -> ObjectPath {
+        self.lease_dir().join(format!("{token}.json"))
+    }
+
+    /// Live lease records other than `ours`, oldest first; expired ones are
+    /// deleted on the way (unreadable ones count as expired).
+    async fn other_leases(&self, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
+        let store = self.storage().object_store();
+        let dir = self.lease_dir();
+        let listing: Vec<_> = store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&dir, e))?;
+        let now = OffsetDateTime::now_utc();
+        let mut live = Vec::new();
+        for object in listing {
+            if Some(&object.location) == ours {
+                continue;
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::storage(key, e)),
+            let record = match store.get(&object.location).await {
+                Ok(r) => {
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| Error::storage(&object.location, e))?;
+                    serde_json::from_slice::<LeaseRecord>(&bytes).ok()
+                }
+                // Released between the listing and the read.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(Error::storage(&object.location, e)),
+            };
+            match record {
+                Some(r) if !r.expired(now) => live.push(r),
+                _ => {
+                    // Stale (or garbage): whoever finds it removes it.
+                    match store.delete(&object.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(Error::storage(&object.location, e)),
+                    }
+                }
+            }
         }
+        live.sort_by_key(|r| r.acquired);
+        Ok(live)
     }
 
     /// Takes the store's lease for `operation`, or fails with
     /// [`Error::Locked`] while someone else holds a live one.
     pub async fn acquire_lease(&self, operation: &str, ttl: Duration) -> Result<LeaseGuard> {
-        let key = self.lease_key();
         let store = self.storage().object_store().clone();
-        let now = OffsetDateTime::now_utc();
-        let record = LeaseRecord {
-            holder: self.holder().to_string(),
-            operation: operation.to_string(),
-            token: uuid::Uuid::new_v4().simple().to_string(),
-            acquired: Some(now),
-            expires: Some(now + ttl),
-        };
-        let locked = |r: LeaseRecord| Error::Locked {
-            holder: r.holder,
-            operation: r.operation,
-            since: format_time(r.acquired),
-            expires: format_time(r.expires),
-        };
-        if let Some(current) = self.read_lease(&key).await? {
-            if !current.expired(now) {
+        let mut attempt = 0;
+        let (key, record) = loop {
+            attempt += 1;
+            if let Some(current) = self.other_leases(None).await?.into_iter().next() {
                 return Err(locked(current));
             }
-            // Stale: whoever deletes and re-creates first takes it over.
+            let now = OffsetDateTime::now_utc();
+            let record = LeaseRecord {
+                holder: self.holder().to_string(),
+                operation: operation.to_string(),
+                token: uuid::Uuid::new_v4().simple().to_string(),
+                acquired: Some(now),
+                expires: Some(now + ttl),
+            };
+            let key = self.lease_key(&record.token);
+            store
+                .put(&key, PutPayload::from(to_json(&record)))
+                .await
+                .map_err(|e| Error::storage(&key, e))?;
+            let others = match self.other_leases(Some(&key)).await {
+                Ok(others) => others,
+                Err(e) => {
+                    let _ = store.delete(&key).await;
+                    return Err(e);
+                }
+            };
+            let Some(first) = others.into_iter().next() else {
+                break (key, record);
+            };
+            // Someone else wrote a record too: back off.
             match store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Error::storage(&key, e)),
             }
-        }
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&key, PutPayload::from(to_json(&record)), create)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(Error::storage(&key, e)),
-        }
-        // Read back: on stores that ignore create-only puts the last writer wins.
-        match self.read_lease(&key).await? {
-            Some(current) if current.token == record.token => {}
-            Some(current) => return Err(locked(current)),
-            None => {
-                return Err(Error::Cancelled(format!(
-                    "the lease {key} vanished while it was being taken"
-                )));
+            if attempt >= ATTEMPTS {
+                return Err(locked(first));
             }
-        }
+            // A random pause so that two callers who backed off together
+            // do not collide again.
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
+            tokio::time::sleep(Duration::from_millis(50 + jitter * u64::from(attempt))).await;
+        };
         let renewer = {
             let store = store.clone();
             let key = key.clone();
-            let mut record = record.clone();
+            let mut record = record;
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
@@ -138,23 +190,20 @@ impl StoreBackups {
                 }
             })
         };
-        Ok(LeaseGuard {
-            key,
-            token: record.token,
-            renewer,
-        })
+        Ok(LeaseGuard { key, renewer })
     }
 
-    /// Gives the lease back (deleting it if it is still ours).
+    /// Gives the lease back (deletes our record).
     pub async fn release_lease(&self, guard: LeaseGuard) -> Result<()> {
         guard.renewer.abort();
-        if let Some(current) = self.read_lease(&guard.key).await?
-            && current.token == guard.token
-        {
-            match self.storage().object_store().delete(&guard.key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::storage(&guard.key, e)),
-            }
+        match self.storage().object_store().delete(&guard.key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(&guard.key, e)),
+        }
+        // A local store keeps directories: leave no empty `.lease/` behind
+        // (fails harmlessly while another record is in it).
+        if let Some(dir) = self.storage().local_dir() {
+            let _ = std::fs::remove_dir(dir.join(".lease"));
         }
         Ok(())
     }
@@ -185,7 +234,7 @@ pub async fn plant_lease(b: &StoreBackups, holder: &str, expires_in_secs: i64) -
         acquired: Some(now - time::Duration::minutes(1)),
         expires: Some(now + time::Duration::seconds(expires_in_secs)),
     };
-    let key = b.lease_key();
+    let key = b.lease_key(&format!("planted-{}", uuid::Uuid::new_v4().simple()));
     b.storage()
         .object_store()
         .put(&key, PutPayload::from(to_json(&record)))
