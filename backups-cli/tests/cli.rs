@@ -1681,6 +1681,18 @@ fn failed_restore_rolls_the_database_back_too() {
         )
     };
     set("new");
+    let added = |action: &str| {
+        python_mongo(
+            &format!(
+                "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1])[sys.argv[2]].added; c.{action}"
+            ),
+            &uri,
+            &db,
+        )
+    };
+    // `added` is in the backup only: the failed restore creates it and the
+    // rollback must take it away again.
+    added("insert_one({'_id': 1})");
     let run = |args: &[&str]| {
         Command::new(BIN)
             .args([
@@ -1710,6 +1722,7 @@ fn failed_restore_rolls_the_database_back_too() {
     );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     set("old");
+    added("drop()");
     let out = run(&[
         "restore",
         &id,
@@ -1730,14 +1743,14 @@ fn failed_restore_rolls_the_database_back_too() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = python_mongo(
-        "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); print(c[sys.argv[2]].c.find_one({'_id': 1})['v']); c.drop_database(sys.argv[2])",
+        "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); d = c[sys.argv[2]]; print(d.c.find_one({'_id': 1})['v'], sorted(d.list_collection_names())); c.drop_database(sys.argv[2])",
         &uri,
         &db,
     );
     assert_eq!(
         v.trim(),
-        "old",
-        "the database is back to its pre-restore state"
+        "old ['c']",
+        "the database is back to its pre-restore state, without what the restore added"
     );
 }
 

@@ -175,4 +175,17 @@ pub struct LoadSummary {
 pub trait DatabaseLoader: Send + Sync {
     /// Reads every file from `source` and loads it.
     async fn load(&self, source: DumpSource) -> Result<LoadSummary>;
+
+    /// The user namespaces (`db.collection`, views included) that exist now.
+    /// A restore plan lists them before loading so that a rollback can drop
+    /// what the failed load added. The default knows of none.
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Drops these namespaces (those a failed load added).
+    async fn drop_namespaces(&self, namespaces: &[String]) -> Result<()> {
+        let _ = namespaces;
+        Ok(())
+    }
 }

@@ -71,6 +71,18 @@ pub struct Preflight {
     pub allow_downgrade: bool,
 }
 
+/// Drops the namespaces that exist now but did not in `before`.
+async fn drop_added_namespaces(db: &dyn DatabaseLoader, before: &[String]) -> Result<()> {
+    let before: std::collections::HashSet<&String> = before.iter().collect();
+    let added: Vec<String> = db
+        .namespaces()
+        .await?
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    db.drop_namespaces(&added).await
+}
+
 /// Numeric parts of a version (`2.8-beta1.1` -> [2, 8, 1, 1]).
 fn version_parts(v: &str) -> Vec<u64> {
     v.split(|c: char| !c.is_ascii_digit())
@@ -265,7 +277,20 @@ impl StoreBackups {
             return Err(e);
         }
 
-        // 4-6. Restore, post-restore hook, start.
+        // 4-6. Restore, post-restore hook, start. What exists now is noted
+        // first, so that a rollback can take away what the restore adds.
+        let namespaces_before = match (&request.database, &rollback) {
+            (Some(db), Some(_)) => match db.namespaces().await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    if let Some(s) = &services {
+                        let _ = s.start().await;
+                    }
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
         let created = CreatedPaths::default();
         let steps = async {
             let mut request = request.clone();
@@ -295,6 +320,10 @@ impl StoreBackups {
                 // What the failed restore added goes first; then what it
                 // replaced comes back from the safety backup.
                 let removed = created.remove_all();
+                let dropped = match (&request.database, &namespaces_before) {
+                    (Some(db), Some(before)) => drop_added_namespaces(db.as_ref(), before).await,
+                    _ => Ok(()),
+                };
                 let restored = self
                     .restore_unlocked(
                         RestoreRequest {
@@ -314,7 +343,7 @@ impl StoreBackups {
                     Some(s) => s.start().await,
                     None => Ok(()),
                 };
-                match removed.and(restored).and(started) {
+                match removed.and(dropped).and(restored).and(started) {
                     Ok(()) => Err(Error::RolledBack {
                         safety_backup: id,
                         cause: Box::new(cause),

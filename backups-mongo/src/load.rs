@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
 
+use crate::SYSTEM_DATABASES;
 use async_trait::async_trait;
 use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Result};
 use futures::StreamExt;
@@ -316,6 +317,50 @@ async fn insert_batches(
 
 #[async_trait]
 impl DatabaseLoader for MongoLoader {
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        let mut names = self
+            .client
+            .list_database_names()
+            .await
+            .map_err(|e| db_error(format!("listing databases on {}", self.uri_shown), e))?;
+        names.retain(|n| !SYSTEM_DATABASES.contains(&n.as_str()));
+        let mut out = Vec::new();
+        for db_name in names {
+            let collections = self
+                .client
+                .database(&db_name)
+                .list_collection_names()
+                .await
+                .map_err(|e| db_error(format!("listing collections of {db_name}"), e))?;
+            out.extend(
+                collections
+                    .into_iter()
+                    .filter(|c| !c.starts_with("system."))
+                    .map(|c| format!("{db_name}.{c}")),
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn drop_namespaces(&self, namespaces: &[String]) -> Result<()> {
+        for ns in namespaces {
+            let Some((db, coll)) = ns.split_once('.') else {
+                continue;
+            };
+            if SYSTEM_DATABASES.contains(&db) {
+                continue;
+            }
+            self.client
+                .database(db)
+                .collection::<Document>(coll)
+                .drop()
+                .await
+                .map_err(|e| db_error(format!("dropping {ns}"), e))?;
+        }
+        Ok(())
+    }
+
     async fn load(&self, mut source: DumpSource) -> Result<LoadSummary> {
         let mut summary = LoadSummary::default();
         // Keyed by target namespace.
