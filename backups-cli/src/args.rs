@@ -193,7 +193,11 @@ Examples:
 With hooks or --safety-path the restore runs as a plan: verify everything ->
 safety backup of the live state (label pre-restore) -> stop -> load database
 and extract files -> post-restore -> start. If anything fails after stop, the
-safety backup is restored in place and the services started again (exit 10).
+safety backup is restored in place (what the restore added is deleted) and
+the services started again (exit 10). If backups itself is killed midway,
+`backups restore <pre-restore id> --target /` undoes it: the paths the
+killed restore created are journaled in $BACKUPS_STATE_DIR (default
+~/.local/state/backups) and deleted first.
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backups_core::extract::ExtractOptions;
-use backups_core::plan::{Preflight, RestorePlan, SafetyBackup};
+use backups_core::plan::{Preflight, RestorePlan, SafetyBackup, journal_path};
 use backups_core::{
     ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
     FileSet, Identity, Progress, RestoreRequest, RestoreSource, Storage, StoreBackups,
@@ -81,7 +81,7 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some("run `backups list` to see the backups in this store"),
         Error::Locked { .. } => Some(
-            "another restore, remove or gc is running; wait for it, or, if its holder is gone, retry after the lease expires",
+            "another restore, remove or gc is running; wait for it. A holder that crashed on this host is taken over at once; one from another host once its lease expires",
         ),
         Error::Storage { .. }
             if message.contains("169.254.169.254")
@@ -127,6 +127,18 @@ fn default_store() -> Result<String, Failure> {
         code: 2,
     })?;
     Ok(dir.join("backups").display().to_string())
+}
+
+/// Where restore journals go: `$BACKUPS_STATE_DIR`, else the user's state
+/// directory (`~/.local/state/backups`).
+fn journal_dir() -> Option<PathBuf> {
+    std::env::var_os("BACKUPS_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            dirs::state_dir()
+                .or_else(dirs::data_local_dir)
+                .map(|d| d.join("backups"))
+        })
 }
 
 fn parse_id(s: &str) -> Result<BackupId, Failure> {
@@ -512,10 +524,15 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 allow_setuid: a.allow_setuid,
                 allow_devices: a.allow_devices,
             };
+            let undo_journal = match (&source, journal_dir()) {
+                (RestoreSource::Id(id), Some(dir)) => Some(journal_path(&dir, id)),
+                _ => None,
+            };
             let request = RestoreRequest {
                 dry_run: a.dry_run,
                 database: database.clone(),
                 options,
+                undo_journal,
                 ..RestoreRequest::new(source, a.target.clone())
             };
             let as_plan = a.stop_cmd.is_some()
@@ -577,6 +594,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                         allow_other_controller: a.allow_other_controller,
                         allow_downgrade: a.allow_downgrade,
                     },
+                    journal_dir: journal_dir(),
                 };
                 let done = backups.run_restore_plan(plan, progress).await?;
                 if let Some(id) = &done.safety_backup {

@@ -50,6 +50,7 @@ impl Env {
             .args(args)
             .env_remove("BACKUPS_STORE")
             .env("BACKUPS_MODEL_UUID", MODEL)
+            .env("BACKUPS_STATE_DIR", self.path().join("state"))
             .current_dir(self.path())
             .output()
             .unwrap()
@@ -1632,6 +1633,65 @@ fn failing_post_restore_hook_rolls_back_to_the_live_state() {
         "stop\nstart\n",
         "services started again"
     );
+}
+
+#[test]
+fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let before = snapshot(&live);
+    // The post-restore hook kills backups itself (its parent): files are
+    // restored, services stopped, the lease still held.
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--post-restore-cmd",
+        "kill -9 $PPID",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), None, "killed by a signal");
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/added/deep/b.txt")).unwrap(),
+        "b",
+        "the killed restore had extracted its files"
+    );
+    let list = env.json(&["list", "--json"]);
+    let safety = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Labels"][0] == "pre-restore")
+        .expect("a pre-restore backup")["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let journal = env.path().join(format!("state/restore-{safety}.created"));
+    assert!(journal.exists(), "the journal of created paths is on disk");
+    assert!(
+        std::fs::read_dir(env.store().join(".lease"))
+            .unwrap()
+            .next()
+            .is_some(),
+        "the killed process's lease is left behind"
+    );
+    // Recovery right away: the dead holder's lease (this host) is taken over.
+    let out = env.run(&["restore", &safety, "--target", "/", "--progress", "plain"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("paths that the interrupted restore had added"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&live),
+        before,
+        "back to the state before the killed restore"
+    );
+    assert!(!journal.exists(), "the journal is settled");
 }
 
 #[test]

@@ -68,16 +68,64 @@ pub struct ExtractOptions {
 
 /// The paths an extraction created that did not exist before it, in the
 /// order they were made: what a rollback deletes (restoring the safety
-/// backup only puts back what existed).
+/// backup only puts back what existed). Optionally also appended to a
+/// journal file as they are made, so that what a killed restore added can be
+/// deleted by the next restore ([`CreatedPaths::load`]).
 #[derive(Debug, Clone, Default)]
-pub struct CreatedPaths(Arc<Mutex<Vec<PathBuf>>>);
+pub struct CreatedPaths(Arc<Mutex<Journal>>);
+
+#[derive(Debug, Default)]
+struct Journal {
+    paths: Vec<PathBuf>,
+    /// The journal file and its path; entries are NUL-terminated path bytes.
+    file: Option<(File, PathBuf)>,
+}
 
 impl CreatedPaths {
+    /// Records in memory and in a new journal file at `path` (replaced if
+    /// it exists), each path written as soon as it is created.
+    pub fn persisted(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| Error::io("creating journal", path, e))?;
+        Ok(CreatedPaths(Arc::new(Mutex::new(Journal {
+            paths: Vec::new(),
+            file: Some((file, path.to_path_buf())),
+        }))))
+    }
+
+    /// Reads a journal file written by [`CreatedPaths::persisted`] (a last
+    /// entry cut short by a crash is ignored: that path was not created yet).
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).map_err(|e| Error::io("reading journal", path, e))?;
+        let mut paths: Vec<PathBuf> = bytes
+            .split(|b| *b == 0)
+            .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+            .collect();
+        // After the last NUL: empty, or an entry cut short.
+        paths.pop();
+        if let Some(bad) = paths.iter().find(|p| !p.is_absolute()) {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                format!("journal entry {} is not an absolute path", bad.display()),
+            ));
+        }
+        Ok(CreatedPaths(Arc::new(Mutex::new(Journal {
+            paths,
+            file: None,
+        }))))
+    }
+
     fn push(&self, path: PathBuf) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(path);
+        let mut j = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((file, _)) = &mut j.file {
+            let mut entry = path.as_os_str().as_bytes().to_vec();
+            entry.push(0);
+            // Best effort: the in-memory list still serves the rollback.
+            let _ = io::Write::write_all(file, &entry);
+        }
+        j.paths.push(path);
     }
 
     /// The paths recorded so far.
@@ -85,7 +133,26 @@ impl CreatedPaths {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .paths
             .clone()
+    }
+
+    /// Deletes the journal file, if any (the restore it covers is settled).
+    pub fn discard_journal(&self) -> Result<()> {
+        let file = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .file
+            .take();
+        match file {
+            Some((_, path)) => match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("removing journal", &path, e)),
+            },
+            None => Ok(()),
+        }
     }
 
     /// Deletes the recorded paths, newest first: files, links and special
@@ -93,7 +160,8 @@ impl CreatedPaths {
     /// holds something not created here is left). Returns how many were
     /// deleted.
     pub fn remove_all(&self) -> Result<usize> {
-        let paths = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let paths =
+            std::mem::take(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner).paths);
         let mut removed = 0;
         for path in paths.iter().rev() {
             let meta = match fs::symlink_metadata(path) {
@@ -847,6 +915,27 @@ mod tests {
             std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
             "new"
         );
+    }
+
+    #[test]
+    fn persisted_journal_survives_and_a_cut_entry_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("j/restore-x.created");
+        let j = CreatedPaths::persisted(&file).unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, "a").unwrap();
+        j.push(a.clone());
+        j.push(dir.path().join("b"));
+        drop(j);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(b"/half-writ");
+        std::fs::write(&file, &bytes).unwrap();
+        let loaded = CreatedPaths::load(&file).unwrap();
+        assert_eq!(loaded.paths(), vec![a.clone(), dir.path().join("b")]);
+        assert_eq!(loaded.remove_all().unwrap(), 1);
+        assert!(!a.exists());
+        std::fs::write(&file, b"relative\0").unwrap();
+        assert!(CreatedPaths::load(&file).is_err(), "only absolute paths");
     }
 
     #[test]

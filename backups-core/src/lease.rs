@@ -13,7 +13,9 @@
 //! whichever listed last sees the other's record. Both may back off when they
 //! race; they retry after a random pause, and a caller that still finds a
 //! live record fails with [`Error::Locked`]. Expired records are deleted by
-//! whoever finds them.
+//! whoever finds them, and so are records left on this host (same host
+//! name) by a process that no longer runs: after a crash the next command
+//! goes ahead at once instead of waiting for the expiry.
 
 use std::time::Duration;
 
@@ -44,11 +46,44 @@ struct LeaseRecord {
     acquired: Option<OffsetDateTime>,
     #[serde(with = "crate::metadata::go_time")]
     expires: Option<OffsetDateTime>,
+    /// Host name of the holder's machine.
+    #[serde(default)]
+    host: String,
+    /// The holder's process id on that host.
+    #[serde(default)]
+    pid: u32,
 }
 
 impl LeaseRecord {
-    fn expired(&self, now: OffsetDateTime) -> bool {
-        self.expires.is_none_or(|e| e <= now)
+    /// Past its expiry, or held by a process of this host that is gone.
+    fn stale(&self, now: OffsetDateTime) -> bool {
+        if self.expires.is_none_or(|e| e <= now) {
+            return true;
+        }
+        let here = this_host();
+        !here.is_empty() && self.host == here && self.pid != 0 && !process_alive(self.pid)
+    }
+}
+
+/// This machine's host name (empty if unknown).
+fn this_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether a process with this id runs here (one we may not signal counts).
+fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
     }
 }
 
@@ -117,7 +152,7 @@ impl StoreBackups {
                 Err(e) => return Err(Error::storage(&object.location, e)),
             };
             match record {
-                Some(r) if !r.expired(now) => live.push(r),
+                Some(r) if !r.stale(now) => live.push(r),
                 _ => {
                     // Stale (or garbage): whoever finds it removes it.
                     match store.delete(&object.location).await {
@@ -148,6 +183,8 @@ impl StoreBackups {
                 token: uuid::Uuid::new_v4().simple().to_string(),
                 acquired: Some(now),
                 expires: Some(now + ttl),
+                host: this_host(),
+                pid: std::process::id(),
             };
             let key = self.lease_key(&record.token);
             store
@@ -233,6 +270,8 @@ pub async fn plant_lease(b: &StoreBackups, holder: &str, expires_in_secs: i64) -
         token: "planted".into(),
         acquired: Some(now - time::Duration::minutes(1)),
         expires: Some(now + time::Duration::seconds(expires_in_secs)),
+        host: String::new(),
+        pid: 0,
     };
     let key = b.lease_key(&format!("planted-{}", uuid::Uuid::new_v4().simple()));
     b.storage()
@@ -241,4 +280,38 @@ pub async fn plant_lease(b: &StoreBackups, holder: &str, expires_in_secs: i64) -
         .await
         .map(|_| ())
         .map_err(|e| Error::storage(&key, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(host: String, pid: u32, expires_in: i64) -> LeaseRecord {
+        let now = OffsetDateTime::now_utc();
+        LeaseRecord {
+            holder: "h".into(),
+            operation: "restore".into(),
+            token: "t".into(),
+            acquired: Some(now),
+            expires: Some(now + time::Duration::seconds(expires_in)),
+            host,
+            pid,
+        }
+    }
+
+    #[test]
+    fn a_lease_of_a_gone_process_on_this_host_is_stale() {
+        let now = OffsetDateTime::now_utc();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        assert!(record(this_host(), gone, 600).stale(now));
+        assert!(!record(this_host(), std::process::id(), 600).stale(now));
+        assert!(
+            !record("another-host".into(), gone, 600).stale(now),
+            "another host's processes cannot be checked: only expiry counts"
+        );
+        assert!(record("another-host".into(), gone, -1).stale(now));
+        assert!(!record(String::new(), 0, 600).stale(now), "older records");
+    }
 }

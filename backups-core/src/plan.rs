@@ -4,8 +4,14 @@
 //! stopped restores the safety backup and starts services again, so a
 //! restore cannot leave the controller worse than it found it.
 //!
+//! A rollback also deletes what the failed restore created: files (from a
+//! journal of the paths it made) and database collections (those that did
+//! not exist before the load).
+//!
 //! A crash in the middle is recovered by restoring the `pre-restore` backup
-//! (`backups list` shows it; the error names it).
+//! (`backups list` shows it; the error names it) with the journal the plan
+//! kept on disk ([`RestorePlan::journal_dir`], [`journal_path`]), which
+//! deletes what the crashed restore added first.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +63,18 @@ pub struct RestorePlan {
     pub ignore_free_space: bool,
     /// Identity and version checks against the target.
     pub preflight: Preflight,
+    /// Where to journal the paths the restore creates while it runs
+    /// ([`journal_path`]): if the process is killed, restoring the safety
+    /// backup with that journal deletes them. `None` keeps them in memory
+    /// only (a rollback still deletes them).
+    pub journal_dir: Option<PathBuf>,
+}
+
+/// The journal of paths created by a restore whose safety backup is
+/// `safety_backup`: `<dir>/restore-<safety_backup>.created`. Restoring that
+/// safety backup with it (see [`RestoreRequest::undo_journal`]) deletes them.
+pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
+    dir.join(format!("restore-{safety_backup}.created"))
 }
 
 /// What the restore target is, for the identity and version checks. Empty
@@ -229,6 +247,7 @@ impl StoreBackups {
             safety,
             ignore_free_space,
             preflight,
+            journal_dir,
         } = plan;
         // 1. Verify everything (and run the preflight checks) first.
         progress.phase("checking", None);
@@ -291,7 +310,18 @@ impl StoreBackups {
             },
             _ => None,
         };
-        let created = CreatedPaths::default();
+        let created = match (&journal_dir, &safety_id) {
+            (Some(dir), Some(id)) => match CreatedPaths::persisted(&journal_path(dir, id)) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(s) = &services {
+                        let _ = s.start().await;
+                    }
+                    return Err(e);
+                }
+            },
+            _ => CreatedPaths::default(),
+        };
         let steps = async {
             let mut request = request.clone();
             request.journal = Some(created.clone());
@@ -303,10 +333,15 @@ impl StoreBackups {
             Ok::<_, Error>(report)
         };
         match steps.await {
-            Ok(restore) => Ok(PlanReport {
-                restore,
-                safety_backup: safety_id,
-            }),
+            Ok(restore) => {
+                if let Err(e) = created.discard_journal() {
+                    progress.warn(&e.to_string());
+                }
+                Ok(PlanReport {
+                    restore,
+                    safety_backup: safety_id,
+                })
+            }
             Err(cause) => {
                 let Some((id, loader)) = rollback else {
                     if let Some(s) = &services {
@@ -344,10 +379,15 @@ impl StoreBackups {
                     None => Ok(()),
                 };
                 match removed.and(dropped).and(restored).and(started) {
-                    Ok(()) => Err(Error::RolledBack {
-                        safety_backup: id,
-                        cause: Box::new(cause),
-                    }),
+                    Ok(()) => {
+                        if let Err(e) = created.discard_journal() {
+                            progress.warn(&e.to_string());
+                        }
+                        Err(Error::RolledBack {
+                            safety_backup: id,
+                            cause: Box::new(cause),
+                        })
+                    }
                     Err(rollback_error) => Err(Error::RollbackFailed {
                         safety_backup: id,
                         cause: Box::new(cause),

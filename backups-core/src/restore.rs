@@ -40,6 +40,11 @@ pub struct RestoreRequest {
     /// Where to record the paths the restore creates (a rollback deletes
     /// them).
     pub journal: Option<CreatedPaths>,
+    /// A journal left by an interrupted restore (see
+    /// [`crate::plan::journal_path`]): once the archive is verified, the
+    /// paths it lists are deleted before extracting, and after a successful
+    /// restore the journal file is removed. Missing file: nothing to undo.
+    pub undo_journal: Option<PathBuf>,
 }
 
 impl RestoreRequest {
@@ -52,6 +57,7 @@ impl RestoreRequest {
             database: None,
             options: ExtractOptions::default(),
             journal: None,
+            undo_journal: None,
         }
     }
 }
@@ -171,6 +177,27 @@ impl StoreBackups {
                 database: None,
             });
         }
+        // What an interrupted restore added goes before this one starts.
+        let undo = match &request.undo_journal {
+            // Journal paths are absolute: they belong to a restore at `/`.
+            Some(path) if path.exists() && !at_root(&request.target) => {
+                progress.warn(&format!(
+                    "journal {} of an interrupted restore is left alone: it applies to restores at /",
+                    path.display()
+                ));
+                None
+            }
+            Some(path) if path.exists() => {
+                let journal = CreatedPaths::load(path)?;
+                let n = journal.remove_all()?;
+                progress.warn(&format!(
+                    "removed {n} paths that the interrupted restore had added (journal {})",
+                    path.display()
+                ));
+                Some(path.clone())
+            }
+            _ => None,
+        };
         // Pass 2: load the database (as its files stream past) and extract.
         progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
         let mut extractor =
@@ -233,6 +260,11 @@ impl StoreBackups {
         if summary.is_none() {
             check_digests(&subject, &metadata, &again.digests)?;
         }
+        if let Some(path) = undo
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            progress.warn(&format!("could not remove journal {}: {e}", path.display()));
+        }
         progress.finish();
         Ok(RestoreReport {
             metadata,
@@ -288,4 +320,9 @@ impl RootVisitor for RestoreVisitor {
             None => Ok(()),
         }
     }
+}
+
+/// Whether `target` is the filesystem root.
+fn at_root(target: &std::path::Path) -> bool {
+    std::fs::canonicalize(target).is_ok_and(|p| p == std::path::Path::new("/"))
 }
