@@ -184,18 +184,20 @@ uploads cannot be listed through object_store: use a bucket lifecycle rule
     /// Restore a backup's files (and database) into a target.
     #[command(after_help = "\
 Examples:
-  backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target /
+  backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target / --dry-run
   backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
-  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*'
+  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*' --yes
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --safety-path /var/lib/juju \\
     --stop-cmd 'systemctl stop jujud' --start-cmd 'systemctl start jujud' --yes
 
-With hooks or --safety-path the restore runs as a plan: verify everything ->
+In place (--target /), with hooks or with --safety-path the restore runs as
+a plan, confirmed first (--yes to skip; refused without a terminal), and
+--dry-run prints its steps: verify everything -> preflight ->
 safety backup of the live state (label pre-restore) -> stop -> load database
 and extract files -> post-restore -> start. If anything fails after stop, the
 safety backup is restored in place (what the restore added is deleted) and
 the services started again (exit 10). If backups itself is killed midway,
-`backups restore <pre-restore id> --target /` undoes it: the paths the
+`backups restore <pre-restore id> --target / --yes` undoes it: the paths the
 killed restore created are journaled in $BACKUPS_STATE_DIR (default
 ~/.local/state/backups) and deleted first.
 

@@ -141,6 +141,54 @@ fn journal_dir() -> Option<PathBuf> {
         })
 }
 
+/// The steps a restore plan will take, for `--dry-run`.
+fn plan_text(a: &args::RestoreArgs, uri: Option<&str>, safety: bool) -> String {
+    let mut steps = vec![
+        "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
+            .to_string(),
+        "preflight: format version, controller/model identity, version, HA nodes, free disk space"
+            .to_string(),
+    ];
+    if safety {
+        let mut what: Vec<String> = a
+            .safety_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if let Some(u) = uri {
+            what.push(format!("the database at {}", backups_mongo::redact_uri(u)));
+        }
+        steps.push(format!(
+            "safety backup (label pre-restore) of {}",
+            what.join(", ")
+        ));
+    } else {
+        steps.push("no safety backup: a failure cannot be rolled back".to_string());
+    }
+    let hook = |name: &str, cmd: &Option<String>| match cmd {
+        Some(c) => format!("{name}: `{c}`"),
+        None => format!("{name}: (no command)"),
+    };
+    steps.push(hook("stop services", &a.stop_cmd));
+    if let Some(u) = uri {
+        steps.push(format!(
+            "load the backup's database into {} (collections in the dump are replaced)",
+            backups_mongo::redact_uri(u)
+        ));
+    }
+    steps.push(format!(
+        "extract the files into {} (each to a temporary name, then renamed)",
+        a.target.display()
+    ));
+    steps.push(hook("post-restore", &a.post_restore_cmd));
+    steps.push(hook("start services", &a.start_cmd));
+    let mut text = String::from("Plan:\n");
+    for (i, step) in steps.iter().enumerate() {
+        text.push_str(&format!("  {}. {step}\n", i + 1));
+    }
+    text
+}
+
 fn parse_id(s: &str) -> Result<BackupId, Failure> {
     s.parse().map_err(|e: Error| Failure {
         message: e.to_string(),
@@ -495,7 +543,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
             }
         }
         Command::Restore(a) => {
-            let source = match (a.id, a.file) {
+            let source = match (a.id.clone(), a.file.clone()) {
                 (Some(id), _) => RestoreSource::Id(parse_id(&id)?),
                 (None, Some(file)) => RestoreSource::File(file),
                 (None, None) => {
@@ -511,8 +559,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     MongoLoader::connect(
                         &uri,
                         LoadOptions {
-                            ns_exclude: a.ns_exclude,
-                            db_rename: a.db_rename,
+                            ns_exclude: a.ns_exclude.clone(),
+                            db_rename: a.db_rename.clone(),
                         },
                     )
                     .await?,
@@ -535,7 +583,12 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 undo_journal,
                 ..RestoreRequest::new(source, a.target.clone())
             };
-            let as_plan = a.stop_cmd.is_some()
+            // In place (`--target /`) is always a plan: checked in full and
+            // confirmed first.
+            let in_place =
+                std::fs::canonicalize(&a.target).is_ok_and(|p| p == std::path::Path::new("/"));
+            let as_plan = in_place
+                || a.stop_cmd.is_some()
                 || a.target_controller_uuid.is_some()
                 || a.target_model_uuid.is_some()
                 || a.target_version.is_some()
@@ -596,6 +649,9 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                     },
                     journal_dir: journal_dir(),
                 };
+                if a.dry_run {
+                    out(&plan_text(&a, uri.as_deref(), plan.safety.is_some()))?;
+                }
                 let done = backups.run_restore_plan(plan, progress).await?;
                 if let Some(id) = &done.safety_backup {
                     say(format!(

@@ -1679,7 +1679,7 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
         "the killed process's lease is left behind"
     );
     // Recovery right away: the dead holder's lease (this host) is taken over.
-    let out = env.run(&["restore", &safety, "--target", "/", "--progress", "plain"]);
+    let out = env.run(&["restore", &safety, "--target", "/", "--yes"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -1692,6 +1692,75 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
         "back to the state before the killed restore"
     );
     assert!(!journal.exists(), "the journal is settled");
+}
+
+#[test]
+fn dry_run_plan_prints_the_steps_runs_the_checks_and_changes_nothing() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let before = snapshot(env.path());
+    let log = env.path().join("hooks.log");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "restore",
+            id.as_str(),
+            "--target",
+            "/",
+            "--safety-path",
+            live.to_str().unwrap(),
+            "--dry-run",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push("--stop-cmd".into());
+        v.push(format!("echo stop >> {}", log.display()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        env.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("Plan:\n  1. verify the whole archive"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "3. safety backup (label pre-restore) of {}",
+            live.display()
+        )) && text.contains("4. stop services: `echo stop >> ")
+            && text.contains("7. start services: (no command)")
+            && text.contains("Nothing was changed."),
+        "{text}"
+    );
+    // The preflight checks run in a dry run too.
+    let out = run(&["--target-version", "0.1"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newer than the target"));
+    assert_eq!(snapshot(env.path()), before, "nothing changed, no hook run");
+    assert_eq!(
+        env.json(&["list", "--json"]).as_array().unwrap().len(),
+        1,
+        "no safety backup taken"
+    );
+}
+
+#[test]
+fn an_in_place_restore_asks_first() {
+    let env = Env::new();
+    let (_, id) = plan_setup(&env);
+    let (code, err) = env.fail(&["restore", &id, "--target", "/"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
 }
 
 #[test]

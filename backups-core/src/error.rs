@@ -138,7 +138,7 @@ pub enum Error {
     /// A restore step failed and so did the rollback: restore the safety
     /// backup by hand (`backups restore <id> --target /`).
     #[error(
-        "restore failed ({cause}) and rolling back to safety backup {safety_backup} failed too ({rollback_error}); restore it by hand: backups restore {safety_backup} --target /"
+        "restore failed ({cause}) and rolling back to safety backup {safety_backup} failed too ({rollback_error}); restore it by hand: backups restore {safety_backup} --target / --yes"
     )]
     RollbackFailed {
         /// The `pre-restore` backup to restore.

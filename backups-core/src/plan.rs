@@ -222,7 +222,16 @@ impl StoreBackups {
         progress: Arc<dyn Progress>,
     ) -> Result<PlanReport> {
         if plan.request.dry_run {
-            let restore = self.restore(plan.request, progress).await?;
+            // Every check, nothing changed (and so no lease needed).
+            let restore = self
+                .check_plan(
+                    &plan.request,
+                    &plan.preflight,
+                    plan.ignore_free_space,
+                    progress.clone(),
+                )
+                .await?;
+            progress.finish();
             return Ok(PlanReport {
                 restore,
                 safety_backup: None,
@@ -234,6 +243,28 @@ impl StoreBackups {
         let report = result?;
         released?;
         Ok(report)
+    }
+
+    /// Full verification of the archive (every entry, dump files included)
+    /// and the preflight checks: identity, version, free space.
+    async fn check_plan(
+        &self,
+        request: &RestoreRequest,
+        preflight: &Preflight,
+        ignore_free_space: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RestoreReport> {
+        progress.phase("checking", None);
+        let mut check = request.clone();
+        check.dry_run = true;
+        check.database = None;
+        let checked = self.restore_unlocked(check, progress.clone()).await?;
+        check_identity(&checked.metadata, preflight, progress.as_ref())?;
+        if !ignore_free_space {
+            let space = free_space(&request.target)?;
+            check_space(&request.target, checked.stats.bytes, space)?;
+        }
+        Ok(checked)
     }
 
     async fn run_plan_locked(
@@ -250,16 +281,8 @@ impl StoreBackups {
             journal_dir,
         } = plan;
         // 1. Verify everything (and run the preflight checks) first.
-        progress.phase("checking", None);
-        let mut check = request.clone();
-        check.dry_run = true;
-        check.database = None;
-        let checked = self.restore_unlocked(check, progress.clone()).await?;
-        check_identity(&checked.metadata, &preflight, progress.as_ref())?;
-        if !ignore_free_space {
-            let space = free_space(&request.target)?;
-            check_space(&request.target, checked.stats.bytes, space)?;
-        }
+        self.check_plan(&request, &preflight, ignore_free_space, progress.clone())
+            .await?;
 
         // 2. Safety backup of the live state.
         let restoring = match &request.source {
