@@ -11,23 +11,21 @@ macro_rules! stderr_line {
 }
 
 mod args;
+mod create;
 mod hooks;
 mod output;
 mod progress;
+mod restore;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use backups_core::extract::ExtractOptions;
-use backups_core::plan::{Preflight, RestorePlan, SafetyBackup, journal_path};
 use backups_core::{
-    ArchiveCompression, ArchiveSource, BackupId, Backups, CancellationToken, CreateRequest, Error,
-    FileSet, Identity, Progress, RestoreRequest, RestoreSource, Storage, StoreBackups,
+    ArchiveSource, BackupId, Backups, CancellationToken, Error, Progress, Storage, StoreBackups,
     UploadOptions,
 };
-use backups_mongo::{DumpOptions, LoadOptions, MongoDumper, MongoLoader};
 use clap::Parser;
 
 use crate::args::{Cli, Command};
@@ -129,64 +127,11 @@ fn default_store() -> Result<String, Failure> {
     Ok(dir.join("backups").display().to_string())
 }
 
-/// Where restore journals go: `$BACKUPS_STATE_DIR`, else the user's state
-/// directory (`~/.local/state/backups`).
-fn journal_dir() -> Option<PathBuf> {
-    std::env::var_os("BACKUPS_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            dirs::state_dir()
-                .or_else(dirs::data_local_dir)
-                .map(|d| d.join("backups"))
-        })
-}
-
-/// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(a: &args::RestoreArgs, uri: Option<&str>, safety: bool) -> String {
-    let mut steps = vec![
-        "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
-            .to_string(),
-        "preflight: format version, controller/model identity, version, HA nodes, free disk space"
-            .to_string(),
-    ];
-    if safety {
-        let mut what: Vec<String> = a
-            .safety_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        if let Some(u) = uri {
-            what.push(format!("the database at {}", backups_mongo::redact_uri(u)));
-        }
-        steps.push(format!(
-            "safety backup (label pre-restore) of {}",
-            what.join(", ")
-        ));
-    } else {
-        steps.push("no safety backup: a failure cannot be rolled back".to_string());
+/// A message on stderr unless --quiet.
+fn say(quiet: bool, text: &str) {
+    if !quiet {
+        stderr_line!("{text}");
     }
-    let hook = |name: &str, cmd: &Option<String>| match cmd {
-        Some(c) => format!("{name}: `{c}`"),
-        None => format!("{name}: (no command)"),
-    };
-    steps.push(hook("stop services", &a.stop_cmd));
-    if let Some(u) = uri {
-        steps.push(format!(
-            "load the backup's database into {} (collections in the dump are replaced)",
-            backups_mongo::redact_uri(u)
-        ));
-    }
-    steps.push(format!(
-        "extract the files into {} (each to a temporary name, then renamed)",
-        a.target.display()
-    ));
-    steps.push(hook("post-restore", &a.post_restore_cmd));
-    steps.push(hook("start services", &a.start_cmd));
-    let mut text = String::from("Plan:\n");
-    for (i, step) in steps.iter().enumerate() {
-        text.push_str(&format!("  {}. {step}\n", i + 1));
-    }
-    text
 }
 
 fn parse_id(s: &str) -> Result<BackupId, Failure> {
@@ -256,58 +201,10 @@ fn mongo_uri(args: &args::MongoArgs) -> Result<Option<String>, Failure> {
     }
 }
 
-fn compression(
-    kind: args::CompressionKind,
-    level: Option<u32>,
-    threads: usize,
-) -> Result<ArchiveCompression, Failure> {
-    let bad = |max: u32| Failure {
-        message: format!("--compression-level must be at most {max} for {kind:?}"),
-        code: 2,
-    };
-    Ok(match kind {
-        args::CompressionKind::Gzip => {
-            let level = level.unwrap_or(6);
-            if level > 9 {
-                return Err(bad(9));
-            }
-            ArchiveCompression::Gzip { level, threads }
-        }
-        args::CompressionKind::Zstd => {
-            let level = level.unwrap_or(3).max(1);
-            if level > 19 {
-                return Err(bad(19));
-            }
-            ArchiveCompression::Zstd {
-                level: level as i32,
-                threads,
-            }
-        }
-    })
-}
-
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-fn os_series() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VERSION_CODENAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_default()
-}
-
-/// A stable model UUID for hosts that have no controller model: UUIDv5 of the host name.
-fn host_model_uuid() -> String {
-    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b0d_2d3e_5a1f_4e53_9b7e_1c2a_3f4d_5e6f);
-    uuid::Uuid::new_v5(&NAMESPACE, host_name().as_bytes()).to_string()
 }
 
 async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
@@ -335,80 +232,10 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
         .with_holder(format!("{} pid {}", host_name(), std::process::id()));
     let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
     let progress: Arc<dyn Progress> = Arc::new(CliProgress::new(cli.progress, cli.quiet, verbose));
-    let say = |text: String| {
-        if !cli.quiet {
-            stderr_line!("{text}");
-        }
-    };
+    let say = |text: String| say(cli.quiet, &text);
 
     match cli.command {
-        Command::Create(a) => {
-            let model_uuid = a.model_uuid.unwrap_or_else(host_model_uuid);
-            let database: Option<Arc<dyn backups_core::DatabaseDumper>> = match mongo_uri(&a.mongo)?
-            {
-                Some(uri) => Some(Arc::new(
-                    MongoDumper::connect(
-                        &uri,
-                        DumpOptions {
-                            include_dbs: a.include_dbs,
-                            exclude_ns: a.exclude_ns,
-                        },
-                    )
-                    .await?,
-                )),
-                None => None,
-            };
-            let request = CreateRequest {
-                files: FileSet {
-                    paths: a.paths,
-                    excludes: a.excludes,
-                },
-                database,
-                notes: a.notes,
-                labels: a.labels,
-                identity: Identity {
-                    model_uuid,
-                    controller_uuid: a.controller_uuid,
-                    machine: a.machine,
-                    hostname: host_name(),
-                    series: os_series(),
-                    version: format!("backups-{}", env!("CARGO_PKG_VERSION")),
-                    ..Default::default()
-                },
-                compression: compression(
-                    a.compression,
-                    a.compression_level,
-                    a.compression_threads,
-                )?,
-            };
-            let meta = backups.create(request, progress.clone()).await?;
-            let id = meta.id.clone().ok_or_else(|| Failure {
-                message: "created backup has no id".into(),
-                code: 1,
-            })?;
-            let docs: u64 = meta
-                .databases
-                .iter()
-                .filter(|(k, _)| !k.starts_with("oplog"))
-                .map(|(_, n)| n)
-                .sum();
-            say(format!(
-                "Created backup {id}: {} files, {} documents in {} collections, {} ({} bytes)",
-                meta.file_count.unwrap_or(0),
-                docs,
-                meta.databases
-                    .keys()
-                    .filter(|k| !k.starts_with("oplog"))
-                    .count(),
-                output::human_size(meta.size),
-                meta.size
-            ));
-            out(&format!("{id}\n"))?;
-            if let Some(path) = a.download {
-                backups.download(&id, &path, progress).await?;
-                say(format!("Downloaded to {}", path.display()));
-            }
-        }
+        Command::Create(a) => create::create(&backups, a, progress, cli.quiet).await?,
         Command::List(a) => {
             let list = backups.list().await?;
             if a.json {
@@ -542,184 +369,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                 }
             }
         }
-        Command::Restore(a) => {
-            let source = match (a.id.clone(), a.file.clone()) {
-                (Some(id), _) => RestoreSource::Id(parse_id(&id)?),
-                (None, Some(file)) => RestoreSource::File(file),
-                (None, None) => {
-                    return Err(Failure {
-                        message: "give a backup id or --file".into(),
-                        code: 2,
-                    });
-                }
-            };
-            let database: Option<Arc<dyn backups_core::DatabaseLoader>> = match mongo_uri(&a.mongo)?
-            {
-                Some(uri) => Some(Arc::new(
-                    MongoLoader::connect(
-                        &uri,
-                        LoadOptions {
-                            ns_exclude: a.ns_exclude.clone(),
-                            db_rename: a.db_rename.clone(),
-                        },
-                    )
-                    .await?,
-                )),
-                None => None,
-            };
-            let uri = mongo_uri(&a.mongo)?;
-            let options = ExtractOptions {
-                allow_setuid: a.allow_setuid,
-                allow_devices: a.allow_devices,
-            };
-            let undo_journal = match (&source, journal_dir()) {
-                (RestoreSource::Id(id), Some(dir)) => Some(journal_path(&dir, id)),
-                _ => None,
-            };
-            let request = RestoreRequest {
-                dry_run: a.dry_run,
-                database: database.clone(),
-                options,
-                undo_journal,
-                ..RestoreRequest::new(source, a.target.clone())
-            };
-            // In place (`--target /`) is always a plan: checked in full and
-            // confirmed first.
-            let in_place =
-                std::fs::canonicalize(&a.target).is_ok_and(|p| p == std::path::Path::new("/"));
-            let as_plan = in_place
-                || a.stop_cmd.is_some()
-                || a.target_controller_uuid.is_some()
-                || a.target_model_uuid.is_some()
-                || a.target_version.is_some()
-                || a.start_cmd.is_some()
-                || a.post_restore_cmd.is_some()
-                || !a.safety_paths.is_empty();
-            let report = if as_plan {
-                if !a.dry_run && !a.yes {
-                    confirm(&format!(
-                        "Restore into {} (services will be stopped)?",
-                        a.target.display()
-                    ))?;
-                }
-                let safety = if a.no_safety_backup || (a.safety_paths.is_empty() && uri.is_none()) {
-                    say("warning: no safety backup (give --safety-path and --mongo-uri to be able to roll back)".into());
-                    None
-                } else {
-                    let dumper: Option<Arc<dyn backups_core::DatabaseDumper>> = match &uri {
-                        Some(u) => Some(Arc::new(
-                            MongoDumper::connect(u, DumpOptions::default()).await?,
-                        )),
-                        None => None,
-                    };
-                    Some(SafetyBackup {
-                        files: FileSet {
-                            paths: a.safety_paths.clone(),
-                            excludes: vec![],
-                        },
-                        dumper,
-                        loader: database,
-                        identity: Identity {
-                            model_uuid: host_model_uuid(),
-                            hostname: host_name(),
-                            ..Default::default()
-                        },
-                    })
-                };
-                let services = hooks::ShellServices {
-                    stop: a.stop_cmd.clone(),
-                    start: a.start_cmd.clone(),
-                    post_restore: a.post_restore_cmd.clone(),
-                };
-                let plan = RestorePlan {
-                    request,
-                    services: Some(Arc::new(services)),
-                    safety,
-                    ignore_free_space: a.ignore_free_space,
-                    preflight: Preflight {
-                        target: Identity {
-                            controller_uuid: a.target_controller_uuid.clone().unwrap_or_default(),
-                            model_uuid: a.target_model_uuid.clone().unwrap_or_default(),
-                            version: a.target_version.clone().unwrap_or_default(),
-                            ha_nodes: a.target_ha_nodes.unwrap_or(0),
-                            ..Default::default()
-                        },
-                        allow_other_controller: a.allow_other_controller,
-                        allow_downgrade: a.allow_downgrade,
-                    },
-                    journal_dir: journal_dir(),
-                };
-                if a.dry_run {
-                    out(&plan_text(&a, uri.as_deref(), plan.safety.is_some()))?;
-                }
-                let done = backups.run_restore_plan(plan, progress).await?;
-                if let Some(id) = &done.safety_backup {
-                    say(format!(
-                        "Safety backup {id} (label pre-restore) holds the state before this restore"
-                    ));
-                }
-                done.restore
-            } else {
-                backups.restore(request, progress).await?
-            };
-            let s = &report.stats;
-            let from = report
-                .metadata
-                .id
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| "archive".into());
-            let verb = if report.dry_run {
-                "Would restore"
-            } else {
-                "Restored"
-            };
-            out(&format!(
-                "{verb} {} files, {} directories, {} symlinks, {} hard links ({}) from {from} into {}\n",
-                s.files,
-                s.directories,
-                s.symlinks,
-                s.hard_links,
-                output::human_size(s.bytes),
-                report.target.display()
-            ))?;
-            if s.devices > 0 || s.setuid > 0 {
-                out(&format!(
-                    "Special entries: {} device nodes or FIFOs, {} with setuid/setgid bits{}\n",
-                    s.devices,
-                    s.setuid,
-                    if report.dry_run {
-                        ""
-                    } else if options.allow_setuid {
-                        " (kept)"
-                    } else {
-                        " (bits dropped)"
-                    }
-                ))?;
-            }
-            if let Some(db) = &report.database {
-                let docs: u64 = db.collections.values().sum();
-                out(&format!(
-                    "Loaded {docs} documents into {} collections, built {} indexes, replayed {} oplog entries\n",
-                    db.collections.len(),
-                    db.indexes,
-                    db.oplog_entries
-                ))?;
-                for w in &db.warnings {
-                    stderr_line!("warning: {w}");
-                }
-            }
-            if report.dry_run {
-                out(&format!(
-                    "Archive verified: size and SHA-1{}, every path checked. Nothing was changed.\n",
-                    if report.manifest_verified {
-                        ", SHA-256 of every entry"
-                    } else {
-                        " (no manifest: a Juju archive)"
-                    }
-                ))?;
-            }
-        }
+        Command::Restore(a) => restore::restore(&backups, a, progress, cli.quiet).await?,
     }
     Ok(())
 }
