@@ -584,13 +584,17 @@ fn hostile_archive(entries: &[Raw]) -> Vec<u8> {
         inner.resize(inner.len().div_ceil(512) * 512, 0);
     }
     inner.extend_from_slice(&[0; 1024]);
-    let metadata = format!(
-        r#"{{"ID":"","FormatVersion":1,"Started":"2021-01-01T00:00:00Z","ModelUUID":"{MODEL}"}}"#
-    );
+    juju_v1_archive("2021-01-01T00:00:00Z", &inner)
+}
+
+/// An outer archive: Juju v1 metadata started at `started`, then `root_tar`.
+fn juju_v1_archive(started: &str, root_tar: &[u8]) -> Vec<u8> {
+    let metadata =
+        format!(r#"{{"ID":"","FormatVersion":1,"Started":"{started}","ModelUUID":"{MODEL}"}}"#);
     let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
     for (name, body) in [
         ("juju-backup/metadata.json", metadata.as_bytes()),
-        ("juju-backup/root.tar", &inner[..]),
+        ("juju-backup/root.tar", root_tar),
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
@@ -687,22 +691,7 @@ fn special_archive(entries: &[(&str, tar::EntryType, u32, (u32, u32))]) -> Vec<u
         };
         inner.append_data(&mut h, name, data).unwrap();
     }
-    let inner = inner.into_inner().unwrap();
-    let metadata = format!(
-        r#"{{"ID":"","FormatVersion":1,"Started":"2021-02-03T00:00:00Z","ModelUUID":"{MODEL}"}}"#
-    );
-    let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
-    for (name, body) in [
-        ("juju-backup/metadata.json", metadata.as_bytes()),
-        ("juju-backup/root.tar", &inner[..]),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o600);
-        h.set_cksum();
-        outer.append_data(&mut h, name, body).unwrap();
-    }
-    outer.into_inner().unwrap().finish().unwrap()
+    juju_v1_archive("2021-02-03T00:00:00Z", &inner.into_inner().unwrap())
 }
 
 #[test]

@@ -8,7 +8,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::{Client, Database};
 
-use crate::{SYSTEM_DATABASES, db_error, redact_uri};
+use crate::{db_error, redact_uri};
 
 /// Documents per cursor batch.
 const FIND_BATCH: u32 = 2000;
@@ -79,14 +79,7 @@ impl MongoDumper {
         if !self.options.include_dbs.is_empty() {
             return Ok(self.options.include_dbs.clone());
         }
-        let mut names = self
-            .client
-            .list_database_names()
-            .await
-            .map_err(|e| db_error(format!("listing databases on {}", self.uri_shown), e))?;
-        names.retain(|n| !SYSTEM_DATABASES.contains(&n.as_str()));
-        names.sort();
-        Ok(names)
+        crate::user_databases(&self.client, &self.uri_shown).await
     }
 
     /// The newest oplog timestamp, or `None` when there is no oplog.

@@ -58,6 +58,20 @@ pub use load::{LoadOptions, MongoLoader};
 /// Databases never dumped unless asked for by name.
 pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
 
+/// The databases on the server other than [`SYSTEM_DATABASES`], sorted.
+pub(crate) async fn user_databases(
+    client: &Client,
+    shown: &str,
+) -> backups_core::Result<Vec<String>> {
+    let mut names = client
+        .list_database_names()
+        .await
+        .map_err(|e| db_error(format!("listing databases on {shown}"), e))?;
+    names.retain(|n| !SYSTEM_DATABASES.contains(&n.as_str()));
+    names.sort();
+    Ok(names)
+}
+
 /// Replaces the password in a MongoDB URI with `***`.
 pub fn redact_uri(uri: &str) -> String {
     let Some(scheme_end) = uri.find("://") else {

@@ -318,12 +318,7 @@ async fn insert_batches(
 #[async_trait]
 impl DatabaseLoader for MongoLoader {
     async fn namespaces(&self) -> Result<Vec<String>> {
-        let mut names = self
-            .client
-            .list_database_names()
-            .await
-            .map_err(|e| db_error(format!("listing databases on {}", self.uri_shown), e))?;
-        names.retain(|n| !SYSTEM_DATABASES.contains(&n.as_str()));
+        let names = crate::user_databases(&self.client, &self.uri_shown).await?;
         let mut out = Vec::new();
         for db_name in names {
             let collections = self
