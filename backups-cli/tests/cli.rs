@@ -605,66 +605,6 @@ fn juju_v1_archive(started: &str, root_tar: &[u8]) -> Vec<u8> {
     outer.into_inner().unwrap().finish().unwrap()
 }
 
-/// Restoring `archive` must fail with exit 5 naming `entry`, and write
-/// nothing: not in the target, not beside it.
-fn assert_refused(env: &Env, archive: &[u8], entry: &str) {
-    std::fs::write(env.path().join("hostile.tar.gz"), archive).unwrap();
-    let before = snapshot(env.path());
-    let (code, err) = env.fail(&["restore", "--file", "hostile.tar.gz", "--target", "target"]);
-    assert_eq!(code, 5, "{err}");
-    assert!(err.contains(entry), "error should name {entry}: {err}");
-    assert_eq!(snapshot(env.path()), before, "nothing written anywhere");
-    let (code, err) = env.fail(&["upload", "hostile.tar.gz"]);
-    assert_eq!(code, 5, "{err}");
-    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
-}
-
-#[test]
-fn hostile_parent_dir_components() {
-    let env = Env::new();
-    let a = hostile_archive(&[
-        raw(b"etc/ok", tar::EntryType::Regular, b"", b"fine"),
-        raw(b"etc/../../escape", tar::EntryType::Regular, b"", b"pwned"),
-    ]);
-    assert_refused(&env, &a, "etc/../../escape");
-}
-
-#[test]
-fn hostile_absolute_path() {
-    let env = Env::new();
-    let a = hostile_archive(&[raw(
-        b"/tmp/backups-hostile-absolute",
-        tar::EntryType::Regular,
-        b"",
-        b"pwned",
-    )]);
-    assert_refused(&env, &a, "/tmp/backups-hostile-absolute");
-    assert!(!Path::new("/tmp/backups-hostile-absolute").exists());
-}
-
-#[test]
-fn hostile_symlink_then_write_through_it() {
-    let env = Env::new();
-    let outside = env.path().join("outside");
-    std::fs::create_dir(&outside).unwrap();
-    let a = hostile_archive(&[
-        raw(b"link", tar::EntryType::Symlink, b"../outside", b""),
-        raw(b"link/pwned", tar::EntryType::Regular, b"", b"pwned"),
-    ]);
-    assert_refused(&env, &a, "link/pwned");
-    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
-}
-
-#[test]
-fn hostile_hardlink_to_outside_file() {
-    let env = Env::new();
-    for link in [&b"/etc/passwd"[..], b"../../../../etc/passwd"] {
-        let link: &'static [u8] = Box::leak(link.to_vec().into_boxed_slice());
-        let a = hostile_archive(&[raw(b"passwd", tar::EntryType::Link, link, b"")]);
-        assert_refused(&env, &a, "passwd");
-    }
-}
-
 /// An archive whose root.tar holds `(name, type, mode, (major, minor))`
 /// entries, made with the tar crate (well-formed, just special).
 fn special_archive(entries: &[(&str, tar::EntryType, u32, (u32, u32))]) -> Vec<u8> {
@@ -697,11 +637,11 @@ fn special_archive(entries: &[(&str, tar::EntryType, u32, (u32, u32))]) -> Vec<u
 #[test]
 fn hostile_device_node() {
     let env = Env::new();
-    let a = hostile_archive(&[
-        raw(b"dev/sda", tar::EntryType::Block, b"", b""),
-        raw(b"dev/null", tar::EntryType::Char, b"", b""),
-    ]);
-    std::fs::write(env.path().join("hostile.tar.gz"), &a).unwrap();
+    std::fs::copy(
+        hostile_dir().join("device-nodes.tar.gz"),
+        env.path().join("hostile.tar.gz"),
+    )
+    .unwrap();
     let before = snapshot(env.path());
     let (code, err) = env.fail(&["restore", "--file", "hostile.tar.gz", "--target", "target"]);
     assert_eq!(code, 5, "{err}");
@@ -818,22 +758,6 @@ fn setuid_bits_are_dropped_unless_allowed() {
     ]);
     assert!(out.contains("(kept)"), "{out}");
     assert_eq!((mode("kept/bin"), mode("kept/bin/tool")), (0o2775, 0o4755));
-}
-
-#[test]
-fn hostile_truncated_gzip() {
-    let env = Env::new();
-    let good = hostile_archive(&[raw(b"etc/ok", tar::EntryType::Regular, b"", &[7; 5000])]);
-    let (code, err) = {
-        std::fs::write(env.path().join("cut.tar.gz"), &good[..good.len() - 40]).unwrap();
-        env.fail(&["restore", "--file", "cut.tar.gz", "--target", "target"])
-    };
-    assert_eq!(code, 5);
-    assert!(
-        err.contains("truncated") && err.contains("cut.tar.gz"),
-        "{err}"
-    );
-    assert!(!env.path().join("target").exists());
 }
 
 #[test]
@@ -1354,115 +1278,6 @@ fn metadata_json() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Restoring `archive` fails with exit 5 and a message containing `needle`;
-/// the target is never created.
-fn assert_invalid(env: &Env, archive: &[u8], needle: &str) {
-    std::fs::write(env.path().join("bad.tar.gz"), archive).unwrap();
-    let (code, err) = env.fail(&["restore", "--file", "bad.tar.gz", "--target", "target"]);
-    assert_eq!(code, 5, "{err}");
-    assert!(
-        err.contains(needle) && err.contains("bad.tar.gz"),
-        "expected {needle:?}: {err}"
-    );
-    assert!(!env.path().join("target").exists());
-}
-
-#[test]
-fn hostile_duplicate_metadata_entries() {
-    let env = Env::new();
-    let root = vec![0u8; 1024];
-    let a = gz_tar(&[
-        ("juju-backup/metadata.json", metadata_json()),
-        ("juju-backup/root.tar", root),
-        ("juju-backup/metadata.json", metadata_json()),
-    ]);
-    assert_invalid(&env, &a, "duplicate entry");
-}
-
-#[test]
-fn hostile_garbage_after_the_gzip_stream() {
-    let env = Env::new();
-    let mut a = gz_tar(&[
-        ("juju-backup/metadata.json", metadata_json()),
-        ("juju-backup/root.tar", vec![0u8; 1024]),
-    ]);
-    a.extend_from_slice(b"trailing garbage");
-    assert_invalid(&env, &a, "unexpected data after the gzip stream");
-}
-
-#[test]
-fn hostile_huge_metadata_is_refused_without_reading_it_all() {
-    let env = Env::new();
-    let mut huge = b"{\"Notes\":\"".to_vec();
-    huge.resize(20 << 20, b'a');
-    huge.extend_from_slice(b"\"}");
-    let a = gz_tar(&[("juju-backup/metadata.json", huge)]);
-    assert_invalid(&env, &a, "larger than");
-}
-
-#[test]
-fn hostile_invalid_utf8_metadata() {
-    let env = Env::new();
-    let a = gz_tar(&[(
-        "juju-backup/metadata.json",
-        b"{\"Notes\":\"\xff\xfe\"}".to_vec(),
-    )]);
-    assert_invalid(&env, &a, "unreadable metadata.json");
-}
-
-#[test]
-fn hostile_decompression_bomb_after_the_tar_end() {
-    let env = Env::new();
-    // 128 MiB of zeros after the end of the tar compress to about 128 KiB.
-    let mut raw = Vec::new();
-    {
-        let mut t = tar::Builder::new(&mut raw);
-        let body = metadata_json();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o600);
-        h.set_cksum();
-        t.append_data(&mut h, "juju-backup/metadata.json", &body[..])
-            .unwrap();
-        t.finish().unwrap();
-    }
-    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    gz.write_all(&raw).unwrap();
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..128 {
-        gz.write_all(&zeros).unwrap();
-    }
-    let a = gz.finish().unwrap();
-    assert!(a.len() < 1 << 20);
-    let started = std::time::Instant::now();
-    assert_invalid(&env, &a, "unexpected data after the end of the tar");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "stopped early"
-    );
-}
-
-#[test]
-fn hostile_malformed_inner_header() {
-    let env = Env::new();
-    let mut inner = Vec::new();
-    {
-        let mut t = tar::Builder::new(&mut inner);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(4);
-        h.set_mode(0o644);
-        h.set_cksum();
-        t.append_data(&mut h, "etc/ok", &b"fine"[..]).unwrap();
-        t.finish().unwrap();
-    }
-    inner[100] ^= 0x55; // corrupt the mode field: the header checksum no longer matches
-    let a = gz_tar(&[
-        ("juju-backup/metadata.json", metadata_json()),
-        ("juju-backup/root.tar", inner),
-    ]);
-    assert_invalid(&env, &a, "root.tar");
-}
-
 #[test]
 fn a_held_lease_blocks_remove_with_the_holder_named() {
     let env = Env::new();
@@ -1497,6 +1312,254 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
         std::fs::read_dir(env.store()).unwrap().next().is_none(),
         "no lease left behind"
     );
+}
+
+// ---- the hostile corpus (tests/hostile/) -------------------------------------
+
+fn hostile_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile")
+}
+
+/// One archive of the corpus: its file name, what the error must say, and
+/// how it is made (`BACKUPS_WRITE_CORPUS=1` rewrites the files from these).
+struct Case {
+    file: &'static str,
+    says: &'static str,
+    /// Whether `upload` refuses it too (the store may hold device nodes:
+    /// restores decide about those).
+    upload_refused: bool,
+    build: fn() -> Vec<u8>,
+}
+
+fn tiny_root_tar() -> Vec<u8> {
+    let mut inner = Vec::new();
+    let mut t = tar::Builder::new(&mut inner);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "etc/ok", &b"fine"[..]).unwrap();
+    t.finish().unwrap();
+    drop(t);
+    inner
+}
+
+fn hostile_cases() -> Vec<Case> {
+    let case = |file, says, build| Case {
+        file,
+        says,
+        upload_refused: true,
+        build,
+    };
+    vec![
+        case("parent-dir.tar.gz", "etc/../../escape", || {
+            hostile_archive(&[
+                raw(b"etc/ok", tar::EntryType::Regular, b"", b"fine"),
+                raw(b"etc/../../escape", tar::EntryType::Regular, b"", b"pwned"),
+            ])
+        }),
+        case(
+            "absolute-path.tar.gz",
+            "/tmp/backups-hostile-absolute",
+            || {
+                hostile_archive(&[raw(
+                    b"/tmp/backups-hostile-absolute",
+                    tar::EntryType::Regular,
+                    b"",
+                    b"pwned",
+                )])
+            },
+        ),
+        // `outside` is a directory beside the target.
+        case("symlink-escape.tar.gz", "link/pwned", || {
+            hostile_archive(&[
+                raw(b"link", tar::EntryType::Symlink, b"../outside", b""),
+                raw(b"link/pwned", tar::EntryType::Regular, b"", b"pwned"),
+            ])
+        }),
+        case("hardlink-absolute.tar.gz", "passwd", || {
+            hostile_archive(&[raw(b"passwd", tar::EntryType::Link, b"/etc/passwd", b"")])
+        }),
+        case("hardlink-parent.tar.gz", "passwd", || {
+            hostile_archive(&[raw(
+                b"passwd",
+                tar::EntryType::Link,
+                b"../../../../etc/passwd",
+                b"",
+            )])
+        }),
+        Case {
+            file: "device-nodes.tar.gz",
+            says: "dev/sda",
+            upload_refused: false,
+            build: || {
+                hostile_archive(&[
+                    raw(b"dev/sda", tar::EntryType::Block, b"", b""),
+                    raw(b"dev/null", tar::EntryType::Char, b"", b""),
+                ])
+            },
+        },
+        case("truncated-gzip.tar.gz", "truncated", || {
+            let good = hostile_archive(&[raw(b"etc/ok", tar::EntryType::Regular, b"", &[7; 5000])]);
+            good[..good.len() - 40].to_vec()
+        }),
+        case("duplicate-metadata.tar.gz", "duplicate entry", || {
+            gz_tar(&[
+                ("juju-backup/metadata.json", metadata_json()),
+                ("juju-backup/root.tar", vec![0u8; 1024]),
+                ("juju-backup/metadata.json", metadata_json()),
+            ])
+        }),
+        case(
+            "garbage-after-gzip.tar.gz",
+            "unexpected data after the gzip stream",
+            || {
+                let mut a = gz_tar(&[
+                    ("juju-backup/metadata.json", metadata_json()),
+                    ("juju-backup/root.tar", vec![0u8; 1024]),
+                ]);
+                a.extend_from_slice(b"trailing garbage");
+                a
+            },
+        ),
+        // 20 MiB of metadata.json: refused at the 8 MiB limit, not read whole.
+        case("huge-metadata.tar.gz", "larger than", || {
+            let mut huge = b"{\"Notes\":\"".to_vec();
+            huge.resize(20 << 20, b'a');
+            huge.extend_from_slice(b"\"}");
+            gz_tar(&[("juju-backup/metadata.json", huge)])
+        }),
+        case(
+            "invalid-utf8-metadata.tar.gz",
+            "unreadable metadata.json",
+            || {
+                gz_tar(&[(
+                    "juju-backup/metadata.json",
+                    b"{\"Notes\":\"\xff\xfe\"}".to_vec(),
+                )])
+            },
+        ),
+        // 128 MiB of zeros after the end of the tar, about 128 KiB compressed.
+        case(
+            "bomb-after-tar-end.tar.gz",
+            "unexpected data after the end of the tar",
+            || {
+                let mut raw = Vec::new();
+                {
+                    let mut t = tar::Builder::new(&mut raw);
+                    let body = metadata_json();
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(body.len() as u64);
+                    h.set_mode(0o600);
+                    h.set_cksum();
+                    t.append_data(&mut h, "juju-backup/metadata.json", &body[..])
+                        .unwrap();
+                    t.finish().unwrap();
+                }
+                let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+                gz.write_all(&raw).unwrap();
+                let zeros = vec![0u8; 1 << 20];
+                for _ in 0..128 {
+                    gz.write_all(&zeros).unwrap();
+                }
+                gz.finish().unwrap()
+            },
+        ),
+        // The mode field corrupted: the header checksum no longer matches.
+        case("malformed-inner-header.tar.gz", "root.tar", || {
+            let mut inner = tiny_root_tar();
+            inner[100] ^= 0x55;
+            gz_tar(&[
+                ("juju-backup/metadata.json", metadata_json()),
+                ("juju-backup/root.tar", inner),
+            ])
+        }),
+        // A document claiming 64 bytes followed by only 10.
+        case(
+            "corrupt-bson-dump.tar.gz",
+            "dump/juju/machines.bson",
+            || {
+                let mut bson = vec![64, 0, 0, 0];
+                bson.extend_from_slice(&[1; 10]);
+                gz_tar(&[
+                    ("juju-backup/metadata.json", metadata_json()),
+                    ("juju-backup/root.tar", tiny_root_tar()),
+                    ("juju-backup/dump/juju/machines.bson", bson),
+                ])
+            },
+        ),
+        // A GNU long-name record of 64 MiB inside root.tar: refused at 1 MiB
+        // before the tar crate would buffer it.
+        case("giant-long-name.tar.gz", "larger than", || {
+            let mut inner = Vec::new();
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+            h.set_entry_type(tar::EntryType::GNULongName);
+            h.set_size(64 << 20);
+            h.set_mode(0o644);
+            h.set_cksum();
+            inner.extend_from_slice(h.as_bytes());
+            inner.resize(inner.len() + (64 << 20), b'a');
+            inner.extend_from_slice(&[0; 1024]);
+            gz_tar(&[
+                ("juju-backup/metadata.json", metadata_json()),
+                ("juju-backup/root.tar", inner),
+            ])
+        }),
+    ]
+}
+
+/// Every archive in tests/hostile/ is refused by restore (exit 5, the
+/// offending entry named) with nothing written anywhere, and by upload.
+#[test]
+fn hostile_corpus_is_refused_and_nothing_is_written() {
+    let dir = hostile_dir();
+    let cases = hostile_cases();
+    if std::env::var_os("BACKUPS_WRITE_CORPUS").is_some() {
+        for case in &cases {
+            std::fs::write(dir.join(case.file), (case.build)()).unwrap();
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar.gz"))
+        .collect();
+    on_disk.sort();
+    let mut named: Vec<String> = cases.iter().map(|c| c.file.to_string()).collect();
+    named.sort();
+    assert_eq!(
+        on_disk, named,
+        "every corpus file has a case and the other way round"
+    );
+    for case in &cases {
+        let env = Env::new();
+        std::fs::create_dir(env.path().join("outside")).unwrap();
+        std::fs::copy(dir.join(case.file), env.path().join("a.tar.gz")).unwrap();
+        let before = snapshot(env.path());
+        let (code, err) = env.fail(&["restore", "--file", "a.tar.gz", "--target", "target"]);
+        assert_eq!(code, 5, "{}: {err}", case.file);
+        assert!(
+            err.contains(case.says),
+            "{}: the error should say {:?}: {err}",
+            case.file,
+            case.says
+        );
+        assert_eq!(
+            snapshot(env.path()),
+            before,
+            "{}: nothing written",
+            case.file
+        );
+        assert!(!Path::new("/tmp/backups-hostile-absolute").exists());
+        let out = env.run(&["upload", "a.tar.gz"]);
+        if case.upload_refused {
+            assert_eq!(out.status.code(), Some(5), "{}: upload", case.file);
+            assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+        } else {
+            assert!(out.status.success(), "{}: upload", case.file);
+        }
+    }
 }
 
 // ---- restore plan: hooks, safety backup, rollback ----------------------------
@@ -1923,52 +1986,4 @@ fn preflight_refuses_another_controller_and_a_newer_backup() {
         ],
     ));
     assert!(out.starts_with("Restored"), "{out}");
-}
-
-#[test]
-fn hostile_corrupt_bson_dump_is_refused_before_anything_is_restored() {
-    let env = Env::new();
-    let mut inner = Vec::new();
-    {
-        let mut t = tar::Builder::new(&mut inner);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(4);
-        h.set_mode(0o644);
-        h.set_cksum();
-        t.append_data(&mut h, "etc/ok", &b"fine"[..]).unwrap();
-        t.finish().unwrap();
-    }
-    // A document claiming 64 bytes followed by only 10.
-    let mut bson = vec![64, 0, 0, 0];
-    bson.extend_from_slice(&[1; 10]);
-    let a = gz_tar(&[
-        ("juju-backup/metadata.json", metadata_json()),
-        ("juju-backup/root.tar", inner),
-        ("juju-backup/dump/juju/machines.bson", bson),
-    ]);
-    assert_invalid(&env, &a, "dump/juju/machines.bson");
-    let (code, err) = env.fail(&["upload", "bad.tar.gz"]);
-    assert_eq!(code, 5, "{err}");
-    assert!(err.contains("corrupt BSON"), "{err}");
-}
-
-#[test]
-fn hostile_giant_long_name_header_is_refused_without_buffering_it() {
-    let env = Env::new();
-    // A GNU long-name record of 64 MiB inside root.tar.
-    let mut inner = Vec::new();
-    let mut h = tar::Header::new_gnu();
-    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    h.set_entry_type(tar::EntryType::GNULongName);
-    h.set_size(64 << 20);
-    h.set_mode(0o644);
-    h.set_cksum();
-    inner.extend_from_slice(h.as_bytes());
-    inner.resize(inner.len() + (64 << 20), b'a');
-    inner.extend_from_slice(&[0; 1024]);
-    let a = gz_tar(&[
-        ("juju-backup/metadata.json", metadata_json()),
-        ("juju-backup/root.tar", inner),
-    ]);
-    assert_invalid(&env, &a, "larger than");
 }
