@@ -1422,12 +1422,22 @@ fn hostile_cases() -> Vec<Case> {
                 a
             },
         ),
-        // 20 MiB of metadata.json: refused at the 8 MiB limit, not read whole.
+        // 100 MiB of metadata.json: refused at the 8 MiB limit, not read whole.
         case("huge-metadata.tar.gz", "larger than", || {
             let mut huge = b"{\"Notes\":\"".to_vec();
-            huge.resize(20 << 20, b'a');
+            huge.resize(100 << 20, b'a');
             huge.extend_from_slice(b"\"}");
             gz_tar(&[("juju-backup/metadata.json", huge)])
+        }),
+        // 100 MiB of manifest.json after a valid start.
+        case("huge-manifest.tar.gz", "manifest.json is too large", || {
+            let mut huge = b"{\"entries\":[".to_vec();
+            huge.resize(100 << 20, b' ');
+            gz_tar(&[
+                ("juju-backup/metadata.json", metadata_json()),
+                ("juju-backup/root.tar", tiny_root_tar()),
+                ("juju-backup/manifest.json", huge),
+            ])
         }),
         case(
             "invalid-utf8-metadata.tar.gz",
