@@ -595,7 +595,6 @@ async fn writes_during_the_dump_restore_to_one_instant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let Some(uri) = mongo_uri() else { return };
-    let started = std::time::Instant::now();
     let err = match MongoDumper::connect(
         "mongodb://backup:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500",
         DumpOptions::default(),
@@ -611,7 +610,6 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
         "{text}"
     );
     assert!(!text.contains("hunter2"), "password leaked: {text}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15));
 
     // A dump whose .bson holds the same _id twice fails the load, naming the namespace.
     let dup = mongodb::bson::to_vec(&doc! {"_id": 1, "x": 1}).unwrap();
