@@ -101,6 +101,9 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
         {
             Some("access denied: check the credentials (AWS_*, AZURE_* environment variables)")
         }
+        _ if message.contains("No space left on device") => Some(
+            "that filesystem is full (df -h shows it): free space there and run the command again; a create left nothing behind, a restore's temporary file was removed",
+        ),
         Error::Storage { .. } if message.contains("Connect") || message.contains("dns error") => {
             Some("the store is unreachable: check the URL, --endpoint and the network")
         }

@@ -146,7 +146,16 @@ impl Storage {
         if url.starts_with('/') {
             return Self::local(PathBuf::from(url), url);
         }
-        let parsed = Url::parse(url).map_err(|e| bad_url(url, e.to_string()))?;
+        let parsed = match Url::parse(url) {
+            Ok(parsed) => parsed,
+            // No scheme: a directory, relative to the current one.
+            Err(url::ParseError::RelativeUrlWithoutBase) => {
+                let path = std::path::absolute(url)
+                    .map_err(|e| Error::io("resolving store directory", url, e))?;
+                return Self::local(path, url);
+            }
+            Err(e) => return Err(bad_url(url, e.to_string())),
+        };
         match parsed.scheme() {
             "file" => {
                 let path = parsed
