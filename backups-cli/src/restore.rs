@@ -85,7 +85,14 @@ pub(crate) async fn restore(
         } else {
             let dumper: Option<Arc<dyn backups_core::DatabaseDumper>> = match &uri {
                 Some(u) => Some(Arc::new(
-                    MongoDumper::connect(u, DumpOptions::default()).await?,
+                    MongoDumper::connect(
+                        u,
+                        DumpOptions {
+                            include_dbs: a.safety_dbs.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await?,
                 )),
                 None => None,
             };

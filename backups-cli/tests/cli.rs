@@ -2111,6 +2111,163 @@ fn failed_restore_rolls_the_database_back_too() {
     );
 }
 
+/// One BSON document `{_id: <id>, v: <v>}`, encoded by hand.
+fn bson_doc(id: i32, v: &str) -> Vec<u8> {
+    let mut body = vec![0x10];
+    body.extend_from_slice(b"_id\0");
+    body.extend_from_slice(&id.to_le_bytes());
+    body.push(0x02);
+    body.extend_from_slice(b"v\0");
+    body.extend_from_slice(&(v.len() as i32 + 1).to_le_bytes());
+    body.extend_from_slice(v.as_bytes());
+    body.push(0);
+    body.push(0);
+    let mut doc = ((body.len() + 4) as i32).to_le_bytes().to_vec();
+    doc.extend_from_slice(&body);
+    doc
+}
+
+#[test]
+fn a_failing_database_load_rolls_files_and_database_back() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let live = env.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("a.txt"), "old").unwrap();
+    let live = live.canonicalize().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let db = format!("loadfail{nanos:x}");
+    let other = format!("untouched{nanos:x}");
+    python_mongo(
+        &format!(
+            "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); c[sys.argv[2]].c.insert_one({{'_id': 1, 'v': 'old'}}); c['{other}'].x.insert_one({{'_id': 1}})"
+        ),
+        &uri,
+        &db,
+    );
+    // A backup whose files are "new" and whose dump holds `_id` 2 twice:
+    // the load fails after the files were written and part of c loaded.
+    let rel = live.join("a.txt");
+    let rel = rel.to_str().unwrap().trim_start_matches('/');
+    let mut root = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    root.append_data(&mut h, rel, &b"new"[..]).unwrap();
+    let root = root.into_inner().unwrap();
+    let bson = [bson_doc(1, "new"), bson_doc(2, "new"), bson_doc(2, "again")].concat();
+    let archive = gz_tar(&[
+        ("juju-backup/metadata.json", metadata_json()),
+        ("juju-backup/root.tar", root),
+        (&format!("juju-backup/dump/{db}/c.bson"), bson),
+        (
+            &format!("juju-backup/dump/{db}/added.bson"),
+            bson_doc(9, "added"),
+        ),
+    ]);
+    std::fs::write(env.path().join("dup.tar.gz"), archive).unwrap();
+    env.ok(&["upload", "dup.tar.gz"]);
+    let id = first_id(&env);
+    let out = Command::new(BIN)
+        .args([
+            "--store",
+            env.store().to_str().unwrap(),
+            "--progress",
+            "none",
+        ])
+        .args([
+            "restore",
+            &id,
+            "--target",
+            "/",
+            "--safety-path",
+            live.to_str().unwrap(),
+            "--safety-db",
+            &db,
+            "--yes",
+        ])
+        .env("BACKUPS_MODEL_UUID", MODEL)
+        .env("BACKUPS_MONGO_URI", &uri)
+        .env("BACKUPS_STATE_DIR", env.path().join("state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{err}");
+    assert!(
+        err.contains("rolled back") && err.contains(&format!("{db}.c")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(live.join("a.txt")).unwrap(), "old");
+    let state = python_mongo(
+        &format!(
+            "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); d = c[sys.argv[2]]; print(list(d.c.find()), sorted(d.list_collection_names())); c.drop_database(sys.argv[2]); c.drop_database('{other}')"
+        ),
+        &uri,
+        &db,
+    );
+    assert_eq!(
+        state.trim(),
+        "[{'_id': 1, 'v': 'old'}] ['c']",
+        "the database is as it was"
+    );
+    // The safety backup held only the database named by --safety-db.
+    let list = env.json(&["list", "--json"]);
+    let safety = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Labels"][0] == "pre-restore")
+        .expect("a safety backup");
+    let dbs: Vec<&String> = safety["Databases"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with("oplog"))
+        .collect();
+    assert!(
+        !dbs.is_empty() && dbs.iter().all(|k| k.starts_with(&db)),
+        "only {db}: {dbs:?}"
+    );
+}
+
+#[test]
+fn a_failing_start_hook_rolls_back_and_starts_again() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let before = snapshot(&live);
+    let log = env.path().join("hooks.log");
+    // The first start fails (the restored state does not come up); the
+    // second, after the rollback, succeeds.
+    let start = format!(
+        "if [ -e {flag} ]; then echo start >> {log}; else touch {flag}; echo 'jujud did not come up' >&2; exit 1; fi",
+        flag = env.path().join("tried").display(),
+        log = log.display()
+    );
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        &format!("echo stop >> {}", log.display()),
+        "--start-cmd",
+        &start,
+        "--yes",
+    ]);
+    assert_eq!(code, 10, "{err}");
+    assert!(err.contains("jujud did not come up"), "{err}");
+    assert_eq!(snapshot(&live), before, "the pre-restore state is back");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\nstart\n");
+}
+
 #[test]
 fn preflight_refuses_another_controller_and_a_newer_backup() {
     let env = Env::new();
