@@ -628,7 +628,11 @@ impl Extractor {
         let mtime = header.mtime().unwrap_or(0);
         let owner = (header.uid().ok(), header.gid().ok());
         let existing = fs::symlink_metadata(&dest).ok();
-        let is_new = existing.is_none();
+        // A directory that replaces a file is new too: a rollback removes it
+        // (its contents are all new) before the file comes back.
+        let is_new = existing
+            .as_ref()
+            .is_none_or(|m| matches!(kind, CheckedKind::Directory) && !m.is_dir());
         match &kind {
             CheckedKind::Directory => {
                 match existing {
@@ -915,6 +919,35 @@ mod tests {
             std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
             "new"
         );
+    }
+
+    #[test]
+    fn a_directory_replacing_a_file_is_journaled_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("x"), "was a file").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        tar.append_data(&mut h, "x", &b""[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "x/y", &b"y"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let journal = CreatedPaths::default();
+        let mut x = Extractor::new(&target, Arc::new(crate::NoProgress))
+            .unwrap()
+            .with_journal(journal.clone());
+        x.visit(&mut &bytes[..]).unwrap();
+        assert!(target.join("x").is_dir());
+        assert_eq!(journal.remove_all().unwrap(), 2);
+        assert!(!target.join("x").exists(), "room for the file to come back");
     }
 
     #[test]
