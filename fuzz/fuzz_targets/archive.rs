@@ -1,5 +1,7 @@
-//! Archive reader + extractor on arbitrary bytes: never panics, and
-//! never writes outside the target directory.
+//! Archive reader + extractor on arbitrary bytes: never panics, never
+//! writes outside the target directory, and the journal of created paths
+//! accounts for everything (deleting it leaves the sandbox empty, which is
+//! what a rollback relies on).
 #![no_main]
 
 use std::path::Path;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 
 use backups_core::NoProgress;
 use backups_core::archive::reader::read_archive;
-use backups_core::extract::Extractor;
+use backups_core::extract::{CreatedPaths, Extractor};
 use libfuzzer_sys::fuzz_target;
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -25,9 +27,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let target = sandbox.path().join("target");
-    let Ok(mut extractor) = Extractor::new(&target, Arc::new(NoProgress)) else {
+    let journal = CreatedPaths::default();
+    let Ok(extractor) = Extractor::new(&target, Arc::new(NoProgress)) else {
         return;
     };
+    let mut extractor = extractor.with_journal(journal.clone());
     let _ = read_archive(data, "fuzz", Some(&mut extractor), Arc::new(NoProgress));
     // Only the target may have appeared in the sandbox.
     for p in files_under(sandbox.path()) {
@@ -37,5 +41,16 @@ fuzz_target!(|data: &[u8]| {
             "something was written outside the target: {}",
             p.display()
         );
+    }
+    // As root (directory modes cannot stop the deletion), removing what the
+    // journal lists leaves nothing behind.
+    let root = std::fs::metadata(sandbox.path()).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if root {
+        journal.remove_all().expect("journaled paths can be removed");
+        let left = files_under(sandbox.path());
+        assert!(left.is_empty(), "not journaled: {left:?}");
     }
 });
