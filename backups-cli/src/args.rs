@@ -181,6 +181,19 @@ uploads cannot be listed through object_store: use a bucket lifecycle rule
 (AbortIncompleteMultipartUpload), see the README.")]
     Gc(GcArgs),
 
+    /// Show and break the store's lease (held by restore, remove and gc).
+    #[command(after_help = "\
+Examples:
+  backups unlock                  # remove stale leases, show live ones
+  backups unlock --force          # also remove live ones (their holder is gone)
+
+A lease names its holder (host and pid), operation and expiry. Stale ones
+(expired, or left by a process of this host that no longer runs) are taken
+over by the next command anyway; --force is for a holder on another host
+that is known to be gone before its lease expires (5 minutes after its last
+renewal). Never force a lease whose holder may still be running.")]
+    Unlock(UnlockArgs),
+
     /// Restore a backup's files (and database) into a target.
     #[command(after_help = "\
 Examples:
@@ -330,6 +343,17 @@ pub struct RemoveArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `backups unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove live leases too.
+    #[arg(long)]
+    pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `backups gc`.

@@ -79,7 +79,7 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some("run `backups list` to see the backups in this store"),
         Error::Locked { .. } => Some(
-            "another restore, remove or gc is running; wait for it. A holder that crashed on this host is taken over at once; one from another host once its lease expires",
+            "another restore, remove or gc is running; wait for it. A holder that crashed on this host is taken over at once; one from another host once its lease expires (or, if it is surely gone, `backups unlock --force`)",
         ),
         Error::Storage { .. }
             if message.contains("169.254.169.254")
@@ -369,6 +369,42 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
                         garbage.len(),
                         output::human_size(total)
                     ));
+                }
+            }
+        }
+        Command::Unlock(a) => {
+            let broken = backups.break_leases(a.force).await?;
+            let kept: Vec<_> = backups.leases().await?;
+            if a.json {
+                let item = |l: &backups_core::lease::LeaseInfo, removed: bool| {
+                    serde_json::json!({
+                        "Key": l.key, "Holder": l.holder, "Operation": l.operation,
+                        "Since": l.since, "Expires": l.expires, "Stale": l.stale,
+                        "Removed": removed,
+                    })
+                };
+                let items: Vec<_> = broken
+                    .iter()
+                    .map(|l| item(l, true))
+                    .chain(kept.iter().map(|l| item(l, false)))
+                    .collect();
+                out(&format!("{}\n", serde_json::Value::Array(items)))?;
+            } else {
+                if broken.is_empty() && kept.is_empty() {
+                    out("No leases held.\n")?;
+                }
+                for l in &broken {
+                    let what = if l.stale { "stale" } else { "live" };
+                    out(&format!(
+                        "Removed the {what} lease of {} ({}) since {}\n",
+                        l.holder, l.operation, l.since
+                    ))?;
+                }
+                for l in &kept {
+                    out(&format!(
+                        "Kept the live lease of {} ({}) since {}, expiring {}: pass --force if that process is gone\n",
+                        l.holder, l.operation, l.since, l.expires
+                    ))?;
                 }
             }
         }

@@ -1332,7 +1332,21 @@ fn a_held_lease_blocks_remove_with_the_holder_named() {
         "{err}"
     );
     assert!(env.ok(&["list"]).contains(&id), "nothing removed");
-    std::fs::remove_file(env.store().join(".lease/other.json")).unwrap();
+    // unlock shows a live lease and keeps it; --force removes it.
+    let kept = env.ok(&["unlock"]);
+    assert!(
+        kept.starts_with(
+            "Kept the live lease of ctl-2 pid 77 (restore) since 2026-01-01T00:00:00Z"
+        ) && kept.contains("--force"),
+        "{kept}"
+    );
+    assert_eq!(env.json(&["unlock", "--json"])[0]["Removed"], false);
+    assert!(env.fail(&["remove", &id]).1.contains("locked by ctl-2"));
+    assert_eq!(
+        env.ok(&["unlock", "--force"]),
+        "Removed the live lease of ctl-2 pid 77 (restore) since 2026-01-01T00:00:00Z\n"
+    );
+    assert_eq!(env.ok(&["unlock"]), "No leases held.\n");
     env.ok(&["remove", &id]);
     assert!(
         std::fs::read_dir(env.store()).unwrap().next().is_none(),

@@ -637,6 +637,19 @@ pub async fn lease_excludes_a_second_holder(storage: Storage) {
         .expect("plant");
     let err = b.acquire_lease("restore", ttl).await.unwrap_err();
     assert!(err.to_string().contains("host-live pid 7"), "{err}");
+    // Breaking: stale ones only by default, live ones on request.
+    assert!(b.break_leases(false).await.expect("break").is_empty());
+    let leases = b.leases().await.expect("leases");
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert!(!leases[0].stale && leases[0].holder == "host-live pid 7");
+    let broken = b.break_leases(true).await.expect("force");
+    assert_eq!(broken.len(), 1);
+    assert!(b.leases().await.expect("leases").is_empty());
+    let guard = b
+        .acquire_lease("restore", ttl)
+        .await
+        .expect("free once broken");
+    b.release_lease(guard).await.expect("release");
 }
 
 /// Callers racing for the lease: at most one holds it at a time (on every

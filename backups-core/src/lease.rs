@@ -87,6 +87,23 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// A lease record as found in the store (see [`StoreBackups::leases`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// Its object key.
+    pub key: String,
+    /// Who holds it (`host pid N` from the CLI).
+    pub holder: String,
+    /// What for (`restore`, `remove`, `gc`).
+    pub operation: String,
+    /// When it was taken (RFC 3339).
+    pub since: String,
+    /// When it expires unless renewed (RFC 3339).
+    pub expires: String,
+    /// Expired, or held by a process of this host that is gone.
+    pub stale: bool,
+}
+
 /// A held lease; renewed in the background until [`StoreBackups::release_lease`].
 #[derive(Debug)]
 pub struct LeaseGuard {
@@ -164,6 +181,75 @@ impl StoreBackups {
         }
         live.sort_by_key(|r| r.acquired);
         Ok(live)
+    }
+
+    /// Every lease record in the store, oldest first (unreadable ones are
+    /// reported with an empty holder and as stale).
+    pub async fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        let store = self.storage().object_store();
+        let dir = self.lease_dir();
+        let listing: Vec<_> = store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&dir, e))?;
+        let now = OffsetDateTime::now_utc();
+        let mut out = Vec::new();
+        for object in listing {
+            let record = match store.get(&object.location).await {
+                Ok(r) => {
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| Error::storage(&object.location, e))?;
+                    serde_json::from_slice::<LeaseRecord>(&bytes).ok()
+                }
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(Error::storage(&object.location, e)),
+            };
+            let key = object.location.to_string();
+            out.push(match record {
+                Some(r) => LeaseInfo {
+                    key,
+                    stale: r.stale(now),
+                    holder: r.holder,
+                    operation: r.operation,
+                    since: format_time(r.acquired),
+                    expires: format_time(r.expires),
+                },
+                None => LeaseInfo {
+                    key,
+                    holder: String::new(),
+                    operation: String::new(),
+                    since: String::new(),
+                    expires: String::new(),
+                    stale: true,
+                },
+            });
+        }
+        out.sort_by(|a, b| a.since.cmp(&b.since));
+        Ok(out)
+    }
+
+    /// Deletes lease records: the stale ones, or every one with
+    /// `include_live` (for a holder known to be gone, on another host,
+    /// before its lease expires). Returns what was deleted.
+    pub async fn break_leases(&self, include_live: bool) -> Result<Vec<LeaseInfo>> {
+        let mut broken = Vec::new();
+        for lease in self.leases().await? {
+            if !(lease.stale || include_live) {
+                continue;
+            }
+            let key = ObjectPath::from(lease.key.as_str());
+            match self.storage().object_store().delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => broken.push(lease),
+                Err(e) => return Err(Error::storage(&key, e)),
+            }
+        }
+        if let Some(dir) = self.storage().local_dir() {
+            let _ = std::fs::remove_dir(dir.join(".lease"));
+        }
+        Ok(broken)
     }
 
     /// Takes the store's lease for `operation`, or fails with
