@@ -40,6 +40,11 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// Runs with extra environment variables (`BACKUPS_MONGO_URI`...).
+    fn run_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
         Command::new(BIN)
             .args([
                 "--store",
@@ -51,6 +56,7 @@ impl Env {
             .env_remove("BACKUPS_STORE")
             .env("BACKUPS_MODEL_UUID", MODEL)
             .env("BACKUPS_STATE_DIR", self.path().join("state"))
+            .envs(envs.iter().copied())
             .current_dir(self.path())
             .output()
             .unwrap()
@@ -1754,6 +1760,19 @@ fn walk_all(root: &Path) -> Vec<PathBuf> {
 
 // ---- restore plan: hooks, safety backup, rollback ----------------------------
 
+/// The metadata of the store's (one) `pre-restore` safety backup.
+fn safety_backup(env: &Env) -> Value {
+    let list = env.json(&["list", "--json"]);
+    let found: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Labels"][0] == "pre-restore")
+        .collect();
+    assert_eq!(found.len(), 1, "one safety backup: {list}");
+    found[0].clone()
+}
+
 /// A live directory whose `a.txt` is "new" in the backup and "old" now;
 /// `conf/added/deep/b.txt` and `conf/c.txt` are only in the backup.
 fn plan_setup(env: &Env) -> (PathBuf, String) {
@@ -1901,16 +1920,7 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
         "b",
         "the killed restore had extracted its files"
     );
-    let list = env.json(&["list", "--json"]);
-    let safety = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["Labels"][0] == "pre-restore")
-        .expect("a pre-restore backup")["ID"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let safety = safety_backup(&env)["ID"].as_str().unwrap().to_string();
     let journal = env.path().join(format!("state/restore-{safety}.created"));
     assert!(journal.exists(), "the journal of created paths is on disk");
     assert!(
@@ -2037,11 +2047,7 @@ fn failed_restore_rolls_the_database_back_too() {
     let live = env.path().join("live");
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(live.join("a.txt"), "new").unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let db = format!("rollback{nanos:x}");
+    let db = format!("rollback-{}", unique_prefix());
     let set = |v: &str| {
         python_mongo(
             &format!(
@@ -2064,21 +2070,7 @@ fn failed_restore_rolls_the_database_back_too() {
     // `added` is in the backup only: the failed restore creates it and the
     // rollback must take it away again.
     added("insert_one({'_id': 1})");
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args([
-                "--store",
-                env.store().to_str().unwrap(),
-                "--progress",
-                "none",
-            ])
-            .args(args)
-            .env("BACKUPS_MODEL_UUID", MODEL)
-            .env("BACKUPS_MONGO_URI", &uri)
-            .current_dir(env.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| env.run_with(args, &[("BACKUPS_MONGO_URI", &uri)]);
     let out = run(&[
         "create",
         "--path",
@@ -2151,12 +2143,8 @@ fn a_failing_database_load_rolls_files_and_database_back() {
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(live.join("a.txt"), "old").unwrap();
     let live = live.canonicalize().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let db = format!("loadfail{nanos:x}");
-    let other = format!("untouched{nanos:x}");
+    let db = format!("loadfail-{}", unique_prefix());
+    let other = format!("untouched-{}", unique_prefix());
     python_mongo(
         &format!(
             "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); c[sys.argv[2]].c.insert_one({{'_id': 1, 'v': 'old'}}); c['{other}'].x.insert_one({{'_id': 1}})"
@@ -2188,14 +2176,8 @@ fn a_failing_database_load_rolls_files_and_database_back() {
     std::fs::write(env.path().join("dup.tar.gz"), archive).unwrap();
     env.ok(&["upload", "dup.tar.gz"]);
     let id = first_id(&env);
-    let out = Command::new(BIN)
-        .args([
-            "--store",
-            env.store().to_str().unwrap(),
-            "--progress",
-            "none",
-        ])
-        .args([
+    let out = env.run_with(
+        &[
             "restore",
             &id,
             "--target",
@@ -2205,12 +2187,9 @@ fn a_failing_database_load_rolls_files_and_database_back() {
             "--safety-db",
             &db,
             "--yes",
-        ])
-        .env("BACKUPS_MODEL_UUID", MODEL)
-        .env("BACKUPS_MONGO_URI", &uri)
-        .env("BACKUPS_STATE_DIR", env.path().join("state"))
-        .output()
-        .unwrap();
+        ],
+        &[("BACKUPS_MONGO_URI", &uri)],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(10), "{err}");
     assert!(
@@ -2231,13 +2210,7 @@ fn a_failing_database_load_rolls_files_and_database_back() {
         "the database is as it was"
     );
     // The safety backup held only the database named by --safety-db.
-    let list = env.json(&["list", "--json"]);
-    let safety = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["Labels"][0] == "pre-restore")
-        .expect("a safety backup");
+    let safety = safety_backup(&env);
     let dbs: Vec<&String> = safety["Databases"]
         .as_object()
         .unwrap()

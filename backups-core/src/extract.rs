@@ -896,11 +896,7 @@ mod tests {
             tar.append_data(&mut h, name, body.as_bytes()).unwrap();
         }
         let bytes = tar.into_inner().unwrap();
-        let journal = CreatedPaths::default();
-        let mut x = Extractor::new(&target, Arc::new(crate::NoProgress))
-            .unwrap()
-            .with_journal(journal.clone());
-        x.visit(&mut &bytes[..]).unwrap();
+        let journal = extract_journaled(&target, &bytes);
         let root = target.canonicalize().unwrap();
         assert_eq!(
             journal.paths(),
@@ -919,6 +915,16 @@ mod tests {
             std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
             "new"
         );
+    }
+
+    /// Extracts `root_tar` into `target`, returning the journal.
+    fn extract_journaled(target: &Path, root_tar: &[u8]) -> CreatedPaths {
+        let journal = CreatedPaths::default();
+        let mut x = Extractor::new(target, Arc::new(crate::NoProgress))
+            .unwrap()
+            .with_journal(journal.clone());
+        x.visit(&mut &root_tar[..]).unwrap();
+        journal
     }
 
     #[test]
@@ -940,11 +946,7 @@ mod tests {
         h.set_cksum();
         tar.append_data(&mut h, "x/y", &b"y"[..]).unwrap();
         let bytes = tar.into_inner().unwrap();
-        let journal = CreatedPaths::default();
-        let mut x = Extractor::new(&target, Arc::new(crate::NoProgress))
-            .unwrap()
-            .with_journal(journal.clone());
-        x.visit(&mut &bytes[..]).unwrap();
+        let journal = extract_journaled(&target, &bytes);
         assert!(target.join("x").is_dir());
         assert_eq!(journal.remove_all().unwrap(), 2);
         assert!(!target.join("x").exists(), "room for the file to come back");

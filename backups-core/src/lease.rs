@@ -140,9 +140,9 @@ impl StoreBackups {
         self.lease_dir().join(format!("{token}.json"))
     }
 
-    /// Live lease records other than `ours`, oldest first; expired ones are
-    /// deleted on the way (unreadable ones count as expired).
-    async fn other_leases(&self, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
+    /// Every lease record in the store with its key; `None` for one that
+    /// cannot be read as a record.
+    async fn lease_records(&self) -> Result<Vec<(ObjectPath, Option<LeaseRecord>)>> {
         let store = self.storage().object_store();
         let dir = self.lease_dir();
         let listing: Vec<_> = store
@@ -150,12 +150,8 @@ impl StoreBackups {
             .try_collect()
             .await
             .map_err(|e| Error::storage(&dir, e))?;
-        let now = OffsetDateTime::now_utc();
-        let mut live = Vec::new();
+        let mut out = Vec::new();
         for object in listing {
-            if Some(&object.location) == ours {
-                continue;
-            }
             let record = match store.get(&object.location).await {
                 Ok(r) => {
                     let bytes = r
@@ -168,13 +164,28 @@ impl StoreBackups {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(Error::storage(&object.location, e)),
             };
+            out.push((object.location, record));
+        }
+        Ok(out)
+    }
+
+    /// Live lease records other than `ours`, oldest first; expired ones are
+    /// deleted on the way (unreadable ones count as expired).
+    async fn other_leases(&self, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
+        let store = self.storage().object_store();
+        let now = OffsetDateTime::now_utc();
+        let mut live = Vec::new();
+        for (location, record) in self.lease_records().await? {
+            if Some(&location) == ours {
+                continue;
+            }
             match record {
                 Some(r) if !r.stale(now) => live.push(r),
                 _ => {
                     // Stale (or garbage): whoever finds it removes it.
-                    match store.delete(&object.location).await {
+                    match store.delete(&location).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::storage(&object.location, e)),
+                        Err(e) => return Err(Error::storage(&location, e)),
                     }
                 }
             }
@@ -186,28 +197,10 @@ impl StoreBackups {
     /// Every lease record in the store, oldest first (unreadable ones are
     /// reported with an empty holder and as stale).
     pub async fn leases(&self) -> Result<Vec<LeaseInfo>> {
-        let store = self.storage().object_store();
-        let dir = self.lease_dir();
-        let listing: Vec<_> = store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&dir, e))?;
         let now = OffsetDateTime::now_utc();
         let mut out = Vec::new();
-        for object in listing {
-            let record = match store.get(&object.location).await {
-                Ok(r) => {
-                    let bytes = r
-                        .bytes()
-                        .await
-                        .map_err(|e| Error::storage(&object.location, e))?;
-                    serde_json::from_slice::<LeaseRecord>(&bytes).ok()
-                }
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(Error::storage(&object.location, e)),
-            };
-            let key = object.location.to_string();
+        for (location, record) in self.lease_records().await? {
+            let key = location.to_string();
             out.push(match record {
                 Some(r) => LeaseInfo {
                     key,
