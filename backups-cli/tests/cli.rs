@@ -2006,6 +2006,75 @@ fn dry_run_plan_prints_the_steps_runs_the_checks_and_changes_nothing() {
     );
 }
 
+/// Runs the binary on a pseudo-terminal (util-linux `script`) with `input`
+/// typed in; returns the exit code and everything it printed.
+fn on_a_terminal(env: &Env, args: &[&str], input: &str) -> (Option<i32>, String) {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let mut cmd = vec![
+        quote(BIN),
+        "--store".into(),
+        quote(env.store().to_str().unwrap()),
+        "--progress".into(),
+        "none".into(),
+    ];
+    cmd.extend(args.iter().map(|a| quote(a)));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd.join(" "), "/dev/null"])
+        .env("BACKUPS_MODEL_UUID", MODEL)
+        .env("BACKUPS_STATE_DIR", env.path().join("state"))
+        .current_dir(env.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script`");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_plan_on_a_terminal_asks_and_a_no_changes_nothing() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let before = snapshot(&live);
+    let log = env.path().join("hooks.log");
+    let stop = format!("echo stop >> {}", log.display());
+    let args = [
+        "restore",
+        id.as_str(),
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        stop.as_str(),
+    ];
+    let (code, text) = on_a_terminal(&env, &args, "n\n");
+    assert_eq!(code, Some(130), "{text}");
+    assert!(
+        text.contains("Restore into / (services will be stopped)? [y/N]")
+            && text.contains("restore cancelled"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&live), before, "nothing changed");
+    assert!(!log.exists(), "no hook ran");
+    let (code, text) = on_a_terminal(&env, &args, "y\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(live.join("conf/a.txt")).unwrap(),
+        "new"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\n");
+}
+
 #[test]
 fn an_in_place_restore_asks_first() {
     let env = Env::new();
