@@ -53,6 +53,7 @@ impl From<Error> for Failure {
             Error::Database { .. } => 8,
             Error::Locked { .. } => 9,
             Error::RolledBack { .. } => 10,
+            Error::LeaseLost { .. } => 9,
             Error::RollbackFailed { .. } => 11,
             Error::Hook { .. } => 12,
             Error::Cancelled(_) => 130,

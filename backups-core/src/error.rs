@@ -126,6 +126,16 @@ pub enum Error {
         /// When it expires unless renewed.
         expires: String,
     },
+    /// The store's lease was lost while an operation held it (see
+    /// [`crate::lease::LeaseGuard::check`]); the operation stopped before
+    /// its next change.
+    #[error("lost the store's lease {key}: {reason}; stopped before changing anything more")]
+    LeaseLost {
+        /// The lease record's key.
+        key: String,
+        /// Why it was lost.
+        reason: String,
+    },
     /// A restore step failed after services were stopped; the safety backup
     /// was restored and services started again.
     #[error("restore failed and was rolled back to safety backup {safety_backup}: {cause}")]

@@ -17,11 +17,12 @@
 //! name) by a process that no longer runs: after a crash the next command
 //! goes ahead at once instead of waiting for the expiry.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -109,6 +110,28 @@ pub struct LeaseInfo {
 pub struct LeaseGuard {
     key: ObjectPath,
     renewer: JoinHandle<()>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl LeaseGuard {
+    /// Fails with [`Error::LeaseLost`] once the lease could not be kept:
+    /// its record was deleted by another process (which judged it stale and
+    /// may hold the lease now), or renewals failed until it expired. Long
+    /// operations check before each step that changes something.
+    pub fn check(&self) -> Result<()> {
+        match self
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            Some(reason) => Err(Error::LeaseLost {
+                key: self.key.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for LeaseGuard {
@@ -293,20 +316,9 @@ impl StoreBackups {
             let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
             tokio::time::sleep(Duration::from_millis(50 + jitter * u64::from(attempt))).await;
         };
-        let renewer = {
-            let store = store.clone();
-            let key = key.clone();
-            let mut record = record;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    let now = OffsetDateTime::now_utc();
-                    record.expires = Some(now + ttl);
-                    let _ = store.put(&key, PutPayload::from(to_json(&record))).await;
-                }
-            })
-        };
-        Ok(LeaseGuard { key, renewer })
+        let lost = Arc::new(Mutex::new(None));
+        let renewer = tokio::spawn(renew(store.clone(), key.clone(), record, ttl, lost.clone()));
+        Ok(LeaseGuard { key, renewer, lost })
     }
 
     /// Gives the lease back (deletes our record).
@@ -336,6 +348,49 @@ impl StoreBackups {
         let value = result?;
         released?;
         Ok(value)
+    }
+}
+
+/// Renews `record` every third of `ttl` until aborted; records in `lost`
+/// why it stopped being ours.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    mut record: LeaseRecord,
+    ttl: Duration,
+    lost: Arc<Mutex<Option<String>>>,
+) {
+    let give_up = |reason: String| {
+        *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    };
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let failure = match store.head(&key).await {
+            Err(object_store::Error::NotFound { .. }) => {
+                return give_up(
+                    "its record was deleted by another process, which judged it stale".into(),
+                );
+            }
+            Err(e) => Some(e.to_string()),
+            Ok(_) => {
+                let mut next = record.clone();
+                next.expires = Some(OffsetDateTime::now_utc() + ttl);
+                match store.put(&key, PutPayload::from(to_json(&next))).await {
+                    Ok(_) => {
+                        record = next;
+                        renewed = tokio::time::Instant::now();
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+        };
+        if let Some(e) = failure
+            && renewed.elapsed() >= ttl
+        {
+            return give_up(format!("it could not be renewed before it expired ({e})"));
+        }
     }
 }
 
@@ -376,6 +431,29 @@ mod tests {
             host,
             pid,
         }
+    }
+
+    /// Time is tokio's (paused: it jumps ahead when every task waits), so
+    /// the renewals run without waiting for real.
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_whose_record_is_deleted_is_reported_lost() {
+        let b = crate::StoreBackups::new(
+            crate::Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap(),
+        );
+        let ttl = Duration::from_secs(30);
+        let guard = b.acquire_lease("restore", ttl).await.unwrap();
+        tokio::time::sleep(ttl * 3).await;
+        assert!(guard.check().is_ok(), "renewed while nobody interferes");
+        // Another process judges it stale and deletes it.
+        b.break_leases(true).await.unwrap();
+        tokio::time::sleep(ttl / 2).await;
+        let err = guard.check().unwrap_err();
+        assert!(
+            matches!(err, Error::LeaseLost { .. })
+                && err.to_string().contains("deleted by another process"),
+            "{err}"
+        );
+        b.release_lease(guard).await.unwrap();
     }
 
     #[test]

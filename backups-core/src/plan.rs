@@ -23,7 +23,7 @@ use crate::database::{DatabaseDumper, DatabaseLoader};
 use crate::error::{Error, Result};
 use crate::extract::{CreatedPaths, ExtractOptions};
 use crate::files::FileSet;
-use crate::lease::DEFAULT_LEASE_TTL;
+use crate::lease::{DEFAULT_LEASE_TTL, LeaseGuard};
 use crate::progress::Progress;
 use crate::restore::{RestoreReport, RestoreRequest, RestoreSource};
 use crate::{BackupId, StoreBackups};
@@ -238,7 +238,7 @@ impl StoreBackups {
             });
         }
         let guard = self.acquire_lease("restore", DEFAULT_LEASE_TTL).await?;
-        let result = self.run_plan_locked(plan, progress).await;
+        let result = self.run_plan_locked(plan, &guard, progress).await;
         let released = self.release_lease(guard).await;
         let report = result?;
         released?;
@@ -270,6 +270,7 @@ impl StoreBackups {
     async fn run_plan_locked(
         &self,
         plan: RestorePlan,
+        lease: &LeaseGuard,
         progress: Arc<dyn Progress>,
     ) -> Result<PlanReport> {
         let RestorePlan {
@@ -310,6 +311,9 @@ impl StoreBackups {
             rollback = Some((id, safety.loader));
         }
         let safety_id = rollback.as_ref().map(|(id, _)| id.clone());
+
+        // Verifying and the safety backup take long: still ours?
+        lease.check()?;
 
         // 3. Stop services. If that fails, start them again: nothing was changed.
         if let Some(s) = &services
