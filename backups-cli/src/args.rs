@@ -214,6 +214,11 @@ the services started again (exit 10). If backups itself is killed midway,
 killed restore created are journaled in $BACKUPS_STATE_DIR (default
 ~/.local/state/backups) and deleted first.
 
+Hooks run with sh -c in their own process group, each for at most
+--hook-timeout (then the group is killed and the hook has failed). Their
+output is shown on stderr as '[stop] ...'; they see BACKUPS_HOOK,
+BACKUPS_RESTORE_SOURCE (the id or file) and BACKUPS_RESTORE_TARGET.
+
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
 hard links out of the target and writes through symlinks are always refused;
@@ -416,6 +421,10 @@ pub struct RestoreArgs {
     /// Command run after the restore, before start (rewrite addresses, config).
     #[arg(long, value_name = "CMD")]
     pub post_restore_cmd: Option<String>,
+    /// How long each hook may run before its process group is killed and
+    /// the hook counts as failed: 30s, 10m, 1h.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub hook_timeout: std::time::Duration,
     /// Live files and directories to save in a `pre-restore` safety backup
     /// first (repeatable); with --mongo-uri the database is saved too. Any
     /// failure after the services were stopped restores it in place.

@@ -1,70 +1,167 @@
 //! `--stop-cmd`, `--start-cmd`, `--post-restore-cmd`: the service hooks of
 //! a restore, run with `sh -c`.
+//!
+//! Each runs in its own process group with a time limit (`--hook-timeout`);
+//! when it runs over, or the restore is interrupted, the whole group is
+//! killed. Its output is shown on stderr, each line prefixed with the hook's
+//! name, and the last lines of its stderr go into the error when it fails.
+//! Hooks see `BACKUPS_HOOK` (stop, post-restore, start) and the variables
+//! the CLI adds (`BACKUPS_RESTORE_SOURCE`, `BACKUPS_RESTORE_TARGET`).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backups_core::plan::ServiceController;
 use backups_core::{Error, Result};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Shell commands standing in for the controller's services.
 pub struct ShellServices {
     pub stop: Option<String>,
     pub start: Option<String>,
     pub post_restore: Option<String>,
+    /// How long one hook may run.
+    pub timeout: Duration,
+    /// Extra environment for every hook.
+    pub env: Vec<(String, String)>,
+    /// Do not echo the hooks' output.
+    pub quiet: bool,
 }
 
-async fn run(hook: &'static str, command: &Option<String>) -> Result<()> {
-    let Some(command) = command else {
-        return Ok(());
-    };
-    let out = tokio::process::Command::new("sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::Hook {
+/// Kills a process group when dropped, unless disarmed (a hook that exited
+/// may have left a daemon behind on purpose).
+struct GroupKiller(Option<u32>);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Echoes `stream` line by line as `[hook] line` on stderr, keeping the
+/// last three lines in `tail`.
+async fn echo<R: AsyncRead + Unpin>(
+    stream: Option<R>,
+    hook: &'static str,
+    quiet: bool,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) {
+    let Some(stream) = stream else { return };
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if !quiet {
+            stderr_line!("[{hook}] {line}");
+        }
+        if let Some(tail) = &tail {
+            let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+            if t.len() == 3 {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}
+
+impl ShellServices {
+    async fn run(&self, hook: &'static str, command: &Option<String>) -> Result<()> {
+        let Some(command) = command else {
+            return Ok(());
+        };
+        let fail = |detail: String| Error::Hook {
             hook,
             command: command.clone(),
-            detail: format!("cannot run sh: {e}"),
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join(" | ");
-    Err(Error::Hook {
-        hook,
-        command: command.clone(),
-        detail: format!(
-            "{}{}",
-            out.status,
-            if tail.is_empty() {
-                String::new()
-            } else {
-                format!(": {tail}")
+            detail,
+        };
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("BACKUPS_HOOK", hook)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot run sh: {e}")))?;
+        let mut killer = GroupKiller(child.id());
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let echoes = [
+            tokio::spawn(echo(child.stdout.take(), hook, self.quiet, None)),
+            tokio::spawn(echo(
+                child.stderr.take(),
+                hook,
+                self.quiet,
+                Some(tail.clone()),
+            )),
+        ];
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return Err(fail(format!("waiting for it failed: {e}"))),
+            Err(_) => {
+                drop(killer);
+                let _ = child.wait().await;
+                return Err(fail(format!(
+                    "timed out after {} (--hook-timeout); its process group was killed",
+                    human_duration(self.timeout)
+                )));
             }
-        ),
-    })
+        };
+        killer.0 = None;
+        // The output is read to its end unless a process the hook left
+        // running still holds it open.
+        for task in echoes {
+            if tokio::time::timeout(Duration::from_millis(500), task)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        if status.success() {
+            return Ok(());
+        }
+        let tail: Vec<String> = tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        Err(fail(if tail.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status}: {}", tail.join(" | "))
+        }))
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[async_trait]
 impl ServiceController for ShellServices {
     async fn stop(&self) -> Result<()> {
-        run("stop", &self.stop).await
+        self.run("stop", &self.stop).await
     }
 
     async fn post_restore(&self) -> Result<()> {
-        run("post-restore", &self.post_restore).await
+        self.run("post-restore", &self.post_restore).await
     }
 
     async fn start(&self) -> Result<()> {
-        run("start", &self.start).await
+        self.run("start", &self.start).await
     }
 }

@@ -114,6 +114,20 @@ pub(crate) async fn restore(
             stop: a.stop_cmd.clone(),
             start: a.start_cmd.clone(),
             post_restore: a.post_restore_cmd.clone(),
+            timeout: a.hook_timeout,
+            env: vec![
+                (
+                    "BACKUPS_RESTORE_SOURCE".into(),
+                    a.id.clone()
+                        .or_else(|| a.file.as_ref().map(|f| f.display().to_string()))
+                        .unwrap_or_default(),
+                ),
+                (
+                    "BACKUPS_RESTORE_TARGET".into(),
+                    a.target.display().to_string(),
+                ),
+            ],
+            quiet,
         };
         let plan = RestorePlan {
             request,

@@ -2085,6 +2085,66 @@ fn an_in_place_restore_asks_first() {
 }
 
 #[test]
+fn hooks_see_the_restore_and_their_output_is_shown() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--post-restore-cmd",
+        "echo \"$BACKUPS_HOOK of $BACKUPS_RESTORE_SOURCE into $BACKUPS_RESTORE_TARGET\"; echo on-stderr >&2",
+        "--yes",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("[post-restore] post-restore of {id} into /\n"))
+            && err.contains("[post-restore] on-stderr\n"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("on-stderr"),
+        "hook output stays off stdout"
+    );
+}
+
+#[test]
+fn a_hung_stop_hook_is_killed_at_its_timeout_and_changes_nothing() {
+    let env = Env::new();
+    let (live, id) = plan_setup(&env);
+    let before = snapshot(&live);
+    let pid_file = env.path().join("sleeper.pid");
+    let stop = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--stop-cmd",
+        &stop,
+        "--hook-timeout",
+        "1s",
+        "--yes",
+    ]);
+    assert_eq!(code, 12, "{err}");
+    assert!(err.contains("timed out after 1s (--hook-timeout)"), "{err}");
+    assert_eq!(snapshot(&live), before, "nothing changed");
+    // The hook's child went with it (gone, or a zombie waiting for init).
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "sleep 600 still runs: {stat}"
+    );
+}
+
+#[test]
 fn failing_stop_hook_changes_nothing() {
     let env = Env::new();
     let (live, id) = plan_setup(&env);
