@@ -126,6 +126,10 @@ pub fn details(m: &Metadata) -> String {
             "files",
             m.file_count.map(|n| n.to_string()).unwrap_or_default(),
         ),
+        (
+            "file contents",
+            m.file_bytes.map(human_size).unwrap_or_default(),
+        ),
         ("tool version", m.tool_version.clone()),
     ];
     if m.device_nodes > 0 {

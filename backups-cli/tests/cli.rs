@@ -213,6 +213,11 @@ fn create_list_show_download_restore_round_trip() {
     assert_eq!(meta["ModelUUID"], MODEL);
     assert_eq!(meta["FormatVersion"], 1);
     assert_eq!(meta["ChecksumFormat"], "SHA-1, base64 encoded");
+    assert_eq!(
+        meta["FileBytes"],
+        15 + 9000 + 300_000 + 9,
+        "file contents of the sample tree"
+    );
     let human = env.ok(&["show", &id]);
     for field in [
         "backup ID:",
@@ -420,6 +425,11 @@ fn juju_archives_upload_show_download_restore() {
 
         let meta = env.json(&["show", fx.id, "--json"]);
         assert_eq!(meta["ID"], fx.id);
+        assert_eq!(
+            meta["FileBytes"].is_u64(),
+            meta["FileCount"].is_u64(),
+            "measured at upload wherever there is a root.tar"
+        );
         assert_eq!(meta["Checksum"], fx.checksum, "{}", fx.file);
         assert_eq!(meta["Size"], fx.size);
         assert_eq!(meta["ModelUUID"], fx.model);

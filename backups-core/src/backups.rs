@@ -487,6 +487,16 @@ impl Backups for StoreBackups {
             controller_machine_instance_id: ident.controller_machine_instance_id.clone(),
             labels: request.labels.clone(),
             file_count: Some(scanned.entries.len() as u64),
+            file_bytes: Some(
+                scanned
+                    .entries
+                    .iter()
+                    .map(|e| match e.kind {
+                        crate::files::EntryKind::File { size } => size,
+                        _ => 0,
+                    })
+                    .sum(),
+            ),
             tool_version: format!("backups {}", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
@@ -656,6 +666,9 @@ impl Backups for StoreBackups {
             meta.file_count = Some(s.files + s.directories + s.symlinks + s.hard_links + s.devices);
         }
         meta.device_nodes = s.devices;
+        if summary.has_root_tar {
+            meta.file_bytes = Some(s.bytes);
+        }
         let outcome = match self.commit(&meta, &key).await? {
             Commit::Written => AddOutcome {
                 metadata: meta,

@@ -97,6 +97,10 @@ pub struct Metadata {
     /// Ours: number of entries in `root.tar`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_count: Option<u64>,
+    /// Ours: bytes of file contents in `root.tar` (what a restore writes;
+    /// its progress total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<u64>,
     /// Ours: the database inventory (namespace -> document count).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub databases: BTreeMap<String, u64>,

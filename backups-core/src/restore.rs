@@ -199,7 +199,11 @@ impl StoreBackups {
             _ => None,
         };
         // Pass 2: load the database (as its files stream past) and extract.
-        progress.phase("restoring", check.as_ref().map(|c| c.stats.bytes));
+        let total = check
+            .as_ref()
+            .map(|c| c.stats.bytes)
+            .or(metadata.file_bytes);
+        progress.phase("restoring", total);
         let mut extractor =
             Extractor::new(&request.target, progress.clone())?.with_options(request.options);
         if let Some(journal) = &request.journal {
