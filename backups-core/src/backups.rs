@@ -738,9 +738,9 @@ impl Backups for StoreBackups {
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport> {
         if request.dry_run {
-            return self.restore_unlocked(request, progress).await;
+            return self.restore_unlocked(request, false, progress).await;
         }
-        self.with_lease("restore", self.restore_unlocked(request, progress))
+        self.with_lease("restore", self.restore_unlocked(request, false, progress))
             .await
     }
 }

@@ -258,7 +258,9 @@ impl StoreBackups {
         let mut check = request.clone();
         check.dry_run = true;
         check.database = None;
-        let checked = self.restore_unlocked(check, progress.clone()).await?;
+        let checked = self
+            .restore_unlocked(check, false, progress.clone())
+            .await?;
         check_identity(&checked.metadata, preflight, progress.as_ref())?;
         if !ignore_free_space {
             let space = free_space(&request.target)?;
@@ -352,7 +354,10 @@ impl StoreBackups {
         let steps = async {
             let mut request = request.clone();
             request.journal = Some(created.clone());
-            let report = self.restore_unlocked(request, progress.clone()).await?;
+            // Verified in full in step 1: no extra read of the archive.
+            let report = self
+                .restore_unlocked(request, true, progress.clone())
+                .await?;
             if let Some(s) = &services {
                 s.post_restore().await?;
                 s.start().await?;
@@ -398,6 +403,8 @@ impl StoreBackups {
                             },
                             ..RestoreRequest::new(RestoreSource::Id(id.clone()), PathBuf::from("/"))
                         },
+                        // Its digests are checked first all the same.
+                        false,
                         progress.clone(),
                     )
                     .await;

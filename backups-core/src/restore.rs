@@ -95,9 +95,14 @@ impl StoreBackups {
         }
     }
 
+    /// Restores without taking the lease. `verified`: this process has just
+    /// verified the stored backup in full (a plan's check), so its bytes are
+    /// not read an extra time before extracting (the digests are still
+    /// checked at the end of the extraction pass).
     pub(crate) async fn restore_unlocked(
         &self,
         request: RestoreRequest,
+        verified: bool,
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport> {
         let (subject, recorded) = match &request.source {
@@ -109,10 +114,6 @@ impl StoreBackups {
         // when it was created or uploaded, and its sidecar holds the digests
         // of those bytes: checking them needs no decompression. Anything
         // else (a local file, a sidecar without digests) is validated in full.
-        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
-        let reader = self
-            .open_restore_source(&request.source, recorded.as_ref())
-            .await?;
         if let Some(meta) = &recorded
             && meta.device_nodes > 0
             && !request.options.allow_devices
@@ -128,8 +129,15 @@ impl StoreBackups {
         let vouched = recorded
             .as_ref()
             .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
+        if !(verified && vouched.is_some()) {
+            progress.phase("verifying", recorded.as_ref().map(|m| m.size));
+        }
         let (summary, check) = match vouched {
+            Some(_) if verified => (None, None),
             Some(meta) => {
+                let reader = self
+                    .open_restore_source(&request.source, Some(meta))
+                    .await?;
                 let prog = progress.clone();
                 let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
                     .await
@@ -139,6 +147,9 @@ impl StoreBackups {
                 (None, None)
             }
             None => {
+                let reader = self
+                    .open_restore_source(&request.source, recorded.as_ref())
+                    .await?;
                 let (summary, check) = scan(
                     reader,
                     subject.clone(),
