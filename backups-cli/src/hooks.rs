@@ -5,8 +5,9 @@
 //! when it runs over, or the restore is interrupted, the whole group is
 //! killed. Its output is shown on stderr, each line prefixed with the hook's
 //! name, and the last lines of its stderr go into the error when it fails.
-//! Hooks see `BACKUPS_HOOK` (stop, post-restore, start) and the variables
-//! the CLI adds (`BACKUPS_RESTORE_SOURCE`, `BACKUPS_RESTORE_TARGET`).
+//! Hooks see `BACKUPS_HOOK` (stop, post-restore, start), the variables
+//! the CLI adds (`BACKUPS_RESTORE_SOURCE`, `BACKUPS_RESTORE_TARGET`) and, for
+//! the start after a rollback, `BACKUPS_ROLLED_BACK=1`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -71,7 +72,12 @@ async fn echo<R: AsyncRead + Unpin>(
 }
 
 impl ShellServices {
-    async fn run(&self, hook: &'static str, command: &Option<String>) -> Result<()> {
+    async fn run(
+        &self,
+        hook: &'static str,
+        command: &Option<String>,
+        extra_env: &[(&str, &str)],
+    ) -> Result<()> {
         let Some(command) = command else {
             return Ok(());
         };
@@ -84,6 +90,7 @@ impl ShellServices {
             .args(["-c", command])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("BACKUPS_HOOK", hook)
+            .envs(extra_env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -154,14 +161,19 @@ fn human_duration(d: Duration) -> String {
 #[async_trait]
 impl ServiceController for ShellServices {
     async fn stop(&self) -> Result<()> {
-        self.run("stop", &self.stop).await
+        self.run("stop", &self.stop, &[]).await
     }
 
     async fn post_restore(&self) -> Result<()> {
-        self.run("post-restore", &self.post_restore).await
+        self.run("post-restore", &self.post_restore, &[]).await
     }
 
     async fn start(&self) -> Result<()> {
-        self.run("start", &self.start).await
+        self.run("start", &self.start, &[]).await
+    }
+
+    async fn start_after_rollback(&self) -> Result<()> {
+        self.run("start", &self.start, &[("BACKUPS_ROLLED_BACK", "1")])
+            .await
     }
 }

@@ -2371,7 +2371,7 @@ fn a_failing_start_hook_rolls_back_and_starts_again() {
     // The first start fails (the restored state does not come up); the
     // second, after the rollback, succeeds.
     let start = format!(
-        "if [ -e {flag} ]; then echo start >> {log}; else touch {flag}; echo 'jujud did not come up' >&2; exit 1; fi",
+        "if [ -e {flag} ]; then echo start $BACKUPS_ROLLED_BACK >> {log}; else touch {flag}; echo 'jujud did not come up' >&2; exit 1; fi",
         flag = env.path().join("tried").display(),
         log = log.display()
     );
@@ -2391,7 +2391,35 @@ fn a_failing_start_hook_rolls_back_and_starts_again() {
     assert_eq!(code, 10, "{err}");
     assert!(err.contains("jujud did not come up"), "{err}");
     assert_eq!(snapshot(&live), before, "the pre-restore state is back");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\nstart\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "stop\nstart 1\n",
+        "the start after the rollback says so"
+    );
+}
+
+#[test]
+fn without_a_safety_backup_a_failure_leaves_the_services_stopped() {
+    let env = Env::new();
+    let (_, id) = plan_setup(&env);
+    let log = env.path().join("hooks.log");
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--no-safety-backup",
+        "--stop-cmd",
+        &format!("echo stop >> {}", log.display()),
+        "--post-restore-cmd",
+        "exit 3",
+        "--start-cmd",
+        &format!("echo start >> {}", log.display()),
+        "--yes",
+    ]);
+    assert_eq!(code, 12, "{err}");
+    assert!(err.contains("services were left stopped"), "{err}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\n");
 }
 
 #[test]

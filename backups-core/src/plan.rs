@@ -37,6 +37,11 @@ pub trait ServiceController: Send + Sync {
     async fn post_restore(&self) -> Result<()>;
     /// Starts the services again.
     async fn start(&self) -> Result<()>;
+    /// Starts the services after a rollback put the pre-restore state back
+    /// (by default the same as [`ServiceController::start`]).
+    async fn start_after_rollback(&self) -> Result<()> {
+        self.start().await
+    }
 }
 
 /// What the safety backup holds: the live state the restore will replace.
@@ -376,8 +381,12 @@ impl StoreBackups {
             }
             Err(cause) => {
                 let Some((id, loader)) = rollback else {
-                    if let Some(s) = &services {
-                        let _ = s.start().await;
+                    // Without a safety backup the state is half restored:
+                    // starting on it could make things worse.
+                    if services.is_some() {
+                        progress.warn(
+                            "the services were left stopped: the restore failed after they were stopped and there is no safety backup to go back to; fix the cause and restore again",
+                        );
                     }
                     return Err(cause);
                 };
@@ -409,7 +418,7 @@ impl StoreBackups {
                     )
                     .await;
                 let started = match &services {
-                    Some(s) => s.start().await,
+                    Some(s) => s.start_after_rollback().await,
                     None => Ok(()),
                 };
                 match removed.and(dropped).and(restored).and(started) {
