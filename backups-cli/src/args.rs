@@ -217,7 +217,9 @@ killed restore created are journaled in $BACKUPS_STATE_DIR (default
 Hooks run with sh -c in their own process group, each for at most
 --hook-timeout (then the group is killed and the hook has failed). Their
 output is shown on stderr as '[stop] ...'; they see BACKUPS_HOOK,
-BACKUPS_RESTORE_SOURCE (the id or file) and BACKUPS_RESTORE_TARGET.
+BACKUPS_RESTORE_SOURCE (the id or file), BACKUPS_RESTORE_TARGET and, for the
+start after a rollback, BACKUPS_ROLLED_BACK=1. With --no-safety-backup a
+failure after stop leaves the services stopped (the state is half restored).
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
