@@ -1931,8 +1931,8 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
         "the killed restore had extracted its files"
     );
     let safety = safety_backup(&env)["ID"].as_str().unwrap().to_string();
-    let journal = env.path().join(format!("state/restore-{safety}.created"));
-    assert!(journal.exists(), "the journal of created paths is on disk");
+    let journal = env.path().join(format!("state/restore-{safety}.journal"));
+    assert!(journal.exists(), "the journal of the restore is on disk");
     assert!(
         std::fs::read_dir(env.store().join(".lease"))
             .unwrap()
@@ -1945,7 +1945,7 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("paths that the interrupted restore had added"),
+        err.contains("took back the interrupted restore: removed 4 paths it had added, put back 1 it had replaced"),
         "{err}"
     );
     assert_eq!(
@@ -1954,6 +1954,44 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
         "back to the state before the killed restore"
     );
     assert!(!journal.exists(), "the journal is settled");
+}
+
+#[test]
+fn a_rollback_puts_back_files_outside_the_safety_paths_too() {
+    let env = Env::new();
+    let (live, _) = plan_setup(&env);
+    let other = env.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("o.txt"), "new").unwrap();
+    let other = other.canonicalize().unwrap();
+    let id = env
+        .ok(&[
+            "create",
+            "--path",
+            live.to_str().unwrap(),
+            "--path",
+            other.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string();
+    std::fs::write(other.join("o.txt"), "old").unwrap();
+    let (before_live, before_other) = (snapshot(&live), snapshot(&other));
+    // The safety backup covers only `live`; `other/o.txt` is overwritten
+    // too, and the journal keeps its previous version.
+    let (code, err) = env.fail(&[
+        "restore",
+        &id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+        "--post-restore-cmd",
+        "exit 5",
+        "--yes",
+    ]);
+    assert_eq!(code, 10, "{err}");
+    assert_eq!(snapshot(&other), before_other, "outside the safety paths");
+    assert_eq!(snapshot(&live), before_live);
 }
 
 #[test]

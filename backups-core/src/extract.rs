@@ -22,11 +22,12 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::archive::reader::RootVisitor;
 use crate::error::{Error, Result};
+use crate::journal::RestoreJournal;
 use crate::progress::Progress;
 
 /// Checks an entry path from an archive and returns it as a relative path.
@@ -64,127 +65,6 @@ pub struct ExtractOptions {
     pub allow_setuid: bool,
     /// Create device nodes and FIFOs (otherwise the archive is refused).
     pub allow_devices: bool,
-}
-
-/// The paths an extraction created that did not exist before it, in the
-/// order they were made: what a rollback deletes (restoring the safety
-/// backup only puts back what existed). Optionally also appended to a
-/// journal file as they are made, so that what a killed restore added can be
-/// deleted by the next restore ([`CreatedPaths::load`]).
-#[derive(Debug, Clone, Default)]
-pub struct CreatedPaths(Arc<Mutex<Journal>>);
-
-#[derive(Debug, Default)]
-struct Journal {
-    paths: Vec<PathBuf>,
-    /// The journal file and its path; entries are NUL-terminated path bytes.
-    file: Option<(File, PathBuf)>,
-}
-
-impl CreatedPaths {
-    /// Records in memory and in a new journal file at `path` (replaced if
-    /// it exists), each path written as soon as it is created.
-    pub fn persisted(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        }
-        let file = File::create(path).map_err(|e| Error::io("creating journal", path, e))?;
-        Ok(CreatedPaths(Arc::new(Mutex::new(Journal {
-            paths: Vec::new(),
-            file: Some((file, path.to_path_buf())),
-        }))))
-    }
-
-    /// Reads a journal file written by [`CreatedPaths::persisted`] (a last
-    /// entry cut short by a crash is ignored: that path was not created yet).
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = fs::read(path).map_err(|e| Error::io("reading journal", path, e))?;
-        let mut paths: Vec<PathBuf> = bytes
-            .split(|b| *b == 0)
-            .map(|p| PathBuf::from(OsStr::from_bytes(p)))
-            .collect();
-        // After the last NUL: empty, or an entry cut short.
-        paths.pop();
-        if let Some(bad) = paths.iter().find(|p| !p.is_absolute()) {
-            return Err(Error::invalid(
-                path.display().to_string(),
-                format!("journal entry {} is not an absolute path", bad.display()),
-            ));
-        }
-        Ok(CreatedPaths(Arc::new(Mutex::new(Journal {
-            paths,
-            file: None,
-        }))))
-    }
-
-    fn push(&self, path: PathBuf) {
-        let mut j = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((file, _)) = &mut j.file {
-            let mut entry = path.as_os_str().as_bytes().to_vec();
-            entry.push(0);
-            // Best effort: the in-memory list still serves the rollback.
-            let _ = io::Write::write_all(file, &entry);
-        }
-        j.paths.push(path);
-    }
-
-    /// The paths recorded so far.
-    pub fn paths(&self) -> Vec<PathBuf> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .paths
-            .clone()
-    }
-
-    /// Deletes the journal file, if any (the restore it covers is settled).
-    pub fn discard_journal(&self) -> Result<()> {
-        let file = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .file
-            .take();
-        match file {
-            Some((_, path)) => match fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io("removing journal", &path, e)),
-            },
-            None => Ok(()),
-        }
-    }
-
-    /// Deletes the recorded paths, newest first: files, links and special
-    /// files, then directories once they are empty (a directory that still
-    /// holds something not created here is left). Returns how many were
-    /// deleted.
-    pub fn remove_all(&self) -> Result<usize> {
-        let paths =
-            std::mem::take(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner).paths);
-        let mut removed = 0;
-        for path in paths.iter().rev() {
-            let meta = match fs::symlink_metadata(path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("inspecting", path, e)),
-            };
-            let result = if meta.is_dir() {
-                match fs::remove_dir(path) {
-                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => continue,
-                    other => other,
-                }
-            } else {
-                fs::remove_file(path)
-            };
-            match result {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("removing", path, e)),
-            }
-        }
-        Ok(removed)
-    }
 }
 
 /// The kind of a special file.
@@ -484,7 +364,7 @@ pub struct Extractor {
     root: PathBuf,
     policy: Policy,
     allow_setuid: bool,
-    created: Option<CreatedPaths>,
+    journal: Option<RestoreJournal>,
     progress: Arc<dyn Progress>,
     dirs: Vec<(PathBuf, u32, u64)>,
     /// Directories under the target already known to be real directories
@@ -504,7 +384,7 @@ impl Extractor {
             root: PathBuf::new(),
             policy: Policy::default(),
             allow_setuid: false,
-            created: None,
+            journal: None,
             progress,
             dirs: Vec::new(),
             known_dirs: HashSet::new(),
@@ -520,16 +400,37 @@ impl Extractor {
         self
     }
 
-    /// Records every path this extraction creates in `created`.
-    pub fn with_journal(mut self, created: CreatedPaths) -> Self {
-        self.created = Some(created);
+    /// Records every path this extraction creates, and keeps the previous
+    /// version of every path it replaces, in `journal` (which can then undo
+    /// the extraction exactly).
+    pub fn with_journal(mut self, journal: RestoreJournal) -> Self {
+        self.journal = Some(journal);
         self
     }
 
-    fn record(&self, path: &Path) {
-        if let Some(c) = &self.created {
-            c.push(path.to_path_buf());
+    fn record(&self, path: &Path) -> Result<()> {
+        match &self.journal {
+            Some(j) => j.created(path),
+            None => Ok(()),
         }
+    }
+
+    /// With a journal: keeps the current version of `dest`, about to be
+    /// replaced, under a stash name beside it (a hard link, so `dest` stays
+    /// in place until the new version is renamed over it).
+    fn keep_previous(&mut self, dest: &Path) -> Result<()> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(());
+        };
+        let stash = self.side_name(dest, "old");
+        journal.replacing(dest, &stash)?;
+        if fs::hard_link(dest, &stash).is_err() {
+            // Hard links refused here (some filesystems, protected_hardlinks):
+            // move it aside instead.
+            fs::rename(dest, &stash)
+                .map_err(|e| Error::io("keeping the previous version of", dest, e))?;
+        }
+        Ok(())
     }
 
     /// Makes sure every parent of `rel` is a real directory inside the
@@ -558,7 +459,7 @@ impl Extractor {
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-                        self.record(&dir);
+                        self.record(&dir)?;
                     }
                     Err(e) => return Err(Error::io("inspecting", &dir, e)),
                 }
@@ -569,19 +470,24 @@ impl Extractor {
     }
 
     fn temp_name(&mut self, dest: &Path) -> PathBuf {
+        self.side_name(dest, "tmp")
+    }
+
+    /// `.<name>.backups-<what>-<pid>-<n>` beside `dest`.
+    fn side_name(&mut self, dest: &Path, what: &str) -> PathBuf {
         self.counter += 1;
         let file = dest
             .file_name()
             .map(OsStr::to_os_string)
             .unwrap_or_default();
-        let mut tmp = std::ffi::OsString::from(".");
-        tmp.push(file);
-        tmp.push(format!(
-            ".backups-tmp-{}-{}",
+        let mut name = std::ffi::OsString::from(".");
+        name.push(file);
+        name.push(format!(
+            ".backups-{what}-{}-{}",
             std::process::id(),
             self.counter
         ));
-        dest.with_file_name(tmp)
+        dest.with_file_name(name)
     }
 
     fn mode(&mut self, name: &str, mode: u32) -> u32 {
@@ -607,7 +513,7 @@ impl Extractor {
                     .map(Path::to_path_buf)
                     .collect();
                 for dir in missing.iter().rev() {
-                    self.record(dir);
+                    self.record(dir)?;
                 }
             }
             let target = &self.target;
@@ -633,6 +539,9 @@ impl Extractor {
         let is_new = existing
             .as_ref()
             .is_none_or(|m| matches!(kind, CheckedKind::Directory) && !m.is_dir());
+        if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+            self.keep_previous(&dest)?;
+        }
         match &kind {
             CheckedKind::Directory => {
                 match existing {
@@ -724,7 +633,7 @@ impl Extractor {
             }
         }
         if is_new {
-            self.record(&dest);
+            self.record(&dest)?;
         }
         count(&mut self.stats, &kind);
         self.progress.item(&name);
@@ -878,16 +787,29 @@ mod tests {
     }
 
     #[test]
-    fn journal_records_only_new_paths_and_removal_keeps_foreign_files() {
+    fn a_journaled_extraction_is_undone_exactly() {
+        use crate::journal::JournalEntry;
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("t");
         std::fs::create_dir_all(target.join("old")).unwrap();
-        std::fs::write(target.join("old/kept.txt"), "x").unwrap();
+        std::fs::write(target.join("old/kept.txt"), "previous").unwrap();
+        std::fs::write(target.join("x"), "was a file").unwrap();
+        std::os::unix::fs::symlink("somewhere", target.join("link")).unwrap();
+        let before = tree(&target);
         let mut tar = tar::Builder::new(Vec::new());
+        let dir_header = || {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_cksum();
+            h
+        };
         for (name, body) in [
             ("old/kept.txt", "new"),
             ("old/sub/new.txt", "n"),
             ("n.txt", "n"),
+            ("link", "now a file"),
         ] {
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
@@ -895,82 +817,88 @@ mod tests {
             h.set_cksum();
             tar.append_data(&mut h, name, body.as_bytes()).unwrap();
         }
-        let bytes = tar.into_inner().unwrap();
-        let journal = extract_journaled(&target, &bytes);
-        let root = target.canonicalize().unwrap();
-        assert_eq!(
-            journal.paths(),
-            vec![
-                root.join("old/sub"),
-                root.join("old/sub/new.txt"),
-                root.join("n.txt")
-            ]
-        );
-        // Something else appears in a created directory: it is left alone.
-        std::fs::write(root.join("old/sub/foreign"), "f").unwrap();
-        assert_eq!(journal.remove_all().unwrap(), 2);
-        assert!(root.join("old/sub/foreign").exists());
-        assert!(!root.join("n.txt").exists());
-        assert_eq!(
-            std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
-            "new"
-        );
-    }
-
-    /// Extracts `root_tar` into `target`, returning the journal.
-    fn extract_journaled(target: &Path, root_tar: &[u8]) -> CreatedPaths {
-        let journal = CreatedPaths::default();
-        let mut x = Extractor::new(target, Arc::new(crate::NoProgress))
-            .unwrap()
-            .with_journal(journal.clone());
-        x.visit(&mut &root_tar[..]).unwrap();
-        journal
-    }
-
-    #[test]
-    fn a_directory_replacing_a_file_is_journaled_as_new() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t");
-        std::fs::create_dir_all(&target).unwrap();
-        std::fs::write(target.join("x"), "was a file").unwrap();
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_cksum();
-        tar.append_data(&mut h, "x", &b""[..]).unwrap();
+        tar.append_data(&mut dir_header(), "x", &b""[..]).unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_size(1);
         h.set_mode(0o644);
         h.set_cksum();
         tar.append_data(&mut h, "x/y", &b"y"[..]).unwrap();
         let bytes = tar.into_inner().unwrap();
+
         let journal = extract_journaled(&target, &bytes);
-        assert!(target.join("x").is_dir());
-        assert_eq!(journal.remove_all().unwrap(), 2);
-        assert!(!target.join("x").exists(), "room for the file to come back");
+        let root = target.canonicalize().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
+            "new"
+        );
+        assert!(root.join("x").is_dir());
+        let entries = journal.entries();
+        assert!(entries.contains(&JournalEntry::Created(root.join("old/sub/new.txt"))));
+        let replaced: Vec<_> = entries
+            .iter()
+            .filter_map(|e| match e {
+                JournalEntry::Replaced { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replaced,
+            vec![root.join("old/kept.txt"), root.join("link"), root.join("x")]
+        );
+        let undone = journal.undo().unwrap();
+        assert_eq!((undone.removed, undone.restored), (5, 3), "{entries:?}");
+        assert_eq!(tree(&target), before, "exactly as it was, no stash left");
     }
 
     #[test]
-    fn persisted_journal_survives_and_a_cut_entry_is_ignored() {
+    fn settling_a_journal_drops_the_previous_versions() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("j/restore-x.created");
-        let j = CreatedPaths::persisted(&file).unwrap();
-        let a = dir.path().join("a");
-        std::fs::write(&a, "a").unwrap();
-        j.push(a.clone());
-        j.push(dir.path().join("b"));
-        drop(j);
-        let mut bytes = std::fs::read(&file).unwrap();
-        bytes.extend_from_slice(b"/half-writ");
-        std::fs::write(&file, &bytes).unwrap();
-        let loaded = CreatedPaths::load(&file).unwrap();
-        assert_eq!(loaded.paths(), vec![a.clone(), dir.path().join("b")]);
-        assert_eq!(loaded.remove_all().unwrap(), 1);
-        assert!(!a.exists());
-        std::fs::write(&file, b"relative\0").unwrap();
-        assert!(CreatedPaths::load(&file).is_err(), "only absolute paths");
+        let target = dir.path().join("t");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("a"), "previous").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "a", &b"new"[..]).unwrap();
+        let journal = extract_journaled(&target, &tar.into_inner().unwrap());
+        assert_eq!(tree(&target).len(), 2, "the stash beside it");
+        journal.settle().unwrap();
+        assert_eq!(
+            tree(&target),
+            vec![("a".to_string(), "new".to_string())],
+            "only the restored file"
+        );
+    }
+
+    /// (relative name, contents or link target or "dir") of a whole tree.
+    fn tree(root: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            let ft = e.file_type();
+            let what = if ft.is_symlink() {
+                std::fs::read_link(e.path()).unwrap().display().to_string()
+            } else if ft.is_dir() {
+                "dir".into()
+            } else {
+                std::fs::read_to_string(e.path()).unwrap()
+            };
+            out.push((rel, what));
+        }
+        out
+    }
+
+    /// Extracts `root_tar` into `target`, returning the journal.
+    fn extract_journaled(target: &Path, root_tar: &[u8]) -> RestoreJournal {
+        let journal = RestoreJournal::default();
+        let mut x = Extractor::new(target, Arc::new(crate::NoProgress))
+            .unwrap()
+            .with_journal(journal.clone());
+        x.visit(&mut &root_tar[..]).unwrap();
+        journal
     }
 
     #[test]

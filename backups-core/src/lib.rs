@@ -42,6 +42,7 @@ pub mod extract;
 pub mod files;
 pub mod gc;
 mod id;
+pub mod journal;
 pub mod lease;
 pub mod metadata;
 pub mod plan;

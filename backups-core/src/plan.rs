@@ -4,9 +4,10 @@
 //! stopped restores the safety backup and starts services again, so a
 //! restore cannot leave the controller worse than it found it.
 //!
-//! A rollback also deletes what the failed restore created: files (from a
-//! journal of the paths it made) and database collections (those that did
-//! not exist before the load).
+//! A rollback first takes the file changes back exactly, from the journal
+//! of the restore ([`crate::journal`]: what it created is deleted, what it
+//! replaced gets its previous version back), and drops the database
+//! collections the load added.
 //!
 //! A crash in the middle is recovered by restoring the `pre-restore` backup
 //! (`backups list` shows it; the error names it) with the journal the plan
@@ -21,8 +22,9 @@ use async_trait::async_trait;
 use crate::backups::{Backups, CreateRequest, Identity};
 use crate::database::{DatabaseDumper, DatabaseLoader};
 use crate::error::{Error, Result};
-use crate::extract::{CreatedPaths, ExtractOptions};
+use crate::extract::ExtractOptions;
 use crate::files::FileSet;
+use crate::journal::RestoreJournal;
 use crate::lease::{DEFAULT_LEASE_TTL, LeaseGuard};
 use crate::progress::Progress;
 use crate::restore::{RestoreReport, RestoreRequest, RestoreSource};
@@ -68,18 +70,18 @@ pub struct RestorePlan {
     pub ignore_free_space: bool,
     /// Identity and version checks against the target.
     pub preflight: Preflight,
-    /// Where to journal the paths the restore creates while it runs
-    /// ([`journal_path`]): if the process is killed, restoring the safety
-    /// backup with that journal deletes them. `None` keeps them in memory
-    /// only (a rollback still deletes them).
+    /// Where to keep the journal of the restore's file changes while it
+    /// runs ([`journal_path`]): if the process is killed, restoring the
+    /// safety backup with that journal takes them back first. `None` keeps
+    /// it in memory only (a rollback still uses it).
     pub journal_dir: Option<PathBuf>,
 }
 
-/// The journal of paths created by a restore whose safety backup is
-/// `safety_backup`: `<dir>/restore-<safety_backup>.created`. Restoring that
-/// safety backup with it (see [`RestoreRequest::undo_journal`]) deletes them.
+/// The journal of a restore whose safety backup is `safety_backup`:
+/// `<dir>/restore-<safety_backup>.journal`. Restoring that safety backup
+/// with it (see [`RestoreRequest::undo_journal`]) takes its changes back.
 pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
-    dir.join(format!("restore-{safety_backup}.created"))
+    dir.join(format!("restore-{safety_backup}.journal"))
 }
 
 /// What the restore target is, for the identity and version checks. Empty
@@ -344,9 +346,13 @@ impl StoreBackups {
             },
             _ => None,
         };
-        let created = match (&journal_dir, &safety_id) {
-            (Some(dir), Some(id)) => match CreatedPaths::persisted(&journal_path(dir, id)) {
-                Ok(c) => c,
+        // The journal that makes the file changes undoable: on disk when a
+        // journal directory is given (a killed restore is undone by the next
+        // restore of the safety backup), else in memory. Without a safety
+        // backup there is no rollback, so nothing is kept.
+        let journal = match (&journal_dir, &safety_id) {
+            (Some(dir), Some(id)) => match RestoreJournal::persisted(&journal_path(dir, id)) {
+                Ok(j) => Some(j),
                 Err(e) => {
                     if let Some(s) = &services {
                         let _ = s.start().await;
@@ -354,11 +360,17 @@ impl StoreBackups {
                     return Err(e);
                 }
             },
-            _ => CreatedPaths::default(),
+            (None, Some(_)) => Some(RestoreJournal::default()),
+            _ => None,
+        };
+        let settle = |journal: &Option<RestoreJournal>| {
+            if let Some(Err(e)) = journal.as_ref().map(RestoreJournal::settle) {
+                progress.warn(&e.to_string());
+            }
         };
         let steps = async {
             let mut request = request.clone();
-            request.journal = Some(created.clone());
+            request.journal = journal.clone();
             // Verified in full in step 1: no extra read of the archive.
             let report = self
                 .restore_unlocked(request, true, progress.clone())
@@ -371,9 +383,7 @@ impl StoreBackups {
         };
         match steps.await {
             Ok(restore) => {
-                if let Err(e) = created.discard_journal() {
-                    progress.warn(&e.to_string());
-                }
+                settle(&journal);
                 Ok(PlanReport {
                     restore,
                     safety_backup: safety_id,
@@ -393,9 +403,13 @@ impl StoreBackups {
                 progress.warn(&format!(
                     "restore failed ({cause}); rolling back to safety backup {id}"
                 ));
-                // What the failed restore added goes first; then what it
-                // replaced comes back from the safety backup.
-                let removed = created.remove_all();
+                // The file changes are taken back exactly (what was added is
+                // deleted, what was replaced gets its previous version back);
+                // then the safety backup is restored over them all the same.
+                let undone = match &journal {
+                    Some(j) => j.undo().map(|_| ()),
+                    None => Ok(()),
+                };
                 let dropped = match (&request.database, &namespaces_before) {
                     (Some(db), Some(before)) => drop_added_namespaces(db.as_ref(), before).await,
                     _ => Ok(()),
@@ -421,11 +435,9 @@ impl StoreBackups {
                     Some(s) => s.start_after_rollback().await,
                     None => Ok(()),
                 };
-                match removed.and(dropped).and(restored).and(started) {
+                match undone.and(dropped).and(restored).and(started) {
                     Ok(()) => {
-                        if let Err(e) = created.discard_journal() {
-                            progress.warn(&e.to_string());
-                        }
+                        settle(&journal);
                         Err(Error::RolledBack {
                             safety_backup: id,
                             cause: Box::new(cause),

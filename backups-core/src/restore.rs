@@ -11,7 +11,8 @@ use crate::backups::{ArchiveSource, Backups, StoreBackups, check_digests, scan};
 use crate::database::{DatabaseLoader, DumpForwarder, LoadSummary, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
-use crate::extract::{CreatedPaths, ExtractOptions, ExtractStats, Extractor, RootCheck};
+use crate::extract::{ExtractOptions, ExtractStats, Extractor, RootCheck};
+use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 
@@ -37,12 +38,12 @@ pub struct RestoreRequest {
     pub database: Option<Arc<dyn DatabaseLoader>>,
     /// Whether setuid bits and device nodes may be restored.
     pub options: ExtractOptions,
-    /// Where to record the paths the restore creates (a rollback deletes
-    /// them).
-    pub journal: Option<CreatedPaths>,
+    /// Where to record the restore's file changes (what it creates, and the
+    /// previous version of what it replaces), so they can be undone.
+    pub journal: Option<RestoreJournal>,
     /// A journal left by an interrupted restore (see
-    /// [`crate::plan::journal_path`]): once the archive is verified, the
-    /// paths it lists are deleted before extracting, and after a successful
+    /// [`crate::plan::journal_path`]): once the archive is verified, its
+    /// changes are taken back before extracting, and after a successful
     /// restore the journal file is removed. Missing file: nothing to undo.
     pub undo_journal: Option<PathBuf>,
 }
@@ -199,10 +200,12 @@ impl StoreBackups {
                 None
             }
             Some(path) if path.exists() => {
-                let journal = CreatedPaths::load(path)?;
-                let n = journal.remove_all()?;
+                let journal = RestoreJournal::load(path)?;
+                let undone = journal.undo()?;
                 progress.warn(&format!(
-                    "removed {n} paths that the interrupted restore had added (journal {})",
+                    "took back the interrupted restore: removed {} paths it had added, put back {} it had replaced (journal {})",
+                    undone.removed,
+                    undone.restored,
                     path.display()
                 ));
                 Some(path.clone())
@@ -277,6 +280,7 @@ impl StoreBackups {
         }
         if let Some(path) = undo
             && let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
         {
             progress.warn(&format!("could not remove journal {}: {e}", path.display()));
         }

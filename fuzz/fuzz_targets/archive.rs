@@ -1,7 +1,7 @@
 //! Archive reader + extractor on arbitrary bytes: never panics, never
-//! writes outside the target directory, and the journal of created paths
-//! accounts for everything (deleting it leaves the sandbox empty, which is
-//! what a rollback relies on).
+//! writes outside the target directory, and its journal accounts for
+//! everything (undoing it leaves the sandbox empty, which is what a rollback
+//! relies on).
 #![no_main]
 
 use std::path::Path;
@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use backups_core::NoProgress;
 use backups_core::archive::reader::read_archive;
-use backups_core::extract::{CreatedPaths, Extractor};
+use backups_core::extract::Extractor;
+use backups_core::journal::RestoreJournal;
 use libfuzzer_sys::fuzz_target;
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let target = sandbox.path().join("target");
-    let journal = CreatedPaths::default();
+    let journal = RestoreJournal::default();
     let Ok(extractor) = Extractor::new(&target, Arc::new(NoProgress)) else {
         return;
     };
@@ -42,14 +43,14 @@ fuzz_target!(|data: &[u8]| {
             p.display()
         );
     }
-    // As root (directory modes cannot stop the deletion), removing what the
-    // journal lists leaves nothing behind.
+    // As root (directory modes cannot stop the deletion), undoing the
+    // journal leaves nothing behind.
     let root = std::fs::metadata(sandbox.path()).is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
     });
     if root {
-        journal.remove_all().expect("journaled paths can be removed");
+        journal.undo().expect("the extraction can be undone");
         let left = files_under(sandbox.path());
         assert!(left.is_empty(), "not journaled: {left:?}");
     }

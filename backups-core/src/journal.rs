@@ -1,0 +1,325 @@
+//! The journal of a restore: every path it created and every file it
+//! replaced, so that a failed or killed restore can be undone exactly.
+//!
+//! A replaced file is not lost when the new one is renamed over it: the
+//! extractor first hard-links it to a stash name beside it
+//! (`.<name>.backups-old-<pid>-<n>`), and the journal records the pair before
+//! the link is made. Undoing renames every stash back and deletes what was
+//! created, newest first; settling (after a successful restore) deletes the
+//! stashes. A persisted journal is written entry by entry as the restore
+//! goes, so a restore killed midway can be undone by the next one
+//! ([`RestoreJournal::load`]).
+//!
+//! File format: records one after another, each a tag byte then
+//! NUL-terminated absolute paths: `C<path>\0` (created) or
+//! `R<path>\0<stash>\0` (replaced). A last record cut short by a crash is
+//! ignored: the change it announced had not been made.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::{Error, Result};
+
+/// One change a restore made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalEntry {
+    /// A path that did not exist before.
+    Created(PathBuf),
+    /// A path that existed; its old version is kept at `stash`.
+    Replaced {
+        /// The restored path.
+        path: PathBuf,
+        /// Where its previous version is kept until the restore settles.
+        stash: PathBuf,
+    },
+}
+
+/// What [`RestoreJournal::undo`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Undone {
+    /// Created paths deleted.
+    pub removed: usize,
+    /// Replaced paths given their previous version back.
+    pub restored: usize,
+}
+
+/// The changes of one restore (cheap to clone: clones share the journal).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreJournal(Arc<Mutex<Inner>>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: Vec<JournalEntry>,
+    /// The journal file, written as entries are added.
+    file: Option<File>,
+    /// Where the journal file is (a persisted or loaded journal).
+    path: Option<PathBuf>,
+}
+
+fn lock(j: &RestoreJournal) -> std::sync::MutexGuard<'_, Inner> {
+    j.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+impl RestoreJournal {
+    /// A journal kept in memory and in a new file at `path` (replaced if it
+    /// exists), each entry written before the change it describes.
+    pub fn persisted(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| Error::io("creating journal", path, e))?;
+        Ok(RestoreJournal(Arc::new(Mutex::new(Inner {
+            entries: Vec::new(),
+            file: Some(file),
+            path: Some(path.to_path_buf()),
+        }))))
+    }
+
+    /// Reads a journal file written by [`RestoreJournal::persisted`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).map_err(|e| Error::io("reading journal", path, e))?;
+        let bad = |reason: String| Error::invalid(path.display().to_string(), reason);
+        let mut entries = Vec::new();
+        let mut rest = &bytes[..];
+        // Takes one NUL-terminated absolute path; None when cut short.
+        let take = |rest: &mut &[u8]| -> Option<Result<PathBuf>> {
+            let end = rest.iter().position(|b| *b == 0)?;
+            let p = PathBuf::from(OsStr::from_bytes(&rest[..end]));
+            *rest = &rest[end + 1..];
+            Some(if p.is_absolute() {
+                Ok(p)
+            } else {
+                Err(bad(format!(
+                    "journal entry {} is not an absolute path",
+                    p.display()
+                )))
+            })
+        };
+        while let Some((&tag, after)) = rest.split_first() {
+            rest = after;
+            let entry = match tag {
+                b'C' => match take(&mut rest) {
+                    Some(p) => JournalEntry::Created(p?),
+                    None => break,
+                },
+                b'R' => match (take(&mut rest), take(&mut rest)) {
+                    (Some(path), Some(stash)) => JournalEntry::Replaced {
+                        path: path?,
+                        stash: stash?,
+                    },
+                    _ => break,
+                },
+                other => return Err(bad(format!("unknown journal record {other:#04x}"))),
+            };
+            entries.push(entry);
+        }
+        Ok(RestoreJournal(Arc::new(Mutex::new(Inner {
+            entries,
+            file: None,
+            path: Some(path.to_path_buf()),
+        }))))
+    }
+
+    fn add(&self, entry: JournalEntry) -> Result<()> {
+        let mut j = lock(self);
+        if let Some(file) = &mut j.file {
+            let mut record = Vec::new();
+            let paths: Vec<&Path> = match &entry {
+                JournalEntry::Created(p) => {
+                    record.push(b'C');
+                    vec![p]
+                }
+                JournalEntry::Replaced { path, stash } => {
+                    record.push(b'R');
+                    vec![path, stash]
+                }
+            };
+            for p in paths {
+                record.extend_from_slice(p.as_os_str().as_bytes());
+                record.push(0);
+            }
+            file.write_all(&record)
+                .map_err(|e| Error::io("writing journal", j.path.clone().unwrap_or_default(), e))?;
+        }
+        j.entries.push(entry);
+        Ok(())
+    }
+
+    /// Records a path that was just created.
+    pub(crate) fn created(&self, path: &Path) -> Result<()> {
+        self.add(JournalEntry::Created(path.to_path_buf()))
+    }
+
+    /// Records that `path` is about to be replaced, its current version
+    /// kept at `stash` (call before making the stash).
+    pub(crate) fn replacing(&self, path: &Path, stash: &Path) -> Result<()> {
+        self.add(JournalEntry::Replaced {
+            path: path.to_path_buf(),
+            stash: stash.to_path_buf(),
+        })
+    }
+
+    /// The changes recorded so far, oldest first.
+    pub fn entries(&self) -> Vec<JournalEntry> {
+        lock(self).entries.clone()
+    }
+
+    /// Takes the restore back, newest change first: created files, links and
+    /// special files are deleted, created directories once empty (one that
+    /// holds something else is left), and every replaced path gets its
+    /// previous version back from its stash.
+    pub fn undo(&self) -> Result<Undone> {
+        let entries = std::mem::take(&mut lock(self).entries);
+        let mut done = Undone::default();
+        for entry in entries.iter().rev() {
+            match entry {
+                JournalEntry::Created(path) => {
+                    if remove_created(path)? {
+                        done.removed += 1;
+                    }
+                }
+                JournalEntry::Replaced { path, stash } => {
+                    if fs::symlink_metadata(stash).is_err() {
+                        continue; // the replacement never happened
+                    }
+                    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+                        // A directory the restore made in its place.
+                        fs::remove_dir(path).map_err(|e| Error::io("removing", path, e))?;
+                    }
+                    fs::rename(stash, path)
+                        .map_err(|e| Error::io("putting back the previous version of", path, e))?;
+                    done.restored += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// The restore stands: deletes the stashed previous versions and the
+    /// journal file.
+    pub fn settle(&self) -> Result<()> {
+        let (entries, path) = {
+            let mut j = lock(self);
+            j.file = None;
+            (std::mem::take(&mut j.entries), j.path.take())
+        };
+        for entry in &entries {
+            if let JournalEntry::Replaced { stash, .. } = entry {
+                ignore_missing(fs::remove_file(stash))
+                    .map_err(|e| Error::io("removing the previous version", stash, e))?;
+            }
+        }
+        if let Some(path) = path {
+            ignore_missing(fs::remove_file(&path))
+                .map_err(|e| Error::io("removing journal", &path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes one created path; false when it was gone or is a directory that
+/// holds something else.
+fn remove_created(path: &Path) -> Result<bool> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("inspecting", path, e)),
+    };
+    let result = if meta.is_dir() {
+        match fs::remove_dir(path) {
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => return Ok(false),
+            other => other,
+        }
+    } else {
+        fs::remove_file(path)
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("removing", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_persisted_journal_loads_back_and_a_cut_record_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("j/restore-x.created");
+        let j = RestoreJournal::persisted(&file).unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        j.created(&a).unwrap();
+        j.replacing(&b, &dir.path().join(".b.old")).unwrap();
+        drop(j);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend_from_slice(b"R/half\0/writ");
+        std::fs::write(&file, &bytes).unwrap();
+        let loaded = RestoreJournal::load(&file).unwrap();
+        assert_eq!(
+            loaded.entries(),
+            vec![
+                JournalEntry::Created(a),
+                JournalEntry::Replaced {
+                    path: b,
+                    stash: dir.path().join(".b.old")
+                }
+            ]
+        );
+        std::fs::write(&file, b"Crelative\0").unwrap();
+        assert!(RestoreJournal::load(&file).is_err(), "only absolute paths");
+        std::fs::write(&file, b"X/a\0").unwrap();
+        assert!(RestoreJournal::load(&file).is_err(), "unknown record");
+    }
+
+    #[test]
+    fn undo_puts_back_replaced_versions_newest_first_and_settle_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conf");
+        std::fs::write(&p, "original").unwrap();
+        let j = RestoreJournal::default();
+        // Replaced twice (duplicate entries in an archive): undo must end
+        // with the original, not the first replacement.
+        for (n, content) in ["first", "second"].iter().enumerate() {
+            let stash = dir.path().join(format!(".conf.old{n}"));
+            j.replacing(&p, &stash).unwrap();
+            std::fs::hard_link(&p, &stash).unwrap();
+            let tmp = dir.path().join(".tmp");
+            std::fs::write(&tmp, content).unwrap();
+            std::fs::rename(&tmp, &p).unwrap();
+        }
+        let created = dir.path().join("new");
+        std::fs::write(&created, "n").unwrap();
+        j.created(&created).unwrap();
+        assert_eq!(
+            j.undo().unwrap(),
+            Undone {
+                removed: 1,
+                restored: 2
+            }
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "original");
+        assert!(!created.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no stash left after undo");
+
+        let j = RestoreJournal::default();
+        let stash = dir.path().join(".conf.old");
+        j.replacing(&p, &stash).unwrap();
+        std::fs::hard_link(&p, &stash).unwrap();
+        j.settle().unwrap();
+        assert!(!stash.exists() && p.exists());
+    }
+}
