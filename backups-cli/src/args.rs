@@ -208,11 +208,12 @@ a plan, confirmed first (--yes to skip; refused without a terminal), and
 --dry-run prints its steps: verify everything -> preflight ->
 safety backup of the live state (label pre-restore) -> stop -> load database
 and extract files -> post-restore -> start. If anything fails after stop, the
-safety backup is restored in place (what the restore added is deleted) and
-the services started again (exit 10). If backups itself is killed midway,
-`backups restore <pre-restore id> --target / --yes` undoes it: the paths the
-killed restore created are journaled in $BACKUPS_STATE_DIR (default
-~/.local/state/backups) and deleted first.
+restore is taken back (every replaced file gets its previous version back,
+kept beside it until the restore settles; what it created is deleted), the
+safety backup is restored in place and the services started again (exit
+10). If backups itself is killed midway, `backups restore <pre-restore id>
+--target / --yes` undoes it from the journal the restore kept in
+$BACKUPS_STATE_DIR (default ~/.local/state/backups).
 
 Hooks run with sh -c in their own process group, each for at most
 --hook-timeout (then the group is killed and the hook has failed). Their
