@@ -547,7 +547,13 @@ impl Extractor {
                 match existing {
                     Some(m) if m.is_dir() => {}
                     Some(_) => {
-                        fs::remove_file(&dest).map_err(|e| Error::io("replacing", &dest, e))?;
+                        // (Already moved aside when hard links were refused.)
+                        match fs::remove_file(&dest) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                                return Err(Error::io("replacing", &dest, e));
+                            }
+                            _ => {}
+                        }
                         fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?;
                     }
                     None => fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?,
