@@ -545,7 +545,11 @@ impl Extractor {
         match &kind {
             CheckedKind::Directory => {
                 match existing {
-                    Some(m) if m.is_dir() => {}
+                    Some(m) if m.is_dir() => {
+                        if let Some(j) = &self.journal {
+                            j.directory(&dest, &m)?;
+                        }
+                    }
                     Some(_) => {
                         // (Already moved aside when hard links were refused.)
                         match fs::remove_file(&dest) {
@@ -799,6 +803,8 @@ mod tests {
         let target = dir.path().join("t");
         std::fs::create_dir_all(target.join("old")).unwrap();
         std::fs::write(target.join("old/kept.txt"), "previous").unwrap();
+        std::fs::set_permissions(target.join("old"), fs::Permissions::from_mode(0o700)).unwrap();
+        set_mtime_nofollow(&target.join("old"), 1_000_000).unwrap();
         std::fs::write(target.join("x"), "was a file").unwrap();
         std::os::unix::fs::symlink("somewhere", target.join("link")).unwrap();
         let before = tree(&target);
@@ -811,6 +817,7 @@ mod tests {
             h.set_cksum();
             h
         };
+        tar.append_data(&mut dir_header(), "old", &b""[..]).unwrap();
         for (name, body) in [
             ("old/kept.txt", "new"),
             ("old/sub/new.txt", "n"),
@@ -851,9 +858,24 @@ mod tests {
             replaced,
             vec![root.join("old/kept.txt"), root.join("link"), root.join("x")]
         );
+        assert_eq!(
+            fs::metadata(root.join("old")).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
         let undone = journal.undo().unwrap();
-        assert_eq!((undone.removed, undone.restored), (5, 3), "{entries:?}");
+        assert_eq!(
+            (undone.removed, undone.restored, undone.directories),
+            (5, 3, 1),
+            "{entries:?}"
+        );
         assert_eq!(tree(&target), before, "exactly as it was, no stash left");
+        let old = fs::metadata(root.join("old")).unwrap();
+        assert_eq!(old.permissions().mode() & 0o7777, 0o700);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::mtime(&old),
+            1_000_000,
+            "directory metadata back too"
+        );
     }
 
     #[test]

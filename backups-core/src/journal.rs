@@ -10,10 +10,14 @@
 //! goes, so a restore killed midway can be undone by the next one
 //! ([`RestoreJournal::load`]).
 //!
+//! An existing directory keeps its place, but the restore may change its
+//! mode, owner and mtime: those are recorded first and set back on undo.
+//!
 //! File format: records one after another, each a tag byte then
-//! NUL-terminated absolute paths: `C<path>\0` (created) or
-//! `R<path>\0<stash>\0` (replaced). A last record cut short by a crash is
-//! ignored: the change it announced had not been made.
+//! NUL-terminated fields: `C<path>\0` (created), `R<path>\0<stash>\0`
+//! (replaced) or `D<path>\0<mode> <uid> <gid> <mtime>\0` (directory
+//! metadata, decimal). A last record cut short by a crash is ignored: the
+//! change it announced had not been made.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -36,6 +40,19 @@ pub enum JournalEntry {
         /// Where its previous version is kept until the restore settles.
         stash: PathBuf,
     },
+    /// An existing directory whose metadata the restore may change.
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Its previous permission bits.
+        mode: u32,
+        /// Its previous owner.
+        uid: u32,
+        /// Its previous group.
+        gid: u32,
+        /// Its previous modification time (seconds since the epoch).
+        mtime: i64,
+    },
 }
 
 /// What [`RestoreJournal::undo`] did.
@@ -45,6 +62,8 @@ pub struct Undone {
     pub removed: usize,
     /// Replaced paths given their previous version back.
     pub restored: usize,
+    /// Existing directories given their previous metadata back.
+    pub directories: usize,
 }
 
 /// The changes of one restore (cheap to clone: clones share the journal).
@@ -120,6 +139,33 @@ impl RestoreJournal {
                     },
                     _ => break,
                 },
+                b'D' => {
+                    let Some(path) = take(&mut rest) else { break };
+                    let Some(end) = rest.iter().position(|b| *b == 0) else {
+                        break;
+                    };
+                    let fields = String::from_utf8_lossy(&rest[..end]).into_owned();
+                    rest = &rest[end + 1..];
+                    let n: Vec<i64> = fields
+                        .split(' ')
+                        .map(str::parse)
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|_| bad(format!("bad directory record {fields:?}")))?;
+                    let [mode, uid, gid, mtime] = n[..] else {
+                        return Err(bad(format!("bad directory record {fields:?}")));
+                    };
+                    let small = |v: i64| {
+                        u32::try_from(v)
+                            .map_err(|_| bad(format!("bad directory record {fields:?}")))
+                    };
+                    JournalEntry::Directory {
+                        path: path?,
+                        mode: small(mode)?,
+                        uid: small(uid)?,
+                        gid: small(gid)?,
+                        mtime,
+                    }
+                }
                 other => return Err(bad(format!("unknown journal record {other:#04x}"))),
             };
             entries.push(entry);
@@ -144,9 +190,24 @@ impl RestoreJournal {
                     record.push(b'R');
                     vec![path, stash]
                 }
+                JournalEntry::Directory { path, .. } => {
+                    record.push(b'D');
+                    vec![path]
+                }
             };
             for p in paths {
                 record.extend_from_slice(p.as_os_str().as_bytes());
+                record.push(0);
+            }
+            if let JournalEntry::Directory {
+                mode,
+                uid,
+                gid,
+                mtime,
+                ..
+            } = &entry
+            {
+                record.extend_from_slice(format!("{mode} {uid} {gid} {mtime}").as_bytes());
                 record.push(0);
             }
             file.write_all(&record)
@@ -167,6 +228,18 @@ impl RestoreJournal {
         self.add(JournalEntry::Replaced {
             path: path.to_path_buf(),
             stash: stash.to_path_buf(),
+        })
+    }
+
+    /// Records an existing directory's metadata before the restore changes it.
+    pub(crate) fn directory(&self, path: &Path, meta: &fs::Metadata) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        self.add(JournalEntry::Directory {
+            path: path.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
         })
     }
 
@@ -200,6 +273,36 @@ impl RestoreJournal {
                     fs::rename(stash, path)
                         .map_err(|e| Error::io("putting back the previous version of", path, e))?;
                     done.restored += 1;
+                }
+                JournalEntry::Directory {
+                    path,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                } => {
+                    use std::os::unix::fs::PermissionsExt;
+                    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+                        continue;
+                    }
+                    let _ = std::os::unix::fs::lchown(path, Some(*uid), Some(*gid));
+                    fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                        .map_err(|e| Error::io("setting back the mode of", path, e))?;
+                    let at = rustix::fs::Timespec {
+                        tv_sec: *mtime,
+                        tv_nsec: 0,
+                    };
+                    rustix::fs::utimensat(
+                        rustix::fs::CWD,
+                        path,
+                        &rustix::fs::Timestamps {
+                            last_access: at,
+                            last_modification: at,
+                        },
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| Error::io("setting back the mtime of", path, e.into()))?;
+                    done.directories += 1;
                 }
             }
         }
@@ -263,20 +366,22 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         j.created(&a).unwrap();
         j.replacing(&b, &dir.path().join(".b.old")).unwrap();
+        j.directory(dir.path(), &std::fs::metadata(dir.path()).unwrap())
+            .unwrap();
+        let recorded = j.entries();
         drop(j);
         let mut bytes = std::fs::read(&file).unwrap();
         bytes.extend_from_slice(b"R/half\0/writ");
         std::fs::write(&file, &bytes).unwrap();
         let loaded = RestoreJournal::load(&file).unwrap();
+        assert_eq!(loaded.entries(), recorded);
+        assert_eq!(recorded[0], JournalEntry::Created(a));
         assert_eq!(
-            loaded.entries(),
-            vec![
-                JournalEntry::Created(a),
-                JournalEntry::Replaced {
-                    path: b,
-                    stash: dir.path().join(".b.old")
-                }
-            ]
+            recorded[1],
+            JournalEntry::Replaced {
+                path: b,
+                stash: dir.path().join(".b.old")
+            }
         );
         std::fs::write(&file, b"Crelative\0").unwrap();
         assert!(RestoreJournal::load(&file).is_err(), "only absolute paths");
@@ -307,7 +412,8 @@ mod tests {
             j.undo().unwrap(),
             Undone {
                 removed: 1,
-                restored: 2
+                restored: 2,
+                directories: 0
             }
         );
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "original");
