@@ -200,8 +200,9 @@ Examples:
   backups restore 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97 --target / --dry-run
   backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*' --yes
-  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --safety-path /var/lib/juju \\
-    --stop-cmd 'systemctl stop jujud' --start-cmd 'systemctl start jujud' --yes
+  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri \\
+    --safety-path /var/lib/juju --stop-cmd 'systemctl stop jujud' \\
+    --start-cmd 'systemctl start jujud' --yes
 
 In place (--target /), with hooks or with --safety-path the restore runs as
 a plan, confirmed first (--yes to skip; refused without a terminal), and
