@@ -103,8 +103,17 @@ pub(crate) async fn restore(
                 },
                 dumper,
                 loader: database,
+                // The safety backup is of the target: its identity, where
+                // known (--target-*), else this host's.
                 identity: Identity {
-                    model_uuid: host_model_uuid(),
+                    model_uuid: a
+                        .target_model_uuid
+                        .clone()
+                        .or_else(|| std::env::var("BACKUPS_MODEL_UUID").ok())
+                        .unwrap_or_else(host_model_uuid),
+                    controller_uuid: a.target_controller_uuid.clone().unwrap_or_default(),
+                    version: a.target_version.clone().unwrap_or_default(),
+                    ha_nodes: a.target_ha_nodes.unwrap_or(0),
                     hostname: host_name(),
                     ..Default::default()
                 },

@@ -1837,14 +1837,11 @@ fn restore_plan_runs_hooks_in_order_after_a_safety_backup() {
         std::fs::read_to_string(&log).unwrap(),
         "stop\npost\nstart\n"
     );
-    let list = env.json(&["list", "--json"]);
-    let safety: Vec<_> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["Labels"][0] == "pre-restore")
-        .collect();
-    assert_eq!(safety.len(), 1, "{list}");
+    let safety = safety_backup(&env);
+    assert_eq!(
+        safety["ModelUUID"], MODEL,
+        "the safety backup carries the target's model (BACKUPS_MODEL_UUID)"
+    );
     // Without --yes and without a terminal, a plan refuses to start.
     let (code, err) = env.fail(&[
         "restore",
