@@ -1770,6 +1770,21 @@ fn walk_all(root: &Path) -> Vec<PathBuf> {
 
 // ---- restore plan: hooks, safety backup, rollback ----------------------------
 
+/// `restore ID --target / --safety-path LIVE EXTRA... --yes`.
+fn in_place<'a>(id: &'a str, live: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "restore",
+        id,
+        "--target",
+        "/",
+        "--safety-path",
+        live.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push("--yes");
+    args
+}
+
 /// The metadata of the store's (one) `pre-restore` safety backup.
 fn safety_backup(env: &Env) -> Value {
     let list = env.json(&["list", "--json"]);
@@ -1809,21 +1824,18 @@ fn restore_plan_runs_hooks_in_order_after_a_safety_backup() {
     let (live, id) = plan_setup(&env);
     let log = env.path().join("hooks.log");
     let l = log.display();
-    let out = env.ok(&[
-        "restore",
+    let out = env.ok(&in_place(
         &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--stop-cmd",
-        &format!("echo stop >> {l}"),
-        "--post-restore-cmd",
-        &format!("echo post >> {l}"),
-        "--start-cmd",
-        &format!("echo start >> {l}"),
-        "--yes",
-    ]);
+        &live,
+        &[
+            "--stop-cmd",
+            &format!("echo stop >> {l}"),
+            "--post-restore-cmd",
+            &format!("echo post >> {l}"),
+            "--start-cmd",
+            &format!("echo start >> {l}"),
+        ],
+    ));
     assert!(out.starts_with("Restored"), "{out}");
     assert_eq!(
         std::fs::read_to_string(live.join("conf/a.txt")).unwrap(),
@@ -1862,21 +1874,18 @@ fn failing_post_restore_hook_rolls_back_to_the_live_state() {
     let before = snapshot(&live);
     let log = env.path().join("hooks.log");
     let l = log.display();
-    let (code, err) = env.fail(&[
-        "restore",
+    let (code, err) = env.fail(&in_place(
         &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--stop-cmd",
-        &format!("echo stop >> {l}"),
-        "--post-restore-cmd",
-        "echo 'cannot rewrite agent.conf' >&2; exit 3",
-        "--start-cmd",
-        &format!("echo start >> {l}"),
-        "--yes",
-    ]);
+        &live,
+        &[
+            "--stop-cmd",
+            &format!("echo stop >> {l}"),
+            "--post-restore-cmd",
+            "echo 'cannot rewrite agent.conf' >&2; exit 3",
+            "--start-cmd",
+            &format!("echo start >> {l}"),
+        ],
+    ));
     assert_eq!(code, 10, "{err}");
     assert!(
         err.contains("rolled back to safety backup") && err.contains("cannot rewrite agent.conf"),
@@ -1910,17 +1919,11 @@ fn a_restore_killed_midway_is_undone_by_restoring_its_safety_backup() {
     let before = snapshot(&live);
     // The post-restore hook kills backups itself (its parent): files are
     // restored, services stopped, the lease still held.
-    let out = env.run(&[
-        "restore",
+    let out = env.run(&in_place(
         &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--post-restore-cmd",
-        "kill -9 $PPID",
-        "--yes",
-    ]);
+        &live,
+        &["--post-restore-cmd", "kill -9 $PPID"],
+    ));
     assert_eq!(out.status.code(), None, "killed by a signal");
     assert_eq!(
         std::fs::read_to_string(live.join("conf/added/deep/b.txt")).unwrap(),
@@ -1975,17 +1978,7 @@ fn a_rollback_puts_back_files_outside_the_safety_paths_too() {
     let (before_live, before_other) = (snapshot(&live), snapshot(&other));
     // The safety backup covers only `live`; `other/o.txt` is overwritten
     // too, and the journal keeps its previous version.
-    let (code, err) = env.fail(&[
-        "restore",
-        &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--post-restore-cmd",
-        "exit 5",
-        "--yes",
-    ]);
+    let (code, err) = env.fail(&in_place(&id, &live, &["--post-restore-cmd", "exit 5"]));
     assert_eq!(code, 10, "{err}");
     assert_eq!(snapshot(&other), before_other, "outside the safety paths");
     assert_eq!(snapshot(&live), before_live);
@@ -2133,17 +2126,10 @@ fn an_in_place_restore_asks_first() {
 fn hooks_see_the_restore_and_their_output_is_shown() {
     let env = Env::new();
     let (live, id) = plan_setup(&env);
-    let out = env.run(&[
-        "restore",
-        &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
+    let out = env.run(&in_place(&id, &live, &[
         "--post-restore-cmd",
         "echo \"$BACKUPS_HOOK of $BACKUPS_RESTORE_SOURCE into $BACKUPS_RESTORE_TARGET\"; echo on-stderr >&2",
-        "--yes",
-    ]);
+    ]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -2164,19 +2150,11 @@ fn a_hung_stop_hook_is_killed_at_its_timeout_and_changes_nothing() {
     let before = snapshot(&live);
     let pid_file = env.path().join("sleeper.pid");
     let stop = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
-    let (code, err) = env.fail(&[
-        "restore",
+    let (code, err) = env.fail(&in_place(
         &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--stop-cmd",
-        &stop,
-        "--hook-timeout",
-        "1s",
-        "--yes",
-    ]);
+        &live,
+        &["--stop-cmd", &stop, "--hook-timeout", "1s"],
+    ));
     assert_eq!(code, 12, "{err}");
     assert!(err.contains("timed out after 1s (--hook-timeout)"), "{err}");
     assert_eq!(snapshot(&live), before, "nothing changed");
@@ -2193,17 +2171,7 @@ fn a_hung_stop_hook_is_killed_at_its_timeout_and_changes_nothing() {
 fn failing_stop_hook_changes_nothing() {
     let env = Env::new();
     let (live, id) = plan_setup(&env);
-    let (code, err) = env.fail(&[
-        "restore",
-        &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--stop-cmd",
-        "exit 7",
-        "--yes",
-    ]);
+    let (code, err) = env.fail(&in_place(&id, &live, &["--stop-cmd", "exit 7"]));
     assert_eq!(code, 12, "{err}");
     assert!(err.contains("stop hook `exit 7` failed"), "{err}");
     assert_eq!(
@@ -2410,19 +2378,16 @@ fn a_failing_start_hook_rolls_back_and_starts_again() {
         flag = env.path().join("tried").display(),
         log = log.display()
     );
-    let (code, err) = env.fail(&[
-        "restore",
+    let (code, err) = env.fail(&in_place(
         &id,
-        "--target",
-        "/",
-        "--safety-path",
-        live.to_str().unwrap(),
-        "--stop-cmd",
-        &format!("echo stop >> {}", log.display()),
-        "--start-cmd",
-        &start,
-        "--yes",
-    ]);
+        &live,
+        &[
+            "--stop-cmd",
+            &format!("echo stop >> {}", log.display()),
+            "--start-cmd",
+            &start,
+        ],
+    ));
     assert_eq!(code, 10, "{err}");
     assert!(err.contains("jujud did not come up"), "{err}");
     assert_eq!(snapshot(&live), before, "the pre-restore state is back");
