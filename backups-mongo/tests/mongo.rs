@@ -210,6 +210,32 @@ async fn shape(db: &Database) -> BTreeMap<String, (Document, Vec<Document>)> {
     out
 }
 
+/// A dumper of database `db` only.
+async fn dumper_of(uri: &str, db: &str) -> MongoDumper {
+    MongoDumper::connect(
+        uri,
+        DumpOptions {
+            include_dbs: vec![db.to_string()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A loader that loads database `from` of a dump into `to`.
+async fn loader_into(uri: &str, from: &str, to: &str) -> MongoLoader {
+    MongoLoader::connect(
+        uri,
+        LoadOptions {
+            db_rename: vec![(from.to_string(), to.to_string())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn restore_db(
     backups: &StoreBackups,
     id: &BackupId,
@@ -239,30 +265,14 @@ async fn every_type_index_and_option_round_trips() {
     let tree = sample_tree(tmp.path());
     let backups = memory();
     let mut req = request(vec![tree.clone()]);
-    let dumper = MongoDumper::connect(
-        &uri,
-        DumpOptions {
-            include_dbs: vec![src.clone()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let dumper = dumper_of(&uri, &src).await;
     req.database = Some(Arc::new(dumper));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     assert_eq!(meta.databases[&format!("{src}.types")], 21);
     assert_eq!(meta.databases[&format!("{src}.large")], 20_000);
     assert_eq!(meta.databases[&format!("{src}.empty")], 0);
 
-    let loader = MongoLoader::connect(
-        &uri,
-        LoadOptions {
-            db_rename: vec![(src.clone(), dst.clone())],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let loader = loader_into(&uri, &src, &dst).await;
     let report = restore_db(
         &backups,
         meta.id.as_ref().unwrap(),
@@ -313,17 +323,7 @@ async fn python_bson_decodes_every_dump_file() {
     let tmp = tempfile::tempdir().unwrap();
     let backups = memory();
     let mut req = request(vec![sample_tree(tmp.path())]);
-    req.database = Some(Arc::new(
-        MongoDumper::connect(
-            &uri,
-            DumpOptions {
-                include_dbs: vec![src.clone()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-    ));
+    req.database = Some(Arc::new(dumper_of(&uri, &src).await));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     let out = tmp.path().join("b.tar.gz");
     backups
@@ -520,17 +520,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
     let backups = memory();
     let tmp = tempfile::tempdir().unwrap();
     let mut req = request(vec![sample_tree(tmp.path())]);
-    req.database = Some(Arc::new(
-        MongoDumper::connect(
-            &uri,
-            DumpOptions {
-                include_dbs: vec![src.clone()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-    ));
+    req.database = Some(Arc::new(dumper_of(&uri, &src).await));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let written = writer.await.unwrap();
@@ -540,15 +530,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
         meta.databases
     );
 
-    let loader = MongoLoader::connect(
-        &uri,
-        LoadOptions {
-            db_rename: vec![(src.clone(), dst.clone())],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let loader = loader_into(&uri, &src, &dst).await;
     let report = restore_db(
         &backups,
         meta.id.as_ref().unwrap(),
@@ -627,15 +609,7 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("dup.tar.gz"), bytes).unwrap();
     let dst = unique("dup");
-    let loader = MongoLoader::connect(
-        &uri,
-        LoadOptions {
-            db_rename: vec![("d".into(), dst.clone())],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let loader = loader_into(&uri, "d", &dst).await;
     let err = memory()
         .restore(
             RestoreRequest {
