@@ -346,12 +346,7 @@ impl DatabaseLoader for MongoLoader {
             if SYSTEM_DATABASES.contains(&db) {
                 continue;
             }
-            self.client
-                .database(db)
-                .collection::<Document>(coll)
-                .drop()
-                .await
-                .map_err(|e| db_error(format!("dropping {ns}"), e))?;
+            drop_collection(&self.client.database(db), coll).await?;
         }
         Ok(())
     }
