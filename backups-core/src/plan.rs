@@ -324,45 +324,39 @@ impl StoreBackups {
         // Verifying and the safety backup take long: still ours?
         lease.check()?;
 
-        // 3. Stop services. If that fails, start them again: nothing was changed.
-        if let Some(s) = &services
-            && let Err(e) = s.stop().await
-        {
-            let _ = s.start().await;
-            return Err(e);
-        }
+        // 3. Stop services, then note the collections that exist (so that a
+        // rollback can take away what the load adds) and open the journal
+        // that makes the file changes undoable: on disk when a journal
+        // directory is given (a killed restore is undone by the next restore
+        // of the safety backup), else in memory; without a safety backup
+        // there is no rollback and no journal. If any of this fails, start
+        // the services again: nothing was changed.
+        let prepared = async {
+            if let Some(s) = &services {
+                s.stop().await?;
+            }
+            let namespaces = match (&request.database, &rollback) {
+                (Some(db), Some(_)) => Some(db.namespaces().await?),
+                _ => None,
+            };
+            let journal = match (&journal_dir, &safety_id) {
+                (Some(dir), Some(id)) => Some(RestoreJournal::persisted(&journal_path(dir, id))?),
+                (None, Some(_)) => Some(RestoreJournal::default()),
+                _ => None,
+            };
+            Ok::<_, Error>((namespaces, journal))
+        };
+        let (namespaces_before, journal) = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                if let Some(s) = &services {
+                    let _ = s.start().await;
+                }
+                return Err(e);
+            }
+        };
 
-        // 4-6. Restore, post-restore hook, start. What exists now is noted
-        // first, so that a rollback can take away what the restore adds.
-        let namespaces_before = match (&request.database, &rollback) {
-            (Some(db), Some(_)) => match db.namespaces().await {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    if let Some(s) = &services {
-                        let _ = s.start().await;
-                    }
-                    return Err(e);
-                }
-            },
-            _ => None,
-        };
-        // The journal that makes the file changes undoable: on disk when a
-        // journal directory is given (a killed restore is undone by the next
-        // restore of the safety backup), else in memory. Without a safety
-        // backup there is no rollback, so nothing is kept.
-        let journal = match (&journal_dir, &safety_id) {
-            (Some(dir), Some(id)) => match RestoreJournal::persisted(&journal_path(dir, id)) {
-                Ok(j) => Some(j),
-                Err(e) => {
-                    if let Some(s) = &services {
-                        let _ = s.start().await;
-                    }
-                    return Err(e);
-                }
-            },
-            (None, Some(_)) => Some(RestoreJournal::default()),
-            _ => None,
-        };
+        // 4-6. Restore, post-restore hook, start.
         let settle = |journal: &Option<RestoreJournal>| {
             if let Some(Err(e)) = journal.as_ref().map(RestoreJournal::settle) {
                 progress.warn(&e.to_string());
