@@ -189,8 +189,8 @@ impl StoreBackups {
                 database: None,
             });
         }
-        // What an interrupted restore added goes before this one starts.
-        let undo = match &request.undo_journal {
+        // An interrupted restore is taken back before this one starts.
+        let interrupted = match &request.undo_journal {
             // Journal paths are absolute: they belong to a restore at `/`.
             Some(path) if path.exists() && !at_root(&request.target) => {
                 progress.warn(&format!(
@@ -208,7 +208,7 @@ impl StoreBackups {
                     undone.restored,
                     path.display()
                 ));
-                Some(path.clone())
+                Some(journal)
             }
             _ => None,
         };
@@ -278,11 +278,9 @@ impl StoreBackups {
         if summary.is_none() {
             check_digests(&subject, &metadata, &again.digests)?;
         }
-        if let Some(path) = undo
-            && let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            progress.warn(&format!("could not remove journal {}: {e}", path.display()));
+        // This restore stands: the interrupted one's journal is done with.
+        if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
+            progress.warn(&e.to_string());
         }
         progress.finish();
         Ok(RestoreReport {
