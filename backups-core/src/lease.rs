@@ -159,6 +159,14 @@ impl StoreBackups {
         self.storage().key(".lease")
     }
 
+    /// A local store keeps directories: leave no empty `.lease/` behind
+    /// (fails harmlessly while another record is in it).
+    fn tidy_lease_dir(&self) {
+        if let Some(dir) = self.storage().local_dir() {
+            let _ = std::fs::remove_dir(dir.join(".lease"));
+        }
+    }
+
     fn lease_key(&self, token: &str) -> ObjectPath {
         self.lease_dir().join(format!("{token}.json"))
     }
@@ -262,9 +270,7 @@ impl StoreBackups {
                 Err(e) => return Err(Error::storage(&key, e)),
             }
         }
-        if let Some(dir) = self.storage().local_dir() {
-            let _ = std::fs::remove_dir(dir.join(".lease"));
-        }
+        self.tidy_lease_dir();
         Ok(broken)
     }
 
@@ -328,11 +334,7 @@ impl StoreBackups {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::storage(&guard.key, e)),
         }
-        // A local store keeps directories: leave no empty `.lease/` behind
-        // (fails harmlessly while another record is in it).
-        if let Some(dir) = self.storage().local_dir() {
-            let _ = std::fs::remove_dir(dir.join(".lease"));
-        }
+        self.tidy_lease_dir();
         Ok(())
     }
 
