@@ -50,8 +50,9 @@ pub(crate) async fn restore(
         allow_setuid: a.allow_setuid,
         allow_devices: a.allow_devices,
     };
-    let undo_journal = match (&source, journal_dir()) {
-        (RestoreSource::Id(id), Some(dir)) => Some(journal_path(&dir, id)),
+    let journals = journal_dir();
+    let undo_journal = match (&source, &journals) {
+        (RestoreSource::Id(id), Some(dir)) => Some(journal_path(dir, id)),
         _ => None,
     };
     let request = RestoreRequest {
@@ -154,7 +155,7 @@ pub(crate) async fn restore(
                 allow_other_controller: a.allow_other_controller,
                 allow_downgrade: a.allow_downgrade,
             },
-            journal_dir: journal_dir(),
+            journal_dir: journals,
         };
         if a.dry_run {
             out(&plan_text(&a, uri.as_deref(), plan.safety.is_some()))?;
