@@ -47,7 +47,10 @@ impl From<Error> for Failure {
             | Error::UnsafePath { .. }
             | Error::Incompatible { .. } => 5,
             Error::Storage { .. } => 6,
-            Error::InvalidInput { what, .. } if *what == "store URL" => 6,
+            Error::InvalidInput {
+                what: backups_core::InputKind::StoreUrl,
+                ..
+            } => 6,
             Error::InvalidInput { .. } => 2,
             Error::Io { .. } => 7,
             Error::Database { .. } => 8,

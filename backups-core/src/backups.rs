@@ -358,7 +358,7 @@ impl StoreBackups {
                         existing: c.checksum,
                         new: meta.checksum.clone(),
                     }),
-                    None => Err(Error::Cancelled(format!(
+                    None => Err(Error::internal(format!(
                         "backup {id} was removed while it was being committed"
                     ))),
                 }
@@ -378,8 +378,8 @@ impl StoreBackups {
             let wait = 1_000_000_000 - started.nanosecond() as u64;
             tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
         }
-        Err(Error::Cancelled(format!(
-            "could not find a free backup id for model {model_uuid}"
+        Err(Error::internal(format!(
+            "could not find a free backup id for model {model_uuid} in three seconds"
         )))
     }
 
@@ -437,7 +437,7 @@ where
         Ok((summary, visitor))
     })
     .await
-    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
+    .map_err(|e| Error::task("the archive reader", e))?
 }
 
 /// How a commit ended.
@@ -465,7 +465,7 @@ impl Backups for StoreBackups {
         let files = request.files.clone();
         let scanned = tokio::task::spawn_blocking(move || files.scan())
             .await
-            .map_err(|e| Error::Cancelled(format!("scan failed: {e}")))??;
+            .map_err(|e| Error::task("the file scan", e))??;
         for w in &scanned.warnings {
             progress.warn(w);
         }
@@ -764,10 +764,9 @@ fn write_dump<W: std::io::Write>(
             }
             Some(DumpMessage::Done(result)) => return result,
             None => {
-                return Err(Error::Database {
-                    message: "the database dump stopped without reporting a result".into(),
-                    source: None,
-                });
+                return Err(Error::internal(
+                    "the database dump stopped without reporting a result",
+                ));
             }
         }
     }

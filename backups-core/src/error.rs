@@ -73,11 +73,11 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
-    /// A backup id or store URL could not be parsed.
+    /// A backup id, store URL, pattern or URI could not be parsed.
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidInput {
-        /// "backup id", "store URL", "exclude pattern"...
-        what: &'static str,
+        /// Which kind of input it was.
+        what: InputKind,
         /// The offending value.
         value: String,
         /// Why it is invalid.
@@ -168,9 +168,48 @@ pub enum Error {
         /// Exit status and the end of its stderr.
         detail: String,
     },
-    /// The operation was cancelled before it completed; nothing was committed.
+    /// The operation was cancelled (Ctrl-C, a cancellation token) before it
+    /// completed; nothing was committed.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A fault inside backups itself: a worker task panicked or stopped, an
+    /// invariant did not hold. Never caused by the input; report it.
+    #[error("internal error: {message} (this is a bug in backups: please report it)")]
+    Internal {
+        /// What went wrong, and where.
+        message: String,
+    },
+}
+
+/// Which kind of input an [`Error::InvalidInput`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputKind {
+    /// A backup id (`YYYYMMDD-HHMMSS.<model-uuid>`).
+    BackupId,
+    /// The start time a backup id is made from.
+    BackupTime,
+    /// A store URL (`s3://`, `az://`, `gs://`, `file://`, a directory).
+    StoreUrl,
+    /// A file exclude pattern (glob).
+    ExcludePattern,
+    /// A database namespace pattern (`db.collection` glob).
+    NamespacePattern,
+    /// A MongoDB connection string.
+    MongoUri,
+}
+
+impl std::fmt::Display for InputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputKind::BackupId => "backup id",
+            InputKind::BackupTime => "backup start time",
+            InputKind::StoreUrl => "store URL",
+            InputKind::ExcludePattern => "exclude pattern",
+            InputKind::NamespacePattern => "namespace pattern",
+            InputKind::MongoUri => "MongoDB URI",
+        })
+    }
 }
 
 impl Error {
@@ -197,6 +236,23 @@ impl Error {
         Error::InvalidArchive {
             subject: subject.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Internal`] with this message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+        }
+    }
+
+    /// A worker task that did not finish: [`Error::Cancelled`] when it was
+    /// cancelled, else (it panicked) [`Error::Internal`].
+    pub fn task(what: &str, e: tokio::task::JoinError) -> Self {
+        if e.is_cancelled() {
+            Error::Cancelled(format!("{what} was cancelled"))
+        } else {
+            Error::internal(format!("{what} failed: {e}"))
         }
     }
 

@@ -75,7 +75,7 @@ impl FileSet {
         let mut name = GlobSetBuilder::new();
         for pattern in &self.excludes {
             let glob = Glob::new(pattern).map_err(|e| Error::InvalidInput {
-                what: "exclude pattern",
+                what: crate::error::InputKind::ExcludePattern,
                 value: pattern.clone(),
                 reason: e.to_string(),
             })?;
@@ -87,7 +87,7 @@ impl FileSet {
         }
         let build = |b: GlobSetBuilder, p: &str| {
             b.build().map_err(|e| Error::InvalidInput {
-                what: "exclude pattern",
+                what: crate::error::InputKind::ExcludePattern,
                 value: p.to_string(),
                 reason: e.to_string(),
             })

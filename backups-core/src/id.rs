@@ -26,7 +26,7 @@ impl BackupId {
                 "[year][month][day]-[hour][minute][second]"
             ))
             .map_err(|e| Error::InvalidInput {
-                what: "backup start time",
+                what: crate::error::InputKind::BackupTime,
                 value: started.to_string(),
                 reason: e.to_string(),
             })?;
@@ -46,7 +46,7 @@ impl BackupId {
 
 fn invalid(value: &str, reason: &str) -> Error {
     Error::InvalidInput {
-        what: "backup id",
+        what: crate::error::InputKind::BackupId,
         value: value.to_string(),
         reason: format!("{reason} (expected YYYYMMDD-HHMMSS.<model-uuid>)"),
     }

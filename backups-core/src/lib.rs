@@ -64,9 +64,13 @@ pub use database::{
     DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
     LoadSummary,
 };
-pub use error::{Error, Result};
+pub use error::{Error, InputKind, Result};
 pub use extract::{ExtractOptions, ExtractStats};
 pub use files::FileSet;
+pub use gc::{Garbage, GarbageKind};
+pub use lease::{LeaseGuard, LeaseInfo};
+pub use metadata::format_time;
+pub use plan::{PlanReport, Preflight, RestorePlan, SafetyBackup, ServiceController, journal_path};
 pub use id::BackupId;
 pub use metadata::Metadata;
 pub use progress::{NoProgress, Progress};

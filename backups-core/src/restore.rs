@@ -142,7 +142,7 @@ impl StoreBackups {
                 let prog = progress.clone();
                 let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
                     .await
-                    .map_err(|e| Error::Cancelled(format!("archive reader failed: {e}")))?
+                    .map_err(|e| Error::task("the archive reader", e))?
                     .map_err(|e| Error::io("reading archive", &subject, e))?;
                 check_digests(&subject, meta, &digests)?;
                 (None, None)
@@ -179,7 +179,7 @@ impl StoreBackups {
             progress.finish();
             let (summary, check) = summary
                 .zip(check)
-                .ok_or_else(|| Error::Cancelled("dry run without a full verification".into()))?;
+                .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
             return Ok(RestoreReport {
                 metadata,
                 target: request.target,
@@ -255,10 +255,7 @@ impl StoreBackups {
             }
         };
         let database = match loader {
-            Some(task) => Some(task.await.map_err(|e| Error::Database {
-                message: format!("database loader stopped: {e}"),
-                source: None,
-            })??),
+            Some(task) => Some(task.await.map_err(|e| Error::task("the database loader", e))??),
             None => None,
         };
         if !again.has_root_tar {

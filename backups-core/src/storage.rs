@@ -23,7 +23,7 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use url::Url;
 
 use crate::BackupId;
@@ -47,19 +47,16 @@ impl fmt::Debug for Storage {
 
 fn bad_url(value: &str, reason: impl Into<String>) -> Error {
     Error::InvalidInput {
-        what: "store URL",
+        what: crate::error::InputKind::StoreUrl,
         value: value.to_string(),
         reason: reason.into(),
     }
 }
 
-/// How long one request may take, and how transient failures (5xx,
-/// timeouts, connection resets) are retried with exponential backoff.
-fn client_settings() -> (ClientOptions, RetryConfig) {
-    let client = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(120));
-    let retry = RetryConfig {
+/// How transient failures (5xx, timeouts, connection resets) are retried,
+/// with exponential backoff.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
         backoff: BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(15),
@@ -67,8 +64,22 @@ fn client_settings() -> (ClientOptions, RetryConfig) {
         },
         max_retries: 8,
         retry_timeout: Duration::from_secs(300),
-    };
-    (client, retry)
+    }
+}
+
+/// Our defaults for how long one request may take, each applied only when
+/// the cloud's own environment (`{env_prefix}_TIMEOUT`, ...) does not set
+/// it: the builders' `with_client_options` would replace every client
+/// setting read from the environment (`AWS_ALLOW_HTTP` among them).
+fn client_defaults(env_prefix: &str) -> Vec<(ClientConfigKey, &'static str)> {
+    [
+        (ClientConfigKey::ConnectTimeout, "CONNECT_TIMEOUT", "10s"),
+        (ClientConfigKey::Timeout, "TIMEOUT", "120s"),
+    ]
+    .into_iter()
+    .filter(|(_, var, _)| std::env::var_os(format!("{env_prefix}_{var}")).is_none())
+    .map(|(key, _, value)| (key, value))
+    .collect()
 }
 
 /// Builds an S3, Azure or GCS store: credentials and settings from the
@@ -81,14 +92,15 @@ where
     K: AsRef<str>,
     V: Into<String>,
 {
-    let (client, retry) = client_settings();
     let unknown = |k: &str| bad_url(url, format!("unknown store option {k:?}"));
     let built: object_store::Result<Arc<dyn ObjectStore>> = match parsed.scheme() {
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env()
                 .with_url(url)
-                .with_client_options(client)
-                .with_retry(retry);
+                .with_retry(retry_config());
+            for (k, v) in client_defaults("AWS") {
+                b = b.with_config(AmazonS3ConfigKey::Client(k), v);
+            }
             for (k, v) in options {
                 let key: AmazonS3ConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
                 b = b.with_config(key, v);
@@ -98,8 +110,10 @@ where
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
-                .with_client_options(client)
-                .with_retry(retry);
+                .with_retry(retry_config());
+            for (k, v) in client_defaults("GOOGLE") {
+                b = b.with_config(GoogleConfigKey::Client(k), v);
+            }
             for (k, v) in options {
                 let key: GoogleConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
                 b = b.with_config(key, v);
@@ -109,8 +123,10 @@ where
         _ => {
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_url(url)
-                .with_client_options(client)
-                .with_retry(retry);
+                .with_retry(retry_config());
+            for (k, v) in client_defaults("AZURE") {
+                b = b.with_config(AzureConfigKey::Client(k), v);
+            }
             for (k, v) in options {
                 let key: AzureConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
                 b = b.with_config(key, v);

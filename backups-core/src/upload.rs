@@ -130,9 +130,7 @@ where
     drop(rx); // a producer still writing now fails with "upload stopped"
     let produced = match producer.await {
         Ok(r) => r,
-        Err(e) => Err(Error::Cancelled(format!(
-            "archive producer for {key} failed: {e}"
-        ))),
+        Err(e) => Err(Error::task(&format!("the archive producer for {key}"), e)),
     };
     match (upload_error, produced) {
         (None, Ok(out)) => {

@@ -35,13 +35,13 @@ pub(crate) fn ns_globs(patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         b.add(Glob::new(p).map_err(|e| Error::InvalidInput {
-            what: "namespace pattern",
+            what: backups_core::InputKind::NamespacePattern,
             value: p.clone(),
             reason: e.to_string(),
         })?);
     }
     b.build().map_err(|e| Error::InvalidInput {
-        what: "namespace pattern",
+        what: backups_core::InputKind::NamespacePattern,
         value: patterns.join(","),
         reason: e.to_string(),
     })

@@ -94,7 +94,7 @@ pub fn redact_uri(uri: &str) -> String {
 pub(crate) fn db_error(context: impl Into<String>, e: mongodb::error::Error) -> Error {
     Error::Database {
         message: format!("{}: {e}", context.into()),
-        source: None,
+        source: Some(Box::new(e)),
     }
 }
 
@@ -105,7 +105,7 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
     let mut options = ClientOptions::parse(uri)
         .await
         .map_err(|e| Error::InvalidInput {
-            what: "MongoDB URI",
+            what: backups_core::InputKind::MongoUri,
             value: shown.clone(),
             reason: e.to_string().replace(uri, &shown),
         })?;
@@ -129,9 +129,12 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
             } else {
                 "cannot reach MongoDB"
             };
+            // The driver's error is kept unless it would show the password.
+            let source: Option<Box<dyn std::error::Error + Send + Sync>> =
+                (!text.contains(uri)).then(|| Box::new(e) as _);
             Error::Database {
                 message: format!("{why} at {shown}: {}", text.replace(uri, &shown)),
-                source: None,
+                source,
             }
         })?;
     Ok(client)

@@ -287,10 +287,11 @@ impl MongoLoader {
         if send_failed {
             return match writer.await {
                 Ok(Err(e)) => Err(e),
-                _ => Err(Error::Cancelled(format!(
-                    "loading {}.{coll} stopped",
+                Ok(Ok(())) => Err(Error::internal(format!(
+                    "the writer of {}.{coll} stopped without an error",
                     db.name()
                 ))),
+                Err(e) => Err(Error::task(&format!("loading {}.{coll}", db.name()), e)),
             };
         }
         Ok((count, writer))
@@ -423,7 +424,7 @@ impl DatabaseLoader for MongoLoader {
         for (ns, writer) in writers {
             writer
                 .await
-                .map_err(|e| Error::Cancelled(format!("loading {ns} stopped: {e}")))??;
+                .map_err(|e| Error::task(&format!("loading {ns}"), e))??;
         }
 
         // Views, validators that arrived late, then indexes (in parallel).

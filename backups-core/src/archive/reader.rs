@@ -178,7 +178,7 @@ pub fn read_archive<R: Read + Send>(
         // The reader (and the channel) is gone: a decoder still sending stops.
         let digests = decoder
             .join()
-            .unwrap_or_else(|_| Err(Error::Cancelled("decompression thread panicked".into())));
+            .unwrap_or_else(|_| Err(Error::internal("the decompression thread panicked")));
         (consumed, digests)
     });
     let consumed = consumed?;
