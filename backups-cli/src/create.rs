@@ -32,25 +32,21 @@ pub(crate) async fn create(
         )),
         None => None,
     };
-    let request = CreateRequest {
-        files: FileSet {
-            paths: a.paths,
-            excludes: a.excludes,
-        },
-        database,
-        notes: a.notes,
-        labels: a.labels,
-        identity: Identity {
-            model_uuid,
-            controller_uuid: a.controller_uuid,
-            machine: a.machine,
-            hostname: host_name(),
-            series: os_series(),
-            version: format!("backups-{}", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        },
-        compression: compression(a.compression, a.compression_level, a.compression_threads)?,
-    };
+    let mut identity = Identity::new(model_uuid);
+    identity.controller_uuid = a.controller_uuid;
+    identity.machine = a.machine;
+    identity.hostname = host_name();
+    identity.series = os_series();
+    identity.version = format!("backups-{}", env!("CARGO_PKG_VERSION"));
+    let mut request = CreateRequest::new(FileSet::new(a.paths).with_excludes(a.excludes), identity)
+        .with_notes(a.notes)
+        .with_labels(a.labels)
+        .with_compression(compression(
+            a.compression,
+            a.compression_level,
+            a.compression_threads,
+        )?);
+    request.database = database;
     let meta = backups.create(request, progress.clone()).await?;
     let id = meta.id.clone().ok_or_else(|| Failure {
         message: "created backup has no id".into(),

@@ -231,10 +231,10 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
     }
     let storage = Storage::from_url(&store_url, options)?;
     let backups = StoreBackups::new(storage)
-        .with_upload_options(UploadOptions {
-            part_size: cli.part_size as usize * 1024 * 1024,
-            max_concurrency: cli.upload_concurrency as usize,
-        })
+        .with_upload_options(UploadOptions::new(
+            cli.part_size as usize * 1024 * 1024,
+            cli.upload_concurrency as usize,
+        ))
         .with_cancellation(cancel)
         .with_holder(format!("{} pid {}", host_name(), std::process::id()));
     let verbose = matches!(&cli.command, Command::Restore(r) if r.verbose);
@@ -380,7 +380,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
             let broken = backups.break_leases(a.force).await?;
             let kept: Vec<_> = backups.leases().await?;
             if a.json {
-                let item = |l: &backups_core::lease::LeaseInfo, removed: bool| {
+                let item = |l: &backups_core::LeaseInfo, removed: bool| {
                     serde_json::json!({
                         "Key": l.key, "Holder": l.holder, "Operation": l.operation,
                         "Since": l.since, "Expires": l.expires, "Stale": l.stale,

@@ -1,8 +1,8 @@
 //! How metadata is printed: the list table, `show`'s fields, JSON.
 
 use backups_core::Metadata;
-use backups_core::gc::{Garbage, GarbageKind};
-use backups_core::metadata::format_time;
+use backups_core::format_time;
+use backups_core::{Garbage, GarbageKind};
 
 /// Keys never printed (the CA private key Juju keeps in its metadata).
 const SECRET_KEYS: &[&str] = &["CAPrivateKey"];

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::extract::ExtractOptions;
-use backups_core::plan::{Preflight, RestorePlan, SafetyBackup, journal_path};
+use backups_core::ExtractOptions;
 use backups_core::{
     Backups, FileSet, Identity, Progress, RestoreRequest, RestoreSource, StoreBackups,
 };
+use backups_core::{Preflight, RestorePlan, SafetyBackup, journal_path};
 use backups_mongo::{DumpOptions, LoadOptions, MongoDumper, MongoLoader};
 
 use crate::args::{self, RestoreArgs};
@@ -46,22 +46,19 @@ pub(crate) async fn restore(
         None => None,
     };
     let uri = mongo_uri(&a.mongo)?;
-    let options = ExtractOptions {
-        allow_setuid: a.allow_setuid,
-        allow_devices: a.allow_devices,
-    };
+    let options = ExtractOptions::default()
+        .with_setuid(a.allow_setuid)
+        .with_devices(a.allow_devices);
     let journals = journal_dir();
     let undo_journal = match (&source, &journals) {
         (RestoreSource::Id(id), Some(dir)) => Some(journal_path(dir, id)),
         _ => None,
     };
-    let request = RestoreRequest {
-        dry_run: a.dry_run,
-        database: database.clone(),
-        options,
-        undo_journal,
-        ..RestoreRequest::new(source, a.target.clone())
-    };
+    let mut request = RestoreRequest::new(source, a.target.clone())
+        .with_dry_run(a.dry_run)
+        .with_options(options);
+    request.database = database.clone();
+    request.undo_journal = undo_journal;
     // In place (`--target /`) is always a plan: checked in full and
     // confirmed first.
     let in_place = std::fs::canonicalize(&a.target).is_ok_and(|p| p == std::path::Path::new("/"));
@@ -97,28 +94,22 @@ pub(crate) async fn restore(
                 )),
                 None => None,
             };
-            Some(SafetyBackup {
-                files: FileSet {
-                    paths: a.safety_paths.clone(),
-                    excludes: vec![],
-                },
-                dumper,
-                loader: database,
-                // The safety backup is of the target: its identity, where
-                // known (--target-*), else this host's.
-                identity: Identity {
-                    model_uuid: a
-                        .target_model_uuid
-                        .clone()
-                        .or_else(|| std::env::var("BACKUPS_MODEL_UUID").ok())
-                        .unwrap_or_else(host_model_uuid),
-                    controller_uuid: a.target_controller_uuid.clone().unwrap_or_default(),
-                    version: a.target_version.clone().unwrap_or_default(),
-                    ha_nodes: a.target_ha_nodes.unwrap_or(0),
-                    hostname: host_name(),
-                    ..Default::default()
-                },
-            })
+            // The safety backup is of the target: its identity, where
+            // known (--target-*), else this host's.
+            let mut identity = Identity::new(
+                a.target_model_uuid
+                    .clone()
+                    .or_else(|| std::env::var("BACKUPS_MODEL_UUID").ok())
+                    .unwrap_or_else(host_model_uuid),
+            );
+            identity.controller_uuid = a.target_controller_uuid.clone().unwrap_or_default();
+            identity.version = a.target_version.clone().unwrap_or_default();
+            identity.ha_nodes = a.target_ha_nodes.unwrap_or(0);
+            identity.hostname = host_name();
+            let mut safety = SafetyBackup::new(FileSet::new(a.safety_paths.clone()), identity);
+            safety.dumper = dumper;
+            safety.loader = database;
+            Some(safety)
         };
         let services = hooks::ShellServices {
             stop: a.stop_cmd.clone(),
@@ -139,24 +130,19 @@ pub(crate) async fn restore(
             ],
             quiet,
         };
-        let plan = RestorePlan {
-            request,
-            services: Some(Arc::new(services)),
-            safety,
-            ignore_free_space: a.ignore_free_space,
-            preflight: Preflight {
-                target: Identity {
-                    controller_uuid: a.target_controller_uuid.clone().unwrap_or_default(),
-                    model_uuid: a.target_model_uuid.clone().unwrap_or_default(),
-                    version: a.target_version.clone().unwrap_or_default(),
-                    ha_nodes: a.target_ha_nodes.unwrap_or(0),
-                    ..Default::default()
-                },
-                allow_other_controller: a.allow_other_controller,
-                allow_downgrade: a.allow_downgrade,
-            },
-            journal_dir: journals,
-        };
+        let mut preflight = Preflight::default();
+        preflight.target.controller_uuid = a.target_controller_uuid.clone().unwrap_or_default();
+        preflight.target.model_uuid = a.target_model_uuid.clone().unwrap_or_default();
+        preflight.target.version = a.target_version.clone().unwrap_or_default();
+        preflight.target.ha_nodes = a.target_ha_nodes.unwrap_or(0);
+        preflight.allow_other_controller = a.allow_other_controller;
+        preflight.allow_downgrade = a.allow_downgrade;
+        let mut plan = RestorePlan::new(request)
+            .with_services(Arc::new(services))
+            .with_ignore_free_space(a.ignore_free_space)
+            .with_preflight(preflight);
+        plan.safety = safety;
+        plan.journal_dir = journals;
         if a.dry_run {
             out(&plan_text(&a, uri.as_deref(), plan.safety.is_some()))?;
         }

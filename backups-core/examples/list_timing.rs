@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use backups_core::archive::writer::ArchiveWriter;
+use backups_core::internals::ArchiveWriter;
 use backups_core::{ArchiveSource, Backups, Metadata, NoProgress, Storage, StoreBackups};
 use futures::StreamExt;
 

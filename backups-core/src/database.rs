@@ -1,7 +1,7 @@
 //! The database part of a backup, implemented by embedders
 //! (backups-mongo provides MongoDB). A files-only backup needs none.
 
-use std::io::Read;
+use std::io::{self, Read};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -46,6 +46,21 @@ impl DumpSink {
     }
 }
 
+impl std::fmt::Debug for DumpEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpEntry")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DumpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpSink").finish_non_exhaustive()
+    }
+}
+
 /// What a dump contained.
 #[derive(Debug, Clone, Default)]
 pub struct DumpSummary {
@@ -70,6 +85,21 @@ pub struct DumpFile {
     /// Size in bytes, from the archive.
     pub size: u64,
     chunks: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+}
+
+impl std::fmt::Debug for DumpFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DumpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpSource").finish_non_exhaustive()
+    }
 }
 
 impl DumpFile {
@@ -155,6 +185,58 @@ impl DumpForwarder {
     }
 }
 
+/// A read error inside the dump file `path`.
+fn read_err(path: &str, e: io::Error) -> Error {
+    Error::invalid(
+        format!("dump/{path}"),
+        crate::archive::reader::describe_read_error(&e),
+    )
+}
+
+/// Largest BSON document accepted in a dump (MongoDB's 16 MiB + slack for
+/// oplog entries); database loaders use the same limit.
+pub const MAX_BSON_DOCUMENT: u64 = 16 * 1024 * 1024 + 16 * 1024;
+
+/// Walks concatenated BSON documents by their length prefixes.
+pub(crate) fn check_bson_framing(body: &mut dyn Read, path: &str) -> Result<()> {
+    let bad = |at: u64, reason: String| {
+        Error::invalid(
+            format!("dump/{path}"),
+            format!("corrupt BSON at byte {at}: {reason}"),
+        )
+    };
+    let mut at = 0u64;
+    let mut len_buf = [0u8; 4];
+    loop {
+        let mut got = 0;
+        while got < 4 {
+            match body.read(&mut len_buf[got..]) {
+                Ok(0) if got == 0 => return Ok(()),
+                Ok(0) => return Err(bad(at, "truncated length prefix".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(path, e)),
+            }
+        }
+        let len = i32::from_le_bytes(len_buf);
+        if len < 5 || len as u64 > MAX_BSON_DOCUMENT {
+            return Err(bad(at, format!("document length {len}")));
+        }
+        let rest = len as u64 - 4;
+        let mut take = (&mut *body).take(rest - 1);
+        let copied = io::copy(&mut take, &mut io::sink()).map_err(|e| read_err(path, e))?;
+        let mut last = [0u8; 1];
+        let terminator = body.read(&mut last).map_err(|e| read_err(path, e))?;
+        if copied != rest - 1 || terminator != 1 {
+            return Err(bad(at, "document cut short".into()));
+        }
+        if last[0] != 0 {
+            return Err(bad(at, "document does not end with a NUL byte".into()));
+        }
+        at += len as u64;
+    }
+}
+
 /// What a load did.
 #[derive(Debug, Clone, Default)]
 pub struct LoadSummary {
@@ -187,5 +269,37 @@ pub trait DatabaseLoader: Send + Sync {
     async fn drop_namespaces(&self, namespaces: &[String]) -> Result<()> {
         let _ = namespaces;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bson_framing_is_checked() {
+        let doc = |n: u8| {
+            let mut d = vec![12, 0, 0, 0, 0x10, b'a', 0, n, 0, 0, 0, 0];
+            d[11] = 0;
+            d
+        };
+        let good = [doc(1), doc(2)].concat();
+        assert!(check_bson_framing(&mut &good[..], "x.bson").is_ok());
+        let cut = &good[..good.len() - 3];
+        let err = check_bson_framing(&mut &cut[..], "x.bson").unwrap_err();
+        assert!(
+            err.to_string().contains("dump/x.bson") && err.to_string().contains("at byte 12"),
+            "{err}"
+        );
+        let mut no_nul = good.clone();
+        no_nul[11] = 7;
+        assert!(check_bson_framing(&mut &no_nul[..], "x.bson").is_err());
+        let huge = [0xff, 0xff, 0xff, 0x7f, 0];
+        assert!(
+            check_bson_framing(&mut &huge[..], "x.bson")
+                .unwrap_err()
+                .to_string()
+                .contains("length")
+        );
     }
 }

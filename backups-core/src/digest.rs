@@ -26,6 +26,14 @@ pub struct Hasher {
     size: u64,
 }
 
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hasher {
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
@@ -45,14 +53,14 @@ impl Hasher {
 }
 
 /// A writer that hashes everything written through it.
-pub struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Hasher,
 }
 
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Hasher::default(),
@@ -60,7 +68,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Returns the inner writer and the digests of what was written.
-    pub fn finish(self) -> (W, Digests) {
+    pub(crate) fn finish(self) -> (W, Digests) {
         (self.inner, self.hasher.finish())
     }
 }
@@ -78,33 +86,23 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A reader that hashes everything read through it.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         HashingReader {
             inner,
             hasher: Hasher::default(),
         }
     }
 
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.hasher.size
-    }
-
     /// The digests of what was read.
-    pub fn finish(self) -> Digests {
+    pub(crate) fn finish(self) -> Digests {
         self.hasher.finish()
-    }
-
-    /// The wrapped reader.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 }
 

@@ -17,11 +17,28 @@ use crate::error::{Error, Result};
 /// (`/var/lib/juju/*.log`); one without matches any file or directory name
 /// (`*.tmp`). An excluded directory is skipped with everything below it.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct FileSet {
     /// Roots to back up.
     pub paths: Vec<PathBuf>,
     /// Glob patterns to leave out.
     pub excludes: Vec<String>,
+}
+
+impl FileSet {
+    /// These roots, nothing excluded.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        FileSet {
+            paths,
+            excludes: Vec::new(),
+        }
+    }
+
+    /// Leaves out what matches these glob patterns.
+    pub fn with_excludes(mut self, excludes: Vec<String>) -> Self {
+        self.excludes = excludes;
+        self
+    }
 }
 
 /// The kind of a scanned entry.
@@ -96,7 +113,7 @@ impl FileSet {
     }
 
     /// Stats every entry under the roots. Reads no file contents.
-    pub fn scan(&self) -> Result<ScannedFiles> {
+    pub(crate) fn scan(&self) -> Result<ScannedFiles> {
         let (full, names) = self.exclude_set()?;
         let excluded = |path: &Path| {
             full.is_match(path) || path.file_name().is_some_and(|n| names.is_match(n))

@@ -15,9 +15,9 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 
-use crate::StoreBackups;
-use crate::backups::Backups;
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::storage::Storage;
 
 /// Why an object is garbage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,7 @@ pub enum GarbageKind {
 
 /// One object `gc` would delete.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Garbage {
     /// The object key (or local path for staging files).
     pub key: String,
@@ -44,110 +45,103 @@ pub struct Garbage {
     pub kind: GarbageKind,
 }
 
-impl StoreBackups {
-    /// Lists garbage older than `min_age` (younger objects may belong to an
-    /// upload in progress, between its archive and its commit).
-    pub async fn find_garbage(&self, min_age: Duration) -> Result<Vec<Garbage>> {
-        let storage = self.storage();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let age = |ts: i64| (now - ts).max(0) as u64;
-        let listing: Vec<_> = storage
-            .object_store()
-            .list(Some(storage.prefix()))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(format!("{} (listing)", storage.url()), e))?;
-        let backups = self.list().await?;
-        let mut referenced = HashSet::new();
-        for meta in &backups {
-            if let Some(id) = &meta.id {
-                referenced.insert(storage.archive_key(id, meta).to_string());
-            }
+/// Lists the garbage in `storage` older than `min_age` (younger objects may
+/// belong to an upload in progress, between its archive and its commit);
+/// `backups` are the committed backups (every sidecar).
+pub(crate) async fn find(
+    storage: &Storage,
+    backups: &[Metadata],
+    min_age: Duration,
+) -> Result<Vec<Garbage>> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let age = |ts: i64| (now - ts).max(0) as u64;
+    let listing: Vec<_> = storage
+        .object_store()
+        .list(Some(storage.prefix()))
+        .try_collect()
+        .await
+        .map_err(|e| Error::storage(format!("{} (listing)", storage.url()), e))?;
+    let mut referenced = HashSet::new();
+    for meta in backups {
+        if let Some(id) = &meta.id {
+            referenced.insert(storage.archive_key(id, meta).to_string());
         }
-        let existing: HashSet<String> = listing.iter().map(|o| o.location.to_string()).collect();
-        let mut out = Vec::new();
-        for meta in &backups {
-            if let Some(id) = &meta.id {
-                let archive = storage.archive_key(id, meta).to_string();
-                if !existing.contains(&archive) {
-                    let sidecar = storage.sidecar_key(id);
-                    let head = storage
-                        .object_store()
-                        .head(&sidecar)
-                        .await
-                        .map_err(|e| Error::storage(&sidecar, e))?;
-                    out.push(Garbage {
-                        key: sidecar.to_string(),
-                        size: head.size,
-                        age_secs: age(head.last_modified.timestamp()),
-                        kind: GarbageKind::BrokenSidecar,
-                    });
-                }
-            }
-        }
-        for object in &listing {
-            let key = object.location.to_string();
-            if key.ends_with(".tar.gz") && !referenced.contains(&key) {
+    }
+    let existing: HashSet<String> = listing.iter().map(|o| o.location.to_string()).collect();
+    let mut out = Vec::new();
+    for meta in backups {
+        if let Some(id) = &meta.id {
+            let archive = storage.archive_key(id, meta).to_string();
+            if !existing.contains(&archive) {
+                let sidecar = storage.sidecar_key(id);
+                let head = storage
+                    .object_store()
+                    .head(&sidecar)
+                    .await
+                    .map_err(|e| Error::storage(&sidecar, e))?;
                 out.push(Garbage {
-                    key,
-                    size: object.size,
-                    age_secs: age(object.last_modified.timestamp()),
-                    kind: GarbageKind::OrphanArchive,
+                    key: sidecar.to_string(),
+                    size: head.size,
+                    age_secs: age(head.last_modified.timestamp()),
+                    kind: GarbageKind::BrokenSidecar,
                 });
             }
         }
-        if let Some(dir) = storage.local_dir() {
-            let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let staged = name.split_once('#').is_some_and(|(base, n)| {
-                    base.ends_with(".tar.gz") && n.bytes().all(|c| c.is_ascii_digit())
-                });
-                if !staged {
-                    continue;
-                }
-                let Ok(m) = entry.metadata() else { continue };
-                let modified = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(now);
-                out.push(Garbage {
-                    key: entry.path().display().to_string(),
-                    size: m.len(),
-                    age_secs: age(modified),
-                    kind: GarbageKind::StagingFile,
-                });
-            }
-        }
-        out.retain(|g| g.age_secs >= min_age.as_secs());
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
     }
+    for object in &listing {
+        let key = object.location.to_string();
+        if key.ends_with(".tar.gz") && !referenced.contains(&key) {
+            out.push(Garbage {
+                key,
+                size: object.size,
+                age_secs: age(object.last_modified.timestamp()),
+                kind: GarbageKind::OrphanArchive,
+            });
+        }
+    }
+    if let Some(dir) = storage.local_dir() {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let staged = name.split_once('#').is_some_and(|(base, n)| {
+                base.ends_with(".tar.gz") && n.bytes().all(|c| c.is_ascii_digit())
+            });
+            if !staged {
+                continue;
+            }
+            let Ok(m) = entry.metadata() else { continue };
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(now);
+            out.push(Garbage {
+                key: entry.path().display().to_string(),
+                size: m.len(),
+                age_secs: age(modified),
+                kind: GarbageKind::StagingFile,
+            });
+        }
+    }
+    out.retain(|g| g.age_secs >= min_age.as_secs());
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
 
-    /// Deletes what [`StoreBackups::find_garbage`] returned (holding the
-    /// store's lease).
-    pub async fn delete_garbage(&self, garbage: &[Garbage]) -> Result<()> {
-        self.with_lease("gc", self.delete_garbage_unlocked(garbage))
-            .await
-    }
-
-    async fn delete_garbage_unlocked(&self, garbage: &[Garbage]) -> Result<()> {
-        for g in garbage {
-            match g.kind {
-                GarbageKind::StagingFile => {
-                    std::fs::remove_file(&g.key).map_err(|e| Error::io("deleting", &g.key, e))?
-                }
-                _ => {
-                    let key = object_store::path::Path::from(g.key.as_str());
-                    match self.storage().object_store().delete(&key).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::storage(&key, e)),
-                    }
-                }
+/// Deletes what [`find`] returned; the caller holds the store's lease.
+pub(crate) async fn delete(storage: &Storage, garbage: &[Garbage]) -> Result<()> {
+    for g in garbage {
+        match g.kind {
+            GarbageKind::StagingFile => {
+                std::fs::remove_file(&g.key).map_err(|e| Error::io("deleting", &g.key, e))?
+            }
+            _ => {
+                storage
+                    .delete_if_exists(&object_store::path::Path::from(g.key.as_str()))
+                    .await?
             }
         }
-        Ok(())
     }
+    Ok(())
 }

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
-use crate::StoreBackups;
 use crate::error::{Error, Result};
 use crate::metadata::format_time;
+use crate::storage::Storage;
 
 /// How long a lease lasts without renewal; it is renewed every third of it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
@@ -88,7 +88,7 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// A lease record as found in the store (see [`StoreBackups::leases`]).
+/// A lease record as found in the store (see [`crate::StoreBackups::leases`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// Its object key.
@@ -105,7 +105,7 @@ pub struct LeaseInfo {
     pub stale: bool,
 }
 
-/// A held lease; renewed in the background until [`StoreBackups::release_lease`].
+/// A held lease; renewed in the background until [`crate::StoreBackups::release_lease`].
 #[derive(Debug)]
 pub struct LeaseGuard {
     key: ObjectPath,
@@ -154,203 +154,200 @@ fn locked(r: LeaseRecord) -> Error {
     }
 }
 
-impl StoreBackups {
-    fn lease_dir(&self) -> ObjectPath {
-        self.storage().key(".lease")
-    }
+fn lease_dir(storage: &Storage) -> ObjectPath {
+    storage.key(".lease")
+}
 
-    /// A local store keeps directories: leave no empty `.lease/` behind
-    /// (fails harmlessly while another record is in it).
-    fn tidy_lease_dir(&self) {
-        if let Some(dir) = self.storage().local_dir() {
-            let _ = std::fs::remove_dir(dir.join(".lease"));
-        }
+/// A local store keeps directories: leave no empty `.lease/` behind
+/// (fails harmlessly while another record is in it).
+fn tidy_lease_dir(storage: &Storage) {
+    if let Some(dir) = storage.local_dir() {
+        let _ = std::fs::remove_dir(dir.join(".lease"));
     }
+}
 
-    fn lease_key(&self, token: &str) -> ObjectPath {
-        self.lease_dir().join(format!("{token}.json"))
-    }
+fn lease_key(storage: &Storage, token: &str) -> ObjectPath {
+    lease_dir(storage).join(format!("{token}.json"))
+}
 
-    /// Every lease record in the store with its key; `None` for one that
-    /// cannot be read as a record.
-    async fn lease_records(&self) -> Result<Vec<(ObjectPath, Option<LeaseRecord>)>> {
-        let store = self.storage().object_store();
-        let dir = self.lease_dir();
-        let listing: Vec<_> = store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&dir, e))?;
-        let mut out = Vec::new();
-        for object in listing {
-            let record = match store.get(&object.location).await {
-                Ok(r) => {
-                    let bytes = r
-                        .bytes()
-                        .await
-                        .map_err(|e| Error::storage(&object.location, e))?;
-                    serde_json::from_slice::<LeaseRecord>(&bytes).ok()
-                }
-                // Released between the listing and the read.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(Error::storage(&object.location, e)),
-            };
-            out.push((object.location, record));
-        }
-        Ok(out)
-    }
-
-    /// Live lease records other than `ours`, oldest first; expired ones are
-    /// deleted on the way (unreadable ones count as expired).
-    async fn other_leases(&self, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
-        let store = self.storage().object_store();
-        let now = OffsetDateTime::now_utc();
-        let mut live = Vec::new();
-        for (location, record) in self.lease_records().await? {
-            if Some(&location) == ours {
-                continue;
+/// Every lease record in the store with its key; `None` for one that
+/// cannot be read as a record.
+async fn lease_records(storage: &Storage) -> Result<Vec<(ObjectPath, Option<LeaseRecord>)>> {
+    let store = storage.object_store();
+    let dir = lease_dir(storage);
+    let listing: Vec<_> = store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::storage(&dir, e))?;
+    let mut out = Vec::new();
+    for object in listing {
+        let record = match store.get(&object.location).await {
+            Ok(r) => {
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::storage(&object.location, e))?;
+                serde_json::from_slice::<LeaseRecord>(&bytes).ok()
             }
-            match record {
-                Some(r) if !r.stale(now) => live.push(r),
-                _ => {
-                    // Stale (or garbage): whoever finds it removes it.
-                    match store.delete(&location).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::storage(&location, e)),
-                    }
-                }
-            }
-        }
-        live.sort_by_key(|r| r.acquired);
-        Ok(live)
-    }
-
-    /// Every lease record in the store, oldest first (unreadable ones are
-    /// reported with an empty holder and as stale).
-    pub async fn leases(&self) -> Result<Vec<LeaseInfo>> {
-        let now = OffsetDateTime::now_utc();
-        let mut out = Vec::new();
-        for (location, record) in self.lease_records().await? {
-            let key = location.to_string();
-            out.push(match record {
-                Some(r) => LeaseInfo {
-                    key,
-                    stale: r.stale(now),
-                    holder: r.holder,
-                    operation: r.operation,
-                    since: format_time(r.acquired),
-                    expires: format_time(r.expires),
-                },
-                None => LeaseInfo {
-                    key,
-                    holder: String::new(),
-                    operation: String::new(),
-                    since: String::new(),
-                    expires: String::new(),
-                    stale: true,
-                },
-            });
-        }
-        out.sort_by(|a, b| a.since.cmp(&b.since));
-        Ok(out)
-    }
-
-    /// Deletes lease records: the stale ones, or every one with
-    /// `include_live` (for a holder known to be gone, on another host,
-    /// before its lease expires). Returns what was deleted.
-    pub async fn break_leases(&self, include_live: bool) -> Result<Vec<LeaseInfo>> {
-        let mut broken = Vec::new();
-        for lease in self.leases().await? {
-            if !(lease.stale || include_live) {
-                continue;
-            }
-            let key = ObjectPath::from(lease.key.as_str());
-            match self.storage().object_store().delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => broken.push(lease),
-                Err(e) => return Err(Error::storage(&key, e)),
-            }
-        }
-        self.tidy_lease_dir();
-        Ok(broken)
-    }
-
-    /// Takes the store's lease for `operation`, or fails with
-    /// [`Error::Locked`] while someone else holds a live one.
-    pub async fn acquire_lease(&self, operation: &str, ttl: Duration) -> Result<LeaseGuard> {
-        let store = self.storage().object_store().clone();
-        let mut attempt = 0;
-        let (key, record) = loop {
-            attempt += 1;
-            if let Some(current) = self.other_leases(None).await?.into_iter().next() {
-                return Err(locked(current));
-            }
-            let now = OffsetDateTime::now_utc();
-            let record = LeaseRecord {
-                holder: self.holder().to_string(),
-                operation: operation.to_string(),
-                token: uuid::Uuid::new_v4().simple().to_string(),
-                acquired: Some(now),
-                expires: Some(now + ttl),
-                host: this_host(),
-                pid: std::process::id(),
-            };
-            let key = self.lease_key(&record.token);
-            store
-                .put(&key, PutPayload::from(to_json(&record)))
-                .await
-                .map_err(|e| Error::storage(&key, e))?;
-            let others = match self.other_leases(Some(&key)).await {
-                Ok(others) => others,
-                Err(e) => {
-                    let _ = store.delete(&key).await;
-                    return Err(e);
-                }
-            };
-            let Some(first) = others.into_iter().next() else {
-                break (key, record);
-            };
-            // Someone else wrote a record too: back off.
-            match store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::storage(&key, e)),
-            }
-            if attempt >= ATTEMPTS {
-                return Err(locked(first));
-            }
-            // A random pause so that two callers who backed off together
-            // do not collide again.
-            let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
-            tokio::time::sleep(Duration::from_millis(50 + jitter * u64::from(attempt))).await;
+            // Released between the listing and the read.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(Error::storage(&object.location, e)),
         };
-        let lost = Arc::new(Mutex::new(None));
-        let renewer = tokio::spawn(renew(store.clone(), key.clone(), record, ttl, lost.clone()));
-        Ok(LeaseGuard { key, renewer, lost })
+        out.push((object.location, record));
     }
+    Ok(out)
+}
 
-    /// Gives the lease back (deletes our record).
-    pub async fn release_lease(&self, guard: LeaseGuard) -> Result<()> {
-        guard.renewer.abort();
-        match self.storage().object_store().delete(&guard.key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::storage(&guard.key, e)),
+/// Live lease records other than `ours`, oldest first; expired ones are
+/// deleted on the way (unreadable ones count as expired).
+async fn other_leases(storage: &Storage, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
+    let now = OffsetDateTime::now_utc();
+    let mut live = Vec::new();
+    for (location, record) in lease_records(storage).await? {
+        if Some(&location) == ours {
+            continue;
         }
-        self.tidy_lease_dir();
-        Ok(())
+        match record {
+            Some(r) if !r.stale(now) => live.push(r),
+            _ => {
+                // Stale (or garbage): whoever finds it removes it.
+                storage.delete_if_exists(&location).await?;
+            }
+        }
     }
+    live.sort_by_key(|r| r.acquired);
+    Ok(live)
+}
 
-    /// Runs `work` while holding the lease, releasing it afterwards whatever
-    /// the outcome.
-    pub async fn with_lease<T, F>(&self, operation: &str, work: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>>,
-    {
-        let guard = self.acquire_lease(operation, DEFAULT_LEASE_TTL).await?;
-        let result = work.await;
-        let released = self.release_lease(guard).await;
-        let value = result?;
-        released?;
-        Ok(value)
+/// Every lease record in the store, oldest first (unreadable ones are
+/// reported with an empty holder and as stale).
+pub(crate) async fn leases(storage: &Storage) -> Result<Vec<LeaseInfo>> {
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for (location, record) in lease_records(storage).await? {
+        let key = location.to_string();
+        out.push(match record {
+            Some(r) => LeaseInfo {
+                key,
+                stale: r.stale(now),
+                holder: r.holder,
+                operation: r.operation,
+                since: format_time(r.acquired),
+                expires: format_time(r.expires),
+            },
+            None => LeaseInfo {
+                key,
+                holder: String::new(),
+                operation: String::new(),
+                since: String::new(),
+                expires: String::new(),
+                stale: true,
+            },
+        });
     }
+    out.sort_by(|a, b| a.since.cmp(&b.since));
+    Ok(out)
+}
+
+/// Deletes lease records: the stale ones, or every one with
+/// `include_live` (for a holder known to be gone, on another host,
+/// before its lease expires). Returns what was deleted.
+pub(crate) async fn break_leases(storage: &Storage, include_live: bool) -> Result<Vec<LeaseInfo>> {
+    let mut broken = Vec::new();
+    for lease in leases(storage).await? {
+        if !(lease.stale || include_live) {
+            continue;
+        }
+        storage
+            .delete_if_exists(&ObjectPath::from(lease.key.as_str()))
+            .await?;
+        broken.push(lease);
+    }
+    tidy_lease_dir(storage);
+    Ok(broken)
+}
+
+/// Takes the store's lease for `operation`, or fails with
+/// [`Error::Locked`] while someone else holds a live one.
+pub(crate) async fn acquire(
+    storage: &Storage,
+    holder: &str,
+    operation: &str,
+    ttl: Duration,
+) -> Result<LeaseGuard> {
+    let store = storage.object_store().clone();
+    let mut attempt = 0;
+    let (key, record) = loop {
+        attempt += 1;
+        if let Some(current) = other_leases(storage, None).await?.into_iter().next() {
+            return Err(locked(current));
+        }
+        let now = OffsetDateTime::now_utc();
+        let record = LeaseRecord {
+            holder: holder.to_string(),
+            operation: operation.to_string(),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            acquired: Some(now),
+            expires: Some(now + ttl),
+            host: this_host(),
+            pid: std::process::id(),
+        };
+        let key = lease_key(storage, &record.token);
+        store
+            .put(&key, PutPayload::from(to_json(&record)))
+            .await
+            .map_err(|e| Error::storage(&key, e))?;
+        let others = match other_leases(storage, Some(&key)).await {
+            Ok(others) => others,
+            Err(e) => {
+                let _ = store.delete(&key).await;
+                return Err(e);
+            }
+        };
+        let Some(first) = others.into_iter().next() else {
+            break (key, record);
+        };
+        // Someone else wrote a record too: back off.
+        storage.delete_if_exists(&key).await?;
+        if attempt >= ATTEMPTS {
+            return Err(locked(first));
+        }
+        // A random pause so that two callers who backed off together
+        // do not collide again.
+        let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
+        tokio::time::sleep(Duration::from_millis(50 + jitter * u64::from(attempt))).await;
+    };
+    let lost = Arc::new(Mutex::new(None));
+    let renewer = tokio::spawn(renew(store.clone(), key.clone(), record, ttl, lost.clone()));
+    Ok(LeaseGuard { key, renewer, lost })
+}
+
+/// Gives the lease back (deletes our record).
+pub(crate) async fn release(storage: &Storage, guard: LeaseGuard) -> Result<()> {
+    guard.renewer.abort();
+    storage.delete_if_exists(&guard.key).await?;
+    tidy_lease_dir(storage);
+    Ok(())
+}
+
+/// Runs `work` while holding the lease, releasing it afterwards whatever
+/// the outcome.
+pub(crate) async fn with_lease<T, F>(
+    storage: &Storage,
+    holder: &str,
+    operation: &str,
+    work: F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let guard = acquire(storage, holder, operation, DEFAULT_LEASE_TTL).await?;
+    let result = work.await;
+    let released = release(storage, guard).await;
+    let value = result?;
+    released?;
+    Ok(value)
 }
 
 /// Renews `record` every third of `ttl` until aborted; records in `lost`
@@ -398,7 +395,12 @@ async fn renew(
 
 /// Writes a lease record as another holder would (for tests of contention).
 #[cfg(feature = "test-util")]
-pub async fn plant_lease(b: &StoreBackups, holder: &str, expires_in_secs: i64) -> Result<()> {
+pub(crate) async fn plant_lease(
+    store: &impl AsRef<Storage>,
+    holder: &str,
+    expires_in_secs: i64,
+) -> Result<()> {
+    let storage = store.as_ref();
     let now = OffsetDateTime::now_utc();
     let record = LeaseRecord {
         holder: holder.into(),
@@ -409,8 +411,11 @@ pub async fn plant_lease(b: &StoreBackups, holder: &str, expires_in_secs: i64) -
         host: String::new(),
         pid: 0,
     };
-    let key = b.lease_key(&format!("planted-{}", uuid::Uuid::new_v4().simple()));
-    b.storage()
+    let key = lease_key(
+        storage,
+        &format!("planted-{}", uuid::Uuid::new_v4().simple()),
+    );
+    storage
         .object_store()
         .put(&key, PutPayload::from(to_json(&record)))
         .await
@@ -439,15 +444,13 @@ mod tests {
     /// the renewals run without waiting for real.
     #[tokio::test(start_paused = true)]
     async fn a_lease_whose_record_is_deleted_is_reported_lost() {
-        let b = crate::StoreBackups::new(
-            crate::Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap(),
-        );
+        let b = Storage::from_url("memory://", Vec::<(String, String)>::new()).unwrap();
         let ttl = Duration::from_secs(30);
-        let guard = b.acquire_lease("restore", ttl).await.unwrap();
+        let guard = acquire(&b, "test", "restore", ttl).await.unwrap();
         tokio::time::sleep(ttl * 3).await;
         assert!(guard.check().is_ok(), "renewed while nobody interferes");
         // Another process judges it stale and deletes it.
-        b.break_leases(true).await.unwrap();
+        break_leases(&b, true).await.unwrap();
         tokio::time::sleep(ttl / 2).await;
         let err = guard.check().unwrap_err();
         assert!(
@@ -455,7 +458,7 @@ mod tests {
                 && err.to_string().contains("deleted by another process"),
             "{err}"
         );
-        b.release_lease(guard).await.unwrap();
+        release(&b, guard).await.unwrap();
     }
 
     #[test]

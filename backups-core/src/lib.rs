@@ -14,17 +14,12 @@
 //! let backups = StoreBackups::new(Storage::from_url("file:///var/backups", Vec::<(String, String)>::new())?);
 //! let meta = backups
 //!     .create(
-//!         CreateRequest {
-//!             files: FileSet { paths: vec!["/var/lib/juju".into()], excludes: vec![] },
-//!             database: None,
-//!             notes: "before upgrade".into(),
-//!             labels: vec!["manual".into()],
-//!             identity: Identity {
-//!                 model_uuid: "e2a6a1e5-abea-4393-8593-5a45ae53ab97".into(),
-//!                 ..Default::default()
-//!             },
-//!             compression: Default::default(),
-//!         },
+//!         CreateRequest::new(
+//!             FileSet::new(vec!["/var/lib/juju".into()]),
+//!             Identity::new("e2a6a1e5-abea-4393-8593-5a45ae53ab97"),
+//!         )
+//!         .with_notes("before upgrade")
+//!         .with_labels(vec!["manual".into()]),
 //!         Arc::new(NoProgress),
 //!     )
 //!     .await?;
@@ -33,48 +28,72 @@
 //! # }
 //! ```
 
-pub mod archive;
+//!
+//! # Layers
+//!
+//! Dependencies point one way, down: the request types ([`CreateRequest`],
+//! [`RestoreRequest`]...) depend on nothing above them; the catalog
+//! ([`StoreBackups`]: sidecars and the commit protocol) on them; the
+//! operations (create, add, download, restore, restore plan) are free
+//! functions over the catalog; [`Backups`] and the `StoreBackups` methods
+//! that run operations are one-line calls into them. Below it all: the
+//! archive format, extraction, storage, the lease and gc.
+
+#![warn(missing_debug_implementations, unreachable_pub)]
+// What only `internals` exports is unreachable without it; the workspace
+// build (clippy, tests) enables it and so checks `unreachable_pub` in full.
+#![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
+
+mod archive;
 mod backups;
-pub mod database;
-pub mod digest;
+mod catalog;
+mod database;
+mod digest;
 mod error;
-pub mod extract;
-pub mod files;
-pub mod gc;
+mod extract;
+mod files;
+mod gc;
 mod id;
-pub mod journal;
-pub mod lease;
-pub mod metadata;
-pub mod plan;
-pub mod progress;
-mod restore;
-pub mod storage;
-pub mod upload;
+mod journal;
+mod lease;
+mod metadata;
+mod ops;
+mod progress;
+mod request;
+mod storage;
+mod upload;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 #[cfg(feature = "test-util")]
 pub mod fault;
+#[cfg(feature = "internals")]
+pub mod internals;
 
-pub use archive::ArchiveCompression;
-pub use backups::{
-    AddOutcome, ArchiveSource, ArchiveStream, Backups, CreateRequest, Identity, StoreBackups,
+pub use crate::{
+    archive::ArchiveCompression,
+    backups::Backups,
+    catalog::StoreBackups,
+    database::{
+        DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
+        LoadSummary, MAX_BSON_DOCUMENT,
+    },
+    error::{Error, InputKind, Result},
+    extract::{ExtractOptions, ExtractStats},
+    files::FileSet,
+    gc::{Garbage, GarbageKind},
+    id::BackupId,
+    journal::{JournalEntry, RestoreJournal, Undone},
+    lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
+    metadata::{MAX_METADATA_BYTES, Metadata, format_time},
+    ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
+    ops::preflight::Preflight,
+    progress::{NoProgress, Progress},
+    request::{
+        AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
+        RestoreRequest, RestoreSource,
+    },
+    storage::Storage,
+    upload::UploadOptions,
 };
-pub use database::{
-    DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
-    LoadSummary,
-};
-pub use error::{Error, InputKind, Result};
-pub use extract::{ExtractOptions, ExtractStats};
-pub use files::FileSet;
-pub use gc::{Garbage, GarbageKind};
-pub use lease::{LeaseGuard, LeaseInfo};
-pub use metadata::format_time;
-pub use plan::{PlanReport, Preflight, RestorePlan, SafetyBackup, ServiceController, journal_path};
-pub use id::BackupId;
-pub use metadata::Metadata;
-pub use progress::{NoProgress, Progress};
-pub use restore::{RestoreReport, RestoreRequest, RestoreSource};
-pub use storage::Storage;
 pub use tokio_util::sync::CancellationToken;
-pub use upload::UploadOptions;

@@ -7,16 +7,17 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::BackupId;
+use crate::digest::Digests;
 use crate::error::{Error, Result};
 
 /// The checksum format Juju records for its SHA-1 checksums.
-pub const CHECKSUM_FORMAT: &str = "SHA-1, base64 encoded";
+pub(crate) const CHECKSUM_FORMAT: &str = "SHA-1, base64 encoded";
 
 /// The metadata format version we write (Juju's v1 field names).
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The newest metadata format version this crate understands.
-pub const MAX_FORMAT_VERSION: u32 = 2;
+pub(crate) const MAX_FORMAT_VERSION: u32 = 2;
 
 /// Largest `metadata.json` or sidecar we read, to bound memory on hostile input.
 pub const MAX_METADATA_BYTES: u64 = 8 * 1024 * 1024;
@@ -126,6 +127,37 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Compares `got` with the size and digests this metadata recorded
+    /// (format 2 may record none); `subject` names the backup in the error.
+    pub fn check_digests(&self, subject: &str, got: &Digests) -> Result<()> {
+        let size = (self.size != 0).then(|| (self.size.to_string(), got.size.to_string()));
+        let checks = [
+            ("size", size),
+            (
+                "SHA-1",
+                Some((self.checksum.clone(), got.sha1_base64.clone())),
+            ),
+            (
+                "SHA-256",
+                Some((self.sha256.clone(), got.sha256_hex.clone())),
+            ),
+        ];
+        for (what, pair) in checks {
+            if let Some((expected, actual)) = pair
+                && !expected.is_empty()
+                && expected != actual
+            {
+                return Err(Error::ChecksumMismatch {
+                    subject: subject.to_string(),
+                    what,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Parses metadata JSON from an archive or sidecar; `subject` names the
     /// source in errors.
     pub fn from_json(bytes: &[u8], subject: &str) -> Result<Self> {
@@ -188,11 +220,13 @@ mod id_or_empty {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<BackupId>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<BackupId>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(v.as_ref().map(BackupId::as_str).unwrap_or(""))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BackupId>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<BackupId>, D::Error> {
         let s = Option::<String>::deserialize(d)?.unwrap_or_default();
         if s.is_empty() {
             return Ok(None);
@@ -209,7 +243,7 @@ pub(crate) mod go_time {
 
     const ZERO: &str = "0001-01-01T00:00:00Z";
 
-    pub fn format(v: Option<OffsetDateTime>) -> String {
+    pub(crate) fn format(v: Option<OffsetDateTime>) -> String {
         match v {
             None => ZERO.to_string(),
             Some(t) => t
@@ -219,11 +253,14 @@ pub(crate) mod go_time {
         }
     }
 
-    pub fn serialize<S: Serializer>(v: &Option<OffsetDateTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &Option<OffsetDateTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(*v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<OffsetDateTime>, D::Error> {
         let s = Option::<String>::deserialize(d)?.unwrap_or_default();

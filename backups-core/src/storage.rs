@@ -23,7 +23,7 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig};
 use url::Url;
 
 use crate::BackupId;
@@ -229,9 +229,14 @@ impl Storage {
         &self.prefix
     }
 
+    /// Deletes `key`; one that is already gone is fine.
+    pub(crate) async fn delete_if_exists(&self, key: &ObjectPath) -> Result<()> {
+        delete_if_exists(self.store.as_ref(), key).await
+    }
+
     /// The key of a committed backup's archive: the name its metadata
     /// records (checked to belong to its id), else `<prefix>/<id>.tar.gz`.
-    pub fn archive_key(&self, id: &BackupId, meta: &Metadata) -> ObjectPath {
+    pub(crate) fn archive_key(&self, id: &BackupId, meta: &Metadata) -> ObjectPath {
         let name = &meta.archive;
         let valid = name
             .strip_prefix(id.as_str())
@@ -246,27 +251,35 @@ impl Storage {
     }
 
     /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`.
-    pub fn new_archive_name(id: &BackupId) -> String {
+    pub(crate) fn new_archive_name(id: &BackupId) -> String {
         format!("{id}.{}.tar.gz", uuid::Uuid::new_v4().simple())
     }
 
     /// The key of an archive name under the prefix.
-    pub fn key(&self, name: &str) -> ObjectPath {
+    pub(crate) fn key(&self, name: &str) -> ObjectPath {
         self.prefix.clone().join(name)
     }
 
     /// `<prefix>/<id>.json`.
-    pub fn sidecar_key(&self, id: &BackupId) -> ObjectPath {
+    pub(crate) fn sidecar_key(&self, id: &BackupId) -> ObjectPath {
         self.prefix.clone().join(format!("{id}.json"))
     }
 
     /// The id a sidecar key belongs to, if `key` is one directly under the prefix.
-    pub fn id_of_sidecar(&self, key: &ObjectPath) -> Option<BackupId> {
+    pub(crate) fn id_of_sidecar(&self, key: &ObjectPath) -> Option<BackupId> {
         let rest = key.prefix_match(&self.prefix)?;
         let parts: Vec<_> = rest.collect();
         if parts.len() != 1 {
             return None;
         }
         parts[0].as_ref().strip_suffix(".json")?.parse().ok()
+    }
+}
+
+/// Deletes `key` from `store`; one that is already gone is fine.
+pub(crate) async fn delete_if_exists(store: &dyn ObjectStore, key: &ObjectPath) -> Result<()> {
+    match store.delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::storage(key, e)),
     }
 }

@@ -27,11 +27,22 @@ const CHANNEL_DEPTH: usize = 4;
 /// Upload tuning: memory is bounded by `part_size * (max_concurrency + 1)`
 /// plus a few MiB of channel and compression buffers.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct UploadOptions {
     /// Multipart part size in bytes (S3 needs at least 5 MiB).
     pub part_size: usize,
     /// Parts uploaded concurrently.
     pub max_concurrency: usize,
+}
+
+impl UploadOptions {
+    /// Parts of `part_size` bytes, `max_concurrency` of them in flight.
+    pub fn new(part_size: usize, max_concurrency: usize) -> Self {
+        UploadOptions {
+            part_size,
+            max_concurrency,
+        }
+    }
 }
 
 impl Default for UploadOptions {
@@ -44,7 +55,7 @@ impl Default for UploadOptions {
 }
 
 /// A [`Write`] that sends fixed-size chunks to the uploader.
-pub struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: mpsc::Sender<Bytes>,
     buf: BytesMut,
 }

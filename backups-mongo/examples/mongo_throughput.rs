@@ -104,17 +104,11 @@ async fn main() {
     .unwrap();
     let meta = backups
         .create(
-            CreateRequest {
-                files: backups_core::FileSet::default(),
-                database: Some(Arc::new(dumper)),
-                notes: String::new(),
-                labels: vec![],
-                identity: Identity {
-                    model_uuid: "0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10".into(),
-                    ..Default::default()
-                },
-                compression: Default::default(),
-            },
+            CreateRequest::new(
+                backups_core::FileSet::default(),
+                Identity::new("0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10"),
+            )
+            .with_database(Arc::new(dumper)),
             Arc::new(NoProgress),
         )
         .await
@@ -141,13 +135,11 @@ async fn main() {
     .unwrap();
     let report = backups
         .restore(
-            RestoreRequest {
-                database: Some(Arc::new(loader)),
-                ..RestoreRequest::new(
-                    RestoreSource::Id(meta.id.clone().unwrap()),
-                    tmp.path().to_path_buf(),
-                )
-            },
+            RestoreRequest::new(
+                RestoreSource::Id(meta.id.clone().unwrap()),
+                tmp.path().to_path_buf(),
+            )
+            .with_database(Arc::new(loader)),
             Arc::new(NoProgress),
         )
         .await

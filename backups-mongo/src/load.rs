@@ -146,7 +146,7 @@ fn corrupt(path: &str, reason: String) -> Error {
 }
 
 async fn read_small(file: &mut DumpFile) -> Result<Vec<u8>> {
-    if file.size > backups_core::metadata::MAX_METADATA_BYTES {
+    if file.size > backups_core::MAX_METADATA_BYTES {
         return Err(Error::InvalidArchive {
             subject: format!("dump/{}", file.path),
             reason: "metadata file is too large".into(),

@@ -244,10 +244,8 @@ async fn restore_db(
 ) -> backups_core::Result<backups_core::RestoreReport> {
     backups
         .restore(
-            RestoreRequest {
-                database: Some(Arc::new(loader)),
-                ..RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf())
-            },
+            RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf())
+                .with_database(Arc::new(loader)),
             Arc::new(NoProgress),
         )
         .await
@@ -394,13 +392,11 @@ async fn juju_fixture_dumps_load_and_read_back() {
         .unwrap();
         let report = memory()
             .restore(
-                RestoreRequest {
-                    database: Some(Arc::new(loader)),
-                    ..RestoreRequest::new(
-                        RestoreSource::File(fixtures.join(file)),
-                        tmp.path().join("t"),
-                    )
-                },
+                RestoreRequest::new(
+                    RestoreSource::File(fixtures.join(file)),
+                    tmp.path().join("t"),
+                )
+                .with_database(Arc::new(loader)),
                 Arc::new(NoProgress),
             )
             .await
@@ -597,7 +593,7 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let dup = mongodb::bson::to_vec(&doc! {"_id": 1, "x": 1}).unwrap();
     let bson = [dup.clone(), dup].concat();
     let metadata = br#"{"ID":"","FormatVersion":1,"Started":"2021-01-01T00:00:00Z","ModelUUID":"0b6e3c52-8f1a-4c1e-9d3a-2f6c9a7e5b10"}"#;
-    let mut w = backups_core::archive::writer::ArchiveWriter::new(Vec::new(), 6, 0).unwrap();
+    let mut w = backups_core::internals::ArchiveWriter::new(Vec::new(), 6, 0).unwrap();
     w.add_file("metadata.json", metadata.len() as u64, 0o600, &metadata[..])
         .unwrap();
     let root = vec![0u8; 1024];
@@ -612,13 +608,11 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let loader = loader_into(&uri, "d", &dst).await;
     let err = memory()
         .restore(
-            RestoreRequest {
-                database: Some(Arc::new(loader)),
-                ..RestoreRequest::new(
-                    RestoreSource::File(tmp.path().join("dup.tar.gz")),
-                    tmp.path().join("t"),
-                )
-            },
+            RestoreRequest::new(
+                RestoreSource::File(tmp.path().join("dup.tar.gz")),
+                tmp.path().join("t"),
+            )
+            .with_database(Arc::new(loader)),
             Arc::new(NoProgress),
         )
         .await

@@ -9,22 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backups_benches::{Kind, generate, sample_text};
-use backups_core::archive::pgzip::ParallelGzWriter;
-use backups_core::archive::reader::read_archive;
-use backups_core::archive::root_tar::{RootTar, root_tar_size};
-use backups_core::archive::writer::ArchiveWriter;
-use backups_core::digest::Hasher;
-use backups_core::extract::Extractor;
+use backups_core::internals::{
+    ArchiveWriter, Extractor, Hasher, ParallelGzWriter, RootTar, read_archive, root_tar_size, scan,
+};
 use backups_core::{ArchiveCompression, FileSet, NoProgress};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 fn archive_of(dir: &std::path::Path, compression: ArchiveCompression) -> Vec<u8> {
-    let scanned = FileSet {
-        paths: vec![dir.to_path_buf()],
-        excludes: vec![],
-    }
-    .scan()
-    .unwrap();
+    let scanned = scan(&FileSet::new(vec![dir.to_path_buf()])).unwrap();
     let size = root_tar_size(&scanned.entries).unwrap();
     let root = RootTar::new(
         scanned.entries,

@@ -8,9 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backups_core::NoProgress;
-use backups_core::archive::reader::read_archive;
-use backups_core::extract::Extractor;
-use backups_core::journal::RestoreJournal;
+use backups_core::RestoreJournal;
+use backups_core::internals::{Extractor, read_archive};
 use libfuzzer_sys::fuzz_target;
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {

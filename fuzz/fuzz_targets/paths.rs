@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path};
 
-use backups_core::extract::sanitize_entry_path;
+use backups_core::internals::sanitize_entry_path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,23 +3,23 @@
 //! archives, a trailing `manifest.json` with the size and SHA-256 of every
 //! other entry.
 
-pub mod pgzip;
-pub mod reader;
-pub mod root_tar;
-pub mod writer;
+pub(crate) mod pgzip;
+pub(crate) mod reader;
+pub(crate) mod root_tar;
+pub(crate) mod writer;
 
 use serde::{Deserialize, Serialize};
 
 /// The archive's top directory.
-pub const TOP_DIR: &str = "juju-backup/";
+pub(crate) const TOP_DIR: &str = "juju-backup/";
 /// The in-archive metadata entry.
-pub const METADATA_ENTRY: &str = "juju-backup/metadata.json";
+pub(crate) const METADATA_ENTRY: &str = "juju-backup/metadata.json";
 /// The inner tar of backed-up files.
-pub const ROOT_TAR_ENTRY: &str = "juju-backup/root.tar";
+pub(crate) const ROOT_TAR_ENTRY: &str = "juju-backup/root.tar";
 /// The database dump directory.
-pub const DUMP_DIR: &str = "juju-backup/dump/";
+pub(crate) const DUMP_DIR: &str = "juju-backup/dump/";
 /// Our trailing manifest.
-pub const MANIFEST_ENTRY: &str = "juju-backup/manifest.json";
+pub(crate) const MANIFEST_ENTRY: &str = "juju-backup/manifest.json";
 
 /// How the outer archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub(crate) fn resolve_threads(threads: usize) -> usize {
 /// Size and SHA-256 of every entry before it, written last by our writer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// Manifest format version (1).
     pub format_version: u32,
     /// One line per file entry, in archive order.
@@ -72,7 +72,7 @@ pub struct Manifest {
 /// One entry of the [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ManifestEntry {
+pub(crate) struct ManifestEntry {
     /// The entry's path in the archive, e.g. `juju-backup/root.tar`.
     pub path: String,
     /// Its size in bytes.
@@ -84,7 +84,7 @@ pub struct ManifestEntry {
 
 /// Largest tar header extension (GNU long name/link, PAX record) accepted:
 /// the tar crate reads them whole into memory.
-pub const MAX_HEADER_EXTENSION: u64 = 1024 * 1024;
+pub(crate) const MAX_HEADER_EXTENSION: u64 = 1024 * 1024;
 
 /// A [`std::io::Read`] over a tar stream that follows the header blocks as
 /// they pass and fails on a header extension larger than

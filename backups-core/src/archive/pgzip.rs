@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Bytes of input per block (pigz uses 128 KiB).
-pub const BLOCK_SIZE: usize = 128 * 1024;
+pub(crate) const BLOCK_SIZE: usize = 128 * 1024;
 /// The deflate window: how much of the previous block primes the next.
 const DICT_SIZE: usize = 32 * 1024;
 
@@ -83,6 +83,14 @@ pub struct ParallelGzWriter<W: Write> {
     total_in: u64,
     header_written: bool,
     finished: bool,
+}
+
+impl<W: Write> std::fmt::Debug for ParallelGzWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParallelGzWriter")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: Write> ParallelGzWriter<W> {

@@ -38,8 +38,6 @@ pub struct ArchiveSummary {
     pub has_root_tar: bool,
     /// Whether a manifest was present (and verified).
     pub manifest_verified: bool,
-    /// File entries under `juju-backup/dump/` (path, size).
-    pub dump_entries: Vec<(String, u64)>,
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -130,7 +128,7 @@ fn within(subject: &str, e: Error) -> Error {
 }
 
 /// Explains a decompression or tar read error in a user's terms.
-pub fn describe_read_error(e: &io::Error) -> String {
+pub(crate) fn describe_read_error(e: &io::Error) -> String {
     let msg = e.to_string();
     if e.kind() == io::ErrorKind::UnexpectedEof
         || msg.contains("incomplete deflate stream")
@@ -188,7 +186,6 @@ pub fn read_archive<R: Read + Send>(
         manifest,
         has_root_tar,
         seen,
-        dump_entries,
     } = consumed;
 
     let metadata = metadata
@@ -225,7 +222,6 @@ pub fn read_archive<R: Read + Send>(
         digests,
         has_root_tar,
         manifest_verified,
-        dump_entries,
     })
 }
 
@@ -235,7 +231,6 @@ struct Consumed {
     manifest: Option<Manifest>,
     has_root_tar: bool,
     seen: HashMap<String, (u64, String)>,
-    dump_entries: Vec<(String, u64)>,
 }
 
 /// Parses the decompressed tar stream and feeds the visitor.
@@ -249,7 +244,6 @@ fn consume<B: Read>(
     let mut manifest: Option<Manifest> = None;
     let mut has_root_tar = false;
     let mut seen: HashMap<String, (u64, String)> = HashMap::new();
-    let mut dump_entries = Vec::new();
 
     let mut archive = tar::Archive::new(super::HeaderGuard::new(gz));
 
@@ -316,9 +310,6 @@ fn consume<B: Read>(
         }
         io::copy(&mut hashed, &mut io::sink()).map_err(|e| fail.map(&path, e))?;
         let (size, sha256) = hashed.finish();
-        if path.starts_with(super::DUMP_DIR) {
-            dump_entries.push((path.clone(), size));
-        }
         seen.insert(path, (size, sha256));
     }
     // Past the tar end blocks: only padding may follow (GNU tar pads to
@@ -337,7 +328,6 @@ fn consume<B: Read>(
         manifest,
         has_root_tar,
         seen,
-        dump_entries,
     })
 }
 

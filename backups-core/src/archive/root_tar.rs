@@ -91,6 +91,12 @@ pub struct RootTar {
     progress: Arc<dyn Progress>,
 }
 
+impl std::fmt::Debug for RootTar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootTar").finish_non_exhaustive()
+    }
+}
+
 impl RootTar {
     /// Starts producing `root.tar` for `entries`.
     pub fn new(

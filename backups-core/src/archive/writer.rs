@@ -22,10 +22,20 @@ fn write_err(entry: &str, e: std::io::Error) -> Error {
     Error::io("writing archive entry", entry, e)
 }
 
+impl<W: Write> std::fmt::Debug for ArchiveWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter").finish_non_exhaustive()
+    }
+}
+
 impl<W: Write> ArchiveWriter<W> {
     /// Starts a gzip archive (writes the `juju-backup/` directory entry).
     /// `level` is the gzip level 0-9; `mtime` stamps the entries we create.
     /// Compression runs on every core.
+    #[cfg_attr(
+        not(any(feature = "internals", feature = "test-util")),
+        allow(dead_code)
+    )]
     pub fn new(out: W, level: u32, mtime: u64) -> Result<Self> {
         Self::with_compression(out, ArchiveCompression::Gzip { level, threads: 0 }, mtime)
     }

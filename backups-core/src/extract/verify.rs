@@ -1,0 +1,67 @@
+//! The verify pass: every entry of `root.tar` and every dump file checked,
+//! nothing written.
+
+use std::io::Read;
+
+use crate::archive::reader::RootVisitor;
+use crate::database::check_bson_framing;
+use crate::error::{Error, Result};
+
+use super::path::sanitize_entry_path;
+use super::policy::{ExtractOptions, ExtractStats, Policy, count, read_err};
+
+/// Validates every entry of `root.tar` without writing anything.
+#[derive(Debug, Default)]
+pub struct RootCheck {
+    policy: Policy,
+    /// What was found.
+    pub stats: ExtractStats,
+}
+
+impl RootCheck {
+    /// Checks with what a restore under `options` would accept.
+    pub fn new(options: ExtractOptions) -> Self {
+        RootCheck {
+            policy: Policy::new(options.allow_devices),
+            stats: ExtractStats::default(),
+        }
+    }
+}
+
+impl RootVisitor for RootCheck {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| read_err("(header)", e))?;
+            let (_, _, kind) = self.policy.check(&entry)?;
+            count(&mut self.stats, &kind);
+            if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
+                self.stats.setuid += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Dump files are checked too, so a corrupt dump is refused before
+    /// anything is restored: `.bson` framing (each document's length within
+    /// MongoDB's limit, ending in a NUL byte, nothing cut short) and
+    /// `.metadata.json` being JSON.
+    fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
+        let bad = |reason: String| Error::invalid(format!("dump/{path}"), reason);
+        sanitize_entry_path(path.as_bytes())
+            .map_err(|r| Error::unsafe_path(format!("dump/{path}"), r))?;
+        if path.ends_with(".metadata.json") {
+            if size > crate::metadata::MAX_METADATA_BYTES {
+                return Err(bad("metadata file is too large".into()));
+            }
+            let mut buf = Vec::new();
+            body.read_to_end(&mut buf).map_err(|e| read_err(path, e))?;
+            serde_json::from_slice::<serde_json::Value>(&buf)
+                .map_err(|e| bad(format!("unreadable JSON: {e}")))?;
+        } else if path.ends_with(".bson") {
+            check_bson_framing(body, path)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,516 @@
+//! The extractor: writes `root.tar` into the target, checking every path
+//! again against the real disk, journaling what it creates and replaces.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::archive::reader::RootVisitor;
+use crate::error::{Error, Result};
+use crate::journal::RestoreJournal;
+use crate::progress::Progress;
+
+use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::sys::{Attributes, chown, make_device, place};
+
+/// Extracts `root.tar` into a target directory.
+pub struct Extractor {
+    target: PathBuf,
+    root: PathBuf,
+    policy: Policy,
+    allow_setuid: bool,
+    journal: Option<RestoreJournal>,
+    progress: Arc<dyn Progress>,
+    dirs: Vec<(PathBuf, u32, u64)>,
+    /// Directories under the target already known to be real directories
+    /// (this extraction never turns a directory into anything else).
+    known_dirs: HashSet<PathBuf>,
+    counter: u64,
+    /// What was restored.
+    pub stats: ExtractStats,
+}
+
+impl std::fmt::Debug for Extractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extractor")
+            .field("target", &self.target)
+            .field("journal", &self.journal.is_some())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Extractor {
+    /// Prepares extraction into `target`, which is created (if missing)
+    /// only when the first entry is written.
+    pub fn new(target: &Path, progress: Arc<dyn Progress>) -> Result<Self> {
+        Ok(Extractor {
+            target: target.to_path_buf(),
+            root: PathBuf::new(),
+            policy: Policy::default(),
+            allow_setuid: false,
+            journal: None,
+            progress,
+            dirs: Vec::new(),
+            known_dirs: HashSet::new(),
+            counter: 0,
+            stats: ExtractStats::default(),
+        })
+    }
+
+    /// Applies `options` (what may be created beyond files and links).
+    pub fn with_options(mut self, options: ExtractOptions) -> Self {
+        self.policy.allow_devices = options.allow_devices;
+        self.allow_setuid = options.allow_setuid;
+        self
+    }
+
+    /// Records every path this extraction creates, and keeps the previous
+    /// version of every path it replaces, in `journal` (which can then undo
+    /// the extraction exactly).
+    pub fn with_journal(mut self, journal: RestoreJournal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    fn record(&self, path: &Path) -> Result<()> {
+        match &self.journal {
+            Some(j) => j.created(path),
+            None => Ok(()),
+        }
+    }
+
+    /// With a journal: keeps the current version of `dest`, about to be
+    /// replaced, under a stash name beside it (a hard link, so `dest` stays
+    /// in place until the new version is renamed over it).
+    fn keep_previous(&mut self, dest: &Path) -> Result<()> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(());
+        };
+        let stash = self.side_name(dest, "old");
+        journal.replacing(dest, &stash)?;
+        if fs::hard_link(dest, &stash).is_err() {
+            // Hard links refused here (some filesystems, protected_hardlinks):
+            // move it aside instead.
+            fs::rename(dest, &stash)
+                .map_err(|e| Error::io("keeping the previous version of", dest, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure every parent of `rel` is a real directory inside the
+    /// target, creating missing ones; returns the full destination path.
+    fn prepare_parents(&mut self, name: &str, rel: &Path) -> Result<PathBuf> {
+        let mut dir = self.root.clone();
+        if let Some(parent) = rel.parent() {
+            if !parent.as_os_str().is_empty() && self.known_dirs.contains(parent) {
+                return Ok(self.root.join(rel));
+            }
+            for part in parent.components() {
+                dir.push(part);
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_dir() => {}
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(Error::unsafe_path(
+                            name,
+                            format!("parent {} is a symlink", dir.display()),
+                        ));
+                    }
+                    Ok(_) => {
+                        return Err(Error::unsafe_path(
+                            name,
+                            format!("parent {} is not a directory", dir.display()),
+                        ));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+                        self.record(&dir)?;
+                    }
+                    Err(e) => return Err(Error::io("inspecting", &dir, e)),
+                }
+            }
+            self.known_dirs.insert(parent.to_path_buf());
+        }
+        Ok(self.root.join(rel))
+    }
+
+    fn temp_name(&mut self, dest: &Path) -> PathBuf {
+        self.side_name(dest, "tmp")
+    }
+
+    /// `.<name>.backups-<what>-<pid>-<n>` beside `dest`.
+    fn side_name(&mut self, dest: &Path, what: &str) -> PathBuf {
+        self.counter += 1;
+        let file = dest
+            .file_name()
+            .map(OsStr::to_os_string)
+            .unwrap_or_default();
+        let mut name = std::ffi::OsString::from(".");
+        name.push(file);
+        name.push(format!(
+            ".backups-{what}-{}-{}",
+            std::process::id(),
+            self.counter
+        ));
+        dest.with_file_name(name)
+    }
+
+    fn mode(&mut self, name: &str, mode: u32) -> u32 {
+        if mode & 0o6000 != 0 {
+            self.stats.setuid += 1;
+            if self.allow_setuid {
+                return mode & 0o7777;
+            }
+            let msg = format!("{name}: setuid/setgid bits dropped");
+            self.progress.warn(&msg);
+            self.stats.warnings.push(msg);
+        }
+        mode & 0o1777
+    }
+
+    fn ensure_root(&mut self) -> Result<()> {
+        if self.root.as_os_str().is_empty() {
+            let target = &self.target;
+            if let Ok(absolute) = std::path::absolute(target) {
+                let missing: Vec<PathBuf> = absolute
+                    .ancestors()
+                    .take_while(|a| fs::symlink_metadata(a).is_err())
+                    .map(Path::to_path_buf)
+                    .collect();
+                for dir in missing.iter().rev() {
+                    self.record(dir)?;
+                }
+            }
+            let target = &self.target;
+            fs::create_dir_all(target).map_err(|e| Error::io("creating target", target, e))?;
+            self.root = target
+                .canonicalize()
+                .map_err(|e| Error::io("resolving target", target, e))?;
+        }
+        Ok(())
+    }
+
+    fn extract_entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let (name, rel, kind) = self.policy.check(&entry)?;
+        self.ensure_root()?;
+        let dest = self.prepare_parents(&name, &rel)?;
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644);
+        let mtime = header.mtime().unwrap_or(0);
+        let owner = (header.uid().ok(), header.gid().ok());
+        let existing = fs::symlink_metadata(&dest).ok();
+        // A directory that replaces a file is new too: a rollback removes it
+        // (its contents are all new) before the file comes back.
+        let is_new = existing
+            .as_ref()
+            .is_none_or(|m| matches!(kind, CheckedKind::Directory) && !m.is_dir());
+        if existing.as_ref().is_some_and(|m| !m.is_dir()) {
+            self.keep_previous(&dest)?;
+        }
+        match &kind {
+            CheckedKind::Directory => {
+                match existing {
+                    Some(m) if m.is_dir() => {
+                        if let Some(j) = &self.journal {
+                            j.directory(&dest, &m)?;
+                        }
+                    }
+                    Some(_) => {
+                        // (Already moved aside when hard links were refused.)
+                        match fs::remove_file(&dest) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                                return Err(Error::io("replacing", &dest, e));
+                            }
+                            _ => {}
+                        }
+                        fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?;
+                    }
+                    None => fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?,
+                }
+                chown(&dest, owner);
+                let mode = self.mode(&name, mode);
+                self.dirs.push((dest.clone(), mode, mtime));
+            }
+            CheckedKind::File(_) => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                let attributes = Attributes {
+                    owner,
+                    mode: Some(self.mode(&name, mode)),
+                    mtime: Some(mtime),
+                };
+                let progress = self.progress.clone();
+                place(&tmp, &dest, attributes, |tmp| {
+                    let mut out = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(tmp)
+                        .map_err(|e| Error::io("creating", tmp, e))?;
+                    progress.advance(copy_entry(&name, &mut entry, &mut out, tmp)?);
+                    Ok(())
+                })?;
+            }
+            CheckedKind::Symlink(target) => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                let attributes = Attributes {
+                    owner,
+                    ..Attributes::default()
+                };
+                place(&tmp, &dest, attributes, |tmp| {
+                    std::os::unix::fs::symlink(target, tmp)
+                        .map_err(|e| Error::io("creating symlink", tmp, e))
+                })?;
+            }
+            CheckedKind::HardLink(target) => {
+                refuse_dir(&name, &existing)?;
+                let source = self.prepare_parents(&name, target)?;
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => {}
+                    _ => {
+                        return Err(Error::unsafe_path(
+                            &name,
+                            format!(
+                                "hard link to {} which is not a regular file in the target",
+                                target.display()
+                            ),
+                        ));
+                    }
+                }
+                let tmp = self.temp_name(&dest);
+                place(&tmp, &dest, Attributes::default(), |tmp| {
+                    fs::hard_link(&source, tmp).map_err(|e| Error::io("linking", tmp, e))
+                })?;
+            }
+            CheckedKind::Device { kind, major, minor } => {
+                refuse_dir(&name, &existing)?;
+                let tmp = self.temp_name(&dest);
+                let attributes = Attributes {
+                    owner,
+                    mode: Some(self.mode(&name, mode)),
+                    mtime: Some(mtime),
+                };
+                place(&tmp, &dest, attributes, |tmp| {
+                    make_device(tmp, *kind, *major, *minor)
+                })?;
+            }
+        }
+        if is_new {
+            self.record(&dest)?;
+        }
+        count(&mut self.stats, &kind);
+        self.progress.item(&name);
+        Ok(())
+    }
+
+    /// Applies directory modes and times, deepest first, so read-only
+    /// directories do not block their own extraction.
+    fn finish_dirs(&mut self) -> Result<()> {
+        for (dir, mode, mtime) in self.dirs.drain(..).rev() {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io("setting mode of", &dir, e))?;
+            if let Ok(f) = File::open(&dir) {
+                let _ = f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RootVisitor for Extractor {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
+        let mut result = Ok(());
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    result = Err(read_err("(header)", e));
+                    break;
+                }
+            };
+            if let Err(e) = self.extract_entry(entry) {
+                result = Err(e);
+                break;
+            }
+        }
+        let dirs = self.finish_dirs();
+        result.and(dirs)
+    }
+}
+
+fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
+    match existing {
+        Some(m) if m.is_dir() => Err(Error::unsafe_path(
+            name,
+            "a directory exists at this path in the target",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn copy_entry<R: Read>(
+    name: &str,
+    entry: &mut tar::Entry<'_, R>,
+    out: &mut File,
+    tmp: &Path,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(name, e)),
+        };
+        io::Write::write_all(out, &buf[..n]).map_err(|e| Error::io("writing", tmp, e))?;
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sys::set_mtime_nofollow;
+    use super::*;
+
+    #[test]
+    fn a_journaled_extraction_is_undone_exactly() {
+        use crate::journal::JournalEntry;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir_all(target.join("old")).unwrap();
+        std::fs::write(target.join("old/kept.txt"), "previous").unwrap();
+        std::fs::set_permissions(target.join("old"), fs::Permissions::from_mode(0o700)).unwrap();
+        set_mtime_nofollow(&target.join("old"), 1_000_000).unwrap();
+        std::fs::write(target.join("x"), "was a file").unwrap();
+        std::os::unix::fs::symlink("somewhere", target.join("link")).unwrap();
+        let before = tree(&target);
+        let mut tar = tar::Builder::new(Vec::new());
+        let dir_header = || {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_cksum();
+            h
+        };
+        tar.append_data(&mut dir_header(), "old", &b""[..]).unwrap();
+        for (name, body) in [
+            ("old/kept.txt", "new"),
+            ("old/sub/new.txt", "n"),
+            ("n.txt", "n"),
+            ("link", "now a file"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+        }
+        tar.append_data(&mut dir_header(), "x", &b""[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "x/y", &b"y"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+
+        let journal = extract_journaled(&target, &bytes);
+        let root = target.canonicalize().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
+            "new"
+        );
+        assert!(root.join("x").is_dir());
+        let entries = journal.entries();
+        assert!(entries.contains(&JournalEntry::Created(root.join("old/sub/new.txt"))));
+        let replaced: Vec<_> = entries
+            .iter()
+            .filter_map(|e| match e {
+                JournalEntry::Replaced { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replaced,
+            vec![root.join("old/kept.txt"), root.join("link"), root.join("x")]
+        );
+        assert_eq!(
+            fs::metadata(root.join("old")).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+        let undone = journal.undo().unwrap();
+        assert_eq!(
+            (undone.removed, undone.restored, undone.directories),
+            (5, 3, 1),
+            "{entries:?}"
+        );
+        assert_eq!(tree(&target), before, "exactly as it was, no stash left");
+        let old = fs::metadata(root.join("old")).unwrap();
+        assert_eq!(old.permissions().mode() & 0o7777, 0o700);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::mtime(&old),
+            1_000_000,
+            "directory metadata back too"
+        );
+    }
+
+    #[test]
+    fn settling_a_journal_drops_the_previous_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("a"), "previous").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "a", &b"new"[..]).unwrap();
+        let journal = extract_journaled(&target, &tar.into_inner().unwrap());
+        assert_eq!(tree(&target).len(), 2, "the stash beside it");
+        journal.settle().unwrap();
+        assert_eq!(
+            tree(&target),
+            vec![("a".to_string(), "new".to_string())],
+            "only the restored file"
+        );
+    }
+
+    /// (relative name, contents or link target or "dir") of a whole tree.
+    fn tree(root: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            let ft = e.file_type();
+            let what = if ft.is_symlink() {
+                std::fs::read_link(e.path()).unwrap().display().to_string()
+            } else if ft.is_dir() {
+                "dir".into()
+            } else {
+                std::fs::read_to_string(e.path()).unwrap()
+            };
+            out.push((rel, what));
+        }
+        out
+    }
+
+    /// Extracts `root_tar` into `target`, returning the journal.
+    fn extract_journaled(target: &Path, root_tar: &[u8]) -> RestoreJournal {
+        let journal = RestoreJournal::default();
+        let mut x = Extractor::new(target, Arc::new(crate::progress::NoProgress))
+            .unwrap()
+            .with_journal(journal.clone());
+        x.visit(&mut &root_tar[..]).unwrap();
+        journal
+    }
+}

@@ -1,0 +1,123 @@
+//! Add: validate an existing archive in full, then upload it unchanged
+//! (hashing it again on the way) and commit it under the id its metadata
+//! gives.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::catalog::{Commit, StoreBackups};
+use crate::digest::HashingWriter;
+use crate::error::{Error, Result};
+use crate::extract::{ExtractOptions, RootCheck};
+use crate::metadata::CHECKSUM_FORMAT;
+use crate::progress::Progress;
+use crate::request::{AddOutcome, ArchiveSource};
+use crate::storage::Storage;
+use crate::upload::upload_with;
+
+use super::scan;
+
+/// Validates an existing archive and stores it (see [`crate::Backups::add`]).
+pub(crate) async fn add(
+    backups: &StoreBackups,
+    source: ArchiveSource,
+    progress: Arc<dyn Progress>,
+) -> Result<AddOutcome> {
+    let subject = source.subject();
+    progress.phase("validating", None);
+    let (summary, check) = scan(
+        source.open()?,
+        subject.clone(),
+        // Stored archives may hold anything a restore could be allowed
+        // to create; restores decide (the count is kept in the sidecar).
+        RootCheck::new(ExtractOptions {
+            allow_setuid: true,
+            allow_devices: true,
+        }),
+        progress.clone(),
+    )
+    .await?;
+    let mut meta = summary.metadata;
+    meta.check_format(&subject)?;
+    let id = meta.derive_id(&subject)?;
+    let digests = summary.digests;
+    if let Some(existing) = backups.sidecar(&id).await? {
+        if existing.checksum == digests.sha1_base64 {
+            progress.finish();
+            return Ok(AddOutcome {
+                metadata: existing,
+                already_present: true,
+            });
+        }
+        return Err(Error::AlreadyExists {
+            id,
+            existing: existing.checksum,
+            new: digests.sha1_base64,
+        });
+    }
+    progress.phase("uploading", Some(digests.size));
+    meta.archive = Storage::new_archive_name(&id);
+    let key = backups.storage().key(&meta.archive);
+    let expected = digests.clone();
+    let mut reader = source.open()?;
+    let prog = progress.clone();
+    let subject2 = subject.clone();
+    upload_with(
+        backups.store(),
+        &key,
+        backups.upload_options(),
+        backups.cancellation(),
+        move |out| {
+            let mut hashing = HashingWriter::new(out);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("reading", &subject2, e))?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut hashing, &buf[..n])
+                    .map_err(|e| Error::io("uploading", &subject2, e))?;
+                prog.advance(n as u64);
+            }
+            let (_, got) = hashing.finish();
+            if got != expected {
+                return Err(Error::ChecksumMismatch {
+                    subject: subject2,
+                    what: "SHA-1",
+                    expected: expected.sha1_base64,
+                    actual: got.sha1_base64,
+                });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    meta.id = Some(id);
+    meta.checksum = digests.sha1_base64;
+    meta.checksum_format = CHECKSUM_FORMAT.to_string();
+    meta.size = digests.size;
+    meta.sha256 = digests.sha256_hex;
+    meta.stored = Some(time::OffsetDateTime::now_utc());
+    let s = &check.stats;
+    if meta.file_count.is_none() && summary.has_root_tar {
+        meta.file_count = Some(s.files + s.directories + s.symlinks + s.hard_links + s.devices);
+    }
+    meta.device_nodes = s.devices;
+    if summary.has_root_tar {
+        meta.file_bytes = Some(s.bytes);
+    }
+    let outcome = match backups.commit(&meta, &key).await? {
+        Commit::Written => AddOutcome {
+            metadata: meta,
+            already_present: false,
+        },
+        Commit::SameContent(existing) => AddOutcome {
+            metadata: *existing,
+            already_present: true,
+        },
+    };
+    progress.finish();
+    Ok(outcome)
+}

@@ -1,0 +1,195 @@
+//! Create: scan the files, then stream metadata, `root.tar` and the
+//! database dump through the compressor straight into a multipart upload;
+//! commit the sidecar only once the stored object is exactly what was
+//! hashed.
+
+use std::sync::{Arc, Mutex};
+
+use object_store::ObjectStoreExt;
+use tokio::sync::mpsc;
+
+use crate::archive::root_tar::{RootTar, root_tar_size};
+use crate::archive::writer::ArchiveWriter;
+use crate::catalog::StoreBackups;
+use crate::database::{DumpMessage, DumpSink, DumpSummary};
+use crate::digest::Digests;
+use crate::error::{Error, Result};
+use crate::extract::sanitize_entry_path;
+use crate::files::EntryKind;
+use crate::metadata::{CHECKSUM_FORMAT, FORMAT_VERSION, Metadata};
+use crate::progress::Progress;
+use crate::request::CreateRequest;
+use crate::storage::Storage;
+use crate::upload::upload_with;
+
+/// What the archive thread produced.
+struct Produced {
+    digests: Digests,
+    dump: Option<DumpSummary>,
+}
+
+/// Makes a new backup and commits it; returns its metadata.
+pub(crate) async fn create(
+    backups: &StoreBackups,
+    request: CreateRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    let (started, id) = backups.fresh_id(&request.identity.model_uuid).await?;
+    progress.phase("scanning", None);
+    let files = request.files.clone();
+    let scanned = tokio::task::spawn_blocking(move || files.scan())
+        .await
+        .map_err(|e| Error::task("the file scan", e))??;
+    for w in &scanned.warnings {
+        progress.warn(w);
+    }
+    let root_size =
+        root_tar_size(&scanned.entries).map_err(|e| Error::io("sizing", "root.tar", e))?;
+    let ident = &request.identity;
+    let mut meta = Metadata {
+        format_version: FORMAT_VERSION,
+        started: Some(started),
+        notes: request.notes.clone(),
+        model_uuid: ident.model_uuid.clone(),
+        machine: ident.machine.clone(),
+        hostname: ident.hostname.clone(),
+        version: ident.version.clone(),
+        series: ident.series.clone(),
+        controller_uuid: ident.controller_uuid.clone(),
+        ha_nodes: ident.ha_nodes,
+        controller_machine_id: ident.controller_machine_id.clone(),
+        controller_machine_instance_id: ident.controller_machine_instance_id.clone(),
+        labels: request.labels.clone(),
+        file_count: Some(scanned.entries.len() as u64),
+        file_bytes: Some(
+            scanned
+                .entries
+                .iter()
+                .map(|e| match e.kind {
+                    EntryKind::File { size } => size,
+                    _ => 0,
+                })
+                .sum(),
+        ),
+        tool_version: format!("backups {}", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    };
+    let in_archive = meta.to_json();
+    let warnings: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(scanned.warnings.clone()));
+
+    // The database dumper runs on the runtime and hands files to the
+    // archive thread; its final result travels on the same channel.
+    let dump_rx = request.database.clone().map(|db| {
+        let (tx, rx) = mpsc::channel::<DumpMessage>(2);
+        tokio::spawn(async move {
+            let result = db.dump(DumpSink::new(tx.clone())).await;
+            let _ = tx.send(DumpMessage::Done(result)).await;
+        });
+        rx
+    });
+
+    let compression = request.compression;
+    let mtime = started.unix_timestamp().max(0) as u64;
+    let entries = scanned.entries;
+    let (warn_sink, prog) = (warnings.clone(), progress.clone());
+    progress.phase("archiving", Some(root_size));
+    meta.archive = Storage::new_archive_name(&id);
+    let key = backups.storage().key(&meta.archive);
+    let produced = upload_with(
+        backups.store(),
+        &key,
+        backups.upload_options(),
+        backups.cancellation(),
+        move |out| {
+            let mut archive = ArchiveWriter::with_compression(out, compression, mtime)?;
+            archive.add_file(
+                "metadata.json",
+                in_archive.len() as u64,
+                0o600,
+                &in_archive[..],
+            )?;
+            archive.add_file(
+                "root.tar",
+                root_size,
+                0o600,
+                RootTar::new(entries, warn_sink, prog),
+            )?;
+            archive.add_dir("dump/")?;
+            let dump = match dump_rx {
+                None => None,
+                Some(mut rx) => Some(write_dump(&mut archive, &mut rx)?),
+            };
+            let (_, digests) = archive.finish()?;
+            Ok(Produced { digests, dump })
+        },
+    )
+    .await;
+    let produced = match produced {
+        Ok(p) => p,
+        Err(e) => {
+            progress.finish();
+            return Err(e);
+        }
+    };
+    // The object must be exactly what we hashed before it is committed.
+    let stored = backups
+        .store()
+        .head(&key)
+        .await
+        .map_err(|e| Error::storage(&key, e))?;
+    if stored.size != produced.digests.size {
+        let _ = backups.storage().delete_if_exists(&key).await;
+        return Err(Error::ChecksumMismatch {
+            subject: key.to_string(),
+            what: "size",
+            expected: produced.digests.size.to_string(),
+            actual: stored.size.to_string(),
+        });
+    }
+    let finished = time::OffsetDateTime::now_utc();
+    meta.id = Some(id);
+    meta.checksum = produced.digests.sha1_base64;
+    meta.checksum_format = CHECKSUM_FORMAT.to_string();
+    meta.sha256 = produced.digests.sha256_hex;
+    meta.size = produced.digests.size;
+    meta.finished = Some(finished);
+    meta.stored = Some(finished);
+    meta.warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
+    if let Some(dump) = produced.dump {
+        for w in &dump.warnings {
+            progress.warn(w);
+        }
+        meta.databases = dump.collections;
+        meta.warnings.extend(dump.warnings);
+    }
+    backups.commit(&meta, &key).await?;
+    progress.finish();
+    Ok(meta)
+}
+
+/// Appends the dumper's files under `dump/` until it reports its result.
+fn write_dump<W: std::io::Write>(
+    archive: &mut ArchiveWriter<W>,
+    rx: &mut mpsc::Receiver<DumpMessage>,
+) -> Result<DumpSummary> {
+    loop {
+        match rx.blocking_recv() {
+            Some(DumpMessage::Entry(entry)) => {
+                sanitize_entry_path(entry.path.as_bytes())
+                    .map_err(|r| Error::unsafe_path(format!("dump/{}", entry.path), r))?;
+                archive.add_file(
+                    &format!("dump/{}", entry.path),
+                    entry.size,
+                    0o600,
+                    entry.body,
+                )?;
+            }
+            Some(DumpMessage::Done(result)) => return result,
+            None => {
+                return Err(Error::internal(
+                    "the database dump stopped without reporting a result",
+                ));
+            }
+        }
+    }
+}

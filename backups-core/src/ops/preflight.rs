@@ -1,0 +1,193 @@
+//! The checks a restore plan runs before it changes anything: is the
+//! backup of this controller and of a version it can take, and does the
+//! target filesystem have room for it.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::progress::Progress;
+use crate::request::Identity;
+
+/// What the restore target is, for the identity and version checks. Empty
+/// fields are not checked.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Preflight {
+    /// The target controller's identity and version.
+    pub target: Identity,
+    /// Restore a backup of another controller or model.
+    pub allow_other_controller: bool,
+    /// Restore a backup older than the target's version.
+    pub allow_downgrade: bool,
+}
+
+/// Numeric parts of a version (`2.8-beta1.1` -> [2, 8, 1, 1]).
+fn version_parts(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Identity and version checks; HA node count differences are warnings.
+pub(crate) fn check_identity(
+    backup: &Metadata,
+    pre: &Preflight,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let subject = backup
+        .id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let t = &pre.target;
+    let refuse = |reason: String| Error::Incompatible {
+        subject: subject.clone(),
+        reason,
+    };
+    for (what, theirs, ours) in [
+        ("controller", &backup.controller_uuid, &t.controller_uuid),
+        ("model", &backup.model_uuid, &t.model_uuid),
+    ] {
+        if !theirs.is_empty() && !ours.is_empty() && theirs != ours && !pre.allow_other_controller {
+            return Err(refuse(format!(
+                "the backup is of {what} {theirs}, the target is {what} {ours} (use --allow-other-controller to restore it anyway)"
+            )));
+        }
+    }
+    if !backup.version.is_empty() && !t.version.is_empty() {
+        let (b, tv) = (version_parts(&backup.version), version_parts(&t.version));
+        if b > tv {
+            return Err(refuse(format!(
+                "the backup is from version {}, newer than the target's {}: upgrade the target first",
+                backup.version, t.version
+            )));
+        }
+        if b < tv && !pre.allow_downgrade {
+            return Err(refuse(format!(
+                "the backup is from version {}, older than the target's {} (use --allow-downgrade)",
+                backup.version, t.version
+            )));
+        }
+    }
+    if backup.ha_nodes != 0 && t.ha_nodes != 0 && backup.ha_nodes != t.ha_nodes {
+        progress.warn(&format!(
+            "the backup was taken with {} HA controller nodes, the target has {}",
+            backup.ha_nodes, t.ha_nodes
+        ));
+    }
+    Ok(())
+}
+
+/// Free and total bytes of the filesystem holding `path` (or its nearest
+/// existing ancestor).
+pub(crate) fn free_space(path: &Path) -> Result<(u64, u64)> {
+    let absolute = std::path::absolute(path).map_err(|e| Error::Io {
+        action: "resolving",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut at = absolute.as_path();
+    loop {
+        if at.exists() {
+            break;
+        }
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let st = rustix::fs::statvfs(at).map_err(|e| Error::Io {
+        action: "measuring free space of",
+        path: at.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok((st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize))
+}
+
+/// The margin kept free beyond the restore's estimate: the larger of 20% of
+/// the estimate and min(5 GiB, 10% of the disk).
+pub(crate) fn space_margin(needed: u64, total: u64) -> u64 {
+    (needed / 5).max((5u64 << 30).min(total / 10))
+}
+
+/// Refuses a restore the target filesystem cannot hold with the margin.
+pub(crate) fn check_space(target: &Path, needed: u64, (free, total): (u64, u64)) -> Result<()> {
+    let margin = space_margin(needed, total);
+    if free < needed.saturating_add(margin) {
+        return Err(Error::Incompatible {
+            subject: target.display().to_string(),
+            reason: format!(
+                "not enough free disk space: the restore needs {needed} bytes plus a margin of {margin}, but only {free} are free"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_the_larger_of_a_fifth_and_a_capped_tenth_of_the_disk() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(space_margin(10 * GIB, 100 * GIB), 5 * GIB);
+        assert_eq!(space_margin(100 * GIB, 1000 * GIB), 20 * GIB);
+        assert_eq!(space_margin(GIB, 20 * GIB), 2 * GIB);
+        assert!(check_space(Path::new("/t"), GIB, (3 * GIB, 20 * GIB)).is_ok());
+        let err = check_space(Path::new("/t"), GIB, (2 * GIB, 20 * GIB)).unwrap_err();
+        assert!(
+            err.to_string().contains("not enough free disk space"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/t"), "{err}");
+    }
+
+    #[test]
+    fn identity_and_version_checks() {
+        let backup = Metadata {
+            controller_uuid: "c1".into(),
+            model_uuid: "m1".into(),
+            version: "2.8-beta1.1".into(),
+            ..Default::default()
+        };
+        let np = crate::progress::NoProgress;
+        let mut pre = Preflight::default();
+        assert!(
+            check_identity(&backup, &pre, &np).is_ok(),
+            "nothing known, nothing checked"
+        );
+        pre.target.controller_uuid = "c2".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(
+            err.to_string().contains("--allow-other-controller"),
+            "{err}"
+        );
+        pre.allow_other_controller = true;
+        pre.target.version = "2.8.0".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(err.to_string().contains("newer than the target"), "{err}");
+        pre.target.version = "2.9.1".into();
+        let err = check_identity(&backup, &pre, &np).unwrap_err();
+        assert!(err.to_string().contains("--allow-downgrade"), "{err}");
+        pre.allow_downgrade = true;
+        assert!(check_identity(&backup, &pre, &np).is_ok());
+        pre.target.version = "2.8-beta1.1".into();
+        pre.allow_downgrade = false;
+        assert!(check_identity(&backup, &pre, &np).is_ok(), "same version");
+    }
+
+    #[test]
+    fn free_space_of_a_missing_path_uses_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = free_space(&dir.path().join("not/yet")).unwrap();
+        assert!(total > 0 && free <= total);
+        let (_, total) = free_space(Path::new("relative/not/there")).unwrap();
+        assert!(
+            total > 0,
+            "a relative target is measured from the current directory"
+        );
+    }
+}

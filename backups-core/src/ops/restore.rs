@@ -1,0 +1,275 @@
+//! Restore: verify the archive before touching anything, then load the
+//! database and extract the files in one pass.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::archive::reader::RootVisitor;
+use crate::catalog::StoreBackups;
+use crate::database::{DumpForwarder, dump_channel};
+use crate::digest::{Digests, Hasher};
+use crate::error::{Error, Result};
+use crate::extract::{Extractor, RootCheck};
+use crate::journal::RestoreJournal;
+use crate::progress::{NoProgress, Progress};
+use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
+
+use super::scan;
+
+/// What this process has already verified of the archive a restore reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verified {
+    /// Nothing: the restore verifies before it changes anything.
+    Nothing,
+    /// Every entry and the digests, just now (a plan's check).
+    InFull,
+}
+
+/// Restores without taking the lease (the caller holds it, or this is a
+/// dry run). With [`Verified::InFull`] the stored backup's bytes are not
+/// read an extra time before extracting (the digests are still checked at
+/// the end of the extraction pass).
+pub(crate) async fn restore(
+    backups: &StoreBackups,
+    request: RestoreRequest,
+    verified: Verified,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let (subject, recorded) = match &request.source {
+        RestoreSource::Id(id) => (id.to_string(), Some(backups.committed(id).await?)),
+        RestoreSource::File(p) => (p.display().to_string(), None),
+    };
+    // Pass 1: verify before touching the target. A stored backup was
+    // fully validated (layout, metadata, every root.tar path, manifest)
+    // when it was created or uploaded, and its sidecar holds the digests
+    // of those bytes: checking them needs no decompression. Anything
+    // else (a local file, a sidecar without digests) is validated in full.
+    if let Some(meta) = &recorded
+        && meta.device_nodes > 0
+        && !request.options.allow_devices
+    {
+        return Err(Error::unsafe_path(
+            &subject,
+            format!(
+                "the backup holds {} device nodes or FIFOs, which are not restored unless allowed (--allow-devices)",
+                meta.device_nodes
+            ),
+        ));
+    }
+    let vouched = recorded
+        .as_ref()
+        .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
+    let in_full = verified == Verified::InFull;
+    if !(in_full && vouched.is_some()) {
+        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
+    }
+    let (summary, check) = match vouched {
+        Some(_) if in_full => (None, None),
+        Some(meta) => {
+            let reader = backups
+                .open_restore_source(&request.source, Some(meta))
+                .await?;
+            let prog = progress.clone();
+            let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
+                .await
+                .map_err(|e| Error::task("the archive reader", e))?
+                .map_err(|e| Error::io("reading archive", &subject, e))?;
+            meta.check_digests(&subject, &digests)?;
+            (None, None)
+        }
+        None => {
+            let reader = backups
+                .open_restore_source(&request.source, recorded.as_ref())
+                .await?;
+            let (summary, check) = scan(
+                reader,
+                subject.clone(),
+                RootCheck::new(request.options),
+                progress.clone(),
+            )
+            .await?;
+            if let Some(meta) = &recorded {
+                meta.check_digests(&subject, &summary.digests)?;
+            }
+            (Some(summary), Some(check))
+        }
+    };
+    let metadata = match recorded
+        .clone()
+        .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
+    {
+        Some(m) => m,
+        None => return Err(Error::invalid(&subject, "no metadata was read")),
+    };
+    metadata.check_format(&subject)?;
+    if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
+        return Err(missing_root(&subject));
+    }
+    if request.dry_run {
+        progress.finish();
+        let (summary, check) = summary
+            .zip(check)
+            .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
+        return Ok(RestoreReport {
+            metadata,
+            target: request.target,
+            dry_run: true,
+            manifest_verified: summary.manifest_verified,
+            stats: check.stats,
+            database: None,
+        });
+    }
+    // An interrupted restore is taken back before this one starts.
+    let interrupted = match &request.undo_journal {
+        // Journal paths are absolute: they belong to a restore at `/`.
+        Some(path) if path.exists() && !at_root(&request.target) => {
+            progress.warn(&format!(
+                "journal {} of an interrupted restore is left alone: it applies to restores at /",
+                path.display()
+            ));
+            None
+        }
+        Some(path) if path.exists() => {
+            let journal = RestoreJournal::load(path)?;
+            let undone = journal.undo()?;
+            progress.warn(&format!(
+                "took back the interrupted restore: removed {} paths it had added, put back {} it had replaced (journal {})",
+                undone.removed,
+                undone.restored,
+                path.display()
+            ));
+            Some(journal)
+        }
+        _ => None,
+    };
+    // Pass 2: load the database (as its files stream past) and extract.
+    let total = check
+        .as_ref()
+        .map(|c| c.stats.bytes)
+        .or(metadata.file_bytes);
+    progress.phase("restoring", total);
+    let mut extractor =
+        Extractor::new(&request.target, progress.clone())?.with_options(request.options);
+    if let Some(journal) = &request.journal {
+        extractor = extractor.with_journal(journal.clone());
+    }
+    let (forwarder, loader) = match &request.database {
+        Some(db) => {
+            let (forwarder, source) = dump_channel();
+            let db = db.clone();
+            (
+                Some(forwarder),
+                Some(tokio::spawn(async move { db.load(source).await })),
+            )
+        }
+        None => (None, None),
+    };
+    let visitor = RestoreVisitor {
+        extractor,
+        dump: forwarder,
+    };
+    let reader = backups
+        .open_restore_source(&request.source, recorded.as_ref())
+        .await?;
+    let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
+    let (again, visitor) = match scanned {
+        Ok((again, mut visitor)) => {
+            visitor.dump = None; // end of the dump for the loader
+            (again, visitor)
+        }
+        Err(e) => {
+            if let Some(loader) = loader {
+                let _ = loader.await;
+            }
+            return Err(e);
+        }
+    };
+    let database = match loader {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| Error::task("the database loader", e))??,
+        ),
+        None => None,
+    };
+    if !again.has_root_tar {
+        return Err(missing_root(&subject));
+    }
+    let expected = summary.as_ref().map(|s| &s.digests);
+    if let Some(expected) = expected
+        && again.digests != *expected
+    {
+        return Err(Error::ChecksumMismatch {
+            subject,
+            what: "SHA-1",
+            expected: expected.sha1_base64.clone(),
+            actual: again.digests.sha1_base64,
+        });
+    }
+    if summary.is_none() {
+        metadata.check_digests(&subject, &again.digests)?;
+    }
+    // This restore stands: the interrupted one's journal is done with.
+    if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
+        progress.warn(&e.to_string());
+    }
+    progress.finish();
+    Ok(RestoreReport {
+        metadata,
+        target: request.target,
+        dry_run: false,
+        manifest_verified: again.manifest_verified,
+        stats: visitor.extractor.stats,
+        database,
+    })
+}
+
+/// The digests of an archive's bytes, without decompressing them.
+fn raw_digests(
+    mut reader: Box<dyn Read + Send>,
+    progress: Arc<dyn Progress>,
+) -> std::io::Result<Digests> {
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(hasher.finish()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        progress.advance(n as u64);
+    }
+}
+
+fn missing_root(subject: &str) -> Error {
+    Error::invalid(
+        subject,
+        "missing entry juju-backup/root.tar: the archive holds no files to restore",
+    )
+}
+
+/// Pass 2 of a restore: files to the extractor, dump files to the loader.
+struct RestoreVisitor {
+    extractor: Extractor,
+    dump: Option<DumpForwarder>,
+}
+
+impl RootVisitor for RestoreVisitor {
+    fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
+        self.extractor.visit(root)
+    }
+
+    fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
+        match &self.dump {
+            Some(forwarder) => forwarder.forward(path, size, body),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `target` is the filesystem root.
+fn at_root(target: &Path) -> bool {
+    std::fs::canonicalize(target).is_ok_and(|p| p == Path::new("/"))
+}

@@ -1,0 +1,294 @@
+//! What callers ask for and what they get back: the request and report
+//! types of create, add and restore. Plain data: this module depends on no
+//! operation, so every layer above can use it.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::BackupId;
+use crate::archive::ArchiveCompression;
+use crate::database::{DatabaseDumper, DatabaseLoader, LoadSummary};
+use crate::error::{Error, Result};
+use crate::extract::{ExtractOptions, ExtractStats};
+use crate::files::FileSet;
+use crate::journal::RestoreJournal;
+use crate::metadata::Metadata;
+
+/// The archive bytes of a backup, as they come from the store.
+pub type ArchiveStream = BoxStream<'static, Result<Bytes>>;
+
+/// Who and what a backup belongs to; recorded in its metadata. Start from
+/// [`Identity::new`] (or `Default`) and set the fields that are known.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Identity {
+    /// Model UUID: the second half of the backup id.
+    pub model_uuid: String,
+    /// Controller UUID.
+    pub controller_uuid: String,
+    /// Machine id.
+    pub machine: String,
+    /// Host name.
+    pub hostname: String,
+    /// Controller software version.
+    pub version: String,
+    /// OS series or base.
+    pub series: String,
+    /// Number of HA controller nodes.
+    pub ha_nodes: u64,
+    /// Controller machine id.
+    pub controller_machine_id: String,
+    /// Controller machine instance id.
+    pub controller_machine_instance_id: String,
+}
+
+impl Identity {
+    /// The identity of a backup of the model `model_uuid`, nothing else known.
+    pub fn new(model_uuid: impl Into<String>) -> Self {
+        Identity {
+            model_uuid: model_uuid.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What to put in a new backup: [`CreateRequest::new`], then `with_*`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct CreateRequest {
+    /// Files and directories to include in `root.tar`.
+    pub files: FileSet,
+    /// The database to dump into `dump/`, if any.
+    pub database: Option<Arc<dyn DatabaseDumper>>,
+    /// Operator notes.
+    pub notes: String,
+    /// Labels (`manual`, `scheduled`, `pre-restore`...).
+    pub labels: Vec<String>,
+    /// Identity recorded in the metadata.
+    pub identity: Identity,
+    /// How the archive is compressed (gzip level 6 on every core by default).
+    pub compression: ArchiveCompression,
+}
+
+impl CreateRequest {
+    /// A backup of `files` (no database, no notes, no labels, default
+    /// compression) recorded under `identity`.
+    pub fn new(files: FileSet, identity: Identity) -> Self {
+        CreateRequest {
+            files,
+            database: None,
+            notes: String::new(),
+            labels: Vec::new(),
+            identity,
+            compression: ArchiveCompression::default(),
+        }
+    }
+
+    /// Dumps this database into the backup too.
+    pub fn with_database(mut self, database: Arc<dyn DatabaseDumper>) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// The operator's notes.
+    pub fn with_notes(mut self, notes: impl Into<String>) -> Self {
+        self.notes = notes.into();
+        self
+    }
+
+    /// Labels recorded in the metadata.
+    pub fn with_labels(mut self, labels: Vec<String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// How the archive is compressed.
+    pub fn with_compression(mut self, compression: ArchiveCompression) -> Self {
+        self.compression = compression;
+        self
+    }
+}
+
+impl fmt::Debug for CreateRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateRequest")
+            .field("files", &self.files)
+            .field(
+                "database",
+                &self.database.as_ref().map(|_| "DatabaseDumper"),
+            )
+            .field("notes", &self.notes)
+            .field("labels", &self.labels)
+            .field("identity", &self.identity)
+            .field("compression", &self.compression)
+            .finish()
+    }
+}
+
+/// An existing archive to add to the store; read twice (validate, then upload).
+#[derive(Debug, Clone)]
+pub enum ArchiveSource {
+    /// A local `.tar.gz` file.
+    File(PathBuf),
+    /// Archive bytes in memory.
+    Bytes(Bytes),
+}
+
+impl ArchiveSource {
+    /// Opens the archive for one pass over its bytes.
+    pub(crate) fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            ArchiveSource::File(p) => Ok(Box::new(
+                File::open(p).map_err(|e| Error::io("opening", p, e))?,
+            )),
+            ArchiveSource::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
+        }
+    }
+
+    /// How errors name it.
+    pub(crate) fn subject(&self) -> String {
+        match self {
+            ArchiveSource::File(p) => p.display().to_string(),
+            ArchiveSource::Bytes(_) => "(archive in memory)".to_string(),
+        }
+    }
+}
+
+/// The result of [`crate::Backups::add`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AddOutcome {
+    /// The stored backup's metadata.
+    pub metadata: Metadata,
+    /// True when the same bytes were already stored (nothing was written).
+    pub already_present: bool,
+}
+
+/// Which archive a restore reads.
+#[derive(Debug, Clone)]
+pub enum RestoreSource {
+    /// A backup in the store.
+    Id(BackupId),
+    /// A local archive file.
+    File(PathBuf),
+}
+
+impl RestoreSource {
+    /// How errors and notes name it: the id or the file's path.
+    pub(crate) fn subject(&self) -> String {
+        match self {
+            RestoreSource::Id(id) => id.to_string(),
+            RestoreSource::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// What to restore and where: [`RestoreRequest::new`], then `with_*`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RestoreRequest {
+    /// The archive to restore.
+    pub source: RestoreSource,
+    /// Directory the files of `root.tar` are restored under.
+    pub target: PathBuf,
+    /// Only verify and report; change nothing.
+    pub dry_run: bool,
+    /// Where to load the archive's database dump, if anywhere.
+    pub database: Option<Arc<dyn DatabaseLoader>>,
+    /// Whether setuid bits and device nodes may be restored.
+    pub options: ExtractOptions,
+    /// Where to record the restore's file changes (what it creates, and the
+    /// previous version of what it replaces), so they can be undone.
+    pub journal: Option<RestoreJournal>,
+    /// A journal left by an interrupted restore (see
+    /// [`crate::journal_path`]): once the archive is verified, its
+    /// changes are taken back before extracting, and after a successful
+    /// restore the journal file is removed. Missing file: nothing to undo.
+    pub undo_journal: Option<PathBuf>,
+}
+
+impl RestoreRequest {
+    /// Restores `source` under `target`: files only, nothing special allowed.
+    pub fn new(source: RestoreSource, target: impl Into<PathBuf>) -> Self {
+        RestoreRequest {
+            source,
+            target: target.into(),
+            dry_run: false,
+            database: None,
+            options: ExtractOptions::default(),
+            journal: None,
+            undo_journal: None,
+        }
+    }
+
+    /// Only verify and report what would be restored.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Loads the archive's database dump with `database`.
+    pub fn with_database(mut self, database: Arc<dyn DatabaseLoader>) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// What may be created beyond files, directories and links.
+    pub fn with_options(mut self, options: ExtractOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Records the restore's file changes in `journal`.
+    pub fn with_journal(mut self, journal: RestoreJournal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Takes back the interrupted restore whose journal is at `path` first.
+    pub fn with_undo_journal(mut self, path: impl Into<PathBuf>) -> Self {
+        self.undo_journal = Some(path.into());
+        self
+    }
+}
+
+impl fmt::Debug for RestoreRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoreRequest")
+            .field("source", &self.source)
+            .field("target", &self.target)
+            .field("dry_run", &self.dry_run)
+            .field(
+                "database",
+                &self.database.as_ref().map(|_| "DatabaseLoader"),
+            )
+            .field("options", &self.options)
+            .field("journal", &self.journal.is_some())
+            .field("undo_journal", &self.undo_journal)
+            .finish()
+    }
+}
+
+/// What a restore did (or, for a dry run, would do).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RestoreReport {
+    /// The restored backup's metadata.
+    pub metadata: Metadata,
+    /// The target directory.
+    pub target: PathBuf,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Whether the archive's manifest was present and verified.
+    pub manifest_verified: bool,
+    /// Files, directories, links and bytes restored.
+    pub stats: ExtractStats,
+    /// What was loaded into the database, when a loader was given.
+    pub database: Option<LoadSummary>,
+}
