@@ -4,11 +4,11 @@ use std::io::{BufWriter, Seek, Write};
 
 use async_trait::async_trait;
 use backups_core::{DatabaseDumper, DumpEntry, DumpSink, DumpSummary, Error, Result};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::{Client, Database};
 
-use crate::{db_error, redact_uri};
+use crate::client::{db_error, redact_uri};
+use crate::namespace::Namespaces;
 
 /// Documents per cursor batch.
 const FIND_BATCH: u32 = 2000;
@@ -28,23 +28,7 @@ pub struct MongoDumper {
     client: Client,
     uri_shown: String,
     options: DumpOptions,
-    exclude: GlobSet,
-}
-
-pub(crate) fn ns_globs(patterns: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| Error::InvalidInput {
-            what: backups_core::InputKind::NamespacePattern,
-            value: p.clone(),
-            reason: e.to_string(),
-        })?);
-    }
-    b.build().map_err(|e| Error::InvalidInput {
-        what: backups_core::InputKind::NamespacePattern,
-        value: patterns.join(","),
-        reason: e.to_string(),
-    })
+    namespaces: Namespaces,
 }
 
 fn spool_err(e: std::io::Error) -> Error {
@@ -62,16 +46,26 @@ pub(crate) fn to_ext_json(doc: Document) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
+impl std::fmt::Debug for MongoDumper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URI without its password; the client's options are not shown.
+        f.debug_struct("MongoDumper")
+            .field("uri", &self.uri_shown)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MongoDumper {
     /// Connects to `uri` (checking the server answers).
     pub async fn connect(uri: &str, options: DumpOptions) -> Result<Self> {
-        let client = crate::connect(uri).await?;
-        let exclude = ns_globs(&options.exclude_ns)?;
+        let client = crate::client::connect(uri).await?;
+        let namespaces = Namespaces::new(&options.exclude_ns, &[])?;
         Ok(MongoDumper {
             client,
             uri_shown: redact_uri(uri),
             options,
-            exclude,
+            namespaces,
         })
     }
 
@@ -79,7 +73,7 @@ impl MongoDumper {
         if !self.options.include_dbs.is_empty() {
             return Ok(self.options.include_dbs.clone());
         }
-        crate::user_databases(&self.client, &self.uri_shown).await
+        crate::client::user_databases(&self.client, &self.uri_shown).await
     }
 
     /// The newest oplog timestamp, or `None` when there is no oplog.
@@ -273,7 +267,7 @@ impl DatabaseDumper for MongoDumper {
             let specs = list_collections(&db).await?;
             for spec in &specs {
                 let ns = format!("{db_name}.{}", spec.name);
-                if self.exclude.is_match(&ns) {
+                if self.namespaces.excluded(&ns) {
                     continue;
                 }
                 let mut meta = doc! {

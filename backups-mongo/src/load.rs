@@ -6,21 +6,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
 
-use crate::SYSTEM_DATABASES;
+use crate::client::SYSTEM_DATABASES;
 use async_trait::async_trait;
 use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Result};
 use futures::StreamExt;
-use globset::GlobSet;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::{Client, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::dump::ns_globs;
-use crate::{db_error, redact_uri};
+use crate::client::{db_error, redact_uri};
+use crate::namespace::{Namespaces, split_dump_path};
 
-/// Largest BSON document MongoDB accepts, plus slack for the oplog.
-const MAX_DOC: usize = 16 * 1024 * 1024 + 16 * 1024;
 /// Bytes per insert batch.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Documents per insert batch.
@@ -43,8 +40,7 @@ pub struct LoadOptions {
 pub struct MongoLoader {
     client: Client,
     uri_shown: String,
-    options: LoadOptions,
-    exclude: GlobSet,
+    namespaces: Namespaces,
 }
 
 /// What the metadata.json of a collection says.
@@ -107,7 +103,7 @@ impl BsonSplitter {
                 self.buf[at + 2],
                 self.buf[at + 3],
             ]);
-            if len < 5 || len as usize > MAX_DOC {
+            if len < 5 || len as u64 > backups_core::MAX_BSON_DOCUMENT {
                 return Err(corrupt(path, format!("bad document length {len}")));
             }
             let len = len as usize;
@@ -183,33 +179,26 @@ async fn drop_collection(db: &Database, name: &str) -> Result<()> {
         .map_err(|e| db_error(format!("dropping {}.{name}", db.name()), e))
 }
 
+impl std::fmt::Debug for MongoLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URI without its password; the client's options are not shown.
+        f.debug_struct("MongoLoader")
+            .field("uri", &self.uri_shown)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MongoLoader {
     /// Connects to `uri` (checking the server answers).
     pub async fn connect(uri: &str, options: LoadOptions) -> Result<Self> {
-        let client = crate::connect(uri).await?;
-        let exclude = ns_globs(&options.ns_exclude)?;
+        let client = crate::client::connect(uri).await?;
+        let namespaces = Namespaces::new(&options.ns_exclude, &options.db_rename)?;
         Ok(MongoLoader {
             client,
             uri_shown: redact_uri(uri),
-            options,
-            exclude,
+            namespaces,
         })
-    }
-
-    fn target_db(&self, db: &str) -> String {
-        self.options
-            .db_rename
-            .iter()
-            .find(|(from, _)| from == db)
-            .map(|(_, to)| to.clone())
-            .unwrap_or_else(|| db.to_string())
-    }
-
-    /// `db/coll.suffix` -> (source db, collection), for dump file paths.
-    fn split_path<'a>(path: &'a str, suffix: &str) -> Option<(&'a str, &'a str)> {
-        let stem = path.strip_suffix(suffix)?;
-        let (db, coll) = stem.split_once('/')?;
-        (!db.is_empty() && !coll.is_empty() && !coll.contains('/')).then_some((db, coll))
     }
 
     /// Drops and re-creates a collection with its options (once per load).
@@ -319,7 +308,7 @@ async fn insert_batches(
 #[async_trait]
 impl DatabaseLoader for MongoLoader {
     async fn namespaces(&self) -> Result<Vec<String>> {
-        let names = crate::user_databases(&self.client, &self.uri_shown).await?;
+        let names = crate::client::user_databases(&self.client, &self.uri_shown).await?;
         let mut out = Vec::new();
         for db_name in names {
             let collections = self
@@ -378,12 +367,12 @@ impl DatabaseLoader for MongoLoader {
                 oplog = Some(spool);
                 continue;
             }
-            if let Some((src_db, coll)) = Self::split_path(&path, ".metadata.json") {
+            if let Some((src_db, coll)) = split_dump_path(&path, ".metadata.json") {
                 let bytes = read_small(&mut file).await?;
                 let meta = parse_metadata(&path, &bytes)?;
-                let db_name = self.target_db(src_db);
+                let db_name = self.namespaces.target_db(src_db);
                 let ns = format!("{db_name}.{coll}");
-                if self.exclude.is_match(format!("{src_db}.{coll}")) {
+                if self.namespaces.excluded(&format!("{src_db}.{coll}")) {
                     continue;
                 }
                 if !prepared.contains_key(&ns) {
@@ -398,10 +387,10 @@ impl DatabaseLoader for MongoLoader {
                 metas.insert(ns, (db_name, coll.to_string(), meta));
                 continue;
             }
-            if let Some((src_db, coll)) = Self::split_path(&path, ".bson") {
-                let db_name = self.target_db(src_db);
+            if let Some((src_db, coll)) = split_dump_path(&path, ".bson") {
+                let db_name = self.namespaces.target_db(src_db);
                 let ns = format!("{db_name}.{coll}");
-                if self.exclude.is_match(format!("{src_db}.{coll}")) {
+                if self.namespaces.excluded(&format!("{src_db}.{coll}")) {
                     summary.skipped.push(format!("{src_db}.{coll}"));
                     while file.chunk().await?.is_some() {}
                     continue;
@@ -478,7 +467,9 @@ impl DatabaseLoader for MongoLoader {
                 let mut docs = Vec::new();
                 splitter.push(&buf[..n], "oplog.bson", &mut docs)?;
                 for entry in docs {
-                    if crate::oplog::apply(self, &entry, &mut summary).await? {
+                    if crate::oplog::apply(&self.client, &self.namespaces, &entry, &mut summary)
+                        .await?
+                    {
                         summary.oplog_entries += 1;
                     }
                 }
@@ -492,20 +483,6 @@ impl DatabaseLoader for MongoLoader {
             ));
         }
         Ok(summary)
-    }
-}
-
-impl MongoLoader {
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(crate) fn excluded(&self, src_ns: &str) -> bool {
-        self.exclude.is_match(src_ns)
-    }
-
-    pub(crate) fn rename_db(&self, db: &str) -> String {
-        self.target_db(db)
     }
 }
 

@@ -3,10 +3,11 @@
 //! `$set`/`$unset`, deletes stay deletes.
 
 use backups_core::{LoadSummary, Result};
+use mongodb::Client;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
-use crate::db_error;
-use crate::load::MongoLoader;
+use crate::client::db_error;
+use crate::namespace::Namespaces;
 
 /// An update expressed as `$set` and `$unset` paths plus array truncations.
 #[derive(Default)]
@@ -113,7 +114,8 @@ fn secantus_diff(diff: &Document, out: &mut Changes) {
 
 /// Applies one oplog entry; returns whether it changed anything.
 pub(crate) async fn apply(
-    loader: &MongoLoader,
+    client: &Client,
+    namespaces: &Namespaces,
     raw: &RawDocumentBuf,
     summary: &mut LoadSummary,
 ) -> Result<bool> {
@@ -131,14 +133,14 @@ pub(crate) async fn apply(
     let Some((src_db, coll)) = ns.split_once('.') else {
         return Ok(false);
     };
-    let db = loader.client().database(&loader.rename_db(src_db));
+    let db = client.database(&namespaces.target_db(src_db));
     let empty = Document::new();
     let o = entry.get_document("o").unwrap_or(&empty);
     let ctx = |what: &str| format!("replaying oplog {what} on {ns}");
     match op {
         "c" => {
             if let Ok(name) = o.get_str("create") {
-                if loader.excluded(&format!("{src_db}.{name}")) {
+                if namespaces.excluded(&format!("{src_db}.{name}")) {
                     return Ok(false);
                 }
                 let mut cmd = o.clone();
@@ -157,7 +159,7 @@ pub(crate) async fn apply(
                     Err(e) => Err(db_error(ctx("create"), e)),
                 }
             } else if let Ok(name) = o.get_str("drop") {
-                if loader.excluded(&format!("{src_db}.{name}")) {
+                if namespaces.excluded(&format!("{src_db}.{name}")) {
                     return Ok(false);
                 }
                 db.collection::<Document>(name)
@@ -173,7 +175,7 @@ pub(crate) async fn apply(
                 Ok(false)
             }
         }
-        _ if loader.excluded(ns) => Ok(false),
+        _ if namespaces.excluded(ns) => Ok(false),
         "i" => {
             let id = o.get("_id").cloned().unwrap_or(Bson::Null);
             db.collection::<Document>(coll)

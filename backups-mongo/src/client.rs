@@ -1,0 +1,114 @@
+//! Connecting to MongoDB: short timeouts, the password kept out of every
+//! message, and the list of user databases.
+
+use std::time::Duration;
+
+use backups_core::Error;
+use mongodb::Client;
+use mongodb::options::ClientOptions;
+
+/// Databases never dumped unless asked for by name.
+pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
+
+/// The databases on the server other than [`SYSTEM_DATABASES`], sorted.
+pub(crate) async fn user_databases(
+    client: &Client,
+    shown: &str,
+) -> backups_core::Result<Vec<String>> {
+    let mut names = client
+        .list_database_names()
+        .await
+        .map_err(|e| db_error(format!("listing databases on {shown}"), e))?;
+    names.retain(|n| !SYSTEM_DATABASES.contains(&n.as_str()));
+    names.sort();
+    Ok(names)
+}
+
+/// Replaces the password in a MongoDB URI with `***`.
+pub fn redact_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_string();
+    };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***@{}", &uri[..scheme_end + 3], user, &rest[at + 1..])
+        }
+        None => uri.to_string(),
+    }
+}
+
+/// A database error with its context, the password scrubbed.
+pub(crate) fn db_error(context: impl Into<String>, e: mongodb::error::Error) -> Error {
+    Error::Database {
+        message: format!("{}: {e}", context.into()),
+        source: Some(Box::new(e)),
+    }
+}
+
+/// Connects and checks the server answers, with short timeouts so an
+/// unreachable server is reported in seconds.
+pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
+    let shown = redact_uri(uri);
+    let mut options = ClientOptions::parse(uri)
+        .await
+        .map_err(|e| Error::InvalidInput {
+            what: backups_core::InputKind::MongoUri,
+            value: shown.clone(),
+            reason: e.to_string().replace(uri, &shown),
+        })?;
+    options.app_name = Some("backups".into());
+    options
+        .server_selection_timeout
+        .get_or_insert(Duration::from_secs(10));
+    options
+        .connect_timeout
+        .get_or_insert(Duration::from_secs(5));
+    let client = Client::with_options(options)
+        .map_err(|e| db_error(format!("cannot use MongoDB at {shown}"), e))?;
+    client
+        .database("admin")
+        .run_command(mongodb::bson::doc! {"ping": 1})
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            let why = if text.contains("Authentication") || text.contains("auth") {
+                "authentication failed"
+            } else {
+                "cannot reach MongoDB"
+            };
+            // The driver's error is kept unless it would show the password.
+            let source: Option<Box<dyn std::error::Error + Send + Sync>> =
+                (!text.contains(uri)).then(|| Box::new(e) as _);
+            Error::Database {
+                message: format!("{why} at {shown}: {}", text.replace(uri, &shown)),
+                source,
+            }
+        })?;
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_uri("mongodb://admin:s3cr%40t@db1:27017,db2/juju?authSource=admin"),
+            "mongodb://admin:***@db1:27017,db2/juju?authSource=admin"
+        );
+        assert_eq!(
+            redact_uri("mongodb://127.0.0.1:27017/"),
+            "mongodb://127.0.0.1:27017/"
+        );
+        assert_eq!(
+            redact_uri("mongodb+srv://u:p@x.example/"),
+            "mongodb+srv://u:***@x.example/"
+        );
+    }
+}
