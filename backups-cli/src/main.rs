@@ -142,7 +142,7 @@ fn say(quiet: bool, text: &str) {
 }
 
 fn parse_id(s: &str) -> Result<BackupId, Failure> {
-    s.parse().map_err(|e: Error| Failure {
+    s.parse::<BackupId>().map_err(|e| Failure {
         message: e.to_string(),
         code: 2,
     })

@@ -212,6 +212,20 @@ impl std::fmt::Display for InputKind {
     }
 }
 
+impl From<crate::id::InvalidId> for Error {
+    fn from(e: crate::id::InvalidId) -> Self {
+        Error::InvalidInput {
+            what: if e.start_time {
+                InputKind::BackupTime
+            } else {
+                InputKind::BackupId
+            },
+            value: e.value,
+            reason: e.reason,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(
         action: &'static str,

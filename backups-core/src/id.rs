@@ -7,8 +7,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::error::{Error, Result};
-
 /// A validated backup id: the UTC start time to the second, a dot, and the
 /// model UUID, e.g. `20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97`.
 ///
@@ -19,16 +17,16 @@ pub struct BackupId(String);
 
 impl BackupId {
     /// Builds the id Juju gives a backup started at `started` for `model_uuid`.
-    pub fn new(started: OffsetDateTime, model_uuid: &str) -> Result<Self> {
+    pub fn new(started: OffsetDateTime, model_uuid: &str) -> Result<Self, InvalidId> {
         let started = started.to_offset(time::UtcOffset::UTC);
         let stamp = started
             .format(format_description!(
                 "[year][month][day]-[hour][minute][second]"
             ))
-            .map_err(|e| Error::InvalidInput {
-                what: crate::error::InputKind::BackupTime,
+            .map_err(|e| InvalidId {
                 value: started.to_string(),
                 reason: e.to_string(),
+                start_time: true,
             })?;
         format!("{stamp}.{model_uuid}").parse()
     }
@@ -44,18 +42,41 @@ impl BackupId {
     }
 }
 
-fn invalid(value: &str, reason: &str) -> Error {
-    Error::InvalidInput {
-        what: crate::error::InputKind::BackupId,
+/// Why a backup id could not be parsed (or made from a start time).
+/// Converts into [`crate::Error::InvalidInput`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidId {
+    pub(crate) value: String,
+    pub(crate) reason: String,
+    /// The start time, not the id, was at fault.
+    pub(crate) start_time: bool,
+}
+
+impl fmt::Display for InvalidId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.start_time {
+            "backup start time"
+        } else {
+            "backup id"
+        };
+        write!(f, "invalid {what} {:?}: {}", self.value, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidId {}
+
+fn invalid(value: &str, reason: &str) -> InvalidId {
+    InvalidId {
         value: value.to_string(),
         reason: format!("{reason} (expected YYYYMMDD-HHMMSS.<model-uuid>)"),
+        start_time: false,
     }
 }
 
 impl FromStr for BackupId {
-    type Err = Error;
+    type Err = InvalidId;
 
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
         let (stamp, uuid) = s.split_once('.').ok_or_else(|| invalid(s, "no '.'"))?;
         let b = stamp.as_bytes();
         let stamp_ok = b.len() == 15

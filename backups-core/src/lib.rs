@@ -82,7 +82,7 @@ pub use crate::{
     extract::{ExtractOptions, ExtractStats},
     files::FileSet,
     gc::{Garbage, GarbageKind},
-    id::BackupId,
+    id::{BackupId, InvalidId},
     journal::{JournalEntry, RestoreJournal, Undone},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{MAX_METADATA_BYTES, Metadata, format_time},
