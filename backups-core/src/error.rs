@@ -168,6 +168,15 @@ pub enum Error {
         /// Exit status and the end of its stderr.
         detail: String,
     },
+    /// An encrypted backup cannot be read: no identity, none that fits, or
+    /// not a readable age file — or a plain one where encryption is required.
+    #[error("cannot decrypt {subject}: {reason}")]
+    Encrypted {
+        /// The backup id or file.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
     /// The operation was cancelled (Ctrl-C, a cancellation token) before it
     /// completed; nothing was committed.
     #[error("cancelled: {0}")]
@@ -197,6 +206,10 @@ pub enum InputKind {
     NamespacePattern,
     /// A MongoDB connection string.
     MongoUri,
+    /// An encryption recipient (age `age1...`, `ssh-ed25519`, `ssh-rsa`).
+    Recipient,
+    /// An identity (private key) file or passphrase file.
+    Identity,
 }
 
 impl std::fmt::Display for InputKind {
@@ -208,6 +221,8 @@ impl std::fmt::Display for InputKind {
             InputKind::ExcludePattern => "exclude pattern",
             InputKind::NamespacePattern => "namespace pattern",
             InputKind::MongoUri => "MongoDB URI",
+            InputKind::Recipient => "recipient",
+            InputKind::Identity => "identity",
         })
     }
 }

@@ -47,6 +47,7 @@
 mod archive;
 mod backups;
 mod catalog;
+mod crypt;
 mod database;
 mod digest;
 mod error;
@@ -74,6 +75,7 @@ pub use crate::{
     archive::ArchiveCompression,
     backups::Backups,
     catalog::StoreBackups,
+    crypt::{Encryption, Identities, generate_identity},
     database::{
         DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource, DumpSummary,
         LoadSummary, MAX_BSON_DOCUMENT,

@@ -129,7 +129,7 @@ pub struct Metadata {
 impl Metadata {
     /// Compares `got` with the size and digests this metadata recorded
     /// (format 2 may record none); `subject` names the backup in the error.
-    pub fn check_digests(&self, subject: &str, got: &Digests) -> Result<()> {
+    pub(crate) fn check_digests(&self, subject: &str, got: &Digests) -> Result<()> {
         let size = (self.size != 0).then(|| (self.size.to_string(), got.size.to_string()));
         let checks = [
             ("size", size),
