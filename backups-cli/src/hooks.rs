@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::plan::ServiceController;
-use backups_core::{Error, Result};
+use backups_core::{Error, Result, ServiceController};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Shell commands standing in for the controller's services.
