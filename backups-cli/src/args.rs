@@ -169,3 +169,40 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     };
     Ok(std::time::Duration::from_secs(secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_command_lists_its_own_options_before_the_global_ones() {
+        let mut cli = Cli::command();
+        // Global options reach the subcommands when the command is built.
+        cli.build();
+        let help = cli
+            .find_subcommand_mut("restore")
+            .map(|c| c.render_help().to_string())
+            .unwrap_or_default();
+        let own = help.find("--target <DIR>");
+        let global = help.find("Global options:");
+        let store = help.find("--store <URL>");
+        assert!(own.is_some() && own < global && global < store, "{help}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("2h"),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        assert!(parse_duration("5w").is_err());
+    }
+}

@@ -19,8 +19,11 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Shell commands standing in for the controller's services.
 pub struct ShellServices {
+    /// `--stop-cmd`: stops the services before the restore.
     pub stop: Option<String>,
+    /// `--start-cmd`: starts them after it (and after a rollback).
     pub start: Option<String>,
+    /// `--post-restore-cmd`: runs after the restore, before start.
     pub post_restore: Option<String>,
     /// How long one hook may run.
     pub timeout: Duration,
@@ -71,6 +74,8 @@ async fn echo<R: AsyncRead + Unpin>(
 }
 
 impl ShellServices {
+    /// Runs one hook (`hook` names it in its output and errors); no command
+    /// is success.
     async fn run(
         &self,
         hook: &'static str,
@@ -148,6 +153,7 @@ impl ShellServices {
     }
 }
 
+/// `10m`-style durations, for the timeout message.
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
