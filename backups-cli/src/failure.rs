@@ -189,8 +189,10 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
 /// object are both `NotFound`).
 fn storage_hint(e: &object_store::Error, message: &str) -> Option<&'static str> {
     match e {
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => Some(HINT_ACCESS_DENIED),
+        // 403: the credentials were accepted but may not do this.
+        object_store::Error::PermissionDenied { .. } => Some(HINT_ACCESS_DENIED),
+        // 401: no credentials, or ones the store does not know.
+        object_store::Error::Unauthenticated { .. } => Some(HINT_NO_CREDENTIALS),
         object_store::Error::NotFound { .. } if bucket_missing(message) => Some(HINT_NO_BUCKET),
         object_store::Error::Generic { .. } => {
             if message.contains("169.254.169.254") || message.to_lowercase().contains("credential")
@@ -272,6 +274,15 @@ mod tests {
             denied.message.ends_with(HINT_ACCESS_DENIED),
             "{}",
             denied.message
+        );
+        let unknown = Failure::from(storage(object_store::Error::Unauthenticated {
+            path: "k".into(),
+            source: "401".into(),
+        }));
+        assert!(
+            unknown.message.ends_with(HINT_NO_CREDENTIALS),
+            "{}",
+            unknown.message
         );
         let no_bucket = Failure::from(storage(object_store::Error::Generic {
             store: "S3",
