@@ -10,7 +10,7 @@ use clap::ValueEnum;
 
 use crate::args::MongoArgs;
 use crate::context::Context;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{CliResult, Failure, OTHER};
 use crate::host::{MODEL_UUID_ENV, backup_identity};
 use crate::output::{self, out};
 
@@ -123,7 +123,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let meta = ctx.backups.create(request, ctx.progress()).await?;
     let id = meta.id.clone().ok_or_else(|| Failure {
         message: "created backup has no id".into(),
-        code: crate::failure::OTHER,
+        code: OTHER,
     })?;
     let collections = || {
         meta.databases
