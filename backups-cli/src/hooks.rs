@@ -14,14 +14,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::ServiceController;
-use backups_core::{Error, Result};
+use backups_core::{Error, Result, ServiceController};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Shell commands standing in for the controller's services.
 pub struct ShellServices {
+    /// `--stop-cmd`: stops the services before the restore.
     pub stop: Option<String>,
+    /// `--start-cmd`: starts them after it (and after a rollback).
     pub start: Option<String>,
+    /// `--post-restore-cmd`: runs after the restore, before start.
     pub post_restore: Option<String>,
     /// How long one hook may run.
     pub timeout: Duration,
@@ -72,6 +74,8 @@ async fn echo<R: AsyncRead + Unpin>(
 }
 
 impl ShellServices {
+    /// Runs one hook (`hook` names it in its output and errors); no command
+    /// is success.
     async fn run(
         &self,
         hook: &'static str,
@@ -149,6 +153,7 @@ impl ShellServices {
     }
 }
 
+/// `10m`-style durations, for the timeout message.
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {

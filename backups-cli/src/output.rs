@@ -1,8 +1,56 @@
-//! How metadata is printed: the list table, `show`'s fields, JSON.
+//! What the commands print. Results go to stdout ([`out`]): the list
+//! table, `show`'s fields, JSON. Messages go to stderr ([`say`]), and so
+//! does the restore's confirmation question ([`confirm`]).
 
-use backups_core::Metadata;
-use backups_core::format_time;
-use backups_core::{Garbage, GarbageKind};
+use std::io::Write;
+
+use backups_core::{Garbage, GarbageKind, LeaseInfo, Metadata, format_time};
+
+use crate::failure::{CliResult, Failure, INTERRUPTED, io_failure};
+
+/// Writes to stdout; a closed pipe (`backups list | head`) is not an error.
+pub fn out(text: &str) -> CliResult {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(io_failure("writing output", e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A message on stderr unless `quiet`.
+pub fn say(quiet: bool, text: &str) {
+    if !quiet {
+        stderr_line!("{text}");
+    }
+}
+
+/// Asks on the terminal; without one, refuses (use --yes).
+pub fn confirm(question: &str) -> CliResult {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "refusing to restore without confirmation: pass --yes",
+        ));
+    }
+    stderr_line!("{question} [y/N]");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| io_failure("reading the answer", e))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: "restore cancelled".into(),
+            code: INTERRUPTED,
+        })
+    }
+}
 
 /// Keys never printed (the CA private key Juju keeps in its metadata).
 const SECRET_KEYS: &[&str] = &["CAPrivateKey"];
@@ -167,6 +215,28 @@ pub fn garbage_kind(kind: &GarbageKind) -> &'static str {
         GarbageKind::BrokenSidecar => "broken-sidecar",
         _ => "other",
     }
+}
+
+/// `gc --json`: one object per piece of garbage.
+pub fn garbage_json(items: &[Garbage]) -> serde_json::Value {
+    items
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "Key": g.key, "Size": g.size, "AgeSeconds": g.age_secs,
+                "Kind": garbage_kind(&g.kind),
+            })
+        })
+        .collect()
+}
+
+/// `unlock --json`: one object per lease, `removed` or kept.
+pub fn lease_json(lease: &LeaseInfo, removed: bool) -> serde_json::Value {
+    serde_json::json!({
+        "Key": lease.key, "Holder": lease.holder, "Operation": lease.operation,
+        "Since": lease.since, "Expires": lease.expires, "Stale": lease.stale,
+        "Removed": removed,
+    })
 }
 
 /// The `gc` table.

@@ -251,7 +251,10 @@ impl Identities {
                     ));
                 }
                 age::ssh::Identity::Unsupported(_) => {
-                    return Err(bad_identity(&shown, "this kind of SSH key is not supported"));
+                    return Err(bad_identity(
+                        &shown,
+                        "this kind of SSH key is not supported",
+                    ));
                 }
             }
         } else {
@@ -272,9 +275,10 @@ impl Identities {
     /// Adds the passphrase on the first line of `path`.
     pub fn add_passphrase_file(&mut self, path: &Path) -> Result<()> {
         let passphrase = read_passphrase(path)?;
-        self.keys.push(Arc::new(age::scrypt::Identity::new(SecretString::from(
-            passphrase,
-        ))));
+        self.keys
+            .push(Arc::new(age::scrypt::Identity::new(SecretString::from(
+                passphrase,
+            ))));
         self.sources.push(path.to_path_buf());
         Ok(())
     }

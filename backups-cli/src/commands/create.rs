@@ -1,0 +1,178 @@
+//! `backups create`: a new backup of files and (with a MongoDB URI) the
+//! database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet};
+use backups_mongo::{DumpOptions, MongoDumper};
+use clap::ValueEnum;
+
+use crate::args::MongoArgs;
+use crate::context::Context;
+use crate::failure::{CliResult, Failure, OTHER};
+use crate::host::{MODEL_UUID_ENV, backup_identity};
+use crate::output::{self, out};
+
+/// Examples and notes after `backups create --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
+  backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
+  backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+  BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
+    backups create --path /var/lib/juju --exclude-ns 'logs.*'
+
+Exclude patterns containing '/' match the whole absolute path; others match
+any file or directory name. Files are read once and streamed into the store;
+a file that changes while it is read is reported as a warning.";
+
+/// `backups create`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A file or directory to back up (repeatable).
+    #[arg(long = "path", value_name = "PATH", required_unless_present_any = ["mongo_uri", "mongo_uri_file"])]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    /// Dump only these databases (repeatable; default: all but admin, local, config).
+    #[arg(long = "include-db", value_name = "DB")]
+    pub include_dbs: Vec<String>,
+    /// Leave out these namespaces (repeatable glob on db.collection, e.g. 'logs.*').
+    #[arg(long = "exclude-ns", value_name = "GLOB")]
+    pub exclude_ns: Vec<String>,
+    /// Leave out matching files and directories (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Notes stored with the backup.
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Labels stored with the backup (repeatable).
+    #[arg(long = "label", value_name = "LABEL", default_values_t = ["manual".to_string()])]
+    pub labels: Vec<String>,
+    /// Also download the new archive to this file.
+    #[arg(long, value_name = "FILE")]
+    pub download: Option<PathBuf>,
+    /// Model UUID used in the backup id (default: derived from the host name).
+    #[arg(long, env = MODEL_UUID_ENV, value_name = "UUID")]
+    pub model_uuid: Option<String>,
+    /// Controller UUID recorded in the metadata.
+    #[arg(
+        long,
+        env = "BACKUPS_CONTROLLER_UUID",
+        default_value = "",
+        value_name = "UUID"
+    )]
+    pub controller_uuid: String,
+    /// Machine id recorded in the metadata.
+    #[arg(long, default_value = "0")]
+    pub machine: String,
+    /// Compression: gzip (Juju's format, readable by tar and Juju) or zstd
+    /// (faster and smaller, but only this tool can read it).
+    #[arg(long, value_enum, default_value_t = CompressionKind::Gzip)]
+    pub compression: CompressionKind,
+    /// Compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1
+    /// to 19, default 3.
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
+    /// Compression threads (default: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N", hide_default_value = true)]
+    pub compression_threads: usize,
+}
+
+/// Archive compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionKind {
+    /// gzip: Juju's format.
+    Gzip,
+    /// zstd: only this tool reads it.
+    Zstd,
+}
+
+/// Makes the backup, prints its id on stdout (a summary on stderr) and,
+/// with --download, downloads it.
+pub async fn run(ctx: &Context, args: Args) -> CliResult {
+    let database: Option<Arc<dyn DatabaseDumper>> = match args.mongo.uri()? {
+        Some(uri) => Some(Arc::new(
+            MongoDumper::connect(
+                &uri,
+                DumpOptions {
+                    include_dbs: args.include_dbs,
+                    exclude_ns: args.exclude_ns,
+                },
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let mut request = CreateRequest::new(
+        FileSet::new(args.paths).with_excludes(args.excludes),
+        backup_identity(args.model_uuid, args.controller_uuid, args.machine),
+    )
+    .with_notes(args.notes)
+    .with_labels(args.labels)
+    .with_compression(compression(
+        args.compression,
+        args.compression_level,
+        args.compression_threads,
+    )?);
+    request.database = database;
+    let meta = ctx.backups.create(request, ctx.progress()).await?;
+    let id = meta.id.clone().ok_or_else(|| Failure {
+        message: "created backup has no id".into(),
+        code: OTHER,
+    })?;
+    let collections = || {
+        meta.databases
+            .iter()
+            .filter(|(k, _)| !k.starts_with("oplog"))
+    };
+    let docs: u64 = collections().map(|(_, n)| n).sum();
+    ctx.say(&format!(
+        "Created backup {id}: {} files, {} documents in {} collections, {} ({} bytes)",
+        meta.file_count.unwrap_or(0),
+        docs,
+        collections().count(),
+        output::human_size(meta.size),
+        meta.size
+    ));
+    out(&format!("{id}\n"))?;
+    if let Some(path) = args.download {
+        ctx.backups.download(&id, &path, ctx.progress()).await?;
+        ctx.say(&format!("Downloaded to {}", path.display()));
+    }
+    Ok(())
+}
+
+/// The archive compression --compression, --compression-level and
+/// --compression-threads ask for; an out-of-range level is a usage error.
+fn compression(
+    kind: CompressionKind,
+    level: Option<u32>,
+    threads: usize,
+) -> Result<ArchiveCompression, Failure> {
+    let bad = |max: u32| {
+        Failure::usage(format!(
+            "--compression-level must be at most {max} for {kind:?}"
+        ))
+    };
+    Ok(match kind {
+        CompressionKind::Gzip => {
+            let level = level.unwrap_or(6);
+            if level > 9 {
+                return Err(bad(9));
+            }
+            ArchiveCompression::Gzip { level, threads }
+        }
+        CompressionKind::Zstd => {
+            let level = level.unwrap_or(3).max(1);
+            if level > 19 {
+                return Err(bad(19));
+            }
+            ArchiveCompression::Zstd {
+                level: level as i32,
+                threads,
+            }
+        }
+    })
+}

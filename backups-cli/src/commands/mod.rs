@@ -1,0 +1,80 @@
+//! The commands: one module each, holding its arguments (`Args`) and its
+//! `run`. This module is the dispatch table.
+
+pub mod create;
+pub mod download;
+pub mod gc;
+pub mod list;
+pub mod remove;
+pub mod restore;
+pub mod show;
+pub mod unlock;
+pub mod upload;
+
+use clap::Subcommand;
+
+use crate::context::Context;
+use crate::failure::CliResult;
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up files and the MongoDB database into the store; prints the new id.
+    #[command(after_help = create::AFTER_HELP)]
+    Create(create::Args),
+
+    /// List the backups in the store, newest first.
+    #[command(after_help = list::AFTER_HELP)]
+    List(list::Args),
+
+    /// Show everything recorded about one backup.
+    #[command(after_help = show::AFTER_HELP)]
+    Show(show::Args),
+
+    /// Download a backup's archive, verifying its size and checksum.
+    #[command(after_help = download::AFTER_HELP)]
+    Download(download::Args),
+
+    /// Add an existing archive (ours or Juju's) to the store.
+    #[command(after_help = upload::AFTER_HELP)]
+    Upload(upload::Args),
+
+    /// Remove backups by id, or all but the newest N.
+    #[command(after_help = remove::AFTER_HELP)]
+    Remove(remove::Args),
+
+    /// Find (and with --yes delete) what interrupted work left in the store.
+    #[command(after_help = gc::AFTER_HELP)]
+    Gc(gc::Args),
+
+    /// Show and break the store's lease (held by restore, remove and gc).
+    #[command(after_help = unlock::AFTER_HELP)]
+    Unlock(unlock::Args),
+
+    /// Restore a backup's files (and database) into a target.
+    #[command(after_help = restore::AFTER_HELP)]
+    Restore(restore::Args),
+}
+
+impl Command {
+    /// Whether each item is to be shown as it is processed (restore's
+    /// --verbose).
+    pub fn verbose(&self) -> bool {
+        matches!(self, Command::Restore(r) if r.verbose)
+    }
+}
+
+/// Runs the command.
+pub async fn run(ctx: &Context, command: Command) -> CliResult {
+    match command {
+        Command::Create(args) => create::run(ctx, args).await,
+        Command::List(args) => list::run(ctx, args).await,
+        Command::Show(args) => show::run(ctx, args).await,
+        Command::Download(args) => download::run(ctx, args).await,
+        Command::Upload(args) => upload::run(ctx, args).await,
+        Command::Remove(args) => remove::run(ctx, args).await,
+        Command::Gc(args) => gc::run(ctx, args).await,
+        Command::Unlock(args) => unlock::run(ctx, args).await,
+        Command::Restore(args) => restore::run(ctx, args).await,
+    }
+}

@@ -1,0 +1,77 @@
+//! `backups remove`: backups by id, or all but the newest N.
+
+use backups_core::{BackupId, Backups};
+
+use crate::args::parse_id;
+use crate::context::Context;
+use crate::failure::{CliResult, Failure};
+use crate::output::out;
+
+/// Examples after `backups remove --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  backups remove 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
+  backups remove --keep-latest 5
+  backups remove --keep-latest 5 --dry-run";
+
+/// `backups remove`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Backup ids to remove.
+    #[arg(
+        required_unless_present = "keep_latest",
+        conflicts_with = "keep_latest"
+    )]
+    pub ids: Vec<String>,
+    /// Remove all backups except the newest N.
+    #[arg(long, value_name = "N")]
+    pub keep_latest: Option<usize>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Removes each backup; one that cannot be removed is reported and the
+/// rest are still tried (the exit code is the first failure's).
+pub async fn run(ctx: &Context, args: Args) -> CliResult {
+    let ids: Vec<BackupId> = match args.keep_latest {
+        Some(n) => ctx
+            .backups
+            .list()
+            .await?
+            .into_iter()
+            .skip(n)
+            .filter_map(|m| m.id)
+            .collect(),
+        None => args
+            .ids
+            .iter()
+            .map(|s| parse_id(s))
+            .collect::<Result<_, _>>()?,
+    };
+    if ids.is_empty() {
+        out("Nothing to remove.\n")?;
+    }
+    let mut first_error = None;
+    for id in ids {
+        if args.dry_run {
+            out(&format!("Would remove backup {id}\n"))?;
+            continue;
+        }
+        match ctx.backups.remove(&id).await {
+            Ok(()) => out(&format!("Removed backup {id}\n"))?,
+            Err(e) => {
+                let f = Failure::from(e);
+                stderr_line!("error: {}", f.message);
+                first_error.get_or_insert(f);
+            }
+        }
+    }
+    match first_error {
+        Some(mut f) => {
+            f.message = "some backups could not be removed (see above)".into();
+            Err(f)
+        }
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,45 @@
+//! `backups upload`: an existing archive (ours or Juju's) into the store.
+
+use std::path::PathBuf;
+
+use backups_core::{ArchiveSource, Backups};
+
+use crate::context::Context;
+use crate::failure::CliResult;
+use crate::output::out;
+
+/// Examples and notes after `backups upload --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  backups upload juju-backup-20200225-041241.tar.gz
+
+The archive is validated first (gzip, layout, metadata, every root.tar path);
+its id comes from its metadata (start time and model UUID). Uploading the
+same bytes again does nothing; different bytes under an existing id fail.";
+
+/// `backups upload`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The archive file (.tar.gz).
+    pub file: PathBuf,
+}
+
+/// Validates and stores the archive; prints the id it is stored under.
+pub async fn run(ctx: &Context, args: Args) -> CliResult {
+    let outcome = ctx
+        .backups
+        .add(ArchiveSource::File(args.file), ctx.progress())
+        .await?;
+    let id = outcome
+        .metadata
+        .id
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    if outcome.already_present {
+        out(&format!(
+            "Backup file already uploaded as backup ID {id} (same checksum); nothing to do\n"
+        ))
+    } else {
+        out(&format!("Uploaded backup file, creating backup ID {id}\n"))
+    }
+}

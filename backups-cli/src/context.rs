@@ -1,0 +1,86 @@
+//! What every command runs against: the store, opened from the global
+//! options, and how progress and messages are shown.
+
+use std::sync::Arc;
+
+use backups_core::{CancellationToken, Progress, Storage, StoreBackups, UploadOptions};
+
+use crate::args::GlobalArgs;
+use crate::failure::Failure;
+use crate::output;
+use crate::progress::CliProgress;
+
+/// The opened store and the display settings a command runs with.
+pub struct Context {
+    /// The store's backups.
+    pub backups: StoreBackups,
+    /// --quiet: only results and errors.
+    pub quiet: bool,
+    progress: Arc<dyn Progress>,
+}
+
+impl Context {
+    /// Opens the store the global options name. `verbose` shows each item
+    /// (restore's --verbose); `cancel` aborts uploads (Ctrl-C).
+    pub fn new(
+        global: &GlobalArgs,
+        verbose: bool,
+        cancel: CancellationToken,
+    ) -> Result<Self, Failure> {
+        let store_url = match global.store.clone() {
+            Some(s) => s,
+            None => default_store()?,
+        };
+        let storage = Storage::from_url(&store_url, store_options(global))?;
+        let backups = StoreBackups::new(storage)
+            .with_upload_options(UploadOptions::new(
+                global.part_size as usize * 1024 * 1024,
+                global.upload_concurrency as usize,
+            ))
+            .with_cancellation(cancel)
+            .with_holder(crate::host::lease_holder());
+        let progress: Arc<dyn Progress> =
+            Arc::new(CliProgress::new(global.progress, global.quiet, verbose));
+        Ok(Context {
+            backups,
+            quiet: global.quiet,
+            progress,
+        })
+    }
+
+    /// Where the store's work reports its progress.
+    pub fn progress(&self) -> Arc<dyn Progress> {
+        self.progress.clone()
+    }
+
+    /// A message on stderr unless --quiet.
+    pub fn say(&self, text: &str) {
+        output::say(self.quiet, text);
+    }
+}
+
+/// The object_store options: --store-option, then --endpoint, --region and
+/// --allow-http.
+fn store_options(global: &GlobalArgs) -> Vec<(String, String)> {
+    let mut options = global.store_options.clone();
+    if let Some(e) = &global.endpoint {
+        options.push(("endpoint".into(), e.clone()));
+    }
+    if let Some(r) = &global.region {
+        options.push(("region".into(), r.clone()));
+    }
+    if global.allow_http {
+        options.push(("allow_http".into(), "true".into()));
+    }
+    options
+}
+
+/// The store without --store or $BACKUPS_STORE: `~/.local/share/backups`.
+fn default_store() -> Result<String, Failure> {
+    let dir = dirs::data_dir().ok_or_else(|| {
+        Failure::usage(
+            "cannot find a data directory for the default store; pass --store or set BACKUPS_STORE",
+        )
+    })?;
+    Ok(dir.join("backups").display().to_string())
+}
