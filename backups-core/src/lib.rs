@@ -55,6 +55,8 @@ pub mod upload;
 pub mod conformance;
 #[cfg(feature = "test-util")]
 pub mod fault;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use archive::ArchiveCompression;
 pub use backups::{
