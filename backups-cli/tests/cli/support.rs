@@ -219,3 +219,16 @@ pub fn python_mongo(script: &str, uri: &str, db: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The metadata of the store's (one) `pre-restore` safety backup.
+pub fn safety_backup(env: &Env) -> Value {
+    let list = env.json(&["list", "--json"]);
+    let found: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Labels"][0] == "pre-restore")
+        .collect();
+    assert_eq!(found.len(), 1, "one safety backup: {list}");
+    found[0].clone()
+}
