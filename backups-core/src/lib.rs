@@ -70,6 +70,8 @@ pub mod conformance;
 pub mod fault;
 #[cfg(feature = "internals")]
 pub mod internals;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use crate::{
     archive::ArchiveCompression,

@@ -6,46 +6,13 @@
 //! `CI=true` and are skipped (with a message) otherwise.
 #![allow(clippy::unwrap_used)]
 
+use backups_core::test_util::{service_env, unique_name};
 use backups_core::{Storage, conformance};
-
-/// The value of `var`, or `None` (skip) outside CI when it is unset.
-fn service_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set under CI=true: start the services with scripts/services start")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipping: {var} is not set (run scripts/services start, then . .services/env)"
-            );
-            None
-        }
-    }
-}
-
-fn fresh_prefix() -> String {
-    format!("t-{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{nanos:x}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// An S3 store at `endpoint`/`bucket` under a fresh prefix.
 pub fn s3(endpoint: &str, bucket: &str, region: &str, key: &str, secret: &str) -> Storage {
     Storage::from_url(
-        &format!("s3://{bucket}/{}", fresh_prefix()),
+        &format!("s3://{bucket}/{}", unique_name("t")),
         [
             ("endpoint", endpoint),
             ("region", region),
@@ -92,7 +59,7 @@ async fn azurite() {
     };
     conformance::run_all(|| {
         Storage::from_url(
-            &format!("az://{container}/{}", fresh_prefix()),
+            &format!("az://{container}/{}", unique_name("t")),
             [("use_emulator", "true")],
         )
         .unwrap()

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use backups_core::conformance::{request, sample_tree};
+use backups_core::conformance::request;
+use backups_core::test_util::{sample_tree, service_env, unique_name};
 use backups_core::{
     BackupId, Backups, Error, NoProgress, RestoreRequest, RestoreSource, Storage, StoreBackups,
 };
@@ -20,26 +21,7 @@ use mongodb::bson::{
 use mongodb::{Client, Database, IndexModel};
 
 fn mongo_uri() -> Option<String> {
-    match std::env::var("BACKUPS_TEST_MONGO_URI") {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("BACKUPS_TEST_MONGO_URI is not set under CI=true: run scripts/services start")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipping: BACKUPS_TEST_MONGO_URI is not set (scripts/services start; . .services/env)"
-            );
-            None
-        }
-    }
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}_{:x}", nanos & 0xffff_ffff_ffff)
+    service_env("BACKUPS_TEST_MONGO_URI")
 }
 
 fn memory() -> StoreBackups {
@@ -255,8 +237,8 @@ async fn restore_db(
 async fn every_type_index_and_option_round_trips() {
     let Some(uri) = mongo_uri() else { return };
     let client = Client::with_uri_str(&uri).await.unwrap();
-    let src = unique("src");
-    let dst = unique("dst");
+    let src = unique_name("src");
+    let dst = unique_name("dst");
     seed(&client.database(&src)).await;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -316,7 +298,7 @@ async fn python_bson_decodes_every_dump_file() {
         return;
     };
     let client = Client::with_uri_str(&uri).await.unwrap();
-    let src = unique("py");
+    let src = unique_name("py");
     seed(&client.database(&src)).await;
     let tmp = tempfile::tempdir().unwrap();
     let backups = memory();
@@ -379,7 +361,7 @@ async fn juju_fixture_dumps_load_and_read_back() {
         ),
         ("valid-backup-ver-2.tar.gz", vec![("models", 2)]),
     ] {
-        let dst = unique("juju");
+        let dst = unique_name("juju");
         let tmp = tempfile::tempdir().unwrap();
         let loader = MongoLoader::connect(
             &uri,
@@ -464,8 +446,8 @@ async fn juju_fixture_dumps_load_and_read_back() {
 async fn writes_during_the_dump_restore_to_one_instant() {
     let Some(uri) = mongo_uri() else { return };
     let client = Client::with_uri_str(&uri).await.unwrap();
-    let src = unique("live");
-    let dst = unique("livedst");
+    let src = unique_name("live");
+    let dst = unique_name("livedst");
     let db = client.database(&src);
     // "a_counter" is dumped first, then the large "m_filler" (many batches,
     // while the writer goes on), then "z_items": without the oplog replay
@@ -604,7 +586,7 @@ async fn unreachable_server_and_duplicate_keys_are_clear_errors() {
     let (bytes, _) = w.finish().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("dup.tar.gz"), bytes).unwrap();
-    let dst = unique("dup");
+    let dst = unique_name("dup");
     let loader = loader_into(&uri, "d", &dst).await;
     let err = memory()
         .restore(

@@ -1,0 +1,234 @@
+//! Cloud stores through the CLI: S3 on moto and Garage, Azure on Azurite.
+
+use std::process::Command;
+
+use backups_core::test_util::{service_env, unique_name};
+use serde_json::Value;
+
+use crate::support::*;
+
+fn cloud_round_trip(store: &str, flags: &[&str], envs: &[(&str, &str)]) {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--store", store, "--progress", "none"])
+            .args(flags)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .current_dir(env.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+    let id = run(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    assert!(run(&["list"]).contains(&id));
+    let meta: Value = serde_json::from_str(&run(&["show", &id, "--json"])).unwrap();
+    run(&["download", &id, "-o", "b.tar.gz"]);
+    let sha1 = sh("openssl dgst -sha1 -binary b.tar.gz | base64", env.path());
+    assert_eq!(
+        String::from_utf8_lossy(&sha1.stdout).trim(),
+        meta["Checksum"].as_str().unwrap()
+    );
+    run(&["restore", &id, "--target", "restored"]);
+    let rel = tree.strip_prefix("/").unwrap();
+    assert_eq!(
+        snapshot(&env.path().join("restored").join(rel)),
+        snapshot(&tree)
+    );
+    let fixture = fixtures().join("valid-backup.tar.gz");
+    assert!(run(&["upload", fixture.to_str().unwrap()]).contains("20200225-041241"));
+    run(&[
+        "remove",
+        &id,
+        "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+    ]);
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+}
+
+#[test]
+fn s3_store_on_moto_through_the_cli() {
+    let (Some(endpoint), Some(bucket)) = (
+        service_env("BACKUPS_TEST_MOTO_ENDPOINT"),
+        service_env("BACKUPS_TEST_MOTO_BUCKET"),
+    ) else {
+        return;
+    };
+    let store = format!("s3://{bucket}/{}", unique_name("cli"));
+    cloud_round_trip(
+        &store,
+        &[
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--allow-http",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+}
+
+#[test]
+fn s3_store_on_garage_through_the_cli() {
+    let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (
+        service_env("BACKUPS_TEST_GARAGE_ENDPOINT"),
+        service_env("BACKUPS_TEST_GARAGE_BUCKET"),
+        service_env("BACKUPS_TEST_GARAGE_KEY_ID"),
+        service_env("BACKUPS_TEST_GARAGE_SECRET"),
+    ) else {
+        return;
+    };
+    let store = format!("s3://{bucket}/{}", unique_name("cli"));
+    cloud_round_trip(
+        &store,
+        &[
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "garage",
+            "--allow-http",
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", &key),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+}
+
+#[test]
+fn azure_store_on_azurite_through_the_cli() {
+    let (Some(_), Some(container)) = (
+        service_env("AZURITE_BLOB_STORAGE_URL"),
+        service_env("BACKUPS_TEST_AZURITE_CONTAINER"),
+    ) else {
+        return;
+    };
+    let store = format!("az://{container}/{}", unique_name("cli"));
+    cloud_round_trip(&store, &["--store-option", "use_emulator=true"], &[]);
+}
+
+#[test]
+fn missing_bucket_and_bad_credentials_are_clear_storage_errors() {
+    let Some(endpoint) = service_env("BACKUPS_TEST_MOTO_ENDPOINT") else {
+        return;
+    };
+    let run = |store: &str, key: &str| {
+        Command::new(BIN)
+            .args([
+                "--store",
+                store,
+                "--endpoint",
+                &endpoint,
+                "--region",
+                "us-east-1",
+                "--allow-http",
+                "list",
+            ])
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    };
+    let out = run("s3://no-such-bucket-here/x", "test");
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("s3://no-such-bucket-here/x")
+            && err.contains("hint: the bucket or container does not exist"),
+        "{err}"
+    );
+
+    let Some(garage) = service_env("BACKUPS_TEST_GARAGE_ENDPOINT") else {
+        return;
+    };
+    let out = Command::new(BIN)
+        .args([
+            "--store",
+            "s3://backups/x",
+            "--endpoint",
+            &garage,
+            "--region",
+            "garage",
+            "--allow-http",
+            "list",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "GK000000000000000000000000")
+        .env("AWS_SECRET_ACCESS_KEY", "0000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hint: access denied"), "{err}");
+}
+
+/// object_store's own environment conventions configure an S3 store:
+/// `AWS_ENDPOINT` and `AWS_ALLOW_HTTP` (and the usual credentials and
+/// region), with no `--endpoint`/`--allow-http` flags and no `BACKUPS_*`
+/// store variables. Every command used to fail with "URL scheme is not
+/// allowed".
+#[test]
+fn s3_store_configured_by_object_stores_aws_environment() {
+    let (Some(endpoint), Some(bucket)) = (
+        service_env("BACKUPS_TEST_MOTO_ENDPOINT"),
+        service_env("BACKUPS_TEST_MOTO_BUCKET"),
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let store = format!("s3://{bucket}/{}", unique_name("cli-aws-env"));
+    let run = |args: &[&str]| {
+        // Nothing inherited: no AWS_* or BACKUPS_* variable of the caller's
+        // can configure the store instead of these.
+        let out = Command::new(BIN)
+            .args(["--store", &store, "--progress", "none"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.path())
+            .env("AWS_ENDPOINT", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .env("BACKUPS_STATE_DIR", env.path().join("state"))
+            .current_dir(env.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backups {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+    let id = run(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    assert!(id.ends_with(MODEL), "{id}");
+    let listed: Value = serde_json::from_str(&run(&["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["ID"], id.as_str());
+    run(&["restore", &id, "--target", "restored"]);
+    let rel = tree.strip_prefix("/").unwrap();
+    assert_eq!(
+        snapshot(&env.path().join("restored").join(rel)),
+        snapshot(&tree)
+    );
+    run(&["remove", &id]);
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+}

@@ -1,0 +1,18 @@
+//! The `backups` binary, run as a user would, against real local stores,
+//! real Juju archives, GNU tar and openssl; cloud stores and MongoDB when
+//! the test services run (`scripts/services start; . .services/env`).
+//!
+//! One test binary (like ripgrep's and cargo's), a module per area, one
+//! harness in [`support`].
+#![allow(clippy::unwrap_used)]
+
+mod cloud;
+mod crash;
+mod disk;
+mod hostile;
+mod juju;
+mod lease;
+mod mongo;
+mod plan;
+mod round_trip;
+mod support;
