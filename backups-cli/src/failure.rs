@@ -33,6 +33,9 @@ pub const ROLLED_BACK: u8 = 10;
 pub const ROLLBACK_FAILED: u8 = 11;
 /// A service hook failed.
 pub const HOOK: u8 = 12;
+/// An encrypted backup could not be decrypted (no identity, a wrong one),
+/// or a plain one was refused where encryption is required.
+pub const ENCRYPTION: u8 = 13;
 /// Interrupted or cancelled.
 pub const INTERRUPTED: u8 = 130;
 
@@ -75,6 +78,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         "restore failed and so did the rollback (the message says what to run)",
     ),
     (HOOK, "a service hook failed before anything was changed"),
+    (
+        ENCRYPTION,
+        "cannot decrypt (no identity or a wrong one), or a plain backup where encryption is required",
+    ),
     (INTERRUPTED, "interrupted (nothing was committed)"),
 ];
 
@@ -137,6 +144,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::RolledBack { .. } => ROLLED_BACK,
         Error::RollbackFailed { .. } => ROLLBACK_FAILED,
         Error::Hook { .. } => HOOK,
+        Error::Encrypted { .. } => ENCRYPTION,
         Error::Cancelled(_) => INTERRUPTED,
         Error::Internal { .. } => OTHER,
         _ => OTHER,
@@ -169,6 +177,7 @@ const HINT_NO_BUCKET: &str = "the bucket or container does not exist: create it 
 const HINT_ACCESS_DENIED: &str =
     "access denied: check the credentials (AWS_*, AZURE_* environment variables)";
 const HINT_DISK_FULL: &str = "that filesystem is full (df -h shows it): free space there and run the command again; a create left nothing behind, a restore's temporary file was removed";
+const HINT_ENCRYPTED: &str = "give the identity the backup was encrypted to: --identity FILE (or $BACKUPS_IDENTITY_FILE); `backups show ID` lists its recipients";
 const HINT_UNREACHABLE: &str =
     "the store is unreachable: check the URL, --endpoint and the network";
 
@@ -178,6 +187,7 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some(HINT_LIST),
         Error::Locked { .. } => Some(HINT_LOCKED),
+        Error::Encrypted { .. } => Some(HINT_ENCRYPTED),
         Error::Storage { source, .. } => storage_hint(source, message),
         _ => disk_full(message).then_some(HINT_DISK_FULL),
     }

@@ -20,6 +20,7 @@ mod context;
 mod failure;
 mod hooks;
 mod host;
+mod keys;
 mod output;
 mod progress;
 
@@ -34,6 +35,10 @@ use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER};
 
 /// Opens the store and runs the command.
 async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
+    // Making a key needs no store.
+    if let commands::Command::Key(args) = cli.command {
+        return commands::key::run(cli.global.quiet, args);
+    }
     let ctx = Context::new(&cli.global, cli.command.verbose(), cancel)?;
     commands::run(&ctx, cli.command).await
 }

@@ -183,6 +183,19 @@ pub fn details(m: &Metadata) -> String {
     if m.device_nodes > 0 {
         rows.push(("device nodes", m.device_nodes.to_string()));
     }
+    if let Some(e) = &m.encryption {
+        let to = if e.passphrase {
+            "a passphrase".to_string()
+        } else {
+            e.recipients.join(", ")
+        };
+        rows.push(("encrypted", format!("{} (to {to})", e.scheme)));
+        rows.push(("plaintext checksum", e.plain_checksum.clone()));
+        rows.push(("plaintext size (B)", e.plain_size.to_string()));
+    }
+    if !m.secrets_in_archive.is_empty() {
+        rows.push(("secrets in archive only", m.secrets_in_archive.join(", ")));
+    }
     if m.extra.contains_key("CACert") {
         rows.push(("CA certificate", "present".into()));
     }

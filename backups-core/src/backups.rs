@@ -12,6 +12,7 @@ use tokio::io::AsyncWrite;
 
 use crate::BackupId;
 use crate::catalog::StoreBackups;
+use crate::crypt::{Encryption, Identities};
 use crate::error::{Error, Result};
 use crate::gc::{self, Garbage};
 use crate::lease::{self, LeaseGuard, LeaseInfo};
@@ -88,7 +89,7 @@ impl Backups for StoreBackups {
     }
 
     async fn add(&self, source: ArchiveSource, progress: Arc<dyn Progress>) -> Result<AddOutcome> {
-        add::add(self, source, progress).await
+        add::add(self, source, None, progress).await
     }
 
     async fn metadata(&self, id: &BackupId) -> Result<Metadata> {
@@ -127,6 +128,43 @@ impl Backups for StoreBackups {
 }
 
 impl StoreBackups {
+    /// [`Backups::add`], storing the archive encrypted as `encryption` says.
+    pub async fn add_encrypted(
+        &self,
+        source: ArchiveSource,
+        encryption: Encryption,
+        progress: Arc<dyn Progress>,
+    ) -> Result<AddOutcome> {
+        add::add(self, source, Some(encryption), progress).await
+    }
+
+    /// Decrypts the encrypted backup `id` into the plain, Juju-readable
+    /// `.tar.gz` at `dest` (through a temp file, renamed into place only
+    /// once the stored bytes and the plaintext match their digests).
+    pub async fn download_decrypted(
+        &self,
+        id: &BackupId,
+        identities: Identities,
+        dest: &Path,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Metadata> {
+        download::decrypted_to_file(self, id, identities, dest, progress).await
+    }
+
+    /// Decrypts the encrypted backup `id` into `out` (a blocking writer,
+    /// e.g. stdout), checking the digests at the end.
+    pub async fn download_decrypted_to<W: std::io::Write + Send + 'static>(
+        &self,
+        id: &BackupId,
+        identities: Identities,
+        out: W,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Metadata> {
+        download::decrypted(self, id, identities, out, progress)
+            .await
+            .map(|(meta, _)| meta)
+    }
+
     /// Runs a [`RestorePlan`] while holding the store's lease.
     pub async fn run_restore_plan(
         &self,

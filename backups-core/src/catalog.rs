@@ -168,7 +168,7 @@ impl StoreBackups {
         };
         match self
             .store()
-            .put_opts(&key, PutPayload::from(meta.to_json()), opts)
+            .put_opts(&key, PutPayload::from(meta.for_sidecar().to_json()), opts)
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
@@ -186,6 +186,8 @@ impl StoreBackups {
         };
         match current {
             Some(c) if c.archive == meta.archive && c.checksum == meta.checksum => {
+                self.storage.make_private(&key);
+                self.storage.make_private(archive);
                 Ok(Commit::Written)
             }
             other => {

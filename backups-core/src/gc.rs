@@ -90,7 +90,8 @@ pub(crate) async fn find(
     }
     for object in &listing {
         let key = object.location.to_string();
-        if key.ends_with(".tar.gz") && !referenced.contains(&key) {
+        let archive = key.ends_with(".tar.gz") || key.ends_with(".tar.gz.age");
+        if archive && !referenced.contains(&key) {
             out.push(Garbage {
                 key,
                 size: object.size,
@@ -104,7 +105,8 @@ pub(crate) async fn find(
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let staged = name.split_once('#').is_some_and(|(base, n)| {
-                base.ends_with(".tar.gz") && n.bytes().all(|c| c.is_ascii_digit())
+                (base.ends_with(".tar.gz") || base.ends_with(".tar.gz.age"))
+                    && n.bytes().all(|c| c.is_ascii_digit())
             });
             if !staged {
                 continue;

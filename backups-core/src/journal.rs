@@ -95,9 +95,24 @@ impl RestoreJournal {
     /// exists), each entry written before the change it describes.
     pub fn persisted(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io("creating", dir, e))?;
         }
-        let file = File::create(path).map_err(|e| Error::io("creating journal", path, e))?;
+        // It names every path of the restore: private to its owner.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io("creating journal", path, e))?
+        };
         Ok(RestoreJournal(Arc::new(Mutex::new(Inner {
             entries: Vec::new(),
             file: Some(file),

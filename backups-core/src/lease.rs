@@ -298,6 +298,7 @@ pub(crate) async fn acquire(
             .put(&key, PutPayload::from(to_json(&record)))
             .await
             .map_err(|e| Error::storage(&key, e))?;
+        storage.make_private(&key);
         let others = match other_leases(storage, Some(&key)).await {
             Ok(others) => others,
             Err(e) => {
@@ -319,7 +320,13 @@ pub(crate) async fn acquire(
         tokio::time::sleep(Duration::from_millis(50 + jitter * u64::from(attempt))).await;
     };
     let lost = Arc::new(Mutex::new(None));
-    let renewer = tokio::spawn(renew(store.clone(), key.clone(), record, ttl, lost.clone()));
+    let renewer = tokio::spawn(renew(
+        storage.clone(),
+        key.clone(),
+        record,
+        ttl,
+        lost.clone(),
+    ));
     Ok(LeaseGuard { key, renewer, lost })
 }
 
@@ -353,12 +360,13 @@ where
 /// Renews `record` every third of `ttl` until aborted; records in `lost`
 /// why it stopped being ours.
 async fn renew(
-    store: Arc<dyn ObjectStore>,
+    storage: Storage,
     key: ObjectPath,
     mut record: LeaseRecord,
     ttl: Duration,
     lost: Arc<Mutex<Option<String>>>,
 ) {
+    let store = storage.object_store().clone();
     let give_up = |reason: String| {
         *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
     };
@@ -377,6 +385,7 @@ async fn renew(
                 next.expires = Some(OffsetDateTime::now_utc() + ttl);
                 match store.put(&key, PutPayload::from(to_json(&next))).await {
                     Ok(_) => {
+                        storage.make_private(&key);
                         record = next;
                         renewed = tokio::time::Instant::now();
                         None

@@ -89,7 +89,7 @@ pub use crate::{
     id::{BackupId, InvalidId},
     journal::{JournalEntry, RestoreJournal, Undone},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
-    metadata::{MAX_METADATA_BYTES, Metadata, format_time},
+    metadata::{EncryptionInfo, MAX_METADATA_BYTES, Metadata, format_time},
     ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
     ops::preflight::Preflight,
     progress::{NoProgress, Progress},
@@ -97,7 +97,7 @@ pub use crate::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
     },
-    storage::Storage,
+    storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,
 };
 pub use tokio_util::sync::CancellationToken;

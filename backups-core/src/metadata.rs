@@ -121,12 +121,101 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub device_nodes: u64,
 
+    /// Ours: how the stored object is encrypted; absent when it is the
+    /// plain archive. [`Metadata::size`], `checksum` and `sha256` are
+    /// always those of the stored bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionInfo>,
+    /// Ours, in sidecars: the secret keys of the archive's metadata
+    /// (`CAPrivateKey`...) that the sidecar leaves out; they stay only
+    /// inside the archive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_in_archive: Vec<String>,
+
     /// Keys this crate does not interpret, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// How an encrypted backup's stored object was encrypted, and the plain
+/// archive's size and digests (a decrypted download is checked against
+/// them: its SHA-1 is the checksum Juju knows the archive by).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct EncryptionInfo {
+    /// Always `age`.
+    pub scheme: String,
+    /// The public recipients it was encrypted to (empty for a passphrase).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// Encrypted with a passphrase instead of recipients.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passphrase: bool,
+    /// Size of the plain `.tar.gz`.
+    pub plain_size: u64,
+    /// SHA-1 (base64) of the plain `.tar.gz`.
+    pub plain_checksum: String,
+    /// SHA-256 (hex) of the plain `.tar.gz`.
+    #[serde(rename = "PlainSHA256")]
+    pub plain_sha256: String,
+}
+
+/// Whether a key of Juju's metadata holds a secret (a private key, a
+/// password), which sidecars must not carry.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["privatekey", "password", "secret", "passphrase"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
 impl Metadata {
+    /// The metadata as a sidecar carries it: without the secret keys of
+    /// Juju's metadata (named in [`Metadata::secrets_in_archive`]).
+    pub(crate) fn for_sidecar(&self) -> Metadata {
+        let mut out = self.clone();
+        let secret: Vec<String> = out
+            .extra
+            .keys()
+            .filter(|k| is_secret_key(k))
+            .cloned()
+            .collect();
+        for k in &secret {
+            out.extra.remove(k);
+        }
+        out.secrets_in_archive.extend(secret);
+        out.secrets_in_archive.sort();
+        out.secrets_in_archive.dedup();
+        out
+    }
+
+    /// The SHA-1 (base64) of the plain archive: Juju's checksum.
+    pub fn plain_checksum(&self) -> &str {
+        match &self.encryption {
+            Some(e) => &e.plain_checksum,
+            None => &self.checksum,
+        }
+    }
+
+    /// Compares `got`, the digests of the plain archive, with what was
+    /// recorded for it: the plaintext digests of an encrypted backup, else
+    /// the stored ones.
+    pub(crate) fn check_plain_digests(&self, subject: &str, got: &Digests) -> Result<()> {
+        match &self.encryption {
+            None => self.check_digests(subject, got),
+            Some(e) => {
+                let plain = Metadata {
+                    size: e.plain_size,
+                    checksum: e.plain_checksum.clone(),
+                    sha256: e.plain_sha256.clone(),
+                    ..Default::default()
+                };
+                plain.check_digests(subject, got)
+            }
+        }
+    }
+
     /// Compares `got` with the size and digests this metadata recorded
     /// (format 2 may record none); `subject` names the backup in the error.
     pub(crate) fn check_digests(&self, subject: &str, got: &Digests) -> Result<()> {

@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 
 use crate::BackupId;
 use crate::archive::ArchiveCompression;
+use crate::crypt::{Encryption, Identities};
 use crate::database::{DatabaseDumper, DatabaseLoader, LoadSummary};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractOptions, ExtractStats};
@@ -74,6 +75,8 @@ pub struct CreateRequest {
     pub identity: Identity,
     /// How the archive is compressed (gzip level 6 on every core by default).
     pub compression: ArchiveCompression,
+    /// How the stored object is encrypted; `None` stores the plain archive.
+    pub encryption: Option<Encryption>,
 }
 
 impl CreateRequest {
@@ -87,7 +90,14 @@ impl CreateRequest {
             labels: Vec::new(),
             identity,
             compression: ArchiveCompression::default(),
+            encryption: None,
         }
+    }
+
+    /// Encrypts the stored object (age) as `encryption` says.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
     }
 
     /// Dumps this database into the backup too.
@@ -127,6 +137,7 @@ impl fmt::Debug for CreateRequest {
             .field("labels", &self.labels)
             .field("identity", &self.identity)
             .field("compression", &self.compression)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -211,6 +222,10 @@ pub struct RestoreRequest {
     /// changes are taken back before extracting, and after a successful
     /// restore the journal file is removed. Missing file: nothing to undo.
     pub undo_journal: Option<PathBuf>,
+    /// The keys an encrypted backup is decrypted with.
+    pub identities: Identities,
+    /// Refuse a backup that is not encrypted.
+    pub require_encryption: bool,
 }
 
 impl RestoreRequest {
@@ -224,7 +239,21 @@ impl RestoreRequest {
             options: ExtractOptions::default(),
             journal: None,
             undo_journal: None,
+            identities: Identities::none(),
+            require_encryption: false,
         }
+    }
+
+    /// Decrypts an encrypted backup with these keys.
+    pub fn with_identities(mut self, identities: Identities) -> Self {
+        self.identities = identities;
+        self
+    }
+
+    /// Refuses (`true`) a backup that is not encrypted.
+    pub fn with_require_encryption(mut self, require: bool) -> Self {
+        self.require_encryption = require;
+        self
     }
 
     /// Only verify and report what would be restored.
@@ -271,6 +300,8 @@ impl fmt::Debug for RestoreRequest {
             .field("options", &self.options)
             .field("journal", &self.journal.is_some())
             .field("undo_journal", &self.undo_journal)
+            .field("identities", &self.identities)
+            .field("require_encryption", &self.require_encryption)
             .finish()
     }
 }

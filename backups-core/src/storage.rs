@@ -37,7 +37,14 @@ pub struct Storage {
     prefix: ObjectPath,
     url: String,
     local_dir: Option<PathBuf>,
+    /// Modes of what a local store writes: (directories, files).
+    local_modes: (u32, u32),
 }
+
+/// The store option that lets a local store's group read it
+/// (`--store-option group_access=true`): directories `0750`, files `0640`
+/// instead of `0700` and `0600`.
+pub const GROUP_ACCESS_OPTION: &str = "group_access";
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -145,6 +152,7 @@ impl Storage {
             prefix,
             url: url.into(),
             local_dir: None,
+            local_modes: (0o700, 0o600),
         }
     }
 
@@ -159,8 +167,21 @@ impl Storage {
         K: AsRef<str>,
         V: Into<String>,
     {
+        // Our own option, for local stores; the rest go to object_store.
+        let mut group_access = false;
+        let mut passed = Vec::new();
+        for (k, v) in options {
+            let v: String = v.into();
+            if k.as_ref() == GROUP_ACCESS_OPTION {
+                group_access = matches!(v.as_str(), "true" | "1" | "yes");
+            } else {
+                passed.push((k.as_ref().to_string(), v));
+            }
+        }
+        let options = passed;
+        let local = |path: PathBuf| Self::local(path, url, group_access);
         if url.starts_with('/') {
-            return Self::local(PathBuf::from(url), url);
+            return local(PathBuf::from(url));
         }
         let parsed = match Url::parse(url) {
             Ok(parsed) => parsed,
@@ -168,7 +189,7 @@ impl Storage {
             Err(url::ParseError::RelativeUrlWithoutBase) => {
                 let path = std::path::absolute(url)
                     .map_err(|e| Error::io("resolving store directory", url, e))?;
-                return Self::local(path, url);
+                return local(path);
             }
             Err(e) => return Err(bad_url(url, e.to_string())),
         };
@@ -177,7 +198,7 @@ impl Storage {
                 let path = parsed
                     .to_file_path()
                     .map_err(|_| bad_url(url, "not an absolute local path"))?;
-                Self::local(path, url)
+                local(path)
             }
             "memory" => Ok(Storage::new(
                 Arc::new(InMemory::new()),
@@ -199,13 +220,67 @@ impl Storage {
         }
     }
 
-    fn local(path: PathBuf, url: &str) -> Result<Self> {
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::io("creating store directory", &path, e))?;
+    /// A store in a local directory. One this creates is private to its
+    /// owner (`0700`; `0750` with group access); an existing one keeps its
+    /// mode: it is not re-moded behind the operator's back.
+    fn local(path: PathBuf, url: &str, group_access: bool) -> Result<Self> {
+        let modes = if group_access {
+            (0o750, 0o640)
+        } else {
+            (0o700, 0o600)
+        };
+        if !path.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(modes.0)
+                .create(&path)
+                .map_err(|e| Error::io("creating store directory", &path, e))?;
+            // The mode asked for, whatever the umask.
+            set_mode(&path, modes.0)?;
+        }
         let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| Error::storage(url, e))?;
         let mut storage = Storage::new(Arc::new(fs), ObjectPath::default(), url);
         storage.local_dir = Some(path);
+        storage.local_modes = modes;
         Ok(storage)
+    }
+
+    /// For a local store: gives the file at `key` (and the directories
+    /// between it and the store's) the store's private modes. Best effort:
+    /// a file that is gone is no error.
+    pub(crate) fn make_private(&self, key: &ObjectPath) {
+        let Some(dir) = &self.local_dir else { return };
+        let mut at = dir.clone();
+        let parts: Vec<_> = key.parts().collect();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part.as_ref());
+            let mode = if i + 1 == parts.len() {
+                self.local_modes.1
+            } else {
+                self.local_modes.0
+            };
+            let _ = set_mode(&at, mode);
+        }
+    }
+
+    /// Files of a local store that anyone on the host may read (mode
+    /// `o+r`), for `gc` to report; empty for other stores.
+    pub fn world_readable(&self) -> Vec<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(dir) = &self.local_dir else {
+            return Vec::new();
+        };
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| {
+                e.metadata()
+                    .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+            })
+            .map(|e| e.path().to_path_buf())
+            .collect()
     }
 
     /// For a local store, its directory (where interrupted multipart uploads
@@ -241,7 +316,10 @@ impl Storage {
         let valid = name
             .strip_prefix(id.as_str())
             .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| rest.strip_suffix(".tar.gz"))
+            .and_then(|rest| {
+                rest.strip_suffix(".tar.gz")
+                    .or_else(|| rest.strip_suffix(".tar.gz.age"))
+            })
             .is_some_and(|nonce| !nonce.is_empty() && nonce.bytes().all(|c| c.is_ascii_hexdigit()));
         if valid {
             self.prefix.clone().join(name.as_str())
@@ -250,9 +328,11 @@ impl Storage {
         }
     }
 
-    /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`.
-    pub(crate) fn new_archive_name(id: &BackupId) -> String {
-        format!("{id}.{}.tar.gz", uuid::Uuid::new_v4().simple())
+    /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`,
+    /// or `<id>.<nonce>.tar.gz.age` when it is encrypted.
+    pub(crate) fn new_archive_name(id: &BackupId, encrypted: bool) -> String {
+        let age = if encrypted { ".age" } else { "" };
+        format!("{id}.{}.tar.gz{age}", uuid::Uuid::new_v4().simple())
     }
 
     /// The key of an archive name under the prefix.
@@ -282,4 +362,10 @@ pub(crate) async fn delete_if_exists(store: &dyn ObjectStore, key: &ObjectPath) 
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(Error::storage(key, e)),
     }
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting the mode of", path, e))
 }

@@ -12,6 +12,7 @@ use crate::args::MongoArgs;
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
 use crate::host::{MODEL_UUID_ENV, backup_identity};
+use crate::keys::EncryptArgs;
 use crate::output::{self, out};
 
 /// Examples and notes after `backups create --help`.
@@ -20,6 +21,7 @@ Examples:
   backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
   backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
   backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+  backups create --path /var/lib/juju --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
   BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
     backups create --path /var/lib/juju --exclude-ns 'logs.*'
 
@@ -78,6 +80,8 @@ pub struct Args {
     /// Compression threads (default: one per core).
     #[arg(long, default_value_t = 0, value_name = "N", hide_default_value = true)]
     pub compression_threads: usize,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }
 
 /// Archive compression.
@@ -117,6 +121,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         args.compression_threads,
     )?);
     request.database = database;
+    request.encryption = args.encrypt.encryption()?;
     let meta = ctx.backups.create(request, ctx.progress()).await?;
     let id = meta.id.clone().ok_or_else(|| Failure {
         message: "created backup has no id".into(),

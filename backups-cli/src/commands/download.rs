@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use backups_core::Backups;
+use backups_core::{BackupId, Backups};
 
 use crate::args::parse_id;
 use crate::context::Context;
 use crate::failure::CliResult;
+use crate::keys::IdentityArgs;
 
 /// Examples and notes after `backups download --help`.
 pub const AFTER_HELP: &str = "\
@@ -17,7 +18,9 @@ Examples:
 
 The file appears only once its checksum is verified (it is written to a
 temporary name first). With '-o -' the bytes go to stdout and a mismatch is
-reported after they were written.";
+reported after they were written. An encrypted backup downloads as its
+stored .tar.gz.age (age -d -i KEY reads it) unless --decrypt --identity
+KEY, which gives the plain .tar.gz whose SHA-1 `show` prints.";
 
 /// `backups download`.
 #[derive(Debug, clap::Args)]
@@ -27,11 +30,20 @@ pub struct Args {
     /// Output file, or '-' for stdout (default: juju-backup-<id>.tar.gz).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Decrypt an encrypted backup: write the plain .tar.gz Juju and tar
+    /// read (needs --identity).
+    #[arg(long)]
+    pub decrypt: bool,
+    #[command(flatten)]
+    pub keys: IdentityArgs,
 }
 
 /// Downloads the archive, checking its size and checksum.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let id = parse_id(&args.id)?;
+    if args.decrypt {
+        return decrypt(ctx, &id, args).await;
+    }
     match args.output {
         Some(p) if p.as_os_str() == "-" => {
             let mut stdout = tokio::io::stdout();
@@ -46,6 +58,31 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 "Downloaded {id} to {} ({} bytes, checksum verified)",
                 path.display(),
                 meta.size
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--decrypt`: the plain archive of an encrypted backup.
+async fn decrypt(ctx: &Context, id: &BackupId, args: Args) -> CliResult {
+    let identities = args.keys.identities()?;
+    match args.output {
+        Some(p) if p.as_os_str() == "-" => {
+            ctx.backups
+                .download_decrypted_to(id, identities, std::io::stdout(), ctx.progress())
+                .await?;
+        }
+        other => {
+            let path = other.unwrap_or_else(|| PathBuf::from(format!("juju-backup-{id}.tar.gz")));
+            let meta = ctx
+                .backups
+                .download_decrypted(id, identities, &path, ctx.progress())
+                .await?;
+            ctx.say(&format!(
+                "Decrypted {id} to {} (checksum {} verified)",
+                path.display(),
+                meta.plain_checksum()
             ));
         }
     }

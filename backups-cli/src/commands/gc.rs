@@ -36,6 +36,20 @@ pub struct Args {
 /// Lists the garbage (table or JSON) and, with --yes, deletes it.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let garbage = ctx.backups.find_garbage(args.older_than).await?;
+    let open = ctx.backups.storage().world_readable();
+    if !open.is_empty() {
+        let shown: Vec<String> = open
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect();
+        ctx.say(&format!(
+            "warning: {} files of this store can be read by any user of this host ({}{}); backups hold the controller's keys: chmod 600 them (and 700 the store's directory)",
+            open.len(),
+            shown.join(", "),
+            if open.len() > 5 { ", ..." } else { "" }
+        ));
+    }
     if args.json {
         out(&format!("{}\n", output::garbage_json(&garbage)))?;
     } else if garbage.is_empty() {

@@ -4,6 +4,7 @@
 pub mod create;
 pub mod download;
 pub mod gc;
+pub mod key;
 pub mod list;
 pub mod remove;
 pub mod restore;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Restore a backup's files (and database) into a target.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::Args),
+
+    /// Make keys for encrypted backups.
+    #[command(after_help = key::AFTER_HELP)]
+    Key(key::Args),
 }
 
 impl Command {
@@ -76,5 +81,6 @@ pub async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Gc(args) => gc::run(ctx, args).await,
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
+        Command::Key(args) => key::run(ctx.quiet, args),
     }
 }

@@ -16,6 +16,7 @@ use crate::args::{MongoArgs, parse_duration, parse_id, parse_key_value};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure};
 use crate::host::TargetArgs;
+use crate::keys::IdentityArgs;
 use crate::output::{self, out};
 
 /// Examples and notes after `backups restore --help`.
@@ -68,6 +69,11 @@ pub struct Args {
     pub target: PathBuf,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub keys: IdentityArgs,
+    /// Refuse a backup that is not encrypted.
+    #[arg(long)]
+    pub require_encryption: bool,
     /// Leave these namespaces untouched (repeatable glob on db.collection;
     /// Juju leaves 'logs.*' alone).
     #[arg(long = "ns-exclude", value_name = "GLOB")]
@@ -177,7 +183,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     };
     let mut request = RestoreRequest::new(source, args.target.clone())
         .with_dry_run(args.dry_run)
-        .with_options(options);
+        .with_options(options)
+        .with_identities(args.keys.identities()?)
+        .with_require_encryption(args.require_encryption);
     request.database = database.clone();
     request.undo_journal = undo_journal;
     let report = if args.as_plan() {

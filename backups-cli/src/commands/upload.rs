@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use backups_core::{ArchiveSource, Backups};
 
 use crate::context::Context;
-use crate::failure::CliResult;
+use crate::failure::{CliResult, ENCRYPTION, Failure};
+use crate::keys::EncryptArgs;
 use crate::output::out;
 
 /// Examples and notes after `backups upload --help`.
 pub const AFTER_HELP: &str = "\
 Examples:
   backups upload juju-backup-20200225-041241.tar.gz
+  backups upload juju-backup-20200225-041241.tar.gz --encrypt-to age1... --require-encryption
 
 The archive is validated first (gzip, layout, metadata, every root.tar path);
 its id comes from its metadata (start time and model UUID). Uploading the
@@ -22,14 +24,30 @@ same bytes again does nothing; different bytes under an existing id fail.";
 pub struct Args {
     /// The archive file (.tar.gz).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    /// Refuse to store the archive unencrypted (give --encrypt-to,
+    /// --recipients-file or --passphrase-file).
+    #[arg(long)]
+    pub require_encryption: bool,
 }
 
 /// Validates and stores the archive; prints the id it is stored under.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let outcome = ctx
-        .backups
-        .add(ArchiveSource::File(args.file), ctx.progress())
-        .await?;
+    let source = ArchiveSource::File(args.file.clone());
+    let outcome = match args.encrypt.encryption()? {
+        Some(e) => ctx.backups.add_encrypted(source, e, ctx.progress()).await?,
+        None if args.require_encryption => {
+            return Err(Failure {
+                message: format!(
+                    "refusing to store {} unencrypted (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file",
+                    args.file.display()
+                ),
+                code: ENCRYPTION,
+            });
+        }
+        None => ctx.backups.add(source, ctx.progress()).await?,
+    };
     let id = outcome
         .metadata
         .id

@@ -24,6 +24,7 @@ use crate::{
 };
 
 pub mod contract;
+pub mod crypt;
 pub mod faults;
 pub mod gc;
 pub mod lease;
@@ -32,6 +33,7 @@ pub use contract::{
     add_is_idempotent_and_refuses_conflicts, create_list_restore_remove,
     interrupted_create_leaves_nothing, list_newest_first,
 };
+pub use crypt::encrypted_backups_round_trip_and_refuse_tampering;
 pub use faults::{
     concurrent_adds_of_one_id_stay_consistent, corrupt_archive_is_detected,
     failed_commit_leaves_nothing, failed_part_leaves_nothing, truncated_reads_are_detected,
@@ -41,21 +43,11 @@ pub use lease::{lease_excludes_a_second_holder, racing_callers_never_share_the_l
 
 /// A create request backing up `paths`.
 pub fn request(paths: Vec<PathBuf>) -> CreateRequest {
-    CreateRequest {
-        files: FileSet {
-            paths,
-            excludes: vec![],
-        },
-        database: None,
-        notes: "conformance".into(),
-        labels: vec!["manual".into()],
-        identity: Identity {
-            model_uuid: MODEL.into(),
-            hostname: "test-host".into(),
-            ..Default::default()
-        },
-        compression: Default::default(),
-    }
+    let mut identity = Identity::new(MODEL);
+    identity.hostname = "test-host".into();
+    CreateRequest::new(FileSet::new(paths), identity)
+        .with_notes("conformance")
+        .with_labels(vec!["manual".into()])
 }
 
 /// Restores backup `id` (files only) into `target`.
@@ -160,4 +152,5 @@ where
     gc_finds_and_deletes_garbage(make()).await;
     lease_excludes_a_second_holder(make()).await;
     racing_callers_never_share_the_lease(make()).await;
+    encrypted_backups_round_trip_and_refuse_tampering(&StoreBackups::new(make())).await;
 }

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::catalog::{Commit, StoreBackups};
+use crate::crypt::{Encryption, Sealer, sniff_age};
 use crate::digest::HashingWriter;
 use crate::error::{Error, Result};
 use crate::extract::{ExtractOptions, RootCheck};
@@ -15,18 +16,29 @@ use crate::request::{AddOutcome, ArchiveSource};
 use crate::storage::Storage;
 use crate::upload::upload_with;
 
-use super::scan;
+use super::create::encryption_info;
+use super::{Sealed, scan};
 
 /// Validates an existing archive and stores it (see [`crate::Backups::add`]).
 pub(crate) async fn add(
     backups: &StoreBackups,
     source: ArchiveSource,
+    encryption: Option<Encryption>,
     progress: Arc<dyn Progress>,
 ) -> Result<AddOutcome> {
     let subject = source.subject();
+    let (encrypted, _) =
+        sniff_age(source.open()?).map_err(|e| Error::io("reading", &subject, e))?;
+    if encrypted {
+        return Err(Error::invalid(
+            &subject,
+            "the archive is encrypted (age): upload the plain archive (age -d) and give --encrypt-to to store it encrypted",
+        ));
+    }
     progress.phase("validating", None);
     let (summary, check) = scan(
         source.open()?,
+        Sealed::Plain,
         subject.clone(),
         // Stored archives may hold anything a restore could be allowed
         // to create; restores decide (the count is kept in the sidecar).
@@ -42,7 +54,7 @@ pub(crate) async fn add(
     let id = meta.derive_id(&subject)?;
     let digests = summary.digests;
     if let Some(existing) = backups.sidecar(&id).await? {
-        if existing.checksum == digests.sha1_base64 {
+        if existing.plain_checksum() == digests.sha1_base64 {
             progress.finish();
             return Ok(AddOutcome {
                 metadata: existing,
@@ -51,24 +63,27 @@ pub(crate) async fn add(
         }
         return Err(Error::AlreadyExists {
             id,
-            existing: existing.checksum,
+            existing: existing.plain_checksum().to_string(),
             new: digests.sha1_base64,
         });
     }
     progress.phase("uploading", Some(digests.size));
-    meta.archive = Storage::new_archive_name(&id);
+    meta.archive = Storage::new_archive_name(&id, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let expected = digests.clone();
     let mut reader = source.open()?;
     let prog = progress.clone();
     let subject2 = subject.clone();
-    upload_with(
+    let sealing = encryption.clone();
+    let stored = upload_with(
         backups.store(),
         &key,
         backups.upload_options(),
         backups.cancellation(),
         move |out| {
-            let mut hashing = HashingWriter::new(out);
+            // The plain bytes are hashed as they are read (they must be what
+            // was validated); the sealer hashes what is stored.
+            let mut hashing = HashingWriter::new(Sealer::new(out, sealing.as_ref())?);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = reader
@@ -81,7 +96,7 @@ pub(crate) async fn add(
                     .map_err(|e| Error::io("uploading", &subject2, e))?;
                 prog.advance(n as u64);
             }
-            let (_, got) = hashing.finish();
+            let (sealed, got) = hashing.finish();
             if got != expected {
                 return Err(Error::ChecksumMismatch {
                     subject: subject2,
@@ -90,15 +105,25 @@ pub(crate) async fn add(
                     actual: got.sha1_base64,
                 });
             }
-            Ok(())
+            let (_, stored) = sealed
+                .finish()
+                .map_err(|e| Error::io("encrypting", &subject2, e))?;
+            Ok(stored)
         },
     )
     .await?;
+    let stored_digests = match (&encryption, stored) {
+        (Some(e), Some(stored)) => {
+            meta.encryption = Some(encryption_info(e, &digests));
+            stored
+        }
+        _ => digests,
+    };
     meta.id = Some(id);
-    meta.checksum = digests.sha1_base64;
+    meta.checksum = stored_digests.sha1_base64;
     meta.checksum_format = CHECKSUM_FORMAT.to_string();
-    meta.size = digests.size;
-    meta.sha256 = digests.sha256_hex;
+    meta.size = stored_digests.size;
+    meta.sha256 = stored_digests.sha256_hex;
     meta.stored = Some(time::OffsetDateTime::now_utc());
     let s = &check.stats;
     if meta.file_count.is_none() && summary.has_root_tar {
@@ -110,7 +135,7 @@ pub(crate) async fn add(
     }
     let outcome = match backups.commit(&meta, &key).await? {
         Commit::Written => AddOutcome {
-            metadata: meta,
+            metadata: meta.for_sidecar(),
             already_present: false,
         },
         Commit::SameContent(existing) => AddOutcome {

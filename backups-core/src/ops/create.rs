@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 use crate::archive::root_tar::{RootTar, root_tar_size};
 use crate::archive::writer::ArchiveWriter;
 use crate::catalog::StoreBackups;
+use crate::crypt::{Encryption, Sealer};
 use crate::database::{DumpMessage, DumpSink, DumpSummary};
 use crate::digest::Digests;
 use crate::error::{Error, Result};
 use crate::extract::sanitize_entry_path;
 use crate::files::EntryKind;
-use crate::metadata::{CHECKSUM_FORMAT, FORMAT_VERSION, Metadata};
+use crate::metadata::{CHECKSUM_FORMAT, EncryptionInfo, FORMAT_VERSION, Metadata};
 use crate::progress::Progress;
 use crate::request::CreateRequest;
 use crate::storage::Storage;
@@ -24,7 +25,10 @@ use crate::upload::upload_with;
 
 /// What the archive thread produced.
 struct Produced {
+    /// The stored object's digests.
     digests: Digests,
+    /// The plain archive's, when the stored object is encrypted.
+    plain: Option<Digests>,
     dump: Option<DumpSummary>,
 }
 
@@ -89,11 +93,12 @@ pub(crate) async fn create(
     });
 
     let compression = request.compression;
+    let encryption = request.encryption.clone();
     let mtime = started.unix_timestamp().max(0) as u64;
     let entries = scanned.entries;
     let (warn_sink, prog) = (warnings.clone(), progress.clone());
     progress.phase("archiving", Some(root_size));
-    meta.archive = Storage::new_archive_name(&id);
+    meta.archive = Storage::new_archive_name(&id, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let produced = upload_with(
         backups.store(),
@@ -101,7 +106,8 @@ pub(crate) async fn create(
         backups.upload_options(),
         backups.cancellation(),
         move |out| {
-            let mut archive = ArchiveWriter::with_compression(out, compression, mtime)?;
+            let sealed = Sealer::new(out, encryption.as_ref())?;
+            let mut archive = ArchiveWriter::with_compression(sealed, compression, mtime)?;
             archive.add_file(
                 "metadata.json",
                 in_archive.len() as u64,
@@ -119,8 +125,22 @@ pub(crate) async fn create(
                 None => None,
                 Some(mut rx) => Some(write_dump(&mut archive, &mut rx)?),
             };
-            let (_, digests) = archive.finish()?;
-            Ok(Produced { digests, dump })
+            let (sealed, archive_digests) = archive.finish()?;
+            let (_, stored) = sealed
+                .finish()
+                .map_err(|e| Error::io("encrypting", "archive", e))?;
+            Ok(match stored {
+                Some(digests) => Produced {
+                    digests,
+                    plain: Some(archive_digests),
+                    dump,
+                },
+                None => Produced {
+                    digests: archive_digests,
+                    plain: None,
+                    dump,
+                },
+            })
         },
     )
     .await;
@@ -153,6 +173,9 @@ pub(crate) async fn create(
     meta.sha256 = produced.digests.sha256_hex;
     meta.size = produced.digests.size;
     meta.finished = Some(finished);
+    if let (Some(plain), Some(e)) = (&produced.plain, &request.encryption) {
+        meta.encryption = Some(encryption_info(e, plain));
+    }
     meta.stored = Some(finished);
     meta.warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     if let Some(dump) = produced.dump {
@@ -165,6 +188,18 @@ pub(crate) async fn create(
     backups.commit(&meta, &key).await?;
     progress.finish();
     Ok(meta)
+}
+
+/// What the sidecar records of an encrypted backup.
+pub(crate) fn encryption_info(e: &Encryption, plain: &Digests) -> EncryptionInfo {
+    EncryptionInfo {
+        scheme: "age".into(),
+        recipients: e.recipients().to_vec(),
+        passphrase: e.is_passphrase(),
+        plain_size: plain.size,
+        plain_checksum: plain.sha1_base64.clone(),
+        plain_sha256: plain.sha256_hex.clone(),
+    }
 }
 
 /// Appends the dumper's files under `dump/` until it reports its result.

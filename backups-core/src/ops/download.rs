@@ -1,13 +1,17 @@
 //! Download: copy a backup's archive out of the store, checking its size
 //! and digests against the sidecar; a file appears only once they match.
 
+use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::digest::Hasher;
+use crate::BackupId;
+use crate::catalog::StoreBackups;
+use crate::crypt::Identities;
+use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::progress::Progress;
@@ -77,4 +81,110 @@ async fn copy_verified(
         .map(ToString::to_string)
         .unwrap_or_default();
     meta.check_digests(&id, &hasher.finish())
+}
+
+/// A reader that hashes what passes through into a shared hasher (the
+/// decryptor owns the reader; the digests are read after it is done).
+struct SharedHashReader<R> {
+    inner: R,
+    hasher: Arc<Mutex<Hasher>>,
+}
+
+impl<R: Read> Read for SharedHashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Decrypts the encrypted backup `id` into `out` (a blocking writer),
+/// checking the stored bytes against the sidecar's size and digests and
+/// the plaintext against the plain archive's. Returns the metadata and
+/// `out`. The plaintext is already written when a mismatch is found: the
+/// caller writes to a temp file, or warns.
+pub(crate) async fn decrypted<W: Write + Send + 'static>(
+    backups: &StoreBackups,
+    id: &BackupId,
+    identities: Identities,
+    out: W,
+    progress: Arc<dyn Progress>,
+) -> Result<(Metadata, W)> {
+    let meta = backups.committed(id).await?;
+    if meta.encryption.is_none() {
+        return Err(Error::Encrypted {
+            subject: id.to_string(),
+            reason: "the backup is not encrypted: download it without --decrypt".into(),
+        });
+    }
+    let reader = backups.archive_reader(id, &meta).await?;
+    let subject = id.to_string();
+    let stored = Arc::new(Mutex::new(Hasher::default()));
+    let tee = SharedHashReader {
+        inner: reader,
+        hasher: stored.clone(),
+    };
+    progress.phase("decrypting", Some(meta.size));
+    let (plain, out) = tokio::task::spawn_blocking(move || -> Result<(Digests, W)> {
+        let mut plain = identities.open(tee, &subject)?;
+        let mut hashing = HashingWriter::new(out);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match plain.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Encrypted {
+                        subject,
+                        reason: format!("the encrypted archive is damaged: {e}"),
+                    });
+                }
+            };
+            hashing
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io("writing", "decrypted archive", e))?;
+            progress.advance(n as u64);
+        }
+        let (mut out, digests) = hashing.finish();
+        out.flush()
+            .map_err(|e| Error::io("writing", "decrypted archive", e))?;
+        progress.finish();
+        Ok((digests, out))
+    })
+    .await
+    .map_err(|e| Error::task("the decryption", e))??;
+    let stored = std::mem::take(&mut *stored.lock().unwrap_or_else(PoisonError::into_inner));
+    meta.check_digests(id.as_str(), &stored.finish())?;
+    meta.check_plain_digests(id.as_str(), &plain)?;
+    Ok((meta, out))
+}
+
+/// [`decrypted`] into `dest`, through a temp file renamed into place only
+/// once every digest matches.
+pub(crate) async fn decrypted_to_file(
+    backups: &StoreBackups,
+    id: &BackupId,
+    identities: Identities,
+    dest: &Path,
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".backups-download-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating temp file in", dir, e))?;
+    let (file, tmp_path) = tmp.into_parts();
+    let (meta, file) = decrypted(backups, id, identities, file, progress).await?;
+    file.sync_all().map_err(|e| Error::io("syncing", dest, e))?;
+    tmp_path
+        .persist(dest)
+        .map_err(|e| Error::io("renaming into", dest, e.error))?;
+    Ok(meta)
 }

@@ -15,12 +15,62 @@ use std::sync::Arc;
 
 use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
 use crate::catalog::StoreBackups;
+use crate::crypt::{Identities, sniff_age};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+
+/// How a pass over an archive gets at the plain `.tar.gz`.
+#[derive(Debug, Clone)]
+pub(crate) enum Sealed {
+    /// The bytes are the plain archive.
+    Plain,
+    /// The bytes are age-encrypted: decrypt them with these keys.
+    Encrypted(Identities),
+    /// Either (a local file): look at its first bytes. With `require`, a
+    /// plain archive is refused.
+    Unknown {
+        /// Keys for an encrypted one.
+        identities: Identities,
+        /// Refuse a plain one.
+        require: bool,
+    },
+}
+
+impl Sealed {
+    /// The plain archive read from `reader` (blocking: call it on a
+    /// blocking thread).
+    fn open(self, reader: Box<dyn Read + Send>, subject: &str) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Sealed::Plain => Ok(reader),
+            Sealed::Encrypted(identities) => identities.open(reader, subject),
+            Sealed::Unknown {
+                identities,
+                require,
+            } => {
+                let (age, reader) =
+                    sniff_age(reader).map_err(|e| Error::io("reading", subject, e))?;
+                match (age, require) {
+                    (true, _) => identities.open(reader, subject),
+                    (false, true) => Err(not_encrypted(subject)),
+                    (false, false) => Ok(reader),
+                }
+            }
+        }
+    }
+}
+
+/// The error for a plain backup where encryption is required.
+pub(crate) fn not_encrypted(subject: &str) -> Error {
+    Error::Encrypted {
+        subject: subject.to_string(),
+        reason: "it is not encrypted, and encryption is required (--require-encryption)".into(),
+    }
+}
 
 /// Runs one pass over an archive on a blocking thread.
 pub(crate) async fn scan<V>(
     reader: Box<dyn Read + Send>,
+    sealed: Sealed,
     subject: String,
     mut visitor: V,
     progress: Arc<dyn Progress>,
@@ -29,6 +79,7 @@ where
     V: RootVisitor + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
+        let reader = sealed.open(reader, &subject)?;
         let summary = read_archive(reader, &subject, Some(&mut visitor), progress)?;
         Ok((summary, visitor))
     })

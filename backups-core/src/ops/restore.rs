@@ -15,7 +15,7 @@ use crate::journal::RestoreJournal;
 use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
 
-use super::scan;
+use super::{Sealed, not_encrypted, scan};
 
 /// What this process has already verified of the archive a restore reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,24 @@ pub(crate) async fn restore(
     // when it was created or uploaded, and its sidecar holds the digests
     // of those bytes: checking them needs no decompression. Anything
     // else (a local file, a sidecar without digests) is validated in full.
+    let sealed = match &recorded {
+        Some(meta) if meta.encryption.is_some() => {
+            if request.identities.is_empty() {
+                return Err(Error::Encrypted {
+                    subject,
+                    reason: "the backup is encrypted and no identity was given (--identity FILE)"
+                        .into(),
+                });
+            }
+            Sealed::Encrypted(request.identities.clone())
+        }
+        Some(_) if request.require_encryption => return Err(not_encrypted(&subject)),
+        Some(_) => Sealed::Plain,
+        None => Sealed::Unknown {
+            identities: request.identities.clone(),
+            require: request.require_encryption,
+        },
+    };
     if let Some(meta) = &recorded
         && meta.device_nodes > 0
         && !request.options.allow_devices
@@ -84,13 +102,14 @@ pub(crate) async fn restore(
                 .await?;
             let (summary, check) = scan(
                 reader,
+                sealed.clone(),
                 subject.clone(),
                 RootCheck::new(request.options),
                 progress.clone(),
             )
             .await?;
             if let Some(meta) = &recorded {
-                meta.check_digests(&subject, &summary.digests)?;
+                meta.check_plain_digests(&subject, &summary.digests)?;
             }
             (Some(summary), Some(check))
         }
@@ -172,7 +191,14 @@ pub(crate) async fn restore(
     let reader = backups
         .open_restore_source(&request.source, recorded.as_ref())
         .await?;
-    let scanned = scan(reader, subject.clone(), visitor, Arc::new(NoProgress)).await;
+    let scanned = scan(
+        reader,
+        sealed,
+        subject.clone(),
+        visitor,
+        Arc::new(NoProgress),
+    )
+    .await;
     let (again, visitor) = match scanned {
         Ok((again, mut visitor)) => {
             visitor.dump = None; // end of the dump for the loader
@@ -207,7 +233,7 @@ pub(crate) async fn restore(
         });
     }
     if summary.is_none() {
-        metadata.check_digests(&subject, &again.digests)?;
+        metadata.check_plain_digests(&subject, &again.digests)?;
     }
     // This restore stands: the interrupted one's journal is done with.
     if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
