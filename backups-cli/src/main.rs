@@ -15,6 +15,7 @@ macro_rules! stderr_line {
 }
 
 mod args;
+mod cli;
 mod commands;
 mod context;
 mod failure;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use backups_core::CancellationToken;
 use clap::Parser;
 
-use crate::args::Cli;
+use crate::cli::Cli;
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER};
 

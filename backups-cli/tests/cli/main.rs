@@ -8,6 +8,7 @@
 
 mod cloud;
 mod crash;
+mod crypt;
 mod disk;
 mod hostile;
 mod juju;
