@@ -232,3 +232,60 @@ fn s3_store_configured_by_object_stores_aws_environment() {
     run(&["remove", &id]);
     assert_eq!(run(&["list"]), "No backups to display.\n");
 }
+
+/// Server-side encryption (SSE-S3) is object_store's configuration: set it
+/// with --store-option, and moto reports it on every object written.
+#[test]
+fn s3_server_side_encryption_is_a_store_option() {
+    let (Some(endpoint), Some(bucket), Some(python)) = (
+        service_env("BACKUPS_TEST_MOTO_ENDPOINT"),
+        service_env("BACKUPS_TEST_MOTO_BUCKET"),
+        service_env("BACKUPS_TEST_PYTHON"),
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let prefix = unique_name("sse");
+    let store = format!("s3://{bucket}/{prefix}");
+    let out = Command::new(BIN)
+        .args(["--store", &store, "--progress", "none"])
+        .args([
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--allow-http",
+        ])
+        .args(["--store-option", "aws_server_side_encryption=AES256"])
+        .args(["create", "--path", tree.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("BACKUPS_MODEL_UUID", MODEL)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=sys.argv[2], Prefix=sys.argv[3])["Contents"]]
+for k in sorted(keys):
+    print(k.rsplit(".", 1)[-1], s3.head_object(Bucket=sys.argv[2], Key=k).get("ServerSideEncryption"))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, &endpoint, &bucket, &prefix])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(report, "gz AES256\njson AES256\n", "archive and sidecar");
+}
