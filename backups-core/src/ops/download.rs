@@ -25,15 +25,7 @@ pub(crate) async fn to_file(
     dest: &Path,
     progress: Arc<dyn Progress>,
 ) -> Result<()> {
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".backups-download-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating temp file in", dir, e))?;
-    let (file, tmp_path) = tmp.into_parts();
+    let (file, tmp_path) = temp_beside(dest)?;
     let mut out = tokio::fs::File::from_std(file);
     copy_verified(meta, stream, &mut out, dest, progress).await?;
     out.sync_all()
@@ -172,6 +164,17 @@ pub(crate) async fn decrypted_to_file(
     dest: &Path,
     progress: Arc<dyn Progress>,
 ) -> Result<Metadata> {
+    let (file, tmp_path) = temp_beside(dest)?;
+    let (meta, file) = decrypted(backups, id, identities, file, progress).await?;
+    file.sync_all().map_err(|e| Error::io("syncing", dest, e))?;
+    tmp_path
+        .persist(dest)
+        .map_err(|e| Error::io("renaming into", dest, e.error))?;
+    Ok(meta)
+}
+
+/// A temp file in `dest`'s directory, to be renamed over `dest`.
+fn temp_beside(dest: &Path) -> Result<(std::fs::File, tempfile::TempPath)> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -180,11 +183,5 @@ pub(crate) async fn decrypted_to_file(
         .prefix(".backups-download-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating temp file in", dir, e))?;
-    let (file, tmp_path) = tmp.into_parts();
-    let (meta, file) = decrypted(backups, id, identities, file, progress).await?;
-    file.sync_all().map_err(|e| Error::io("syncing", dest, e))?;
-    tmp_path
-        .persist(dest)
-        .map_err(|e| Error::io("renaming into", dest, e.error))?;
-    Ok(meta)
+    Ok(tmp.into_parts())
 }
