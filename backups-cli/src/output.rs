@@ -190,8 +190,8 @@ pub fn details(m: &Metadata) -> String {
             e.recipients.join(", ")
         };
         rows.push(("encrypted", format!("{} (to {to})", e.scheme)));
-        rows.push(("plaintext checksum", e.plain_checksum.clone()));
-        rows.push(("plaintext size (B)", e.plain_size.to_string()));
+        rows.push(("stored size (B)", e.stored_size.to_string()));
+        rows.push(("stored sha256", e.stored_sha256.clone()));
     }
     if !m.secrets_in_archive.is_empty() {
         rows.push(("secrets in archive only", m.secrets_in_archive.join(", ")));

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use age::secrecy::{ExposeSecret, SecretString};
 
-use crate::digest::{Digests, HashingWriter};
+use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 
 /// The first bytes of every age file.
@@ -172,7 +172,10 @@ impl<W: Write> Sealer<W> {
     pub(crate) fn new(out: W, encryption: Option<&Encryption>) -> Result<Self> {
         Ok(match encryption {
             None => Sealer::Plain(out),
-            Some(e) => Sealer::Age(Box::new(e.wrap(HashingWriter::new(out))?)),
+            // The stored bytes' size and SHA-256 (no SHA-1: nothing needs it).
+            Some(e) => Sealer::Age(Box::new(
+                e.wrap(HashingWriter::with_hasher(out, Hasher::sha256_only()))?,
+            )),
         })
     }
 

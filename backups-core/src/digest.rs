@@ -18,12 +18,23 @@ pub struct Digests {
     pub size: u64,
 }
 
-/// Running SHA-1 + SHA-256 + size.
-#[derive(Clone, Default)]
+/// Running SHA-1 + SHA-256 + size (by default both; either may be left
+/// out where nothing needs it, and its digest is then empty).
+#[derive(Clone)]
 pub struct Hasher {
-    sha1: Sha1,
-    sha256: Sha256,
+    sha1: Option<Sha1>,
+    sha256: Option<Sha256>,
     size: u64,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher {
+            sha1: Some(Sha1::default()),
+            sha256: Some(Sha256::default()),
+            size: 0,
+        }
+    }
 }
 
 impl std::fmt::Debug for Hasher {
@@ -35,18 +46,44 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
+    /// Only SHA-1 and the size (Juju's checksum of a plain archive).
+    pub(crate) fn sha1_only() -> Self {
+        Hasher {
+            sha256: None,
+            ..Hasher::default()
+        }
+    }
+
+    /// Only SHA-256 and the size (the stored bytes of an encrypted backup).
+    pub(crate) fn sha256_only() -> Self {
+        Hasher {
+            sha1: None,
+            ..Hasher::default()
+        }
+    }
+
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        self.sha1.update(bytes);
-        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha1 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
         self.size += bytes.len() as u64;
     }
 
     /// Finishes and returns the digests.
     pub fn finish(self) -> Digests {
         Digests {
-            sha1_base64: base64::engine::general_purpose::STANDARD.encode(self.sha1.finalize()),
-            sha256_hex: hex::encode(self.sha256.finalize()),
+            sha1_base64: self
+                .sha1
+                .map(|h| base64::engine::general_purpose::STANDARD.encode(h.finalize()))
+                .unwrap_or_default(),
+            sha256_hex: self
+                .sha256
+                .map(|h| hex::encode(h.finalize()))
+                .unwrap_or_default(),
             size: self.size,
         }
     }
@@ -61,10 +98,12 @@ pub(crate) struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub(crate) fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Hasher::default(),
-        }
+        Self::with_hasher(inner, Hasher::default())
+    }
+
+    /// Wraps `inner`, hashing with `hasher`.
+    pub(crate) fn with_hasher(inner: W, hasher: Hasher) -> Self {
+        HashingWriter { inner, hasher }
     }
 
     /// Returns the inner writer and the digests of what was written.

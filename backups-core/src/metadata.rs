@@ -121,9 +121,10 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub device_nodes: u64,
 
-    /// Ours: how the stored object is encrypted; absent when it is the
-    /// plain archive. [`Metadata::size`], `checksum` and `sha256` are
-    /// always those of the stored bytes.
+    /// Ours: how the stored object is encrypted, and its size and SHA-256;
+    /// absent when the stored object is the plain archive. `size`,
+    /// `checksum` and `sha256` are always the plain archive's (an encrypted
+    /// backup made by `create` records no plain SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
     /// Ours, in sidecars: the secret keys of the archive's metadata
@@ -137,9 +138,10 @@ pub struct Metadata {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// How an encrypted backup's stored object was encrypted, and the plain
-/// archive's size and digests (a decrypted download is checked against
-/// them: its SHA-1 is the checksum Juju knows the archive by).
+/// How an encrypted backup's stored object was encrypted, and its size and
+/// SHA-256. The backup's own `Size` and `Checksum` are the plain
+/// archive's: the checksum Juju knows it by, which a decrypted download
+/// matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
@@ -152,13 +154,11 @@ pub struct EncryptionInfo {
     /// Encrypted with a passphrase instead of recipients.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passphrase: bool,
-    /// Size of the plain `.tar.gz`.
-    pub plain_size: u64,
-    /// SHA-1 (base64) of the plain `.tar.gz`.
-    pub plain_checksum: String,
-    /// SHA-256 (hex) of the plain `.tar.gz`.
-    #[serde(rename = "PlainSHA256")]
-    pub plain_sha256: String,
+    /// Size of the stored (encrypted) object.
+    pub stored_size: u64,
+    /// SHA-256 (hex) of the stored object.
+    #[serde(rename = "StoredSHA256")]
+    pub stored_sha256: String,
 }
 
 /// Whether a key of Juju's metadata holds a secret (a private key, a
@@ -190,28 +190,25 @@ impl Metadata {
         out
     }
 
-    /// The SHA-1 (base64) of the plain archive: Juju's checksum.
-    pub fn plain_checksum(&self) -> &str {
-        match &self.encryption {
-            Some(e) => &e.plain_checksum,
-            None => &self.checksum,
-        }
+    /// The stored object's size: the encrypted object's, else the archive's.
+    pub fn stored_size(&self) -> u64 {
+        self.encryption
+            .as_ref()
+            .map_or(self.size, |e| e.stored_size)
     }
 
-    /// Compares `got`, the digests of the plain archive, with what was
-    /// recorded for it: the plaintext digests of an encrypted backup, else
-    /// the stored ones.
-    pub(crate) fn check_plain_digests(&self, subject: &str, got: &Digests) -> Result<()> {
+    /// Compares `got`, the digests of the stored object's bytes, with what
+    /// was recorded for them (an encrypted backup's own; else the archive's).
+    pub(crate) fn check_stored_digests(&self, subject: &str, got: &Digests) -> Result<()> {
         match &self.encryption {
             None => self.check_digests(subject, got),
             Some(e) => {
-                let plain = Metadata {
-                    size: e.plain_size,
-                    checksum: e.plain_checksum.clone(),
-                    sha256: e.plain_sha256.clone(),
+                let stored = Metadata {
+                    size: e.stored_size,
+                    sha256: e.stored_sha256.clone(),
                     ..Default::default()
                 };
-                plain.check_digests(subject, got)
+                stored.check_digests(subject, got)
             }
         }
     }

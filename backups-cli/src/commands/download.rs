@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             ctx.say(&format!(
                 "Downloaded {id} to {} ({} bytes, checksum verified)",
                 path.display(),
-                meta.size
+                meta.stored_size()
             ));
         }
     }
@@ -82,7 +82,7 @@ async fn decrypt(ctx: &Context, id: &BackupId, args: Args) -> CliResult {
             ctx.say(&format!(
                 "Decrypted {id} to {} (checksum {} verified)",
                 path.display(),
-                meta.plain_checksum()
+                meta.checksum
             ));
         }
     }

@@ -65,10 +65,7 @@ fn encrypted_backups_decrypt_with_debian_age_and_restore_only_with_the_key() {
     assert!(env.ok(&["list"]).contains(&id));
     let meta = env.json(&["show", &id, "--json"]);
     assert_eq!(meta["Encryption"]["Recipients"][0], recipient.as_str());
-    let plain_checksum = meta["Encryption"]["PlainChecksum"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plain_checksum = meta["Checksum"].as_str().unwrap().to_string();
     assert!(env.ok(&["show", &id]).contains(&plain_checksum));
 
     // The stored object: age, no plaintext.

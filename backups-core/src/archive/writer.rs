@@ -6,7 +6,7 @@ use super::pgzip::ParallelGzWriter;
 use super::{
     ArchiveCompression, MANIFEST_ENTRY, Manifest, ManifestEntry, TOP_DIR, resolve_threads,
 };
-use crate::digest::{Digests, EntryHasher, HashingWriter};
+use crate::digest::{Digests, EntryHasher, Hasher, HashingWriter};
 use crate::error::{Error, Result};
 
 /// Writes a `juju-backup/` archive entry by entry into any [`Write`],
@@ -42,7 +42,17 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Starts an archive compressed as `compression` says.
     pub fn with_compression(out: W, compression: ArchiveCompression, mtime: u64) -> Result<Self> {
-        let out = HashingWriter::new(out);
+        Self::hashed_with(out, compression, mtime, Hasher::default())
+    }
+
+    /// [`ArchiveWriter::with_compression`], its output hashed by `hasher`.
+    pub(crate) fn hashed_with(
+        out: W,
+        compression: ArchiveCompression,
+        mtime: u64,
+        hasher: Hasher,
+    ) -> Result<Self> {
+        let out = HashingWriter::with_hasher(out, hasher);
         let gz = match compression {
             ArchiveCompression::Gzip { level, threads } => {
                 Compressor::Gzip(ParallelGzWriter::new(out, level, resolve_threads(threads)))

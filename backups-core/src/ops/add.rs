@@ -54,7 +54,7 @@ pub(crate) async fn add(
     let id = meta.derive_id(&subject)?;
     let digests = summary.digests;
     if let Some(existing) = backups.sidecar(&id).await? {
-        if existing.plain_checksum() == digests.sha1_base64 {
+        if existing.checksum == digests.sha1_base64 {
             progress.finish();
             return Ok(AddOutcome {
                 metadata: existing,
@@ -63,7 +63,7 @@ pub(crate) async fn add(
         }
         return Err(Error::AlreadyExists {
             id,
-            existing: existing.plain_checksum().to_string(),
+            existing: existing.checksum,
             new: digests.sha1_base64,
         });
     }
@@ -112,18 +112,14 @@ pub(crate) async fn add(
         },
     )
     .await?;
-    let stored_digests = match (&encryption, stored) {
-        (Some(e), Some(stored)) => {
-            meta.encryption = Some(encryption_info(e, &digests));
-            stored
-        }
-        _ => digests,
-    };
+    if let (Some(e), Some(stored)) = (&encryption, stored) {
+        meta.encryption = Some(encryption_info(e, &stored));
+    }
     meta.id = Some(id);
-    meta.checksum = stored_digests.sha1_base64;
+    meta.checksum = digests.sha1_base64;
     meta.checksum_format = CHECKSUM_FORMAT.to_string();
-    meta.size = stored_digests.size;
-    meta.sha256 = stored_digests.sha256_hex;
+    meta.size = digests.size;
+    meta.sha256 = digests.sha256_hex;
     meta.stored = Some(time::OffsetDateTime::now_utc());
     let s = &check.stats;
     if meta.file_count.is_none() && summary.has_root_tar {

@@ -13,7 +13,7 @@ use crate::archive::writer::ArchiveWriter;
 use crate::catalog::StoreBackups;
 use crate::crypt::{Encryption, Sealer};
 use crate::database::{DumpMessage, DumpSink, DumpSummary};
-use crate::digest::Digests;
+use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::sanitize_entry_path;
 use crate::files::EntryKind;
@@ -25,10 +25,10 @@ use crate::upload::upload_with;
 
 /// What the archive thread produced.
 struct Produced {
-    /// The stored object's digests.
+    /// The plain archive's digests.
     digests: Digests,
-    /// The plain archive's, when the stored object is encrypted.
-    plain: Option<Digests>,
+    /// The stored object's, when it is encrypted.
+    stored: Option<Digests>,
     dump: Option<DumpSummary>,
 }
 
@@ -107,7 +107,13 @@ pub(crate) async fn create(
         backups.cancellation(),
         move |out| {
             let sealed = Sealer::new(out, encryption.as_ref())?;
-            let mut archive = ArchiveWriter::with_compression(sealed, compression, mtime)?;
+            // Encrypted: only Juju's SHA-1 of the plain archive; the sealer
+            // takes the stored bytes' SHA-256.
+            let hasher = match encryption {
+                Some(_) => Hasher::sha1_only(),
+                None => Hasher::default(),
+            };
+            let mut archive = ArchiveWriter::hashed_with(sealed, compression, mtime, hasher)?;
             archive.add_file(
                 "metadata.json",
                 in_archive.len() as u64,
@@ -129,17 +135,10 @@ pub(crate) async fn create(
             let (_, stored) = sealed
                 .finish()
                 .map_err(|e| Error::io("encrypting", "archive", e))?;
-            Ok(match stored {
-                Some(digests) => Produced {
-                    digests,
-                    plain: Some(archive_digests),
-                    dump,
-                },
-                None => Produced {
-                    digests: archive_digests,
-                    plain: None,
-                    dump,
-                },
+            Ok(Produced {
+                digests: archive_digests,
+                stored,
+                dump,
             })
         },
     )
@@ -157,12 +156,13 @@ pub(crate) async fn create(
         .head(&key)
         .await
         .map_err(|e| Error::storage(&key, e))?;
-    if stored.size != produced.digests.size {
+    let stored_size = produced.stored.as_ref().unwrap_or(&produced.digests).size;
+    if stored.size != stored_size {
         let _ = backups.storage().delete_if_exists(&key).await;
         return Err(Error::ChecksumMismatch {
             subject: key.to_string(),
             what: "size",
-            expected: produced.digests.size.to_string(),
+            expected: stored_size.to_string(),
             actual: stored.size.to_string(),
         });
     }
@@ -173,8 +173,8 @@ pub(crate) async fn create(
     meta.sha256 = produced.digests.sha256_hex;
     meta.size = produced.digests.size;
     meta.finished = Some(finished);
-    if let (Some(plain), Some(e)) = (&produced.plain, &request.encryption) {
-        meta.encryption = Some(encryption_info(e, plain));
+    if let (Some(stored), Some(e)) = (&produced.stored, &request.encryption) {
+        meta.encryption = Some(encryption_info(e, stored));
     }
     meta.stored = Some(finished);
     meta.warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
@@ -190,15 +190,15 @@ pub(crate) async fn create(
     Ok(meta)
 }
 
-/// What the sidecar records of an encrypted backup.
-pub(crate) fn encryption_info(e: &Encryption, plain: &Digests) -> EncryptionInfo {
+/// What the sidecar records of an encrypted backup: how, and the stored
+/// object's size and SHA-256.
+pub(crate) fn encryption_info(e: &Encryption, stored: &Digests) -> EncryptionInfo {
     EncryptionInfo {
         scheme: "age".into(),
         recipients: e.recipients().to_vec(),
         passphrase: e.is_passphrase(),
-        plain_size: plain.size,
-        plain_checksum: plain.sha1_base64.clone(),
-        plain_sha256: plain.sha256_hex.clone(),
+        stored_size: stored.size,
+        stored_sha256: stored.sha256_hex.clone(),
     }
 }
 

@@ -56,7 +56,7 @@ async fn copy_verified(
     dest: &Path,
     progress: Arc<dyn Progress>,
 ) -> Result<()> {
-    progress.phase("downloading", Some(meta.size));
+    progress.phase("downloading", Some(meta.stored_size()));
     let mut hasher = Hasher::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -72,7 +72,7 @@ async fn copy_verified(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    meta.check_digests(&id, &hasher.finish())
+    meta.check_stored_digests(&id, &hasher.finish())
 }
 
 /// A reader that hashes what passes through into a shared hasher (the
@@ -119,7 +119,7 @@ pub(crate) async fn decrypted<W: Write + Send + 'static>(
         inner: reader,
         hasher: stored.clone(),
     };
-    progress.phase("decrypting", Some(meta.size));
+    progress.phase("decrypting", Some(meta.stored_size()));
     let (plain, out) = tokio::task::spawn_blocking(move || -> Result<(Digests, W)> {
         let mut plain = identities.open(tee, &subject)?;
         let mut hashing = HashingWriter::new(out);
@@ -150,8 +150,8 @@ pub(crate) async fn decrypted<W: Write + Send + 'static>(
     .await
     .map_err(|e| Error::task("the decryption", e))??;
     let stored = std::mem::take(&mut *stored.lock().unwrap_or_else(PoisonError::into_inner));
-    meta.check_digests(id.as_str(), &stored.finish())?;
-    meta.check_plain_digests(id.as_str(), &plain)?;
+    meta.check_stored_digests(id.as_str(), &stored.finish())?;
+    meta.check_digests(id.as_str(), &plain)?;
     Ok((meta, out))
 }
 

@@ -80,7 +80,7 @@ pub(crate) async fn restore(
         .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
     let in_full = verified == Verified::InFull;
     if !(in_full && vouched.is_some()) {
-        progress.phase("verifying", recorded.as_ref().map(|m| m.size));
+        progress.phase("verifying", recorded.as_ref().map(|m| m.stored_size()));
     }
     let (summary, check) = match vouched {
         Some(_) if in_full => (None, None),
@@ -89,11 +89,16 @@ pub(crate) async fn restore(
                 .open_restore_source(&request.source, Some(meta))
                 .await?;
             let prog = progress.clone();
-            let digests = tokio::task::spawn_blocking(move || raw_digests(reader, prog))
+            // An encrypted object's record is its size and SHA-256.
+            let hasher = match meta.encryption {
+                Some(_) => Hasher::sha256_only(),
+                None => Hasher::default(),
+            };
+            let digests = tokio::task::spawn_blocking(move || raw_digests(reader, hasher, prog))
                 .await
                 .map_err(|e| Error::task("the archive reader", e))?
                 .map_err(|e| Error::io("reading archive", &subject, e))?;
-            meta.check_digests(&subject, &digests)?;
+            meta.check_stored_digests(&subject, &digests)?;
             (None, None)
         }
         None => {
@@ -109,7 +114,7 @@ pub(crate) async fn restore(
             )
             .await?;
             if let Some(meta) = &recorded {
-                meta.check_plain_digests(&subject, &summary.digests)?;
+                meta.check_digests(&subject, &summary.digests)?;
             }
             (Some(summary), Some(check))
         }
@@ -233,7 +238,7 @@ pub(crate) async fn restore(
         });
     }
     if summary.is_none() {
-        metadata.check_plain_digests(&subject, &again.digests)?;
+        metadata.check_digests(&subject, &again.digests)?;
     }
     // This restore stands: the interrupted one's journal is done with.
     if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
@@ -253,9 +258,9 @@ pub(crate) async fn restore(
 /// The digests of an archive's bytes, without decompressing them.
 fn raw_digests(
     mut reader: Box<dyn Read + Send>,
+    mut hasher: Hasher,
     progress: Arc<dyn Progress>,
 ) -> std::io::Result<Digests> {
-    let mut hasher = Hasher::default();
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
