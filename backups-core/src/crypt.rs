@@ -321,7 +321,101 @@ impl Identities {
                     e => e.to_string(),
                 },
             })?;
-        Ok(Box::new(reader))
+        // Decrypted on a thread of its own, a few chunks ahead: the
+        // decompression that reads it runs on another.
+        Ok(Box::new(ReadAhead::new(reader)))
+    }
+}
+
+/// Chunks decrypted ahead of the reader.
+const READ_AHEAD_CHUNKS: usize = 4;
+/// Size of one read-ahead chunk.
+const READ_AHEAD_BYTES: usize = 1 << 20;
+
+/// A reader whose source is read on a thread of its own, up to
+/// [`READ_AHEAD_CHUNKS`] chunks ahead. Dropping it stops the thread (its
+/// next send fails).
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
+    /// The source failed: every later read fails too, never a clean end.
+    failed: Option<io::ErrorKind>,
+}
+
+impl ReadAhead {
+    fn new<R: Read + Send + 'static>(mut inner: R) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
+        std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; READ_AHEAD_BYTES];
+                let mut filled = 0;
+                let result = loop {
+                    match inner.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let last = filled == 0 || result.is_err();
+                let message = match result {
+                    Ok(()) => Ok(buf),
+                    Err(e) => Err(e),
+                };
+                if tx.send(message).is_err() || last {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            done: false,
+            failed: None,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if let Some(kind) = self.failed {
+                return Err(io::Error::new(
+                    kind,
+                    "the encrypted archive could not be read",
+                ));
+            }
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.done = chunk.is_empty();
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.failed = Some(e.kind());
+                    return Err(e);
+                }
+                Err(_) => {
+                    return Err(io::Error::other("the decrypting thread stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
