@@ -89,7 +89,9 @@ pub use crate::{
     id::{BackupId, InvalidId},
     journal::{JournalEntry, RestoreJournal, Undone},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
-    metadata::{EncryptionInfo, MAX_METADATA_BYTES, Metadata, format_time},
+    metadata::{
+        EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
+    },
     ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
     ops::preflight::Preflight,
     progress::{NoProgress, Progress},

@@ -127,6 +127,9 @@ pub struct Metadata {
     /// backup made by `create` records no plain SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
+    /// Ours: the last verification of this backup (`backups verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     /// Ours, in sidecars: the secret keys of the archive's metadata
     /// (`CAPrivateKey`...) that the sidecar leaves out; they stay only
     /// inside the archive.
@@ -159,6 +162,49 @@ pub struct EncryptionInfo {
     /// SHA-256 (hex) of the stored object.
     #[serde(rename = "StoredSHA256")]
     pub stored_sha256: String,
+}
+
+/// How thoroughly a backup was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum VerifyLevel {
+    /// The stored object against the sidecar: size and digests.
+    Stored,
+    /// Every entry read: manifest digests, paths, BSON framing.
+    ReadData,
+    /// Restored into scratch space and compared with what was recorded.
+    Drill,
+}
+
+/// The outcome of the last verification of a backup, as its sidecar
+/// records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Verification {
+    /// When it ran.
+    #[serde(with = "go_time")]
+    pub time: Option<OffsetDateTime>,
+    /// How thoroughly.
+    pub level: VerifyLevel,
+    /// Whether the backup passed.
+    pub ok: bool,
+    /// What was checked, or what failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl Verification {
+    /// A record of a verification that ran now.
+    pub fn now(level: VerifyLevel, ok: bool, detail: impl Into<String>) -> Self {
+        Verification {
+            time: Some(OffsetDateTime::now_utc()),
+            level,
+            ok,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// Whether a key of Juju's metadata holds a secret (a private key, a
