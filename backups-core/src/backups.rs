@@ -16,10 +16,12 @@ use crate::crypt::{Encryption, Identities};
 use crate::error::{Error, Result};
 use crate::gc::{self, Garbage};
 use crate::lease::{self, LeaseGuard, LeaseInfo};
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, Verification};
+use crate::ops::edit::Edit;
 use crate::ops::plan::{PlanReport, RestorePlan};
 use crate::ops::restore::Verified;
-use crate::ops::{self, add, create, download, plan, restore};
+use crate::ops::verify::VerifyRequest;
+use crate::ops::{self, add, create, download, edit, plan, restore, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
@@ -163,6 +165,24 @@ impl StoreBackups {
         download::decrypted(self, id, identities, out, progress)
             .await
             .map(|(meta, _)| meta)
+    }
+
+    /// Changes a committed backup's labels, notes or verification record
+    /// (under the store's lease, one atomic sidecar write); returns the new
+    /// metadata.
+    pub async fn edit(&self, id: &BackupId, change: &Edit) -> Result<Metadata> {
+        edit::edit(self, id, change).await
+    }
+
+    /// Verifies `id` as `request` says and records the outcome in its
+    /// sidecar (see [`VerifyRequest`]).
+    pub async fn verify(
+        &self,
+        id: &BackupId,
+        request: &VerifyRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Verification> {
+        verify::verify(self, id, request, progress).await
     }
 
     /// Runs a [`RestorePlan`] while holding the store's lease.

@@ -207,6 +207,22 @@ impl StoreBackups {
         }
     }
 
+    /// Replaces the sidecar of a committed backup with `meta` (one atomic
+    /// put; the caller holds the lease). Refuses one whose sidecar is gone.
+    pub(crate) async fn rewrite_sidecar(&self, meta: &Metadata) -> Result<()> {
+        let id = meta
+            .id
+            .as_ref()
+            .ok_or_else(|| Error::invalid("sidecar", "metadata without an id"))?;
+        let key = self.storage.sidecar_key(id);
+        self.store()
+            .put(&key, PutPayload::from(meta.for_sidecar().to_json()))
+            .await
+            .map_err(|e| Error::storage(&key, e))?;
+        self.storage.make_private(&key);
+        Ok(())
+    }
+
     /// Picks the id for a backup starting now, waiting for the next second
     /// if a backup with this second's id already exists.
     pub(crate) async fn fresh_id(&self, model_uuid: &str) -> Result<(OffsetDateTime, BackupId)> {

@@ -330,6 +330,26 @@ pub(crate) async fn acquire(
     Ok(LeaseGuard { key, renewer, lost })
 }
 
+/// [`acquire`], waiting (with a random pause between tries) while someone
+/// else holds a live lease, for at most `patience`.
+pub(crate) async fn acquire_waiting(
+    storage: &Storage,
+    holder: &str,
+    operation: &str,
+    patience: Duration,
+) -> Result<LeaseGuard> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match acquire(storage, holder, operation, DEFAULT_LEASE_TTL).await {
+            Err(Error::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
+                tokio::time::sleep(Duration::from_millis(50 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Gives the lease back (deletes our record).
 pub(crate) async fn release(storage: &Storage, guard: LeaseGuard) -> Result<()> {
     guard.renewer.abort();

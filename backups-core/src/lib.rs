@@ -92,8 +92,10 @@ pub use crate::{
     metadata::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
     },
+    ops::edit::Edit,
     ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
     ops::preflight::Preflight,
+    ops::verify::{DrillDatabase, VerifyRequest},
     progress::{NoProgress, Progress},
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,

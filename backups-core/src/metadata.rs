@@ -40,7 +40,7 @@ pub struct Metadata {
     /// SHA-1 of the whole `.tar.gz`, base64; empty inside an archive.
     #[serde(default)]
     pub checksum: String,
-    /// Always [`CHECKSUM_FORMAT`] once known; empty inside an archive.
+    /// Always `"SHA-1, base64 encoded"` once known; empty inside an archive.
     #[serde(default)]
     pub checksum_format: String,
     /// Size in bytes of the whole `.tar.gz`; 0 inside an archive.

@@ -25,6 +25,7 @@ use crate::{
 
 pub mod contract;
 pub mod crypt;
+pub mod edit;
 pub mod faults;
 pub mod gc;
 pub mod lease;
@@ -34,6 +35,9 @@ pub use contract::{
     interrupted_create_leaves_nothing, list_newest_first,
 };
 pub use crypt::encrypted_backups_round_trip_and_refuse_tampering;
+pub use edit::{
+    concurrent_edits_keep_the_backup_and_every_edit, verification_is_recorded_at_every_level,
+};
 pub use faults::{
     concurrent_adds_of_one_id_stay_consistent, corrupt_archive_is_detected,
     failed_commit_leaves_nothing, failed_part_leaves_nothing, truncated_reads_are_detected,
@@ -153,4 +157,6 @@ where
     lease_excludes_a_second_holder(make()).await;
     racing_callers_never_share_the_lease(make()).await;
     encrypted_backups_round_trip_and_refuse_tampering(&StoreBackups::new(make())).await;
+    concurrent_edits_keep_the_backup_and_every_edit(&StoreBackups::new(make())).await;
+    verification_is_recorded_at_every_level(&StoreBackups::new(make())).await;
 }

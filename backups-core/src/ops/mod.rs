@@ -6,9 +6,11 @@
 pub(crate) mod add;
 pub(crate) mod create;
 pub(crate) mod download;
+pub(crate) mod edit;
 pub(crate) mod plan;
 pub(crate) mod preflight;
 pub(crate) mod restore;
+pub(crate) mod verify;
 
 use std::io::Read;
 use std::sync::Arc;

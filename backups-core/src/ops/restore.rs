@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::BackupId;
 use crate::archive::reader::RootVisitor;
 use crate::catalog::StoreBackups;
 use crate::database::{DumpForwarder, dump_channel};
@@ -12,6 +13,7 @@ use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::{Extractor, RootCheck};
 use crate::journal::RestoreJournal;
+use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
 
@@ -85,20 +87,10 @@ pub(crate) async fn restore(
     let (summary, check) = match vouched {
         Some(_) if in_full => (None, None),
         Some(meta) => {
-            let reader = backups
-                .open_restore_source(&request.source, Some(meta))
-                .await?;
-            let prog = progress.clone();
-            // An encrypted object's record is its size and SHA-256.
-            let hasher = match meta.encryption {
-                Some(_) => Hasher::sha256_only(),
-                None => Hasher::default(),
+            let RestoreSource::Id(id) = &request.source else {
+                return Err(Error::internal("a recorded backup restored from a file"));
             };
-            let digests = tokio::task::spawn_blocking(move || raw_digests(reader, hasher, prog))
-                .await
-                .map_err(|e| Error::task("the archive reader", e))?
-                .map_err(|e| Error::io("reading archive", &subject, e))?;
-            meta.check_stored_digests(&subject, &digests)?;
+            check_stored(backups, id, meta, progress.clone()).await?;
             (None, None)
         }
         None => {
@@ -253,6 +245,28 @@ pub(crate) async fn restore(
         stats: visitor.extractor.stats,
         database,
     })
+}
+
+/// Checks a stored backup's bytes against its sidecar's size and digests,
+/// without decompressing (or decrypting) them.
+pub(crate) async fn check_stored(
+    backups: &StoreBackups,
+    id: &BackupId,
+    meta: &Metadata,
+    progress: Arc<dyn Progress>,
+) -> Result<()> {
+    let reader = backups.archive_reader(id, meta).await?;
+    // An encrypted object's record is its size and SHA-256.
+    let hasher = match meta.encryption {
+        Some(_) => Hasher::sha256_only(),
+        None => Hasher::default(),
+    };
+    let subject = id.to_string();
+    let digests = tokio::task::spawn_blocking(move || raw_digests(reader, hasher, progress))
+        .await
+        .map_err(|e| Error::task("the archive reader", e))?
+        .map_err(|e| Error::io("reading archive", &subject, e))?;
+    meta.check_stored_digests(&subject, &digests)
 }
 
 /// The digests of an archive's bytes, without decompressing them.
