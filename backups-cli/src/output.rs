@@ -4,7 +4,9 @@
 
 use std::io::Write;
 
-use backups_core::{Garbage, GarbageKind, LeaseInfo, Metadata, format_time};
+use backups_core::{
+    Garbage, GarbageKind, LeaseInfo, Metadata, Verification, VerifyLevel, format_time,
+};
 
 use crate::failure::{CliResult, Failure, INTERRUPTED, io_failure};
 
@@ -97,19 +99,20 @@ fn short_time(meta: &Metadata) -> String {
 
 /// The `list` table.
 pub fn table(list: &[Metadata]) -> String {
-    let rows: Vec<[String; 5]> = list
+    let rows: Vec<[String; 6]> = list
         .iter()
         .map(|m| {
             [
                 m.id.as_ref().map(ToString::to_string).unwrap_or_default(),
                 short_time(m),
                 human_size(m.size),
+                verified_column(m),
                 m.labels.join(","),
                 m.notes.lines().next().unwrap_or("").to_string(),
             ]
         })
         .collect();
-    let header = ["ID", "STARTED (UTC)", "SIZE", "LABELS", "NOTES"];
+    let header = ["ID", "STARTED (UTC)", "SIZE", "VERIFIED", "LABELS", "NOTES"];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -132,6 +135,43 @@ pub fn table(list: &[Metadata]) -> String {
         out.push_str(&fmt_row(r));
     }
     out
+}
+
+/// The `list` table's VERIFIED cell: `-` never, else the level and
+/// `ok`/`FAILED` and the day.
+fn verified_column(m: &Metadata) -> String {
+    match &m.verification {
+        None => "-".into(),
+        Some(v) => {
+            let day = format_time(v.time).chars().take(10).collect::<String>();
+            format!(
+                "{} {} {day}",
+                level_name(v.level),
+                if v.ok { "ok" } else { "FAILED" }
+            )
+        }
+    }
+}
+
+/// A verification level as the CLI names it.
+pub fn level_name(level: VerifyLevel) -> &'static str {
+    match level {
+        VerifyLevel::Stored => "stored",
+        VerifyLevel::ReadData => "read-data",
+        VerifyLevel::Drill => "drill",
+        _ => "other",
+    }
+}
+
+/// One verification as a line: level, outcome, when, detail.
+pub fn format_verification(v: &Verification) -> String {
+    format!(
+        "{} {} at {}: {}",
+        level_name(v.level),
+        if v.ok { "ok" } else { "FAILED" },
+        format_time(v.time),
+        v.detail
+    )
 }
 
 /// `show`'s human output: every field Juju's show-backup prints, then ours.
@@ -192,6 +232,9 @@ pub fn details(m: &Metadata) -> String {
         rows.push(("encrypted", format!("{} (to {to})", e.scheme)));
         rows.push(("stored size (B)", e.stored_size.to_string()));
         rows.push(("stored sha256", e.stored_sha256.clone()));
+    }
+    if let Some(v) = &m.verification {
+        rows.push(("verified", format_verification(v)));
     }
     if !m.secrets_in_archive.is_empty() {
         rows.push(("secrets in archive only", m.secrets_in_archive.join(", ")));

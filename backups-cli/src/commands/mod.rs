@@ -5,12 +5,14 @@ pub mod create;
 pub mod download;
 pub mod gc;
 pub mod key;
+pub mod label;
 pub mod list;
 pub mod remove;
 pub mod restore;
 pub mod show;
 pub mod unlock;
 pub mod upload;
+pub mod verify;
 
 use clap::Subcommand;
 
@@ -56,6 +58,18 @@ pub enum Command {
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::Args),
 
+    /// Check backups (stored bytes, every entry, or a drill) and record the outcome.
+    #[command(after_help = verify::AFTER_HELP)]
+    Verify(verify::Args),
+
+    /// Add or remove labels of backups.
+    #[command(after_help = label::LABEL_HELP)]
+    Label(label::LabelArgs),
+
+    /// Replace the notes of a backup.
+    #[command(after_help = label::NOTES_HELP)]
+    Notes(label::NotesArgs),
+
     /// Make keys for encrypted backups.
     #[command(after_help = key::AFTER_HELP)]
     Key(key::Args),
@@ -82,5 +96,8 @@ pub async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Key(args) => key::run(ctx.quiet, args),
+        Command::Verify(args) => verify::run(ctx, args).await,
+        Command::Label(args) => label::run_label(ctx, args).await,
+        Command::Notes(args) => label::run_notes(ctx, args).await,
     }
 }

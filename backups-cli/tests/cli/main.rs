@@ -17,3 +17,4 @@ mod mongo;
 mod plan;
 mod round_trip;
 mod support;
+mod verify;
