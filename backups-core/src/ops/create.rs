@@ -185,7 +185,7 @@ pub(crate) async fn create(
         meta.databases = dump.collections;
         meta.warnings.extend(dump.warnings);
     }
-    backups.commit(&meta, &key).await?;
+    backups.commit(&mut meta, &key, true).await?;
     progress.finish();
     Ok(meta)
 }
