@@ -8,9 +8,10 @@ use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, F
 use backups_mongo::{DumpOptions, MongoDumper};
 use clap::ValueEnum;
 
-use crate::args::MongoArgs;
+use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
+use crate::hooks::{ShellLock, ShellServices};
 use crate::host::{MODEL_UUID_ENV, backup_identity};
 use crate::keys::EncryptArgs;
 use crate::output::{self, out};
@@ -21,6 +22,8 @@ Examples:
   backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
   backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
   backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+  backups create --path /var/lib/juju --lock-cmd 'systemctl stop jujud-machine-0' \\
+    --unlock-cmd 'systemctl start jujud-machine-0'       # a clean backup: see list's CLEAN
   backups create --path /var/lib/juju --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
   BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
     backups create --path /var/lib/juju --exclude-ns 'logs.*'
@@ -82,6 +85,17 @@ pub struct Args {
     pub compression_threads: usize,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    /// Run this (sh -c) before reading anything, to quiesce the
+    /// controller's writers (BOSH's pre-backup-lock).
+    #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
+    pub lock_cmd: Option<String>,
+    /// Run this after the backup, whatever happened (even after Ctrl-C);
+    /// it sees BACKUPS_BACKUP_OK=1 or 0.
+    #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
+    pub unlock_cmd: Option<String>,
+    /// How long a lock hook may run before its process group is killed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
+    pub hook_timeout: std::time::Duration,
 }
 
 /// Archive compression.
@@ -122,6 +136,20 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     )?);
     request.database = database;
     request.encryption = args.encrypt.encryption()?;
+    if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
+        request.lock = Some(Arc::new(ShellLock {
+            hooks: ShellServices {
+                stop: None,
+                start: None,
+                post_restore: None,
+                timeout: args.hook_timeout,
+                env: Vec::new(),
+                quiet: ctx.quiet,
+            },
+            lock: args.lock_cmd,
+            unlock: args.unlock_cmd,
+        }));
+    }
     let meta = ctx.backups.create(request, ctx.progress()).await?;
     let id = meta.id.clone().ok_or_else(|| Failure {
         message: "created backup has no id".into(),
