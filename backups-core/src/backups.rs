@@ -19,11 +19,12 @@ use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::Metadata;
 use crate::ops::plan::{PlanReport, RestorePlan};
 use crate::ops::restore::Verified;
-use crate::ops::{self, add, create, download, plan, restore};
+use crate::ops::{self, add, create, download, forget, plan, restore};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
 };
+use crate::retention::{ForgetReport, RetentionPolicy};
 use crate::upload::object_stream;
 
 /// The backup operations, independent of where backups are stored.
@@ -163,6 +164,14 @@ impl StoreBackups {
         download::decrypted(self, id, identities, out, progress)
             .await
             .map(|(meta, _)| meta)
+    }
+
+    /// Applies a retention policy to the store: takes the lease once, lists,
+    /// decides ([`RetentionPolicy::apply`]) and removes what the policy
+    /// does not keep. [`RetentionPolicy::apply`] over [`Backups::list`]
+    /// is the dry run.
+    pub async fn forget(&self, policy: &RetentionPolicy) -> Result<ForgetReport> {
+        forget::forget(self, policy).await
     }
 
     /// Runs a [`RestorePlan`] while holding the store's lease.
