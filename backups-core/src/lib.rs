@@ -61,6 +61,7 @@ mod metadata;
 mod ops;
 mod progress;
 mod request;
+mod retention;
 mod storage;
 mod upload;
 
@@ -100,6 +101,10 @@ pub use crate::{
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
+    },
+    retention::{
+        Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
+        RetentionDuration, RetentionPolicy,
     },
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,

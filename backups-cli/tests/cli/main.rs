@@ -10,6 +10,7 @@ mod cloud;
 mod crash;
 mod crypt;
 mod disk;
+mod forget;
 mod hostile;
 mod juju;
 mod lease;
