@@ -44,12 +44,17 @@
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 
+mod bson_stream;
 mod client;
 mod dump;
+mod indexes;
 mod load;
+mod metadata;
 mod namespace;
 mod oplog;
+mod replay;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use dump::{DumpOptions, MongoDumper};
 pub use load::{LoadOptions, MongoLoader};
+pub use replay::OplogTimestamp;
