@@ -14,6 +14,7 @@ mod hostile;
 mod juju;
 mod lease;
 mod mongo;
+mod mongo_dumps;
 mod plan;
 mod round_trip;
 mod support;
