@@ -113,10 +113,10 @@ impl Replay<'_> {
         if ignored_ns(entry.get_str("ns").unwrap_or("")) || IGNORED_OPS.contains(&op) {
             return Ok(true);
         }
-        if let (Some(limit), Ok(ts)) = (self.limit, entry.get_timestamp("ts")) {
-            if (ts.time, ts.increment) >= (limit.time, limit.increment) {
-                return Ok(false);
-            }
+        if let (Some(limit), Ok(ts)) = (self.limit, entry.get_timestamp("ts"))
+            && (ts.time, ts.increment) >= (limit.time, limit.increment)
+        {
+            return Ok(false);
         }
         let empty = Document::new();
         let o = entry.get_document("o").unwrap_or(&empty);
