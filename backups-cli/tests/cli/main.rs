@@ -16,6 +16,7 @@ mod juju;
 mod lease;
 mod lock_hooks;
 mod mongo;
+mod mongo_dumps;
 mod plan;
 mod round_trip;
 mod support;
