@@ -115,6 +115,18 @@ impl Failure {
     }
 }
 
+/// After each failure of a batch was reported on stderr: the first one's
+/// exit code with `summary` as its message, or success when none failed.
+pub fn some_failed(first: Option<Failure>, summary: &str) -> CliResult {
+    match first {
+        Some(mut f) => {
+            f.message = summary.into();
+            Err(f)
+        }
+        None => Ok(()),
+    }
+}
+
 /// A local I/O failure (exit 7) while doing `what`.
 pub fn io_failure(what: &str, e: std::io::Error) -> Failure {
     Failure {

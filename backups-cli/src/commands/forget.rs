@@ -7,7 +7,7 @@ use backups_core::{
 use serde_json::json;
 
 use crate::context::Context;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{CliResult, Failure, some_failed};
 use crate::output::out;
 
 /// Examples and notes after `backups forget --help`.
@@ -154,13 +154,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         stderr_line!("error: could not remove {id}: {}", f.message);
         first_error.get_or_insert(f);
     }
-    match first_error {
-        Some(mut f) => {
-            f.message = "some backups could not be removed (see above)".into();
-            Err(f)
-        }
-        None => Ok(()),
-    }
+    some_failed(first_error, "some backups could not be removed (see above)")
 }
 
 /// `{"keep": [{"ID": ..., "Reasons": [...]}], "remove": [{"ID": ...}]}`.

@@ -4,7 +4,7 @@ use backups_core::{BackupId, Backups};
 
 use crate::args::parse_id;
 use crate::context::Context;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{CliResult, Failure, some_failed};
 use crate::output::out;
 
 /// Examples after `backups remove --help`.
@@ -67,11 +67,5 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             }
         }
     }
-    match first_error {
-        Some(mut f) => {
-            f.message = "some backups could not be removed (see above)".into();
-            Err(f)
-        }
-        None => Ok(()),
-    }
+    some_failed(first_error, "some backups could not be removed (see above)")
 }
