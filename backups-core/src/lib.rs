@@ -61,6 +61,7 @@ mod metadata;
 mod ops;
 mod progress;
 mod request;
+mod schedule;
 mod storage;
 mod upload;
 
@@ -100,6 +101,10 @@ pub use crate::{
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
+    },
+    schedule::{
+        CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
+        ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,
