@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::{Error, Result, ServiceController};
+use backups_core::{BackupLock, Error, Result, ServiceController};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Shell commands standing in for the controller's services.
@@ -179,6 +179,32 @@ impl ServiceController for ShellServices {
 
     async fn start_after_rollback(&self) -> Result<()> {
         self.run("start", &self.start, &[("BACKUPS_ROLLED_BACK", "1")])
+            .await
+    }
+}
+
+/// `create --lock-cmd CMD --unlock-cmd CMD`: shell commands that quiesce
+/// the controller's writers around a backup. The unlock runs whatever
+/// happened, with `BACKUPS_BACKUP_OK=1` or `0`.
+pub struct ShellLock {
+    /// Runs the hooks (timeout, output, environment).
+    pub hooks: ShellServices,
+    /// `--lock-cmd`.
+    pub lock: Option<String>,
+    /// `--unlock-cmd`.
+    pub unlock: Option<String>,
+}
+
+#[async_trait]
+impl BackupLock for ShellLock {
+    async fn lock(&self) -> Result<()> {
+        self.hooks.run("lock", &self.lock, &[]).await
+    }
+
+    async fn unlock(&self, ok: bool) -> Result<()> {
+        let ok = if ok { "1" } else { "0" };
+        self.hooks
+            .run("unlock", &self.unlock, &[("BACKUPS_BACKUP_OK", ok)])
             .await
     }
 }

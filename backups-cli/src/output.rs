@@ -99,7 +99,7 @@ fn short_time(meta: &Metadata) -> String {
 
 /// The `list` table.
 pub fn table(list: &[Metadata]) -> String {
-    let rows: Vec<[String; 6]> = list
+    let rows: Vec<[String; 7]> = list
         .iter()
         .map(|m| {
             [
@@ -107,12 +107,21 @@ pub fn table(list: &[Metadata]) -> String {
                 short_time(m),
                 human_size(m.size),
                 verified_column(m),
+                if m.clean() { "yes" } else { "no" }.to_string(),
                 m.labels.join(","),
                 m.notes.lines().next().unwrap_or("").to_string(),
             ]
         })
         .collect();
-    let header = ["ID", "STARTED (UTC)", "SIZE", "VERIFIED", "LABELS", "NOTES"];
+    let header = [
+        "ID",
+        "STARTED (UTC)",
+        "SIZE",
+        "VERIFIED",
+        "CLEAN",
+        "LABELS",
+        "NOTES",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -236,6 +245,14 @@ pub fn details(m: &Metadata) -> String {
     if let Some(v) = &m.verification {
         rows.push(("verified", format_verification(v)));
     }
+    rows.push((
+        "clean",
+        match (m.locked, m.clean()) {
+            (_, true) => "yes (taken with writers locked; point-in-time)".to_string(),
+            (true, false) => "no (locked, but the database dump is not point-in-time)".to_string(),
+            (false, _) => "no (taken without a lock hook)".to_string(),
+        },
+    ));
     if !m.secrets_in_archive.is_empty() {
         rows.push(("secrets in archive only", m.secrets_in_archive.join(", ")));
     }

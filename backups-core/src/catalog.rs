@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BackupId;
 use crate::error::{Error, Result};
+use crate::lease;
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::request::{ArchiveSource, RestoreSource};
 use crate::storage::Storage;
@@ -21,6 +22,12 @@ use crate::upload::{UploadOptions, object_reader};
 
 /// Sidecars fetched at once by `list`.
 const LIST_CONCURRENCY: usize = 32;
+/// How long a commit lease lasts unrenewed (a commit takes a few requests).
+const COMMIT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a commit waits for the others in front of it.
+const COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+/// Seconds after its own a new backup's id may move to.
+const MAX_ID_STEPS: i64 = 600;
 
 /// [`crate::Backups`] over any object store.
 #[derive(Debug, Clone)]
@@ -156,7 +163,69 @@ impl StoreBackups {
     /// (Garage) silently overwrite: whoever's archive the sidecar names has
     /// won, and a loser deletes its own archive. Either way the sidecar
     /// always names an intact archive.
-    pub(crate) async fn commit(&self, meta: &Metadata, archive: &ObjectPath) -> Result<Commit> {
+    ///
+    /// Commits are serialised by a short lease of their own (stores such as
+    /// Garage have no create-only write, so two commits of one id could
+    /// otherwise both believe they won). With `next_free`, a new backup
+    /// whose id another backup took meanwhile takes the next free second
+    /// (an uploaded archive keeps its id and its conflict rule).
+    pub(crate) async fn commit(
+        &self,
+        meta: &mut Metadata,
+        archive: &ObjectPath,
+        next_free: bool,
+    ) -> Result<Commit> {
+        let guard = match lease::acquire_waiting(
+            &self.storage,
+            lease::COMMIT,
+            &self.holder,
+            "commit",
+            (COMMIT_LEASE_TTL, COMMIT_PATIENCE),
+        )
+        .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = self.store().delete(archive).await;
+                return Err(e);
+            }
+        };
+        let result = async {
+            if next_free && let Err(e) = self.take_free_id(meta).await {
+                let _ = self.store().delete(archive).await;
+                return Err(e);
+            }
+            self.commit_locked(meta, archive).await
+        }
+        .await;
+        let released = lease::release(&self.storage, guard).await;
+        let commit = result?;
+        released?;
+        Ok(commit)
+    }
+
+    /// Moves `meta` to the first second from its id's on whose id is free.
+    async fn take_free_id(&self, meta: &mut Metadata) -> Result<()> {
+        let Some(first) = meta.id.clone() else {
+            return Err(Error::invalid("sidecar", "metadata without an id"));
+        };
+        let base = meta
+            .started
+            .ok_or_else(|| Error::invalid(first.to_string(), "no start time"))?;
+        for step in 0..MAX_ID_STEPS {
+            let id = BackupId::new(base + time::Duration::seconds(step), first.model_uuid())?;
+            if self.sidecar(&id).await?.is_none() {
+                meta.id = Some(id);
+                return Ok(());
+            }
+        }
+        Err(Error::internal(format!(
+            "no free backup id within {MAX_ID_STEPS} seconds of {first}"
+        )))
+    }
+
+    /// The commit itself, under the commit lease.
+    async fn commit_locked(&self, meta: &Metadata, archive: &ObjectPath) -> Result<Commit> {
         let id = meta
             .id
             .as_ref()

@@ -68,6 +68,9 @@ pub struct DumpSummary {
     pub collections: std::collections::BTreeMap<String, u64>,
     /// Anything worth telling the user (e.g. "not point-in-time").
     pub warnings: Vec<String>,
+    /// The dump describes one instant (the oplog written meanwhile was
+    /// captured and is replayed on load).
+    pub point_in_time: bool,
 }
 
 /// Dumps a database into the archive's `dump/` directory.
@@ -250,6 +253,18 @@ pub struct LoadSummary {
     pub skipped: Vec<String>,
     /// Anything worth telling the user.
     pub warnings: Vec<String>,
+}
+
+/// Quiesces the controller's writers around a backup (BOSH's
+/// pre-backup-lock and post-backup-unlock): [`BackupLock::lock`] runs
+/// before anything is read, [`BackupLock::unlock`] after the backup
+/// whatever its outcome, so that files and database describe one moment.
+#[async_trait]
+pub trait BackupLock: Send + Sync {
+    /// Stops the writers; a failure stops the backup before it starts.
+    async fn lock(&self) -> Result<()>;
+    /// Lets them go on; `ok` says whether the backup was committed.
+    async fn unlock(&self, ok: bool) -> Result<()>;
 }
 
 /// Loads a database dump (the archive's `dump/`) into a live database.

@@ -109,6 +109,7 @@ pub struct LeaseInfo {
 #[derive(Debug)]
 pub struct LeaseGuard {
     key: ObjectPath,
+    dir: &'static str,
     renewer: JoinHandle<()>,
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -154,27 +155,36 @@ fn locked(r: LeaseRecord) -> Error {
     }
 }
 
-fn lease_dir(storage: &Storage) -> ObjectPath {
-    storage.key(".lease")
+/// Where the lease of restore, remove, gc and edits lives.
+pub(crate) const MAIN: &str = ".lease";
+/// Where the short lease that serialises commits lives (a separate one, so
+/// a create inside a restore plan, which holds the main lease, can commit).
+pub(crate) const COMMIT: &str = ".lease-commit";
+
+fn lease_dir(storage: &Storage, dir: &str) -> ObjectPath {
+    storage.key(dir)
 }
 
-/// A local store keeps directories: leave no empty `.lease/` behind
+/// A local store keeps directories: leave no empty lease directory behind
 /// (fails harmlessly while another record is in it).
-fn tidy_lease_dir(storage: &Storage) {
-    if let Some(dir) = storage.local_dir() {
-        let _ = std::fs::remove_dir(dir.join(".lease"));
+fn tidy_lease_dir(storage: &Storage, dir: &str) {
+    if let Some(local) = storage.local_dir() {
+        let _ = std::fs::remove_dir(local.join(dir));
     }
 }
 
-fn lease_key(storage: &Storage, token: &str) -> ObjectPath {
-    lease_dir(storage).join(format!("{token}.json"))
+fn lease_key(storage: &Storage, dir: &str, token: &str) -> ObjectPath {
+    lease_dir(storage, dir).join(format!("{token}.json"))
 }
 
 /// Every lease record in the store with its key; `None` for one that
 /// cannot be read as a record.
-async fn lease_records(storage: &Storage) -> Result<Vec<(ObjectPath, Option<LeaseRecord>)>> {
+async fn lease_records(
+    storage: &Storage,
+    dir: &str,
+) -> Result<Vec<(ObjectPath, Option<LeaseRecord>)>> {
     let store = storage.object_store();
-    let dir = lease_dir(storage);
+    let dir = lease_dir(storage, dir);
     let listing: Vec<_> = store
         .list(Some(&dir))
         .try_collect()
@@ -201,10 +211,14 @@ async fn lease_records(storage: &Storage) -> Result<Vec<(ObjectPath, Option<Leas
 
 /// Live lease records other than `ours`, oldest first; expired ones are
 /// deleted on the way (unreadable ones count as expired).
-async fn other_leases(storage: &Storage, ours: Option<&ObjectPath>) -> Result<Vec<LeaseRecord>> {
+async fn other_leases(
+    storage: &Storage,
+    dir: &str,
+    ours: Option<&ObjectPath>,
+) -> Result<Vec<LeaseRecord>> {
     let now = OffsetDateTime::now_utc();
     let mut live = Vec::new();
-    for (location, record) in lease_records(storage).await? {
+    for (location, record) in lease_records(storage, dir).await? {
         if Some(&location) == ours {
             continue;
         }
@@ -225,7 +239,7 @@ async fn other_leases(storage: &Storage, ours: Option<&ObjectPath>) -> Result<Ve
 pub(crate) async fn leases(storage: &Storage) -> Result<Vec<LeaseInfo>> {
     let now = OffsetDateTime::now_utc();
     let mut out = Vec::new();
-    for (location, record) in lease_records(storage).await? {
+    for (location, record) in lease_records(storage, MAIN).await? {
         let key = location.to_string();
         out.push(match record {
             Some(r) => LeaseInfo {
@@ -264,7 +278,7 @@ pub(crate) async fn break_leases(storage: &Storage, include_live: bool) -> Resul
             .await?;
         broken.push(lease);
     }
-    tidy_lease_dir(storage);
+    tidy_lease_dir(storage, MAIN);
     Ok(broken)
 }
 
@@ -276,11 +290,22 @@ pub(crate) async fn acquire(
     operation: &str,
     ttl: Duration,
 ) -> Result<LeaseGuard> {
+    acquire_in(storage, MAIN, holder, operation, ttl).await
+}
+
+/// [`acquire`] of the lease kept in `dir` ([`MAIN`] or [`COMMIT`]).
+async fn acquire_in(
+    storage: &Storage,
+    dir: &'static str,
+    holder: &str,
+    operation: &str,
+    ttl: Duration,
+) -> Result<LeaseGuard> {
     let store = storage.object_store().clone();
     let mut attempt = 0;
     let (key, record) = loop {
         attempt += 1;
-        if let Some(current) = other_leases(storage, None).await?.into_iter().next() {
+        if let Some(current) = other_leases(storage, dir, None).await?.into_iter().next() {
             return Err(locked(current));
         }
         let now = OffsetDateTime::now_utc();
@@ -293,13 +318,13 @@ pub(crate) async fn acquire(
             host: this_host(),
             pid: std::process::id(),
         };
-        let key = lease_key(storage, &record.token);
+        let key = lease_key(storage, dir, &record.token);
         store
             .put(&key, PutPayload::from(to_json(&record)))
             .await
             .map_err(|e| Error::storage(&key, e))?;
         storage.make_private(&key);
-        let others = match other_leases(storage, Some(&key)).await {
+        let others = match other_leases(storage, dir, Some(&key)).await {
             Ok(others) => others,
             Err(e) => {
                 let _ = store.delete(&key).await;
@@ -327,20 +352,26 @@ pub(crate) async fn acquire(
         ttl,
         lost.clone(),
     ));
-    Ok(LeaseGuard { key, renewer, lost })
+    Ok(LeaseGuard {
+        key,
+        dir,
+        renewer,
+        lost,
+    })
 }
 
-/// [`acquire`], waiting (with a random pause between tries) while someone
-/// else holds a live lease, for at most `patience`.
+/// [`acquire`] of the lease in `dir`, waiting (with a random pause between
+/// tries) while someone else holds a live one, for at most `patience`.
 pub(crate) async fn acquire_waiting(
     storage: &Storage,
+    dir: &'static str,
     holder: &str,
     operation: &str,
-    patience: Duration,
+    (ttl, patience): (Duration, Duration),
 ) -> Result<LeaseGuard> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match acquire(storage, holder, operation, DEFAULT_LEASE_TTL).await {
+        match acquire_in(storage, dir, holder, operation, ttl).await {
             Err(Error::Locked { .. }) if tokio::time::Instant::now() < deadline => {
                 let jitter = (uuid::Uuid::new_v4().as_u128() % 200) as u64;
                 tokio::time::sleep(Duration::from_millis(50 + jitter)).await;
@@ -354,7 +385,7 @@ pub(crate) async fn acquire_waiting(
 pub(crate) async fn release(storage: &Storage, guard: LeaseGuard) -> Result<()> {
     guard.renewer.abort();
     storage.delete_if_exists(&guard.key).await?;
-    tidy_lease_dir(storage);
+    tidy_lease_dir(storage, guard.dir);
     Ok(())
 }
 
@@ -442,6 +473,7 @@ pub(crate) async fn plant_lease(
     };
     let key = lease_key(
         storage,
+        MAIN,
         &format!("planted-{}", uuid::Uuid::new_v4().simple()),
     );
     storage

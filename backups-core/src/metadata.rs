@@ -127,6 +127,12 @@ pub struct Metadata {
     /// backup made by `create` records no plain SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionInfo>,
+    /// Ours: writers were quiesced by a lock hook for the whole backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
+    /// Ours: the database dump describes one instant (oplog captured).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub point_in_time: bool,
     /// Ours: the last verification of this backup (`backups verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
@@ -234,6 +240,12 @@ impl Metadata {
         out.secrets_in_archive.sort();
         out.secrets_in_archive.dedup();
         out
+    }
+
+    /// Files and database describe one moment: the backup was taken with
+    /// writers locked, and its database dump (if any) is point-in-time.
+    pub fn clean(&self) -> bool {
+        self.locked && (self.databases.is_empty() || self.point_in_time)
     }
 
     /// The stored object's size: the encrypted object's, else the archive's.

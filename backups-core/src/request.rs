@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use crate::BackupId;
 use crate::archive::ArchiveCompression;
 use crate::crypt::{Encryption, Identities};
-use crate::database::{DatabaseDumper, DatabaseLoader, LoadSummary};
+use crate::database::{BackupLock, DatabaseDumper, DatabaseLoader, LoadSummary};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractOptions, ExtractStats};
 use crate::files::FileSet;
@@ -77,6 +77,8 @@ pub struct CreateRequest {
     pub compression: ArchiveCompression,
     /// How the stored object is encrypted; `None` stores the plain archive.
     pub encryption: Option<Encryption>,
+    /// Locks the controller's writers for the duration of the backup.
+    pub lock: Option<Arc<dyn BackupLock>>,
 }
 
 impl CreateRequest {
@@ -91,7 +93,14 @@ impl CreateRequest {
             identity,
             compression: ArchiveCompression::default(),
             encryption: None,
+            lock: None,
         }
+    }
+
+    /// Runs the backup inside `lock`'s window (unlocked whatever happens).
+    pub fn with_lock(mut self, lock: Arc<dyn BackupLock>) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     /// Encrypts the stored object (age) as `encryption` says.
@@ -138,6 +147,7 @@ impl fmt::Debug for CreateRequest {
             .field("identity", &self.identity)
             .field("compression", &self.compression)
             .field("encryption", &self.encryption)
+            .field("lock", &self.lock.is_some())
             .finish()
     }
 }

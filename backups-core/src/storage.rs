@@ -313,14 +313,21 @@ impl Storage {
     /// records (checked to belong to its id), else `<prefix>/<id>.tar.gz`.
     pub(crate) fn archive_key(&self, id: &BackupId, meta: &Metadata) -> ObjectPath {
         let name = &meta.archive;
-        let valid = name
-            .strip_prefix(id.as_str())
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| {
-                rest.strip_suffix(".tar.gz")
-                    .or_else(|| rest.strip_suffix(".tar.gz.age"))
-            })
-            .is_some_and(|nonce| !nonce.is_empty() && nonce.bytes().all(|c| c.is_ascii_hexdigit()));
+        // `<id'>.<nonce>.tar.gz[.age]`: id' is the id the backup was started
+        // under (it may have moved to a later second at commit), always of
+        // the same model; the nonce is hex.
+        let stem = name
+            .strip_suffix(".tar.gz")
+            .or_else(|| name.strip_suffix(".tar.gz.age"));
+        let valid = stem
+            .and_then(|s| s.rsplit_once('.'))
+            .is_some_and(|(started_as, nonce)| {
+                !nonce.is_empty()
+                    && nonce.bytes().all(|c| c.is_ascii_hexdigit())
+                    && started_as
+                        .parse::<BackupId>()
+                        .is_ok_and(|s| s.model_uuid() == id.model_uuid())
+            });
         if valid {
             self.prefix.clone().join(name.as_str())
         } else {

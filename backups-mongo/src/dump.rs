@@ -255,6 +255,7 @@ impl DatabaseDumper for MongoDumper {
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
         let mut summary = DumpSummary::default();
         let start = self.oplog_position().await?;
+        summary.point_in_time = start.is_some();
         if start.is_none() {
             summary.warnings.push(format!(
                 "{} has no oplog (not a replica set): the database dump is not point-in-time",

@@ -4,15 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::{
-    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Metadata,
-};
+use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Metadata};
 use backups_mongo::{DumpOptions, MongoDumper};
 use clap::ValueEnum;
 
-use crate::args::MongoArgs;
+use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
+use crate::hooks::{ShellLock, ShellServices};
 use crate::host::{MODEL_UUID_ENV, backup_identity};
 use crate::keys::EncryptArgs;
 use crate::output::{self, out};
@@ -23,6 +22,8 @@ Examples:
   backups create --path /var/lib/juju --path /etc/juju --notes 'before upgrade'
   backups create --path /srv/app --exclude '*.log' --exclude /srv/app/cache --label scheduled
   backups create --path /var/lib/juju --download ./juju-backup.tar.gz
+  backups create --path /var/lib/juju --lock-cmd 'systemctl stop jujud-machine-0' \\
+    --unlock-cmd 'systemctl start jujud-machine-0'       # a clean backup: see list's CLEAN
   backups create --path /var/lib/juju --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
   BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
     backups create --path /var/lib/juju --exclude-ns 'logs.*'
@@ -32,7 +33,7 @@ any file or directory name. Files are read once and streamed into the store;
 a file that changes while it is read is reported as a warning.";
 
 /// `backups create`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// A file or directory to back up (repeatable; default: the profile's
     /// paths). A MongoDB URI alone backs up only the database.
@@ -87,6 +88,31 @@ pub struct Args {
     pub compression_threads: usize,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    /// Run this (sh -c) before reading anything, to quiesce the
+    /// controller's writers (BOSH's pre-backup-lock).
+    #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
+    pub lock_cmd: Option<String>,
+    /// Run this after the backup, whatever happened (even after Ctrl-C);
+    /// it sees BACKUPS_BACKUP_OK=1 or 0.
+    #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
+    pub unlock_cmd: Option<String>,
+    /// How long a lock hook may run before its process group is killed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
+    pub hook_timeout: std::time::Duration,
+}
+
+/// `backups create` with no flags: its defaults and its `BACKUPS_*`
+/// variables (what a schedule starts from before its profile).
+pub fn from_env() -> Result<Args, Failure> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct Standalone {
+        #[command(flatten)]
+        args: Args,
+    }
+    <Standalone as clap::Parser>::try_parse_from(std::iter::empty::<String>())
+        .map(|s| s.args)
+        .map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Archive compression.
@@ -169,6 +195,20 @@ pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
     )?);
     request.database = database;
     request.encryption = args.encrypt.encryption()?;
+    if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
+        request.lock = Some(Arc::new(ShellLock {
+            hooks: ShellServices {
+                stop: None,
+                start: None,
+                post_restore: None,
+                timeout: args.hook_timeout,
+                env: Vec::new(),
+                quiet: ctx.quiet,
+            },
+            lock: args.lock_cmd,
+            unlock: args.unlock_cmd,
+        }));
+    }
     Ok(ctx.backups.create(request, ctx.progress()).await?)
 }
 

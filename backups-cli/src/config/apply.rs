@@ -55,13 +55,21 @@ pub fn create(args: &mut create::Args, p: &Profile) {
     if args.compression_level.is_none() {
         args.compression_level = p.compression_level;
     }
+    if args.lock_cmd.is_none() {
+        args.lock_cmd.clone_from(&p.lock_cmd);
+    }
+    if args.unlock_cmd.is_none() {
+        args.unlock_cmd.clone_from(&p.unlock_cmd);
+    }
     let mongo = &mut args.mongo;
     if mongo.mongo_uri.is_none() && mongo.mongo_uri_file.is_none() {
         mongo.mongo_uri.clone_from(&p.mongo_uri);
         mongo.mongo_uri_file.clone_from(&p.mongo_uri_file);
     }
     let keys = &mut args.encrypt;
-    if keys.encrypt_to.is_empty() && keys.recipients_file.is_none() && keys.passphrase_file.is_none()
+    if keys.encrypt_to.is_empty()
+        && keys.recipients_file.is_none()
+        && keys.passphrase_file.is_none()
     {
         keys.encrypt_to.clone_from(&p.recipients);
         keys.recipients_file.clone_from(&p.recipients_file);

@@ -75,6 +75,10 @@ pub struct Profile {
     pub recipients: Vec<String>,
     /// --recipients-file.
     pub recipients_file: Option<PathBuf>,
+    /// --lock-cmd.
+    pub lock_cmd: Option<String>,
+    /// --unlock-cmd.
+    pub unlock_cmd: Option<String>,
 }
 
 /// `compression = "gzip" | "zstd"`.
@@ -195,7 +199,11 @@ impl Config {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| io_failure(&format!("reading config file {}", path.display()), e))?;
         let file: ConfigFile = toml::from_str(&text).map_err(|e| Failure {
-            message: format!("config file {}: {}", path.display(), e.to_string().trim_end()),
+            message: format!(
+                "config file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            ),
             code: USAGE,
         })?;
         Ok(Config {

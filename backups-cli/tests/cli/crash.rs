@@ -9,7 +9,7 @@ use backups_core::test_util::noise;
 use crate::support::*;
 
 /// A tree of incompressible data, so an upload takes a while.
-fn random_tree(root: &Path, files: usize) -> PathBuf {
+pub fn random_tree(root: &Path, files: usize) -> PathBuf {
     let tree = root.join("big");
     std::fs::create_dir(&tree).unwrap();
     for i in 0..files {
@@ -19,9 +19,9 @@ fn random_tree(root: &Path, files: usize) -> PathBuf {
     tree
 }
 
-/// Starts `create` with plain progress and returns once it reports data
-/// already streamed into the store.
-fn create_until_streaming(env: &Env, tree: &Path) -> std::process::Child {
+/// Starts `create` (with `extra` arguments) with plain progress and returns
+/// once it reports data already streamed into the store.
+pub fn create_until_streaming(env: &Env, tree: &Path, extra: &[&str]) -> std::process::Child {
     let mut child = Command::new(BIN)
         .args([
             "--store",
@@ -34,6 +34,8 @@ fn create_until_streaming(env: &Env, tree: &Path) -> std::process::Child {
             "--path",
             tree.to_str().unwrap(),
         ])
+        .args(extra)
+        .current_dir(env.path())
         .env("BACKUPS_MODEL_UUID", MODEL)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -54,7 +56,7 @@ fn create_until_streaming(env: &Env, tree: &Path) -> std::process::Child {
 fn create_killed_during_upload_leaves_nothing_visible() {
     let env = Env::new();
     let tree = random_tree(env.path(), 6);
-    let mut child = create_until_streaming(&env, &tree);
+    let mut child = create_until_streaming(&env, &tree, &[]);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success());
@@ -99,7 +101,7 @@ fn create_killed_during_upload_leaves_nothing_visible() {
 fn interrupted_create_aborts_its_upload() {
     let env = Env::new();
     let tree = random_tree(env.path(), 6);
-    let child = create_until_streaming(&env, &tree);
+    let child = create_until_streaming(&env, &tree, &[]);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

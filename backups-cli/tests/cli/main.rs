@@ -13,6 +13,7 @@ mod disk;
 mod hostile;
 mod juju;
 mod lease;
+mod lock_hooks;
 mod mongo;
 mod plan;
 mod round_trip;

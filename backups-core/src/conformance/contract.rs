@@ -165,3 +165,40 @@ pub async fn interrupted_create_leaves_nothing(b: &dyn Backups) {
     assert!(err.to_string().contains("truncated"), "{err}");
     assert!(b.list().await.expect("list").is_empty());
 }
+
+/// Eight creates of one model started at once all commit: each takes the
+/// next free second when its id was taken (Juju's ids have one-second
+/// resolution), and all eight are listed with their own archives.
+pub async fn concurrent_creates_all_commit(b: &dyn Backups) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let tree = crate::test_util::sample_tree(tmp.path());
+    let creates = (0..8).map(|i| {
+        let tree = tree.clone();
+        async move {
+            b.create(
+                request(vec![tree]).with_notes(format!("concurrent {i}")),
+                Arc::new(NoProgress),
+            )
+            .await
+            .expect("every create commits")
+        }
+    });
+    let made = futures::future::join_all(creates).await;
+    let mut ids: Vec<String> = made
+        .iter()
+        .map(|m| m.id.as_ref().expect("id").to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "eight distinct ids: {ids:?}");
+    let listed = b.list().await.expect("list");
+    assert_eq!(listed.len(), 8, "eight listed");
+    for m in &made {
+        let id = m.id.as_ref().expect("id");
+        let meta = b.metadata(id).await.expect("metadata");
+        let size = archive_bytes(b, id).await.len();
+        assert_eq!(size as u64, meta.size, "{id}: its own archive");
+        assert_eq!(meta.notes, m.notes);
+        b.remove(id).await.expect("remove");
+    }
+}

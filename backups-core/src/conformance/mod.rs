@@ -31,8 +31,8 @@ pub mod gc;
 pub mod lease;
 
 pub use contract::{
-    add_is_idempotent_and_refuses_conflicts, create_list_restore_remove,
-    interrupted_create_leaves_nothing, list_newest_first,
+    add_is_idempotent_and_refuses_conflicts, concurrent_creates_all_commit,
+    create_list_restore_remove, interrupted_create_leaves_nothing, list_newest_first,
 };
 pub use crypt::encrypted_backups_round_trip_and_refuse_tampering;
 pub use edit::{
@@ -159,4 +159,5 @@ where
     encrypted_backups_round_trip_and_refuse_tampering(&StoreBackups::new(make())).await;
     concurrent_edits_keep_the_backup_and_every_edit(&StoreBackups::new(make())).await;
     verification_is_recorded_at_every_level(&StoreBackups::new(make())).await;
+    concurrent_creates_all_commit(&StoreBackups::new(make())).await;
 }

@@ -129,7 +129,7 @@ pub(crate) async fn add(
     if summary.has_root_tar {
         meta.file_bytes = Some(s.bytes);
     }
-    let outcome = match backups.commit(&meta, &key).await? {
+    let outcome = match backups.commit(&mut meta, &key, false).await? {
         Commit::Written => AddOutcome {
             metadata: meta.for_sidecar(),
             already_present: false,

@@ -32,8 +32,38 @@ struct Produced {
     dump: Option<DumpSummary>,
 }
 
-/// Makes a new backup and commits it; returns its metadata.
+/// Makes a new backup and commits it; returns its metadata. With a lock,
+/// the whole backup runs inside its window and the unlock runs whatever
+/// happened (an unlock that fails after a committed backup is an error
+/// too: the writers may still be stopped).
 pub(crate) async fn create(
+    backups: &StoreBackups,
+    request: CreateRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    let Some(lock) = request.lock.clone() else {
+        return create_unlocked(backups, request, progress).await;
+    };
+    if let Err(e) = lock.lock().await {
+        // A lock that failed half-way may have stopped something.
+        let _ = lock.unlock(false).await;
+        return Err(e);
+    }
+    let made = create_unlocked(backups, request, progress.clone()).await;
+    let unlocked = lock.unlock(made.is_ok()).await;
+    match (made, unlocked) {
+        (Ok(meta), Ok(())) => Ok(meta),
+        (Ok(meta), Err(e)) => {
+            if let Some(id) = &meta.id {
+                progress.warn(&format!("backup {id} was committed, but the unlock failed"));
+            }
+            Err(e)
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+async fn create_unlocked(
     backups: &StoreBackups,
     request: CreateRequest,
     progress: Arc<dyn Progress>,
@@ -64,6 +94,7 @@ pub(crate) async fn create(
         controller_machine_id: ident.controller_machine_id.clone(),
         controller_machine_instance_id: ident.controller_machine_instance_id.clone(),
         labels: request.labels.clone(),
+        locked: request.lock.is_some(),
         file_count: Some(scanned.entries.len() as u64),
         file_bytes: Some(
             scanned
@@ -183,9 +214,10 @@ pub(crate) async fn create(
             progress.warn(w);
         }
         meta.databases = dump.collections;
+        meta.point_in_time = dump.point_in_time;
         meta.warnings.extend(dump.warnings);
     }
-    backups.commit(&meta, &key).await?;
+    backups.commit(&mut meta, &key, true).await?;
     progress.finish();
     Ok(meta)
 }

@@ -74,7 +74,14 @@ impl Edit {
 /// Applies `edit` to the sidecar of `id`; returns the new metadata.
 pub(crate) async fn edit(backups: &StoreBackups, id: &BackupId, edit: &Edit) -> Result<Metadata> {
     let storage = backups.storage();
-    let guard = lease::acquire_waiting(storage, backups.holder(), "edit", EDIT_PATIENCE).await?;
+    let guard = lease::acquire_waiting(
+        storage,
+        lease::MAIN,
+        backups.holder(),
+        "edit",
+        (lease::DEFAULT_LEASE_TTL, EDIT_PATIENCE),
+    )
+    .await?;
     let result = async {
         let mut meta = backups.committed(id).await?;
         edit.apply(&mut meta);
