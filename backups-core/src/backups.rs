@@ -21,11 +21,12 @@ use crate::ops::edit::Edit;
 use crate::ops::plan::{PlanReport, RestorePlan};
 use crate::ops::restore::Verified;
 use crate::ops::verify::VerifyRequest;
-use crate::ops::{self, add, create, download, edit, plan, restore, verify};
+use crate::ops::{self, add, create, download, edit, forget, plan, restore, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
 };
+use crate::retention::{ForgetReport, RetentionPolicy};
 use crate::upload::object_stream;
 
 /// The backup operations, independent of where backups are stored.
@@ -183,6 +184,14 @@ impl StoreBackups {
         progress: Arc<dyn Progress>,
     ) -> Result<Verification> {
         verify::verify(self, id, request, progress).await
+    }
+
+    /// Applies a retention policy to the store: takes the lease once, lists,
+    /// decides ([`RetentionPolicy::apply`]) and removes what the policy
+    /// does not keep. [`RetentionPolicy::apply`] over [`Backups::list`]
+    /// is the dry run.
+    pub async fn forget(&self, policy: &RetentionPolicy) -> Result<ForgetReport> {
+        forget::forget(self, policy).await
     }
 
     /// Runs a [`RestorePlan`] while holding the store's lease.

@@ -61,6 +61,7 @@ mod metadata;
 mod ops;
 mod progress;
 mod request;
+mod retention;
 mod schedule;
 mod storage;
 mod upload;
@@ -101,6 +102,10 @@ pub use crate::{
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
+    },
+    retention::{
+        Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
+        RetentionDuration, RetentionPolicy,
     },
     schedule::{
         CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,

@@ -42,11 +42,51 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
-/// A database error with its context, the password scrubbed.
+/// A database error with its context, the password scrubbed. A server's
+/// refusal shows its code and message only (the driver's text of it ends in
+/// a dump of the raw reply).
 pub(crate) fn db_error(context: impl Into<String>, e: mongodb::error::Error) -> Error {
-    Error::Database {
-        message: format!("{}: {e}", context.into()),
-        source: Some(Box::new(e)),
+    let context = context.into();
+    match server_refusal(&e) {
+        Some(refusal) => Error::Database {
+            message: format!("{context}: {refusal}"),
+            source: None,
+        },
+        None => Error::Database {
+            message: format!("{context}: {e}"),
+            source: Some(Box::new(e)),
+        },
+    }
+}
+
+/// `code (CodeName): message` of a command or write the server refused.
+fn server_refusal(e: &mongodb::error::Error) -> Option<String> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    let shown = |code: i32, name: Option<&str>, message: &str| match name {
+        Some(name) if !name.is_empty() => format!("server error {code} ({name}): {message}"),
+        _ => format!("server error {code}: {message}"),
+    };
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(shown(c.code, Some(&c.code_name), &c.message)),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => {
+            Some(shown(w.code, w.code_name.as_deref(), &w.message))
+        }
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+            Some(shown(w.code, Some(&w.code_name), &w.message))
+        }
+        ErrorKind::InsertMany(m) => {
+            let first = m.write_errors.as_ref().and_then(|w| w.first());
+            match (first, &m.write_concern_error) {
+                (Some(w), _) => Some(format!(
+                    "document {} of the batch: {}",
+                    w.index,
+                    shown(w.code, w.code_name.as_deref(), &w.message)
+                )),
+                (None, Some(w)) => Some(shown(w.code, Some(&w.code_name), &w.message)),
+                (None, None) => None,
+            }
+        }
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@ use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::{Client, Database};
 
 use crate::client::{db_error, redact_uri};
-use crate::namespace::Namespaces;
+use crate::namespace::{Namespaces, escape_collection};
 
 /// Documents per cursor batch.
 const FIND_BATCH: u32 = 2000;
@@ -44,6 +44,11 @@ pub(crate) fn to_ext_json(doc: Document) -> Vec<u8> {
     let value = Bson::Document(doc).into_canonical_extjson();
     // Invariant: a serde_json::Value always serialises.
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// A document as relaxed extended JSON, for messages.
+pub(crate) fn to_ext_json_string(doc: Document) -> String {
+    Bson::Document(doc).into_relaxed_extjson().to_string()
 }
 
 impl std::fmt::Debug for MongoDumper {
@@ -133,7 +138,7 @@ impl MongoDumper {
         let mut file = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
         file.rewind().map_err(spool_err)?;
         sink.add(DumpEntry {
-            path: format!("{}/{name}.bson", db.name()),
+            path: format!("{}/{}.bson", db.name(), escape_collection(name)),
             size,
             body: Box::new(file),
         })
@@ -282,7 +287,7 @@ impl DatabaseDumper for MongoDumper {
                 meta.insert("type", spec.kind.clone());
                 let json = to_ext_json(meta);
                 sink.add(DumpEntry {
-                    path: format!("{db_name}/{}.metadata.json", spec.name),
+                    path: format!("{db_name}/{}.metadata.json", escape_collection(&spec.name)),
                     size: json.len() as u64,
                     body: Box::new(std::io::Cursor::new(json)),
                 })

@@ -1,6 +1,6 @@
 //! Loading: documents parsed from the archive stream into large ordered
 //! batches; collections dropped and re-created with their options first,
-//! indexes and views after the data, then the oplog replayed.
+//! views after the data, then the oplog replayed, then the indexes built.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
@@ -9,21 +9,22 @@ use std::sync::Arc;
 use crate::client::SYSTEM_DATABASES;
 use async_trait::async_trait;
 use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Result};
-use futures::StreamExt;
-use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Document, RawDocumentBuf, doc};
 use mongodb::{Client, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::bson_stream::BsonSplitter;
 use crate::client::{db_error, redact_uri};
-use crate::namespace::{Namespaces, split_dump_path};
+use crate::indexes::IndexCatalog;
+use crate::metadata::{CollectionMeta, parse_metadata, read_small};
+use crate::namespace::{DumpPath, Namespaces, dump_path, is_truncated, unescape_collection};
+use crate::replay::{OplogTimestamp, Replay};
 
 /// Bytes per insert batch.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Documents per insert batch.
 const BATCH_DOCS: usize = 10_000;
-/// Collections whose indexes are built at the same time.
-const INDEX_PARALLELISM: usize = 4;
 /// Collections loaded at the same time (each holds up to two batches).
 const LOAD_PARALLELISM: usize = 4;
 
@@ -34,6 +35,45 @@ pub struct LoadOptions {
     pub ns_exclude: Vec<String>,
     /// Load database `from` of the dump into database `to`.
     pub db_rename: Vec<(String, String)>,
+    /// Restore `admin.system.users` and `admin.system.roles` (upserted by
+    /// `_id`, like mongorestore's `--restoreDbUsersAndRoles`); without it
+    /// they are left out, with a warning.
+    pub restore_users_and_roles: bool,
+    /// Convert legacy index keys (`{a: true}`, `{b: ""}`, `{c: 0}`) as
+    /// mongorestore's `--convertLegacyIndexes` does; without it such an
+    /// index is refused, by name.
+    pub convert_legacy_indexes: bool,
+    /// Replay only the oplog entries before this timestamp (mongorestore's
+    /// `--oplogLimit`).
+    pub oplog_limit: Option<OplogTimestamp>,
+}
+
+/// What a load does with a dumped collection, by its name.
+enum Disposition {
+    Load,
+    /// `admin.system.users` / `roles`, restored only when asked.
+    Auth,
+    /// Other system collections (`admin.system.version`...): never dropped
+    /// nor loaded.
+    Skip,
+}
+
+fn disposition(db: &str, coll: &str) -> Disposition {
+    if !coll.starts_with("system.") {
+        return Disposition::Load;
+    }
+    if db == "admin" && (coll == "system.users" || coll == "system.roles") {
+        return Disposition::Auth;
+    }
+    Disposition::Skip
+}
+
+fn spool_err(action: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::Io {
+        action,
+        path: std::env::temp_dir(),
+        source: e,
+    }
 }
 
 /// Loads a dump into a MongoDB deployment.
@@ -41,134 +81,7 @@ pub struct MongoLoader {
     client: Client,
     uri_shown: String,
     namespaces: Namespaces,
-}
-
-/// What the metadata.json of a collection says.
-#[derive(Debug, Clone, Default)]
-struct CollectionMeta {
-    options: Document,
-    indexes: Vec<Document>,
-    is_view: bool,
-}
-
-fn parse_metadata(path: &str, bytes: &[u8]) -> Result<CollectionMeta> {
-    let bad = |reason: String| Error::InvalidArchive {
-        subject: format!("dump/{path}"),
-        reason,
-    };
-    let json: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("unreadable JSON: {e}")))?;
-    let doc = match Bson::try_from(json).map_err(|e| bad(format!("bad extended JSON: {e}")))? {
-        Bson::Document(d) => d,
-        _ => return Err(bad("not a JSON object".into())),
-    };
-    let indexes = doc
-        .get_array("indexes")
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| i.as_document().cloned())
-                .map(|mut i| {
-                    i.remove("ns");
-                    i
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(CollectionMeta {
-        options: doc.get_document("options").cloned().unwrap_or_default(),
-        indexes,
-        is_view: doc.get_str("type") == Ok("view"),
-    })
-}
-
-/// Splits a stream of concatenated BSON documents.
-#[derive(Default)]
-pub(crate) struct BsonSplitter {
-    buf: Vec<u8>,
-}
-
-impl BsonSplitter {
-    pub(crate) fn push(
-        &mut self,
-        bytes: &[u8],
-        path: &str,
-        out: &mut Vec<RawDocumentBuf>,
-    ) -> Result<()> {
-        self.buf.extend_from_slice(bytes);
-        let mut at = 0;
-        while self.buf.len() - at >= 4 {
-            let len = i32::from_le_bytes([
-                self.buf[at],
-                self.buf[at + 1],
-                self.buf[at + 2],
-                self.buf[at + 3],
-            ]);
-            if len < 5 || len as u64 > backups_core::MAX_BSON_DOCUMENT {
-                return Err(corrupt(path, format!("bad document length {len}")));
-            }
-            let len = len as usize;
-            if self.buf.len() - at < len {
-                break;
-            }
-            let doc = RawDocumentBuf::from_bytes(self.buf[at..at + len].to_vec())
-                .map_err(|e| corrupt(path, e.to_string()))?;
-            out.push(doc);
-            at += len;
-        }
-        self.buf.drain(..at);
-        Ok(())
-    }
-
-    pub(crate) fn finish(&self, path: &str) -> Result<()> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(corrupt(
-                path,
-                format!(
-                    "{} bytes of a truncated document at the end",
-                    self.buf.len()
-                ),
-            ))
-        }
-    }
-}
-
-fn corrupt(path: &str, reason: String) -> Error {
-    Error::InvalidArchive {
-        subject: format!("dump/{path}"),
-        reason: format!("corrupt BSON: {reason}"),
-    }
-}
-
-async fn read_small(file: &mut DumpFile) -> Result<Vec<u8>> {
-    if file.size > backups_core::MAX_METADATA_BYTES {
-        return Err(Error::InvalidArchive {
-            subject: format!("dump/{}", file.path),
-            reason: "metadata file is too large".into(),
-        });
-    }
-    let mut out = Vec::with_capacity(file.size as usize);
-    while let Some(chunk) = file.chunk().await? {
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// Builds a collection's indexes (all but `_id_`) in one createIndexes.
-async fn build_indexes(db: Database, coll: String, indexes: Vec<Document>) -> Result<u64> {
-    let specs: Vec<Document> = indexes
-        .into_iter()
-        .filter(|i| i.get_str("name") != Ok("_id_"))
-        .collect();
-    if specs.is_empty() {
-        return Ok(0);
-    }
-    let n = specs.len() as u64;
-    db.run_command(doc! {"createIndexes": coll.as_str(), "indexes": specs})
-        .await
-        .map_err(|e| db_error(format!("building indexes of {}.{coll}", db.name()), e))?;
-    Ok(n)
+    options: LoadOptions,
 }
 
 /// Drops `name` if it exists.
@@ -198,6 +111,7 @@ impl MongoLoader {
             client,
             uri_shown: redact_uri(uri),
             namespaces,
+            options,
         })
     }
 
@@ -345,78 +259,105 @@ impl DatabaseLoader for MongoLoader {
         let mut summary = LoadSummary::default();
         // Keyed by target namespace.
         let mut metas: BTreeMap<String, (String, String, CollectionMeta)> = BTreeMap::new();
+        let mut catalog = IndexCatalog::default();
+        // (source db, file-name stem) -> the collection's real name.
+        let mut names: HashMap<(String, String), String> = HashMap::new();
         let mut prepared: HashMap<String, bool> = HashMap::new();
         let mut oplog: Option<std::fs::File> = None;
         let permits = Arc::new(Semaphore::new(LOAD_PARALLELISM));
         let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
         while let Some(mut file) = source.next_file().await {
             let path = file.path.clone();
-            if path == "oplog.bson" {
-                let mut spool = tempfile::tempfile().map_err(|e| Error::Io {
-                    action: "spooling the oplog to",
-                    path: std::env::temp_dir(),
-                    source: e,
-                })?;
-                while let Some(chunk) = file.chunk().await? {
-                    spool.write_all(&chunk).map_err(|e| Error::Io {
-                        action: "spooling the oplog to",
-                        path: std::env::temp_dir(),
-                        source: e,
-                    })?;
-                }
-                oplog = Some(spool);
-                continue;
-            }
-            if let Some((src_db, coll)) = split_dump_path(&path, ".metadata.json") {
-                let bytes = read_small(&mut file).await?;
-                let meta = parse_metadata(&path, &bytes)?;
-                let db_name = self.namespaces.target_db(src_db);
-                let ns = format!("{db_name}.{coll}");
-                if self.namespaces.excluded(&format!("{src_db}.{coll}")) {
+            let (src_db, stem, is_meta) = match dump_path(&path)? {
+                DumpPath::Oplog => {
+                    oplog = Some(spool(&mut file).await?);
                     continue;
                 }
+                DumpPath::Prelude => {
+                    while file.chunk().await?.is_some() {}
+                    continue;
+                }
+                DumpPath::Metadata { db, stem } => (db, stem, true),
+                DumpPath::Data { db, stem } => (db, stem, false),
+            };
+            let meta = if is_meta {
+                Some(parse_metadata(&path, &read_small(&mut file).await?)?)
+            } else {
+                None
+            };
+            let key = (src_db.to_string(), stem.to_string());
+            let coll = match (meta.as_ref().and_then(|m| m.name.clone()), names.get(&key)) {
+                (Some(name), _) => name,
+                (None, Some(name)) => name.clone(),
+                (None, None) if !is_meta && is_truncated(stem) => {
+                    return Err(Error::InvalidArchive {
+                        subject: format!("dump/{path}"),
+                        reason: "the file name is a truncated collection name and its .metadata.json (which holds the real name) does not come before it".into(),
+                    });
+                }
+                (None, None) => unescape_collection(stem).ok_or_else(|| Error::InvalidArchive {
+                    subject: format!("dump/{path}"),
+                    reason: "the file name is not a percent-escaped collection name".into(),
+                })?,
+            };
+            names.insert(key, coll.clone());
+            let src_ns = format!("{src_db}.{coll}");
+            let db_name = self.namespaces.target_db(src_db);
+            let ns = format!("{db_name}.{coll}");
+            let excluded = self.namespaces.excluded(&src_ns);
+            match disposition(src_db, &coll) {
+                Disposition::Load if !excluded => {}
+                Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
+                    if !is_meta {
+                        let n = self.upsert_all(&mut file, &db_name, &coll).await?;
+                        *summary.collections.entry(ns).or_default() += n;
+                    }
+                    continue;
+                }
+                disposition => {
+                    if !is_meta {
+                        summary.skipped.push(src_ns.clone());
+                        if matches!(disposition, Disposition::Auth) && !excluded {
+                            summary.warnings.push(format!(
+                                "{src_ns} was not restored: users and roles are restored only with --restore-users-and-roles"
+                            ));
+                        }
+                    }
+                    while file.chunk().await?.is_some() {}
+                    continue;
+                }
+            }
+            let db = self.client.database(&db_name);
+            if let Some(meta) = meta {
                 if !prepared.contains_key(&ns) {
-                    let db = self.client.database(&db_name);
-                    self.prepare(&db, coll, Some(&meta)).await?;
+                    self.prepare(&db, &coll, Some(&meta)).await?;
                     prepared.insert(ns.clone(), true);
                 } else if meta.options.contains_key("validator") {
                     summary.warnings.push(format!(
                         "{ns}: metadata came after the data; its creation options other than the validator were not applied"
                     ));
                 }
-                metas.insert(ns, (db_name, coll.to_string(), meta));
+                if !meta.is_view {
+                    catalog.add(&db_name, &coll, meta.indexes.clone());
+                }
+                metas.insert(ns, (db_name, coll, meta));
                 continue;
             }
-            if let Some((src_db, coll)) = split_dump_path(&path, ".bson") {
-                let db_name = self.namespaces.target_db(src_db);
-                let ns = format!("{db_name}.{coll}");
-                if self.namespaces.excluded(&format!("{src_db}.{coll}")) {
-                    summary.skipped.push(format!("{src_db}.{coll}"));
-                    while file.chunk().await?.is_some() {}
-                    continue;
-                }
-                let db = self.client.database(&db_name);
-                if !prepared.contains_key(&ns) {
-                    self.prepare(&db, coll, None).await?;
-                    prepared.insert(ns.clone(), true);
-                }
-                let (n, writer) = self.load_bson(&mut file, &db, coll, &permits).await?;
-                *summary.collections.entry(ns.clone()).or_default() += n;
-                writers.push((ns, writer));
-                continue;
+            if !prepared.contains_key(&ns) {
+                self.prepare(&db, &coll, None).await?;
+                prepared.insert(ns.clone(), true);
             }
-            // Anything else (directories' placeholders, unknown files) is skipped.
-            while file.chunk().await?.is_some() {}
+            let (n, writer) = self.load_bson(&mut file, &db, &coll, &permits).await?;
+            *summary.collections.entry(ns.clone()).or_default() += n;
+            writers.push((ns, writer));
         }
 
-        // Every collection's data is in before views and indexes.
+        // Every collection's data is in before views, the oplog and indexes.
         for (ns, writer) in writers {
             writer
                 .await
                 .map_err(|e| Error::task(&format!("loading {ns}"), e))??;
         }
-
-        // Views, validators that arrived late, then indexes (in parallel).
         for (ns, (db_name, coll, meta)) in &metas {
             let db = self.client.database(db_name);
             if meta.is_view {
@@ -427,55 +368,13 @@ impl DatabaseLoader for MongoLoader {
                     .map_err(|e| db_error(format!("creating view {ns}"), e))?;
             }
         }
-        let jobs: Vec<(Database, String, Vec<Document>)> = metas
-            .values()
-            .filter(|(_, _, m)| !m.is_view)
-            .map(|(db_name, coll, m)| {
-                (
-                    self.client.database(db_name),
-                    coll.clone(),
-                    m.indexes.clone(),
-                )
-            })
-            .collect();
-        let built: Vec<Result<u64>> = futures::stream::iter(jobs)
-            .map(|(db, coll, indexes)| build_indexes(db, coll, indexes))
-            .buffer_unordered(INDEX_PARALLELISM)
-            .collect()
-            .await;
-        for b in built {
-            summary.indexes += b?;
+        if let Some(spool) = oplog {
+            self.replay(spool, &mut catalog, &mut summary).await?;
         }
-
-        if let Some(mut spool) = oplog {
-            spool.rewind().map_err(|e| Error::Io {
-                action: "reading the spooled oplog from",
-                path: std::env::temp_dir(),
-                source: e,
-            })?;
-            let mut splitter = BsonSplitter::default();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = spool.read(&mut buf).map_err(|e| Error::Io {
-                    action: "reading the spooled oplog from",
-                    path: std::env::temp_dir(),
-                    source: e,
-                })?;
-                if n == 0 {
-                    break;
-                }
-                let mut docs = Vec::new();
-                splitter.push(&buf[..n], "oplog.bson", &mut docs)?;
-                for entry in docs {
-                    if crate::oplog::apply(&self.client, &self.namespaces, &entry, &mut summary)
-                        .await?
-                    {
-                        summary.oplog_entries += 1;
-                    }
-                }
-            }
-            splitter.finish("oplog.bson")?;
-        }
+        // After the replay, as mongorestore: a unique index may only hold then.
+        summary.indexes += catalog
+            .build(&self.client, self.options.convert_legacy_indexes)
+            .await?;
         if summary.collections.is_empty() && metas.is_empty() {
             summary.warnings.push(format!(
                 "the archive has no database dump; nothing was loaded into {}",
@@ -486,35 +385,82 @@ impl DatabaseLoader for MongoLoader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Spools the oplog to a temp file: it is replayed after all the data.
+async fn spool(file: &mut DumpFile) -> Result<std::fs::File> {
+    let mut spool = tempfile::tempfile().map_err(spool_err("spooling the oplog to"))?;
+    while let Some(chunk) = file.chunk().await? {
+        spool
+            .write_all(&chunk)
+            .map_err(spool_err("spooling the oplog to"))?;
+    }
+    Ok(spool)
+}
 
-    #[test]
-    fn splitter_handles_documents_across_chunks() {
-        let a = mongodb::bson::to_vec(&doc! {"_id": 1, "s": "x".repeat(100)}).unwrap();
-        let b = mongodb::bson::to_vec(&doc! {"_id": 2}).unwrap();
-        let all = [a.clone(), b.clone()].concat();
-        let mut s = BsonSplitter::default();
-        let mut out = Vec::new();
-        for chunk in all.chunks(7) {
-            s.push(chunk, "x.bson", &mut out).unwrap();
+impl MongoLoader {
+    /// Replays the spooled oplog.
+    async fn replay(
+        &self,
+        mut spool: std::fs::File,
+        catalog: &mut IndexCatalog,
+        summary: &mut LoadSummary,
+    ) -> Result<()> {
+        let read_err = spool_err("reading the spooled oplog from");
+        spool.rewind().map_err(&read_err)?;
+        let mut replay = Replay {
+            client: &self.client,
+            namespaces: &self.namespaces,
+            catalog,
+            summary,
+            limit: self.options.oplog_limit.map(OplogTimestamp::to_bson),
+            pending: HashMap::new(),
+        };
+        let mut splitter = BsonSplitter::default();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut stopped = false;
+        'read: loop {
+            let n = spool.read(&mut buf).map_err(&read_err)?;
+            if n == 0 {
+                break;
+            }
+            let mut docs = Vec::new();
+            splitter.push(&buf[..n], "oplog.bson", &mut docs)?;
+            for entry in docs {
+                if !replay.entry(&entry).await? {
+                    stopped = true;
+                    break 'read;
+                }
+            }
         }
-        s.finish("x.bson").unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].as_bytes(), &a[..]);
-        let mut t = BsonSplitter::default();
-        t.push(&all[..all.len() - 3], "x.bson", &mut Vec::new())
-            .unwrap();
-        assert!(
-            t.finish("x.bson")
-                .unwrap_err()
-                .to_string()
-                .contains("truncated")
-        );
-        let err = BsonSplitter::default()
-            .push(&[1, 0, 0, 0, 0], "y.bson", &mut Vec::new())
-            .unwrap_err();
-        assert!(err.to_string().contains("dump/y.bson"), "{err}");
+        if !stopped {
+            splitter.finish("oplog.bson")?;
+        }
+        Ok(())
+    }
+
+    /// Upserts every document of `file` into `db.coll` by `_id` (users and
+    /// roles: merged, never dropped).
+    async fn upsert_all(&self, file: &mut DumpFile, db: &str, coll: &str) -> Result<u64> {
+        let collection = self.client.database(db).collection::<Document>(coll);
+        let mut splitter = BsonSplitter::default();
+        let mut count = 0;
+        while let Some(chunk) = file.chunk().await? {
+            let mut docs = Vec::new();
+            splitter.push(&chunk, &file.path, &mut docs)?;
+            for raw in docs {
+                let doc = raw.to_document().map_err(|e| Error::InvalidArchive {
+                    subject: format!("dump/{}", file.path),
+                    reason: format!("corrupt BSON: {e}"),
+                })?;
+                let id = doc.get("_id").cloned().unwrap_or(mongodb::bson::Bson::Null);
+                collection
+                    .replace_one(doc! {"_id": id}, doc)
+                    .upsert(true)
+                    .await
+                    .map_err(|e| db_error(format!("restoring {db}.{coll}"), e))?;
+                count += 1;
+            }
+        }
+        splitter.finish(&file.path)?;
+        Ok(count)
     }
 }

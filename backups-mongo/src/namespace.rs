@@ -38,11 +38,120 @@ impl Namespaces {
     }
 }
 
-/// `db/coll.suffix` -> (db, collection), for dump file paths.
-pub(crate) fn split_dump_path<'a>(path: &'a str, suffix: &str) -> Option<(&'a str, &'a str)> {
-    let stem = path.strip_suffix(suffix)?;
-    let (db, coll) = stem.split_once('/')?;
-    (!db.is_empty() && !coll.is_empty() && !coll.contains('/')).then_some((db, coll))
+/// What a path below `dump/` is, as mongorestore reads a dump directory.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DumpPath<'a> {
+    /// `oplog.bson`.
+    Oplog,
+    /// `prelude.json` (newer mongodump's note of the server version): not needed.
+    Prelude,
+    /// `<db>/<escaped collection>.metadata.json`.
+    Metadata { db: &'a str, stem: &'a str },
+    /// `<db>/<escaped collection>.bson`.
+    Data { db: &'a str, stem: &'a str },
+}
+
+/// Classifies a path below `dump/`; anything else is refused, so no data
+/// is ever left out silently.
+pub(crate) fn dump_path(path: &str) -> Result<DumpPath<'_>> {
+    let refuse = |reason: &str| Error::InvalidArchive {
+        subject: format!("dump/{path}"),
+        reason: reason.to_string(),
+    };
+    match path {
+        "oplog.bson" => return Ok(DumpPath::Oplog),
+        "prelude.json" => return Ok(DumpPath::Prelude),
+        _ => {}
+    }
+    if path.ends_with(".gz") {
+        return Err(refuse(
+            "compressed dump files (mongodump --gzip) are not supported; the archive's dump/ must hold plain .bson and .metadata.json files",
+        ));
+    }
+    let (db, file) = path.split_once('/').ok_or_else(|| {
+        refuse("not a dump file: expected <db>/<collection>.bson, <db>/<collection>.metadata.json or oplog.bson")
+    })?;
+    if db.is_empty() || file.contains('/') {
+        return Err(refuse(
+            "not a dump file: a collection's files are directly under its database's directory (a '/' in a collection name is written as %2F)",
+        ));
+    }
+    let kind = if let Some(stem) = file.strip_suffix(".metadata.json") {
+        DumpPath::Metadata { db, stem }
+    } else if let Some(stem) = file.strip_suffix(".bson") {
+        DumpPath::Data { db, stem }
+    } else {
+        return Err(refuse(
+            "not a dump file: expected <db>/<collection>.bson or <db>/<collection>.metadata.json",
+        ));
+    };
+    match kind {
+        DumpPath::Metadata { stem, .. } | DumpPath::Data { stem, .. } if stem.is_empty() => {
+            Err(refuse("not a dump file: no collection name"))
+        }
+        DumpPath::Data { stem, .. } if stem.starts_with('$') => Err(refuse(
+            "per-database users and roles (mongodump --dumpDbUsersAndRoles) are not supported",
+        )),
+        kind => Ok(kind),
+    }
+}
+
+/// Longest escaped name mongodump writes whole (255 bytes less
+/// `.metadata.json.gz`).
+const MAX_ESCAPED: usize = 238;
+/// How much of a longer escaped name it keeps before `%24` and the hash.
+const TRUNCATED_PREFIX: usize = 208;
+
+/// A collection name as mongodump writes it in file names: Go's
+/// `url.PathEscape` (everything but `A-Za-z0-9-_.~$&+:=@` percent-encoded,
+/// UTF-8 bytes one by one), and a name longer than 238 bytes escaped cut to
+/// its first 208 bytes, `%24` and the unpadded base64url SHA-1 of the name.
+pub(crate) fn escape_collection(name: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+:=@".contains(&b) {
+            out.push(b as char);
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    if out.len() > MAX_ESCAPED {
+        use base64::Engine;
+        use sha1::Digest;
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha1::Sha1::digest(name.as_bytes()));
+        out.truncate(TRUNCATED_PREFIX);
+        out.push_str("%24");
+        out.push_str(&hash);
+    }
+    out
+}
+
+/// Whether an escaped file-name stem is a truncated long name, whose real
+/// name only the metadata file's `collectionName` holds.
+pub(crate) fn is_truncated(stem: &str) -> bool {
+    stem.len() == TRUNCATED_PREFIX + 3 + 27
+        && stem.get(TRUNCATED_PREFIX..TRUNCATED_PREFIX + 3) == Some("%24")
+}
+
+/// Decodes an escaped file-name stem (Go's `url.PathUnescape`).
+pub(crate) fn unescape_collection(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn globs(patterns: &[String]) -> Result<GlobSet> {
@@ -71,13 +180,55 @@ mod tests {
         assert!(ns.excluded("logs.x") && !ns.excluded("juju.x"));
         assert_eq!(ns.target_db("juju"), "copy");
         assert_eq!(ns.target_db("other"), "other");
-        assert_eq!(
-            split_dump_path("juju/machines.bson", ".bson"),
-            Some(("juju", "machines"))
-        );
-        assert_eq!(split_dump_path("oplog.bson", ".bson"), None);
-        assert_eq!(split_dump_path("a/b/c.bson", ".bson"), None);
         let err = Namespaces::new(&["a[".into()], &[]).unwrap_err();
         assert!(err.to_string().contains("namespace pattern"), "{err}");
+    }
+
+    #[test]
+    fn dump_paths_are_classified_or_refused() {
+        assert_eq!(
+            dump_path("juju/machines.bson").unwrap(),
+            DumpPath::Data {
+                db: "juju",
+                stem: "machines"
+            }
+        );
+        assert_eq!(
+            dump_path("juju/a%2Fb.metadata.json").unwrap(),
+            DumpPath::Metadata {
+                db: "juju",
+                stem: "a%2Fb"
+            }
+        );
+        assert_eq!(dump_path("oplog.bson").unwrap(), DumpPath::Oplog);
+        for bad in [
+            "a/b/c.bson",
+            "x.bson",
+            "juju/notes.txt",
+            "juju/m.bson.gz",
+            "juju/.bson",
+        ] {
+            let err = dump_path(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("dump/{bad}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn collection_names_escape_like_mongodump() {
+        assert_eq!(escape_collection("a/b"), "a%2Fb");
+        assert_eq!(escape_collection("p%q"), "p%25q");
+        assert_eq!(escape_collection("cafés"), "caf%C3%A9s");
+        assert_eq!(escape_collection("x y,z;$&+:=@~"), "x%20y%2Cz%3B$&+:=@~");
+        for name in ["a/b", "p%q", "cafés", "plain.name"] {
+            assert_eq!(
+                unescape_collection(&escape_collection(name)).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(unescape_collection("bad%zz"), None);
+        let long = "é".repeat(200);
+        let escaped = escape_collection(&long);
+        assert_eq!(escaped.len(), 238);
+        assert!(is_truncated(&escaped) && !is_truncated("a%24b"));
     }
 }

@@ -1,13 +1,13 @@
-//! Replaying `dump/oplog.bson` with ordinary, idempotent writes (there may
-//! be no `applyOps`): inserts become upserting replacements, updates become
-//! `$set`/`$unset`, deletes stay deletes.
+//! Oplog writes as ordinary, idempotent writes (the server may have no
+//! `applyOps`): inserts become upserting replacements, updates become
+//! `$set`/`$unset`, deletes stay deletes. Which entries are applied, and
+//! commands, are [`crate::replay`]'s.
 
-use backups_core::{LoadSummary, Result};
-use mongodb::Client;
-use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+use backups_core::Result;
+use mongodb::Database;
+use mongodb::bson::{Bson, Document, doc};
 
 use crate::client::db_error;
-use crate::namespace::Namespaces;
 
 /// An update expressed as `$set` and `$unset` paths plus array truncations.
 #[derive(Default)]
@@ -112,70 +112,18 @@ fn secantus_diff(diff: &Document, out: &mut Changes) {
     }
 }
 
-/// Applies one oplog entry; returns whether it changed anything.
-pub(crate) async fn apply(
-    client: &Client,
-    namespaces: &Namespaces,
-    raw: &RawDocumentBuf,
-    summary: &mut LoadSummary,
-) -> Result<bool> {
-    let entry: Document = match raw.to_document() {
-        Ok(d) => d,
-        Err(e) => {
-            return Err(backups_core::Error::InvalidArchive {
-                subject: "dump/oplog.bson".into(),
-                reason: format!("corrupt oplog entry: {e}"),
-            });
-        }
-    };
-    let op = entry.get_str("op").unwrap_or("n");
-    let ns = entry.get_str("ns").unwrap_or("");
-    let Some((src_db, coll)) = ns.split_once('.') else {
-        return Ok(false);
-    };
-    let db = client.database(&namespaces.target_db(src_db));
+/// Applies one insert (`i`), update (`u`) or delete (`d`) to `coll` of `db`.
+pub(crate) async fn apply_crud(
+    db: &Database,
+    coll: &str,
+    op: &str,
+    entry: &Document,
+) -> Result<()> {
     let empty = Document::new();
     let o = entry.get_document("o").unwrap_or(&empty);
+    let ns = format!("{}.{coll}", db.name());
     let ctx = |what: &str| format!("replaying oplog {what} on {ns}");
     match op {
-        "c" => {
-            if let Ok(name) = o.get_str("create") {
-                if namespaces.excluded(&format!("{src_db}.{name}")) {
-                    return Ok(false);
-                }
-                let mut cmd = o.clone();
-                cmd.remove("idIndex");
-                if let Some(p) = cmd.remove("viewPipeline") {
-                    cmd.insert("pipeline", p);
-                }
-                match db.run_command(cmd).await {
-                    Ok(_) => Ok(true),
-                    Err(e)
-                        if e.to_string().contains("already exists")
-                            || e.to_string().contains("NamespaceExists") =>
-                    {
-                        Ok(false)
-                    }
-                    Err(e) => Err(db_error(ctx("create"), e)),
-                }
-            } else if let Ok(name) = o.get_str("drop") {
-                if namespaces.excluded(&format!("{src_db}.{name}")) {
-                    return Ok(false);
-                }
-                db.collection::<Document>(name)
-                    .drop()
-                    .await
-                    .map_err(|e| db_error(ctx("drop"), e))?;
-                Ok(true)
-            } else {
-                summary.warnings.push(format!(
-                    "oplog command on {ns} not replayed: {}",
-                    o.keys().next().map(String::as_str).unwrap_or("?")
-                ));
-                Ok(false)
-            }
-        }
-        _ if namespaces.excluded(ns) => Ok(false),
         "i" => {
             let id = o.get("_id").cloned().unwrap_or(Bson::Null);
             db.collection::<Document>(coll)
@@ -184,16 +132,14 @@ pub(crate) async fn apply(
                 .bypass_document_validation(true)
                 .await
                 .map_err(|e| db_error(ctx("insert"), e))?;
-            Ok(true)
         }
         "d" => {
             db.collection::<Document>(coll)
                 .delete_one(o.clone())
                 .await
                 .map_err(|e| db_error(ctx("delete"), e))?;
-            Ok(true)
         }
-        "u" => {
+        _ => {
             let filter = entry.get_document("o2").cloned().unwrap_or_default();
             let collection = db.collection::<Document>(coll);
             let diff = (o.get("$v").is_some())
@@ -232,10 +178,9 @@ pub(crate) async fn apply(
                     .await
                     .map_err(|e| db_error(ctx("replace"), e))?;
             }
-            Ok(true)
         }
-        _ => Ok(false),
     }
+    Ok(())
 }
 
 #[cfg(test)]

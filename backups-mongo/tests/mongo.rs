@@ -368,6 +368,7 @@ async fn juju_fixture_dumps_load_and_read_back() {
             LoadOptions {
                 db_rename: vec![("juju".into(), dst.clone())],
                 ns_exclude: vec!["logs.*".into()],
+                ..Default::default()
             },
         )
         .await

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod create;
 pub mod download;
+pub mod forget;
 pub mod gc;
 pub mod key;
 pub mod label;
@@ -50,6 +51,10 @@ pub enum Command {
     /// Remove backups by id, or all but the newest N.
     #[command(after_help = remove::AFTER_HELP)]
     Remove(remove::Args),
+
+    /// Remove the backups a retention policy (restic's --keep-* flags) does not keep.
+    #[command(after_help = forget::AFTER_HELP)]
+    Forget(forget::Args),
 
     /// Find (and with --yes delete) what interrupted work left in the store.
     #[command(after_help = gc::AFTER_HELP)]
@@ -127,6 +132,7 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Download(args) => download::run(ctx, args).await,
         Command::Upload(args) => upload::run(ctx, args).await,
         Command::Remove(args) => remove::run(ctx, args).await,
+        Command::Forget(args) => forget::run(ctx, args).await,
         Command::Gc(args) => gc::run(ctx, args).await,
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,

@@ -10,7 +10,7 @@ use backups_core::{
     Backups, DatabaseLoader, ExtractOptions, RestoreReport, RestoreRequest, RestoreSource,
     journal_path,
 };
-use backups_mongo::{LoadOptions, MongoLoader};
+use backups_mongo::{LoadOptions, MongoLoader, OplogTimestamp};
 
 use crate::args::{MongoArgs, parse_duration, parse_id, parse_key_value};
 use crate::context::Context;
@@ -81,6 +81,20 @@ pub struct Args {
     /// Load database FROM of the backup into database TO (repeatable).
     #[arg(long = "db-rename", value_name = "FROM=TO", value_parser = parse_key_value)]
     pub db_rename: Vec<(String, String)>,
+    /// Restore admin.system.users and admin.system.roles from the dump
+    /// (upserted; mongorestore's --restoreDbUsersAndRoles). Without it they
+    /// are left out, with a warning.
+    #[arg(long)]
+    pub restore_users_and_roles: bool,
+    /// Convert legacy index keys ({a: true}, {b: ""}, {c: 0}) as
+    /// mongorestore --convertLegacyIndexes does; without it such an index
+    /// is refused.
+    #[arg(long)]
+    pub convert_legacy_indexes: bool,
+    /// Replay only the oplog entries before this timestamp (mongorestore's
+    /// --oplogLimit).
+    #[arg(long, value_name = "SECONDS[:ORDINAL]")]
+    pub oplog_limit: Option<OplogTimestamp>,
     /// Command that stops the controller's services before the restore.
     #[arg(long, value_name = "CMD")]
     pub stop_cmd: Option<String>,
@@ -167,6 +181,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 LoadOptions {
                     ns_exclude: args.ns_exclude.clone(),
                     db_rename: args.db_rename.clone(),
+                    restore_users_and_roles: args.restore_users_and_roles,
+                    convert_legacy_indexes: args.convert_legacy_indexes,
+                    oplog_limit: args.oplog_limit,
                 },
             )
             .await?,

@@ -7,6 +7,7 @@ pub(crate) mod add;
 pub(crate) mod create;
 pub(crate) mod download;
 pub(crate) mod edit;
+pub(crate) mod forget;
 pub(crate) mod plan;
 pub(crate) mod preflight;
 pub(crate) mod restore;

@@ -1,0 +1,202 @@
+//! `backups forget`: remove the backups a retention policy (restic's
+//! `--keep-*` flags) does not keep.
+
+use backups_core::{
+    Backups, Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration, RetentionPolicy,
+};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::failure::{CliResult, Failure};
+use crate::output::out;
+
+/// Examples and notes after `backups forget --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  backups forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run
+  backups forget --keep-last 3 --keep-within 14d
+  backups forget --keep-within-daily 1m --keep-monthly unlimited --json
+  backups forget --keep-label release --keep-yearly 5 --group-by none
+
+The policy is restic's: backups are sorted newest first; a --keep-hourly,
+-daily, -weekly (ISO weeks), -monthly or -yearly N keeps the newest backup of
+each of the N most recent hours, days... that have backups (in UTC), and the
+oldest backup too while some of N is left; --keep-within DUR keeps every
+backup less than DUR (1y5m7d2h) older than the newest; --keep-within-daily DUR
+(and hourly, weekly, monthly, yearly) keeps the newest of each day within DUR.
+A backup any rule keeps is kept. Each model's backups are a group of their
+own unless --group-by none.
+
+Whatever the policy, forget never removes the newest backup of a group, the
+newest backup of a group that passed verification, nor a backup labelled
+`pinned`. Without any --keep-* option it refuses to run. It holds the store's
+lease while it lists and removes.";
+
+/// `backups forget`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the N newest backups (`unlimited`: all).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest hours with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest days with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest ISO weeks with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest months with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest years with backups.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<KeepCount>,
+    /// Keep every backup less than DUR (e.g. 1y5m7d2h) older than the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within: Option<RetentionDuration>,
+    /// Keep the newest backup of each hour within DUR of the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within_hourly: Option<RetentionDuration>,
+    /// Keep the newest backup of each day within DUR of the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within_daily: Option<RetentionDuration>,
+    /// Keep the newest backup of each ISO week within DUR of the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within_weekly: Option<RetentionDuration>,
+    /// Keep the newest backup of each month within DUR of the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within_monthly: Option<RetentionDuration>,
+    /// Keep the newest backup of each year within DUR of the newest.
+    #[arg(long, value_name = "DUR")]
+    pub keep_within_yearly: Option<RetentionDuration>,
+    /// Keep every backup with this label (repeatable).
+    #[arg(long, value_name = "L")]
+    pub keep_label: Vec<String>,
+    /// Apply the policy to each model's backups (`model`) or to all at once (`none`).
+    #[arg(long, default_value = "model", value_name = "model|none")]
+    pub group_by: GroupBy,
+    /// Only print what would be kept and removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON: {"keep": [{"ID", "Reasons"}], "remove": [{"ID"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    fn policy(&self) -> RetentionPolicy {
+        let count = |c: Option<KeepCount>| c.unwrap_or(KeepCount::Count(0));
+        let dur = |d: Option<RetentionDuration>| d.unwrap_or_default();
+        let mut policy = RetentionPolicy::new()
+            .with_keep_last(count(self.keep_last))
+            .with_keep_hourly(count(self.keep_hourly))
+            .with_keep_daily(count(self.keep_daily))
+            .with_keep_weekly(count(self.keep_weekly))
+            .with_keep_monthly(count(self.keep_monthly))
+            .with_keep_yearly(count(self.keep_yearly))
+            .with_keep_within(dur(self.keep_within))
+            .with_keep_within_hourly(dur(self.keep_within_hourly))
+            .with_keep_within_daily(dur(self.keep_within_daily))
+            .with_keep_within_weekly(dur(self.keep_within_weekly))
+            .with_keep_within_monthly(dur(self.keep_within_monthly))
+            .with_keep_within_yearly(dur(self.keep_within_yearly))
+            .with_group_by(self.group_by);
+        for l in &self.keep_label {
+            policy = policy.with_keep_label(l.clone());
+        }
+        policy
+    }
+}
+
+/// Applies the policy; prints the decision (table or JSON) and, unless
+/// --dry-run, removes what it does not keep under the store's lease. A
+/// backup that cannot be removed is reported and the rest are still
+/// removed (the exit code is the first failure's).
+pub async fn run(ctx: &Context, args: Args) -> CliResult {
+    let policy = args.policy();
+    if policy.is_empty() {
+        return Err(Failure::usage(format!(
+            "refusing to forget without a policy: give at least one --keep-* option \
+             (--keep-last, --keep-daily, --keep-within, --keep-label...); the newest, \
+             the newest verified and `{PINNED_LABEL}` backups are kept in any case"
+        )));
+    }
+    let (decision, failed) = if args.dry_run {
+        (policy.apply(&ctx.backups.list().await?), Vec::new())
+    } else {
+        let report = ctx.backups.forget(&policy).await?;
+        (report.decision, report.failed)
+    };
+    if args.json {
+        out(&format!("{}\n", decision_json(&decision)))?;
+    } else if decision.keep.is_empty() && decision.remove.is_empty() {
+        out("No backups to display.\n")?;
+    } else {
+        out(&table(&decision))?;
+    }
+    let removed = decision.remove.len() - failed.len();
+    ctx.say(&match args.dry_run {
+        true => format!(
+            "Would keep {} and remove {} backups (dry run: nothing was changed).",
+            decision.keep.len(),
+            decision.remove.len()
+        ),
+        false => format!(
+            "Kept {} and removed {removed} backups.",
+            decision.keep.len()
+        ),
+    });
+    let mut first_error = None;
+    for (id, e) in failed {
+        let f = Failure::from(e);
+        stderr_line!("error: could not remove {id}: {}", f.message);
+        first_error.get_or_insert(f);
+    }
+    match first_error {
+        Some(mut f) => {
+            f.message = "some backups could not be removed (see above)".into();
+            Err(f)
+        }
+        None => Ok(()),
+    }
+}
+
+/// `{"keep": [{"ID": ..., "Reasons": [...]}], "remove": [{"ID": ...}]}`.
+fn decision_json(d: &Decision) -> serde_json::Value {
+    let keep: Vec<_> = d
+        .keep
+        .iter()
+        .map(|k| json!({"ID": k.id.as_str(), "Reasons": k.reasons}))
+        .collect();
+    let remove: Vec<_> = d
+        .remove
+        .iter()
+        .map(|id| json!({"ID": id.as_str()}))
+        .collect();
+    json!({"keep": keep, "remove": remove})
+}
+
+/// Every backup newest first (by id): ID, KEEP or REMOVE, the reasons.
+fn table(d: &Decision) -> String {
+    let mut rows: Vec<[String; 3]> = d
+        .keep
+        .iter()
+        .map(|k| [k.id.to_string(), "KEEP".into(), k.reasons.join(", ")])
+        .chain(
+            d.remove
+                .iter()
+                .map(|id| [id.to_string(), "REMOVE".into(), String::new()]),
+        )
+        .collect();
+    rows.sort_by(|a, b| b[0].cmp(&a[0]));
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(2);
+    let mut text = format!("{:<width$}  {:<6}  REASONS\n", "ID", "ACTION");
+    for [id, action, reasons] in rows {
+        let line = format!("{id:<width$}  {action:<6}  {reasons}");
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}

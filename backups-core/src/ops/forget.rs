@@ -1,0 +1,47 @@
+//! `forget`: a retention policy applied to the store, the listing and
+//! every removal under one lease.
+
+use crate::catalog::StoreBackups;
+use crate::error::{Error, Result};
+use crate::lease::{self, DEFAULT_LEASE_TTL};
+use crate::retention::{ForgetReport, RetentionPolicy};
+
+/// Takes the store's lease once, lists the backups, applies `policy` and
+/// removes what it decides to remove (each sidecar first, then archive),
+/// then gives the lease back. A backup that cannot be removed does not
+/// stop the others; once the lease is lost or the run is cancelled, the
+/// rest are not touched and are reported as failed with that error.
+pub(crate) async fn forget(
+    backups: &StoreBackups,
+    policy: &RetentionPolicy,
+) -> Result<ForgetReport> {
+    let guard = lease::acquire(
+        backups.storage(),
+        backups.holder(),
+        "forget",
+        DEFAULT_LEASE_TTL,
+    )
+    .await?;
+    let run = async {
+        let decision = policy.apply(&backups.all_committed().await?);
+        let mut failed = Vec::new();
+        for id in &decision.remove {
+            let outcome = match guard.check() {
+                Err(e) => Err(e),
+                Ok(()) if backups.cancellation().is_cancelled() => Err(Error::Cancelled(format!(
+                    "forget was cancelled before removing {id}"
+                ))),
+                Ok(()) => backups.delete(id).await,
+            };
+            if let Err(e) = outcome {
+                failed.push((id.clone(), e));
+            }
+        }
+        Ok::<_, Error>(ForgetReport { decision, failed })
+    };
+    let result = run.await;
+    let released = lease::release(backups.storage(), guard).await;
+    let report = result?;
+    released?;
+    Ok(report)
+}

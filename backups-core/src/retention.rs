@@ -1,0 +1,586 @@
+//! Retention: which backups a policy keeps and which it removes, with
+//! restic's `forget` policies and meanings, plus protections of our own.
+//!
+//! Pure: [`RetentionPolicy::apply`] looks at metadata only and changes
+//! nothing; [`crate::StoreBackups::forget`] applies a policy to a store.
+//!
+//! As in restic, backups are sorted newest first and, for each `--keep-*`
+//! count, a bucket (the hour, day, ISO week, month or year, here in UTC)
+//! keeps its newest backup, in each of the N most recent buckets that have
+//! backups; while a count is left over, the oldest backup is kept too.
+//! `within` durations are measured back from the newest backup that is not
+//! in the future. Beyond restic, whatever the policy: the newest backup of
+//! each group, the newest one that passed verification in each group, and
+//! every backup labelled [`PINNED_LABEL`] are kept.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::BackupId;
+use crate::metadata::Metadata;
+
+/// The label that keeps a backup whatever the policy says.
+pub const PINNED_LABEL: &str = "pinned";
+
+/// A retention count or duration that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRetention {
+    value: String,
+    reason: String,
+}
+
+impl InvalidRetention {
+    fn new(value: &str, reason: impl Into<String>) -> Self {
+        InvalidRetention {
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for InvalidRetention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid retention value {:?}: {}",
+            self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for InvalidRetention {}
+
+/// How many buckets a `--keep-*` count keeps: a number (0 is off) or
+/// `unlimited` (every bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepCount {
+    /// The newest backup of each of the N most recent buckets.
+    Count(u32),
+    /// The newest backup of every bucket.
+    Unlimited,
+}
+
+impl Default for KeepCount {
+    fn default() -> Self {
+        KeepCount::Count(0)
+    }
+}
+
+impl KeepCount {
+    /// Whether this count keeps anything.
+    pub fn is_off(self) -> bool {
+        self == KeepCount::Count(0)
+    }
+}
+
+impl FromStr for KeepCount {
+    type Err = InvalidRetention;
+
+    /// `unlimited` or a non-negative number, as restic takes them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "unlimited" {
+            return Ok(KeepCount::Unlimited);
+        }
+        s.parse()
+            .map(KeepCount::Count)
+            .map_err(|_| InvalidRetention::new(s, "expected a non-negative number or `unlimited`"))
+    }
+}
+
+impl fmt::Display for KeepCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeepCount::Count(n) => write!(f, "{n}"),
+            KeepCount::Unlimited => f.write_str("unlimited"),
+        }
+    }
+}
+
+/// restic's duration: years, months, days and hours, written like
+/// `1y5m7d2h` (any order; a unit given twice keeps the last; the empty
+/// string is zero, which is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionDuration {
+    years: u32,
+    months: u32,
+    days: u32,
+    hours: u32,
+}
+
+impl RetentionDuration {
+    /// A duration of so many years, months, days and hours.
+    pub fn new(years: u32, months: u32, days: u32, hours: u32) -> Self {
+        RetentionDuration {
+            years,
+            months,
+            days,
+            hours,
+        }
+    }
+
+    /// Whether every part is zero (the duration keeps nothing).
+    pub fn is_zero(&self) -> bool {
+        *self == RetentionDuration::default()
+    }
+
+    /// The point this duration before `t`, as Go's
+    /// `t.AddDate(-y, -m, -d).Add(-h hours)` computes it (a day past the
+    /// end of a month runs into the next); `None` when out of range (then
+    /// every backup is within).
+    fn before(&self, t: OffsetDateTime) -> Option<OffsetDateTime> {
+        let months = i64::from(t.year()) * 12 + i64::from(u8::from(t.month()))
+            - 1
+            - i64::from(self.years) * 12
+            - i64::from(self.months);
+        let year = i32::try_from(months.div_euclid(12)).ok()?;
+        let month = Month::try_from(u8::try_from(months.rem_euclid(12) + 1).ok()?).ok()?;
+        let first = Date::from_calendar_date(year, month, 1).ok()?;
+        let offset = i64::from(t.day()) - 1 - i64::from(self.days);
+        let date = first.checked_add(time::Duration::days(offset))?;
+        date.with_time(t.time())
+            .assume_utc()
+            .checked_sub(time::Duration::hours(i64::from(self.hours)))
+    }
+}
+
+impl FromStr for RetentionDuration {
+    type Err = InvalidRetention;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let mut d = RetentionDuration::default();
+        let mut rest = input.trim();
+        while !rest.is_empty() {
+            if rest.starts_with('-') {
+                return Err(InvalidRetention::new(
+                    input,
+                    "a duration cannot be negative",
+                ));
+            }
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return Err(InvalidRetention::new(
+                    input,
+                    "no number found (expected e.g. 1y5m7d2h)",
+                ));
+            }
+            let num: u32 = rest[..digits]
+                .parse()
+                .map_err(|_| InvalidRetention::new(input, "number too large"))?;
+            rest = &rest[digits..];
+            let mut chars = rest.chars();
+            match chars.next() {
+                None => {
+                    return Err(InvalidRetention::new(
+                        input,
+                        format!("no unit found after number {num} (y, m, d or h)"),
+                    ));
+                }
+                Some('y') => d.years = num,
+                Some('m') => d.months = num,
+                Some('d') => d.days = num,
+                Some('h') => d.hours = num,
+                Some(c) => {
+                    return Err(InvalidRetention::new(
+                        input,
+                        format!("invalid unit {c:?} found after number {num} (y, m, d or h)"),
+                    ));
+                }
+            }
+            rest = chars.as_str();
+        }
+        Ok(d)
+    }
+}
+
+impl fmt::Display for RetentionDuration {
+    /// As restic prints it: `1y5m7d2h`, zero parts left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, unit) in [
+            (self.years, 'y'),
+            (self.months, 'm'),
+            (self.days, 'd'),
+            (self.hours, 'h'),
+        ] {
+            if n != 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which backups a policy is applied to together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    /// Each model UUID (one controller's history) on its own.
+    #[default]
+    Model,
+    /// Every backup in the store as one group.
+    None,
+}
+
+impl FromStr for GroupBy {
+    type Err = InvalidRetention;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "model" => Ok(GroupBy::Model),
+            "none" => Ok(GroupBy::None),
+            _ => Err(InvalidRetention::new(s, "expected `model` or `none`")),
+        }
+    }
+}
+
+/// The time buckets of restic's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Last,
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+impl Bucket {
+    /// In the order of [`RetentionPolicy`]'s counts.
+    const ALL: [Bucket; 6] = [
+        Bucket::Last,
+        Bucket::Hourly,
+        Bucket::Daily,
+        Bucket::Weekly,
+        Bucket::Monthly,
+        Bucket::Yearly,
+    ];
+    /// In the order of [`RetentionPolicy`]'s within durations.
+    const TIMED: [Bucket; 5] = [
+        Bucket::Hourly,
+        Bucket::Daily,
+        Bucket::Weekly,
+        Bucket::Monthly,
+        Bucket::Yearly,
+    ];
+
+    /// The bucket `t` (the `nr`th newest backup) falls in.
+    fn of(self, t: OffsetDateTime, nr: usize) -> i64 {
+        let (y, m, d, h) = (
+            i64::from(t.year()),
+            i64::from(u8::from(t.month())),
+            i64::from(t.day()),
+            i64::from(t.hour()),
+        );
+        match self {
+            Bucket::Last => i64::try_from(nr).unwrap_or(i64::MAX),
+            Bucket::Hourly => y * 1_000_000 + m * 10_000 + d * 100 + h,
+            Bucket::Daily => y * 10_000 + m * 100 + d,
+            Bucket::Weekly => {
+                let (iso_year, week, _) = t.to_iso_week_date();
+                i64::from(iso_year) * 100 + i64::from(week)
+            }
+            Bucket::Monthly => y * 100 + m,
+            Bucket::Yearly => y,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Bucket::Last => "last",
+            Bucket::Hourly => "hourly",
+            Bucket::Daily => "daily",
+            Bucket::Weekly => "weekly",
+            Bucket::Monthly => "monthly",
+            Bucket::Yearly => "yearly",
+        }
+    }
+}
+
+/// A retention policy: restic's `forget` flags, and the grouping.
+///
+/// [`RetentionPolicy::new`] keeps nothing by policy ([`is_empty`]); the
+/// `with_*` setters add rules, and a backup any rule keeps is kept.
+///
+/// [`is_empty`]: RetentionPolicy::is_empty
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionPolicy {
+    counts: [KeepCount; 6],
+    within: RetentionDuration,
+    within_buckets: [RetentionDuration; 5],
+    labels: Vec<String>,
+    group_by: GroupBy,
+}
+
+/// Why one backup is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Kept {
+    /// The backup.
+    pub id: BackupId,
+    /// restic's reasons, with "backup" for "snapshot" (`last backup`,
+    /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`),
+    /// then ours (`newest backup`, `newest verified backup`, `pinned`).
+    pub reasons: Vec<String>,
+}
+
+/// What a policy decided: every backup with an id is in exactly one list,
+/// each newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The backups kept, with why.
+    pub keep: Vec<Kept>,
+    /// The backups to remove.
+    pub remove: Vec<BackupId>,
+}
+
+/// What [`crate::StoreBackups::forget`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ForgetReport {
+    /// What the policy decided.
+    pub decision: Decision,
+    /// The backups of [`Decision::remove`] that could not be removed, and
+    /// why; the others were removed.
+    pub failed: Vec<(BackupId, crate::Error)>,
+}
+
+/// One backup as the policy sees it.
+struct Entry<'a> {
+    id: &'a BackupId,
+    time: OffsetDateTime,
+    meta: &'a Metadata,
+}
+
+impl RetentionPolicy {
+    /// A policy with no rule: it keeps only what is always kept.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_count(mut self, bucket: Bucket, n: KeepCount) -> Self {
+        self.counts[bucket as usize] = n;
+        self
+    }
+
+    /// Keeps the N newest backups (`--keep-last`).
+    pub fn with_keep_last(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Last, n)
+    }
+    /// Keeps the newest backup of each of the N newest hours with backups.
+    pub fn with_keep_hourly(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Hourly, n)
+    }
+    /// Keeps the newest backup of each of the N newest days with backups.
+    pub fn with_keep_daily(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Daily, n)
+    }
+    /// Keeps the newest backup of each of the N newest ISO weeks with backups.
+    pub fn with_keep_weekly(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Weekly, n)
+    }
+    /// Keeps the newest backup of each of the N newest months with backups.
+    pub fn with_keep_monthly(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Monthly, n)
+    }
+    /// Keeps the newest backup of each of the N newest years with backups.
+    pub fn with_keep_yearly(self, n: KeepCount) -> Self {
+        self.with_count(Bucket::Yearly, n)
+    }
+    /// Keeps every backup started less than `d` before the newest.
+    pub fn with_keep_within(mut self, d: RetentionDuration) -> Self {
+        self.within = d;
+        self
+    }
+    /// Keeps the newest backup of each hour within `d` of the newest.
+    pub fn with_keep_within_hourly(mut self, d: RetentionDuration) -> Self {
+        self.within_buckets[0] = d;
+        self
+    }
+    /// Keeps the newest backup of each day within `d` of the newest.
+    pub fn with_keep_within_daily(mut self, d: RetentionDuration) -> Self {
+        self.within_buckets[1] = d;
+        self
+    }
+    /// Keeps the newest backup of each ISO week within `d` of the newest.
+    pub fn with_keep_within_weekly(mut self, d: RetentionDuration) -> Self {
+        self.within_buckets[2] = d;
+        self
+    }
+    /// Keeps the newest backup of each month within `d` of the newest.
+    pub fn with_keep_within_monthly(mut self, d: RetentionDuration) -> Self {
+        self.within_buckets[3] = d;
+        self
+    }
+    /// Keeps the newest backup of each year within `d` of the newest.
+    pub fn with_keep_within_yearly(mut self, d: RetentionDuration) -> Self {
+        self.within_buckets[4] = d;
+        self
+    }
+    /// Keeps every backup labelled `label` (may be given many times).
+    pub fn with_keep_label(mut self, label: impl Into<String>) -> Self {
+        self.labels.push(label.into());
+        self
+    }
+    /// Which backups the policy is applied to together.
+    pub fn with_group_by(mut self, group_by: GroupBy) -> Self {
+        self.group_by = group_by;
+        self
+    }
+
+    /// Whether the policy has no rule at all (then it would keep only the
+    /// protected backups; `backups forget` refuses it, and [`apply`]
+    /// keeps everything, as restic does).
+    ///
+    /// [`apply`]: RetentionPolicy::apply
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|c| c.is_off())
+            && self.within.is_zero()
+            && self.within_buckets.iter().all(RetentionDuration::is_zero)
+            && self.labels.is_empty()
+    }
+
+    /// Decides which of `backups` to keep, `within` measured from the
+    /// newest one not after now. Backups without an id (never the case in a
+    /// store's listing) are left out of both lists.
+    pub fn apply(&self, backups: &[Metadata]) -> Decision {
+        self.apply_at(backups, OffsetDateTime::now_utc())
+    }
+
+    /// [`RetentionPolicy::apply`] as if it were `now`.
+    pub fn apply_at(&self, backups: &[Metadata], now: OffsetDateTime) -> Decision {
+        let mut entries: Vec<Entry<'_>> = backups
+            .iter()
+            .filter_map(|meta| {
+                let id = meta.id.as_ref()?;
+                Some(Entry {
+                    id,
+                    time: start_time(meta, id),
+                    meta,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(a.id)));
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let key = match self.group_by {
+                GroupBy::None => "",
+                GroupBy::Model if e.meta.model_uuid.is_empty() => e.id.model_uuid(),
+                GroupBy::Model => e.meta.model_uuid.as_str(),
+            };
+            groups.entry(key).or_default().push(i);
+        }
+        let mut reasons: Vec<Vec<String>> = vec![Vec::new(); entries.len()];
+        for members in groups.values() {
+            let group: Vec<&Entry<'_>> = members.iter().map(|&i| &entries[i]).collect();
+            for (&i, r) in members.iter().zip(self.group_reasons(&group, now)) {
+                reasons[i] = r;
+            }
+        }
+        let mut decision = Decision::default();
+        for (e, r) in entries.iter().zip(reasons) {
+            if r.is_empty() {
+                decision.remove.push(e.id.clone());
+            } else {
+                decision.keep.push(Kept {
+                    id: e.id.clone(),
+                    reasons: r,
+                });
+            }
+        }
+        decision
+    }
+
+    /// The reasons to keep each backup of one group (newest first); empty
+    /// for a backup to remove. restic's `ApplyPolicy`, then ours.
+    fn group_reasons(&self, group: &[&Entry<'_>], now: OffsetDateTime) -> Vec<Vec<String>> {
+        if self.is_empty() {
+            return vec![vec!["policy is empty".to_string()]; group.len()];
+        }
+        // restic: the newest backup that is not in the future.
+        let latest = group.iter().map(|e| e.time).filter(|t| *t < now).max();
+        let cutoff = |d: &RetentionDuration| latest.and_then(|t| d.before(t));
+        let within = |t: OffsetDateTime, cut: Option<OffsetDateTime>| cut.is_none_or(|c| t > c);
+        let mut counts = self.counts;
+        let mut last: [Option<i64>; 6] = [None; 6];
+        let mut last_within: [Option<i64>; 5] = [None; 5];
+        let oldest = group.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(group.len());
+        for (nr, e) in group.iter().enumerate() {
+            let mut r = Vec::new();
+            for l in &self.labels {
+                if e.meta.labels.contains(l) {
+                    r.push(format!("has label {l}"));
+                }
+            }
+            if !self.within.is_zero() && within(e.time, cutoff(&self.within)) {
+                r.push(format!("within {}", self.within));
+            }
+            for (i, &b) in Bucket::ALL.iter().enumerate() {
+                if counts[i].is_off() {
+                    continue;
+                }
+                let val = b.of(e.time, nr);
+                // restic keeps the oldest too while a count is left.
+                if last[i] != Some(val) || nr == oldest {
+                    last[i] = Some(val);
+                    if let KeepCount::Count(n) = &mut counts[i] {
+                        *n -= 1;
+                    }
+                    r.push(format!("{} backup", b.name()));
+                }
+            }
+            for (i, b) in Bucket::TIMED.iter().enumerate() {
+                let d = &self.within_buckets[i];
+                if d.is_zero() || !within(e.time, cutoff(d)) {
+                    continue;
+                }
+                let val = b.of(e.time, nr);
+                if last_within[i] != Some(val) {
+                    last_within[i] = Some(val);
+                    r.push(format!("{} within {d}", b.name()));
+                }
+            }
+            out.push(r);
+        }
+        // Ours, whatever the policy.
+        if let Some(r) = out.first_mut() {
+            r.push("newest backup".into());
+        }
+        let verified = group
+            .iter()
+            .position(|e| e.meta.verification.as_ref().is_some_and(|v| v.ok));
+        if let Some(r) = verified.and_then(|i| out.get_mut(i)) {
+            r.push("newest verified backup".into());
+        }
+        for (e, r) in group.iter().zip(out.iter_mut()) {
+            if e.meta.labels.iter().any(|l| l == PINNED_LABEL) {
+                r.push(PINNED_LABEL.into());
+            }
+        }
+        out
+    }
+}
+
+/// A backup's start time in UTC: its metadata's, else its id's, else the
+/// oldest time there is.
+fn start_time(meta: &Metadata, id: &BackupId) -> OffsetDateTime {
+    meta.started
+        .or_else(|| {
+            let stamp = id.as_str().split_once('.')?.0;
+            PrimitiveDateTime::parse(
+                stamp,
+                format_description!("[year][month][day]-[hour][minute][second]"),
+            )
+            .ok()
+            .map(PrimitiveDateTime::assume_utc)
+        })
+        .unwrap_or(PrimitiveDateTime::MIN.assume_utc())
+        .to_offset(UtcOffset::UTC)
+}
+
+#[cfg(test)]
+mod tests;
