@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    Backups, CancellationToken, CronSchedule, Job, JobError, JobFuture, JobOutcome, VerifyLevel,
-    VerifyRequest,
+    CancellationToken, CronSchedule, Job, JobError, JobFuture, JobOutcome, RetentionPolicy,
+    VerifyLevel, VerifyRequest,
 };
 use time::OffsetDateTime;
 
 use crate::args::{GlobalArgs, ProgressMode};
 use crate::commands::{create, verify};
-use crate::config::{Config, Retention, ScheduleEntry, VerifyChoice, apply};
+use crate::config::{Config, ScheduleEntry, VerifyChoice, apply};
 use crate::context::Context;
 use crate::failure::{Failure, OTHER, VERIFICATION};
 
@@ -25,7 +25,7 @@ pub struct ScheduledBackup {
     create: create::Args,
     verify: VerifyChoice,
     scratch_dir: Option<PathBuf>,
-    retention: Option<Retention>,
+    retention: Option<RetentionPolicy>,
 }
 
 /// The labels a schedule's backups get: its own, then `scheduled` and
@@ -79,7 +79,11 @@ impl ScheduledBackup {
             create,
             verify: entry.verify,
             scratch_dir: entry.scratch_dir.clone(),
-            retention: entry.retention.clone(),
+            retention: entry
+                .retention
+                .as_ref()
+                .map(|r| super::retention::policy(&entry.name, r))
+                .transpose()?,
         };
         Ok((cron, Arc::new(job)))
     }
