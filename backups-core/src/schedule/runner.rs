@@ -182,9 +182,12 @@ impl Scheduler {
         self.load_statuses()?;
         let loops = futures::future::join_all(self.jobs.iter().map(|j| self.job_loop(j, &cancel)));
         tokio::pin!(loops);
+        // Biased: when the token is cancelled, the loops end at once too,
+        // and the stop is still reported first.
         tokio::select! {
-            _ = &mut loops => return Ok(()),
+            biased;
             _ = cancel.cancelled() => self.emit(ScheduleEvent::Stopping),
+            _ = &mut loops => return Ok(()),
         }
         loops.await;
         Ok(())
