@@ -183,13 +183,20 @@ impl Scheduler {
         let loops = futures::future::join_all(self.jobs.iter().map(|j| self.job_loop(j, &cancel)));
         tokio::pin!(loops);
         // Biased: when the token is cancelled, the loops end at once too,
-        // and the stop is still reported first.
-        tokio::select! {
+        // and the stop is still reported (once the loops end by themselves,
+        // only if they ended because of it).
+        let ended = tokio::select! {
             biased;
-            _ = cancel.cancelled() => self.emit(ScheduleEvent::Stopping),
-            _ = &mut loops => return Ok(()),
+            _ = cancel.cancelled() => false,
+            _ = &mut loops => true,
+        };
+        if ended && !cancel.is_cancelled() {
+            return Ok(());
         }
-        loops.await;
+        self.emit(ScheduleEvent::Stopping);
+        if !ended {
+            loops.await;
+        }
         Ok(())
     }
 

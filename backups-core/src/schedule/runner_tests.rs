@@ -153,3 +153,50 @@ fn runs_that_came_due_during_a_run_are_counted_as_skipped() {
         2
     );
 }
+
+#[tokio::test]
+async fn stopping_aborts_a_run_in_flight_and_leaves_its_status_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    seeded(dir.path(), datetime!(2020-01-01 03:00:00 UTC));
+    let stop = CancellationToken::new();
+    let started = stop.clone();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let mut s = Scheduler::new(dir.path()).on_event(move |e| {
+        seen.lock().unwrap().push(e.to_string());
+        // Stop as soon as the (catch-up) run has started.
+        if matches!(e, ScheduleEvent::Started { .. }) {
+            started.cancel();
+        }
+    });
+    s.add_job(
+        "nightly",
+        CronSchedule::parse("0 3 1 1 *").unwrap(),
+        true,
+        // Like an upload: runs until its token is cancelled, then fails.
+        job_fn(|cancel: CancellationToken| async move {
+            cancel.cancelled().await;
+            Err("upload aborted".into())
+        }),
+    )
+    .unwrap();
+    s.run(stop).await.unwrap();
+    let mut events = events.lock().unwrap().clone();
+    // The stop and the abort happen together: either may be told first.
+    events[1..].sort();
+    assert_eq!(
+        events,
+        [
+            "schedule nightly: started (catching up a missed run)",
+            "schedule nightly: aborted (stopping); nothing committed",
+            "scheduler: stopping",
+        ]
+    );
+    let st = s.status("nightly").unwrap();
+    assert_eq!(
+        (st.runs, st.failures),
+        (1, 0),
+        "an aborted run is not recorded"
+    );
+    assert_eq!(st.last_run, Some(datetime!(2020-01-01 03:00:00 UTC)));
+}
