@@ -55,7 +55,7 @@ fn write_config(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-fn with_config<'a>(config: &'a Path) -> [(&'a str, &'a str); 1] {
+fn with_config(config: &Path) -> [(&str, &str); 1] {
     [("BACKUPS_CONFIG", config.to_str().unwrap())]
 }
 
