@@ -128,6 +128,15 @@ async fn run_jobs(
     cancel: CancellationToken,
 ) -> CliResult {
     let scheduler = scheduler(global, config, args.metrics_file)?;
+    // SIGTERM (systemd's stop) stops the service like Ctrl-C does.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            stop.cancel();
+        }
+    });
     if let Some(name) = args.once {
         return match scheduler.run_now(&name, cancel).await? {
             RunResult::Succeeded(_) => Ok(()),
@@ -144,15 +153,6 @@ async fn run_jobs(
             }),
         };
     }
-    // SIGTERM (systemd's stop) stops the service like Ctrl-C does.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        if term.recv().await.is_some() {
-            stop.cancel();
-        }
-    });
     let names: Vec<String> = scheduler.jobs().into_iter().map(|(n, _)| n).collect();
     stderr_line!(
         "{} scheduler: running {} (state in {})",
@@ -177,7 +177,8 @@ fn list(global: &GlobalArgs, config: &Config, args: ListArgs) -> CliResult {
             .into_iter()
             .map(rfc3339)
             .collect();
-        let profile = entry.profile.clone().or_else(|| global.profile.clone());
+        let wanted = entry.profile.as_deref().or(global.profile.as_deref());
+        let (profile, _) = config.profile(wanted)?;
         text.push_str(&format!(
             "{name}\t{cron}\t{}\t{}\t{}\n",
             profile.as_deref().unwrap_or("-"),
