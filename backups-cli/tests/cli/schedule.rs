@@ -589,3 +589,44 @@ fn a_run_missed_while_the_service_was_down_is_caught_up_once_at_start() {
     assert_eq!(status(&env, "no-catch-up").unwrap()["runs"], 1);
     assert_eq!(listed(&env, &env.store()).len(), 1);
 }
+
+#[test]
+fn sigterm_during_a_run_aborts_it_and_leaves_nothing_visible() {
+    let env = Env::new();
+    let locked = env.path().join("locked");
+    // The lock hook keeps the run in flight until SIGTERM has been sent.
+    let config = schedule_config(
+        &env,
+        &format!(
+            "[[schedule]]\nname = \"slow\"\ncron = \"* * * * * *\"\n\n\
+             [profile.slow]\nstore = {:?}\npaths = [{:?}]\nlock_cmd = \"touch {}; sleep 2\"\n",
+            env.store().to_str().unwrap(),
+            env.path().join("slow-data").to_str().unwrap(),
+            locked.to_str().unwrap()
+        ),
+    );
+    std::fs::create_dir_all(env.path().join("slow-data")).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("name = \"slow\"\n", "name = \"slow\"\nprofile = \"slow\"\n");
+    std::fs::write(&config, text).unwrap();
+    let log_path = env.path().join("service.log");
+    let mut child = command(&env, &["schedule", "run"], &with_config(&config))
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the run to start", || locked.exists());
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("schedule slow: aborted (stopping); nothing committed"),
+        "{log}"
+    );
+    assert!(!log.contains("succeeded"), "{log}");
+    assert_eq!(listed(&env, &env.store()).len(), 0, "{log}");
+    assert!(
+        status(&env, "slow").is_none(),
+        "an aborted run is not recorded"
+    );
+}

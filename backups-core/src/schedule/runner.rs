@@ -242,6 +242,9 @@ impl Scheduler {
                 return;
             }
             self.run_logged(entry, false, cancel).await;
+            if cancel.is_cancelled() {
+                return;
+            }
             let done = OffsetDateTime::now_utc();
             let skipped = skipped_runs(&entry.cron, next, done);
             if skipped > 0 {
