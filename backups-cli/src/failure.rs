@@ -164,7 +164,12 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = exit_code(&e);
         let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
+        // A database error's message already says what the server said; its
+        // source, the driver's error, would add a hex dump of the reply.
+        let mut source = match &e {
+            Error::Database { .. } => None,
+            _ => std::error::Error::source(&e),
+        };
         while let Some(cause) = source {
             let text = cause.to_string();
             if !message.contains(&text) {

@@ -48,9 +48,12 @@ pub fn redact_uri(uri: &str) -> String {
 pub(crate) fn db_error(context: impl Into<String>, e: mongodb::error::Error) -> Error {
     let context = context.into();
     match server_refusal(&e) {
+        // The driver's error stays the source (for callers that inspect
+        // it); its text, which ends in a hex dump of the reply, is not
+        // the message.
         Some(refusal) => Error::Database {
             message: format!("{context}: {refusal}"),
-            source: None,
+            source: Some(Box::new(e)),
         },
         None => Error::Database {
             message: format!("{context}: {e}"),
@@ -105,9 +108,12 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
     options
         .server_selection_timeout
         .get_or_insert(Duration::from_secs(10));
+    // Also the monitor's wait for each heartbeat: a busy server that
+    // answers slowly must not have its connections interrupted mid-dump
+    // (an unreachable one is still reported after the selection timeout).
     options
         .connect_timeout
-        .get_or_insert(Duration::from_secs(5));
+        .get_or_insert(Duration::from_secs(30));
     let client = Client::with_options(options)
         .map_err(|e| db_error(format!("cannot use MongoDB at {shown}"), e))?;
     client

@@ -289,3 +289,74 @@ for k in sorted(keys):
     let report = String::from_utf8(out.stdout).unwrap();
     assert_eq!(report, "gz AES256\njson AES256\n", "archive and sidecar");
 }
+
+/// The lifecycle commands on a real S3 server: label, notes, verify and
+/// forget edit and remove through the store's lease and atomic sidecar
+/// rewrites.
+#[test]
+fn labels_verification_and_forget_on_moto() {
+    let (Some(endpoint), Some(bucket)) = (
+        service_env("BACKUPS_TEST_MOTO_ENDPOINT"),
+        service_env("BACKUPS_TEST_MOTO_BUCKET"),
+    ) else {
+        return;
+    };
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let store = format!("s3://{bucket}/{}", unique_name("life"));
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--store", &store, "--progress", "none"])
+            .args([
+                "--endpoint",
+                &endpoint,
+                "--region",
+                "us-east-1",
+                "--allow-http",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("BACKUPS_MODEL_UUID", MODEL)
+            .env("BACKUPS_STATE_DIR", env.path().join("state"))
+            .current_dir(env.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let second = run(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    assert_ne!(first, second);
+    run(&["label", &first, "--add", "golden"]);
+    run(&["notes", &first, "kept by hand"]);
+    assert!(
+        run(&["verify", "--all", "--read-data"])
+            .matches("read-data ok")
+            .count()
+            == 2
+    );
+    let meta: Value = serde_json::from_str(&run(&["show", &first, "--json"])).unwrap();
+    assert_eq!(meta["Labels"], serde_json::json!(["manual", "golden"]));
+    assert_eq!(meta["Notes"], "kept by hand");
+    assert_eq!(meta["Verification"]["Ok"], true);
+    let plan: Value =
+        serde_json::from_str(&run(&["forget", "--keep-last", "1", "--dry-run", "--json"])).unwrap();
+    assert_eq!(plan["remove"], serde_json::json!([{"ID": first}]), "{plan}");
+    run(&["forget", "--keep-last", "1", "--keep-label", "golden"]);
+    let listed = run(&["list"]);
+    assert!(
+        listed.contains(&first) && listed.contains(&second),
+        "{listed}"
+    );
+    run(&["remove", &first, &second]);
+    assert_eq!(run(&["list"]), "No backups to display.\n");
+}

@@ -112,7 +112,9 @@ fn durations_go_back_as_gos_add_date_does() {
     assert_eq!(cut, at("2024-03-02T10:00:00Z"));
     let cut = dur("1y2d5h").before(at("2024-01-01T03:00:00Z")).unwrap();
     assert_eq!(cut, at("2022-12-29T22:00:00Z"));
-    assert_eq!(dur("100000y").before(at("2024-01-01T00:00:00Z")), None);
+    // Past any date the time crate can hold (with or without its
+    // large-dates feature, which another dependency may turn on).
+    assert_eq!(dur("2000000y").before(at("2024-01-01T00:00:00Z")), None);
 }
 
 #[test]
