@@ -37,7 +37,9 @@
 //! operations (create, add, download, restore, restore plan) are free
 //! functions over the catalog; [`Backups`] and the `StoreBackups` methods
 //! that run operations are one-line calls into them. Below it all: the
-//! archive format, extraction, storage, the lease and gc.
+//! archive format, extraction, storage, the lease and gc. Beside them,
+//! [`Scheduler`] runs [`Job`]s on [`CronSchedule`]s (a controller's
+//! scheduled backups), recording each job's [`JobStatus`].
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 // What only `internals` exports is unreachable without it; the workspace
