@@ -13,9 +13,18 @@ use crate::failure::{Failure, io_failure};
 /// The options every command takes: where the store is, how uploads are
 /// made, and how much is shown. Listed under their own heading in each
 /// command's `--help`, after the command's own options.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
+    /// The config file (default: ~/.config/backups/config.toml, else
+    /// /etc/backups/config.toml).
+    #[arg(long, global = true, env = "BACKUPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The config file's profile to use (default: "default", if it has one).
+    #[arg(long, global = true, env = "BACKUPS_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
     /// Where backups are kept: a directory, file:///path, memory://,
     /// s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.
     #[arg(long, global = true, env = "BACKUPS_STORE", value_name = "URL")]

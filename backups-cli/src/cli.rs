@@ -8,7 +8,8 @@ use crate::failure;
 
 /// Where the store is and how credentials are found, after the exit codes.
 const STORE_HELP: &str = "\
-The store is --store, else $BACKUPS_STORE, else ~/.local/share/backups.
+The store is --store, else $BACKUPS_STORE, else the config file's profile
+(see `backups config --help`), else ~/.local/share/backups.
 Cloud stores take credentials from the environment: AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_REGION... for s3://; AZURE_STORAGE_ACCOUNT_NAME,
 AZURE_STORAGE_ACCOUNT_KEY... for az://; GOOGLE_SERVICE_ACCOUNT... for gs://.";

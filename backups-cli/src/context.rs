@@ -75,8 +75,21 @@ fn store_options(global: &GlobalArgs) -> Vec<(String, String)> {
     options
 }
 
+/// Where state is kept (restore journals, schedule status files):
+/// `$BACKUPS_STATE_DIR`, else the user's state directory
+/// (`~/.local/state/backups`).
+pub fn state_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("BACKUPS_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            dirs::state_dir()
+                .or_else(dirs::data_local_dir)
+                .map(|d| d.join("backups"))
+        })
+}
+
 /// The store without --store or $BACKUPS_STORE: `~/.local/share/backups`.
-fn default_store() -> Result<String, Failure> {
+pub fn default_store() -> Result<String, Failure> {
     let dir = dirs::data_dir().ok_or_else(|| {
         Failure::usage(
             "cannot find a data directory for the default store; pass --store or set BACKUPS_STORE",

@@ -105,6 +105,15 @@ pub struct Failure {
     pub code: u8,
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A failure travels through the scheduler as a job's error.
+impl std::error::Error for Failure {}
+
 impl Failure {
     /// A usage error (exit 2): bad or missing arguments.
     pub fn usage(message: impl Into<String>) -> Self {

@@ -1,9 +1,10 @@
 //! `backups`: the command-line front end of backups-core. Parsing, output
 //! and progress live here; every decision about backups lives in the library.
 //!
-//! `main` parses the command line, opens the store ([`context`]), runs the
-//! command ([`commands`]) until it ends or Ctrl-C, and turns a failure into
-//! its message and exit code ([`failure`]).
+//! `main` parses the command line, reads the config file ([`config`]),
+//! opens the store ([`context`]), runs the command ([`commands`]) until it
+//! ends or Ctrl-C, and turns a failure into its message and exit code
+//! ([`failure`]).
 
 /// Writes a line to stderr, ignoring failures (a closed stderr must not
 /// turn into a panic halfway through an upload).
@@ -17,6 +18,7 @@ macro_rules! stderr_line {
 mod args;
 mod cli;
 mod commands;
+mod config;
 mod context;
 mod failure;
 mod hooks;
@@ -31,17 +33,17 @@ use backups_core::CancellationToken;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::context::Context;
+use crate::config::Config;
 use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER};
 
-/// Opens the store and runs the command.
+/// Reads the config file, opens the store and runs the command.
 async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
-    // Making a key needs no store.
+    // Making a key needs no store and no config.
     if let commands::Command::Key(args) = cli.command {
         return commands::key::run(cli.global.quiet, args);
     }
-    let ctx = Context::new(&cli.global, cli.command.verbose(), cancel)?;
-    commands::run(&ctx, cli.command).await
+    let config = Config::load(cli.global.config.as_deref())?;
+    commands::run_configured(cli.global, cli.command, &config, cancel).await
 }
 
 fn main() -> ExitCode {

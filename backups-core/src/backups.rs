@@ -191,7 +191,18 @@ impl StoreBackups {
     /// does not keep. [`RetentionPolicy::apply`] over [`Backups::list`]
     /// is the dry run.
     pub async fn forget(&self, policy: &RetentionPolicy) -> Result<ForgetReport> {
-        forget::forget(self, policy).await
+        forget::forget(self, policy, None).await
+    }
+
+    /// [`StoreBackups::forget`] over only the backups labelled `label`
+    /// (e.g. a schedule's `schedule:<name>`): the others are neither
+    /// counted by the policy nor removed.
+    pub async fn forget_labelled(
+        &self,
+        policy: &RetentionPolicy,
+        label: &str,
+    ) -> Result<ForgetReport> {
+        forget::forget(self, policy, Some(label)).await
     }
 
     /// Runs a [`RestorePlan`] while holding the store's lease.

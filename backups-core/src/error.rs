@@ -210,6 +210,10 @@ pub enum InputKind {
     Recipient,
     /// An identity (private key) file or passphrase file.
     Identity,
+    /// A cron expression (5 fields, or 6 with seconds).
+    CronExpression,
+    /// A scheduled job's name.
+    JobName,
 }
 
 impl std::fmt::Display for InputKind {
@@ -223,6 +227,8 @@ impl std::fmt::Display for InputKind {
             InputKind::MongoUri => "MongoDB URI",
             InputKind::Recipient => "recipient",
             InputKind::Identity => "identity",
+            InputKind::CronExpression => "cron expression",
+            InputKind::JobName => "job name",
         })
     }
 }

@@ -37,7 +37,9 @@
 //! operations (create, add, download, restore, restore plan) are free
 //! functions over the catalog; [`Backups`] and the `StoreBackups` methods
 //! that run operations are one-line calls into them. Below it all: the
-//! archive format, extraction, storage, the lease and gc.
+//! archive format, extraction, storage, the lease and gc. Beside them,
+//! [`Scheduler`] runs [`Job`]s on [`CronSchedule`]s (a controller's
+//! scheduled backups), recording each job's [`JobStatus`].
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 // What only `internals` exports is unreachable without it; the workspace
@@ -62,6 +64,7 @@ mod ops;
 mod progress;
 mod request;
 mod retention;
+mod schedule;
 mod storage;
 mod upload;
 
@@ -105,6 +108,10 @@ pub use crate::{
     retention::{
         Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
         RetentionDuration, RetentionPolicy,
+    },
+    schedule::{
+        CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
+        ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet};
+use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Metadata};
 use backups_mongo::{DumpOptions, MongoDumper};
 use clap::ValueEnum;
 
@@ -33,10 +33,11 @@ any file or directory name. Files are read once and streamed into the store;
 a file that changes while it is read is reported as a warning.";
 
 /// `backups create`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// A file or directory to back up (repeatable).
-    #[arg(long = "path", value_name = "PATH", required_unless_present_any = ["mongo_uri", "mongo_uri_file"])]
+    /// A file or directory to back up (repeatable; default: the profile's
+    /// paths). A MongoDB URI alone backs up only the database.
+    #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub mongo: MongoArgs,
@@ -52,8 +53,9 @@ pub struct Args {
     /// Notes stored with the backup.
     #[arg(long, default_value = "")]
     pub notes: String,
-    /// Labels stored with the backup (repeatable).
-    #[arg(long = "label", value_name = "LABEL", default_values_t = ["manual".to_string()])]
+    /// Labels stored with the backup (repeatable; default: the profile's,
+    /// else manual).
+    #[arg(long = "label", value_name = "LABEL")]
     pub labels: Vec<String>,
     /// Also download the new archive to this file.
     #[arg(long, value_name = "FILE")]
@@ -73,9 +75,10 @@ pub struct Args {
     #[arg(long, default_value = "0")]
     pub machine: String,
     /// Compression: gzip (Juju's format, readable by tar and Juju) or zstd
-    /// (faster and smaller, but only this tool can read it).
-    #[arg(long, value_enum, default_value_t = CompressionKind::Gzip)]
-    pub compression: CompressionKind,
+    /// (faster and smaller, but only this tool can read it). Default: the
+    /// profile's, else gzip.
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionKind>,
     /// Compression level: gzip 0 (none) to 9 (smallest), default 6; zstd 1
     /// to 19, default 3.
     #[arg(long, value_name = "N")]
@@ -98,6 +101,20 @@ pub struct Args {
     pub hook_timeout: std::time::Duration,
 }
 
+/// `backups create` with no flags: its defaults and its `BACKUPS_*`
+/// variables (what a schedule starts from before its profile).
+pub fn from_env() -> Result<Args, Failure> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct Standalone {
+        #[command(flatten)]
+        args: Args,
+    }
+    <Standalone as clap::Parser>::try_parse_from(std::iter::empty::<String>())
+        .map(|s| s.args)
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
 /// Archive compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionKind {
@@ -110,47 +127,8 @@ pub enum CompressionKind {
 /// Makes the backup, prints its id on stdout (a summary on stderr) and,
 /// with --download, downloads it.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let database: Option<Arc<dyn DatabaseDumper>> = match args.mongo.uri()? {
-        Some(uri) => Some(Arc::new(
-            MongoDumper::connect(
-                &uri,
-                DumpOptions {
-                    include_dbs: args.include_dbs,
-                    exclude_ns: args.exclude_ns,
-                },
-            )
-            .await?,
-        )),
-        None => None,
-    };
-    let mut request = CreateRequest::new(
-        FileSet::new(args.paths).with_excludes(args.excludes),
-        backup_identity(args.model_uuid, args.controller_uuid, args.machine),
-    )
-    .with_notes(args.notes)
-    .with_labels(args.labels)
-    .with_compression(compression(
-        args.compression,
-        args.compression_level,
-        args.compression_threads,
-    )?);
-    request.database = database;
-    request.encryption = args.encrypt.encryption()?;
-    if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
-        request.lock = Some(Arc::new(ShellLock {
-            hooks: ShellServices {
-                stop: None,
-                start: None,
-                post_restore: None,
-                timeout: args.hook_timeout,
-                env: Vec::new(),
-                quiet: ctx.quiet,
-            },
-            lock: args.lock_cmd,
-            unlock: args.unlock_cmd,
-        }));
-    }
-    let meta = ctx.backups.create(request, ctx.progress()).await?;
+    let download = args.download.clone();
+    let meta = make(ctx, args).await?;
     let id = meta.id.clone().ok_or_else(|| Failure {
         message: "created backup has no id".into(),
         code: OTHER,
@@ -170,11 +148,68 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         meta.size
     ));
     out(&format!("{id}\n"))?;
-    if let Some(path) = args.download {
+    if let Some(path) = download {
         ctx.backups.download(&id, &path, ctx.progress()).await?;
         ctx.say(&format!("Downloaded to {}", path.display()));
     }
     Ok(())
+}
+
+/// Makes the backup `args` describe (after the profile was applied);
+/// returns its metadata.
+pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
+    let uri = args.mongo.uri()?;
+    if args.paths.is_empty() && uri.is_none() {
+        return Err(Failure::usage(
+            "nothing to back up: give --path (or a MongoDB URI), or set paths in the config profile",
+        ));
+    }
+    let labels = if args.labels.is_empty() {
+        vec!["manual".to_string()]
+    } else {
+        args.labels
+    };
+    let database: Option<Arc<dyn DatabaseDumper>> = match uri {
+        Some(uri) => Some(Arc::new(
+            MongoDumper::connect(
+                &uri,
+                DumpOptions {
+                    include_dbs: args.include_dbs,
+                    exclude_ns: args.exclude_ns,
+                },
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let mut request = CreateRequest::new(
+        FileSet::new(args.paths).with_excludes(args.excludes),
+        backup_identity(args.model_uuid, args.controller_uuid, args.machine),
+    )
+    .with_notes(args.notes)
+    .with_labels(labels)
+    .with_compression(compression(
+        args.compression.unwrap_or(CompressionKind::Gzip),
+        args.compression_level,
+        args.compression_threads,
+    )?);
+    request.database = database;
+    request.encryption = args.encrypt.encryption()?;
+    if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
+        request.lock = Some(Arc::new(ShellLock {
+            hooks: ShellServices {
+                stop: None,
+                start: None,
+                post_restore: None,
+                timeout: args.hook_timeout,
+                env: Vec::new(),
+                quiet: ctx.quiet,
+            },
+            lock: args.lock_cmd,
+            unlock: args.unlock_cmd,
+        }));
+    }
+    Ok(ctx.backups.create(request, ctx.progress()).await?)
 }
 
 /// The archive compression --compression, --compression-level and

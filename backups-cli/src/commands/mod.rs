@@ -1,6 +1,7 @@
 //! The commands: one module each, holding its arguments (`Args`) and its
 //! `run`. This module is the dispatch table.
 
+pub mod config;
 pub mod create;
 pub mod download;
 pub mod forget;
@@ -10,13 +11,17 @@ pub mod label;
 pub mod list;
 pub mod remove;
 pub mod restore;
+pub mod schedule;
 pub mod show;
 pub mod unlock;
 pub mod upload;
 pub mod verify;
 
+use backups_core::CancellationToken;
 use clap::Subcommand;
 
+use crate::args::GlobalArgs;
+use crate::config::{Config, apply};
 use crate::context::Context;
 use crate::failure::CliResult;
 
@@ -78,6 +83,14 @@ pub enum Command {
     /// Make keys for encrypted backups.
     #[command(after_help = key::AFTER_HELP)]
     Key(key::Args),
+
+    /// Show the settings in force (config file profile, flags, defaults).
+    #[command(after_help = config::AFTER_HELP)]
+    Config(config::Args),
+
+    /// Run or list the config file's backup schedules.
+    #[command(after_help = schedule::AFTER_HELP)]
+    Schedule(schedule::Args),
 }
 
 impl Command {
@@ -88,8 +101,30 @@ impl Command {
     }
 }
 
+/// Runs the command with the config file's profile filling in what the
+/// flags left unset (`config` and `schedule` pick their own profiles).
+pub async fn run_configured(
+    mut global: GlobalArgs,
+    mut command: Command,
+    config: &Config,
+    cancel: CancellationToken,
+) -> CliResult {
+    match command {
+        Command::Config(args) => return config::run(&global, config, args),
+        Command::Schedule(args) => return schedule::run(&global, config, args, cancel).await,
+        _ => {}
+    }
+    let (_, profile) = config.profile(global.profile.as_deref())?;
+    apply::global(&mut global, &profile);
+    if let Command::Create(args) = &mut command {
+        apply::create(args, &profile);
+    }
+    let ctx = Context::new(&global, command.verbose(), cancel)?;
+    run(&ctx, command).await
+}
+
 /// Runs the command.
-pub async fn run(ctx: &Context, command: Command) -> CliResult {
+async fn run(ctx: &Context, command: Command) -> CliResult {
     match command {
         Command::Create(args) => create::run(ctx, args).await,
         Command::List(args) => list::run(ctx, args).await,
@@ -105,5 +140,10 @@ pub async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Verify(args) => verify::run(ctx, args).await,
         Command::Label(args) => label::run_label(ctx, args).await,
         Command::Notes(args) => label::run_notes(ctx, args).await,
+        // They need no store; run_configured runs them before opening one.
+        Command::Config(_) | Command::Schedule(_) => Err(crate::failure::Failure {
+            message: "internal error: config and schedule run before a store is opened".into(),
+            code: crate::failure::OTHER,
+        }),
     }
 }

@@ -216,13 +216,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 /// Where restore journals go: `$BACKUPS_STATE_DIR`, else the user's state
 /// directory (`~/.local/state/backups`).
 fn journal_dir() -> Option<PathBuf> {
-    std::env::var_os("BACKUPS_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            dirs::state_dir()
-                .or_else(dirs::data_local_dir)
-                .map(|d| d.join("backups"))
-        })
+    crate::context::state_dir()
 }
 
 /// Prints what was (or, with --dry-run, would be) restored.

@@ -126,7 +126,7 @@ async fn chosen(ctx: &Context, args: &Args) -> Result<Vec<BackupId>, Failure> {
 }
 
 /// A loader into fresh scratch databases, one per database of the dump.
-async fn scratch_databases(uri: &str, meta: &Metadata) -> Result<DrillDatabase, Failure> {
+pub async fn scratch_databases(uri: &str, meta: &Metadata) -> Result<DrillDatabase, Failure> {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let mut dbs: Vec<String> = meta
         .databases

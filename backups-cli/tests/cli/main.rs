@@ -19,5 +19,6 @@ mod mongo;
 mod mongo_dumps;
 mod plan;
 mod round_trip;
+mod schedule;
 mod support;
 mod verify;

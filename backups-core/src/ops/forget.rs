@@ -11,9 +11,12 @@ use crate::retention::{ForgetReport, RetentionPolicy};
 /// then gives the lease back. A backup that cannot be removed does not
 /// stop the others; once the lease is lost or the run is cancelled, the
 /// rest are not touched and are reported as failed with that error.
+/// With `only_label`, the policy sees (and removes) only the backups that
+/// carry that label (a schedule's own backups).
 pub(crate) async fn forget(
     backups: &StoreBackups,
     policy: &RetentionPolicy,
+    only_label: Option<&str>,
 ) -> Result<ForgetReport> {
     let guard = lease::acquire(
         backups.storage(),
@@ -23,7 +26,11 @@ pub(crate) async fn forget(
     )
     .await?;
     let run = async {
-        let decision = policy.apply(&backups.all_committed().await?);
+        let mut candidates = backups.all_committed().await?;
+        if let Some(label) = only_label {
+            candidates.retain(|m| m.labels.iter().any(|l| l == label));
+        }
+        let decision = policy.apply(&candidates);
         let mut failed = Vec::new();
         for id in &decision.remove {
             let outcome = match guard.check() {

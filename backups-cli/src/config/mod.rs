@@ -1,0 +1,300 @@
+//! The config file: named profiles holding what the flags hold (the store
+//! and its options, the MongoDB URI, paths, excludes, labels, compression,
+//! encryption) and the `[[schedule]]` entries `backups schedule` runs.
+//!
+//! Found at `--config FILE` / `$BACKUPS_CONFIG`, else
+//! `~/.config/backups/config.toml`, else `/etc/backups/config.toml`; no
+//! file is an empty config. The profile is `--profile P` /
+//! `$BACKUPS_PROFILE`, else `default` when the file has one. Flags (and
+//! their `BACKUPS_*` variables) override the profile, which overrides the
+//! built-in defaults ([`apply`]). Every table refuses unknown keys, and
+//! the error names the key and the file.
+
+pub mod apply;
+pub mod show;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::failure::{Failure, USAGE, io_failure};
+
+/// What the config file holds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[profile.NAME]` tables.
+    #[serde(default)]
+    pub profile: BTreeMap<String, Profile>,
+    /// `[[schedule]]` entries, in file order.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
+}
+
+/// A named set of settings: each key is the flag of the same name.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// --store.
+    pub store: Option<String>,
+    /// --endpoint.
+    pub endpoint: Option<String>,
+    /// --region.
+    pub region: Option<String>,
+    /// --allow-http.
+    pub allow_http: Option<bool>,
+    /// --store-option KEY=VALUE, as a table.
+    #[serde(default)]
+    pub store_option: BTreeMap<String, String>,
+    /// --mongo-uri (prefer mongo_uri_file: this file then holds a password).
+    pub mongo_uri: Option<String>,
+    /// --mongo-uri-file.
+    pub mongo_uri_file: Option<PathBuf>,
+    /// --include-db.
+    #[serde(default)]
+    pub include_dbs: Vec<String>,
+    /// --exclude-ns.
+    #[serde(default)]
+    pub exclude_ns: Vec<String>,
+    /// --path.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// --exclude.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// --label.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// --compression: "gzip" or "zstd".
+    pub compression: Option<Compression>,
+    /// --compression-level.
+    pub compression_level: Option<u32>,
+    /// --encrypt-to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// --recipients-file.
+    pub recipients_file: Option<PathBuf>,
+    /// --lock-cmd.
+    pub lock_cmd: Option<String>,
+    /// --unlock-cmd.
+    pub unlock_cmd: Option<String>,
+}
+
+/// `compression = "gzip" | "zstd"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Juju's format.
+    Gzip,
+    /// Smaller and faster; only this tool reads it.
+    Zstd,
+}
+
+/// A `[[schedule]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    /// The job's name (letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// 5 fields, or 6 with seconds first; evaluated in UTC.
+    pub cron: String,
+    /// The profile its backups are made with (default: the selected one).
+    pub profile: Option<String>,
+    /// Labels added to the profile's (and to `scheduled`, `schedule:<name>`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Applied after each successful create.
+    pub retention: Option<Retention>,
+    /// Run after each create: none, stored, read-data or drill.
+    #[serde(default)]
+    pub verify: VerifyChoice,
+    /// Where a drill makes its scratch directory.
+    pub scratch_dir: Option<PathBuf>,
+    /// Run a missed run once at start.
+    #[serde(default)]
+    pub catch_up: bool,
+}
+
+/// `verify = "none" | "stored" | "read-data" | "drill"`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyChoice {
+    /// No verification.
+    #[default]
+    None,
+    /// The stored bytes against the sidecar.
+    Stored,
+    /// Every entry read.
+    ReadData,
+    /// Restored into scratch space and compared.
+    Drill,
+}
+
+/// A retention policy, keys named like `backups forget`'s flags.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// --keep-last.
+    pub keep_last: Option<Keep>,
+    /// --keep-hourly.
+    pub keep_hourly: Option<Keep>,
+    /// --keep-daily.
+    pub keep_daily: Option<Keep>,
+    /// --keep-weekly.
+    pub keep_weekly: Option<Keep>,
+    /// --keep-monthly.
+    pub keep_monthly: Option<Keep>,
+    /// --keep-yearly.
+    pub keep_yearly: Option<Keep>,
+    /// --keep-within (restic's duration, e.g. `1y5m7d2h`).
+    pub keep_within: Option<String>,
+    /// --keep-within-hourly.
+    pub keep_within_hourly: Option<String>,
+    /// --keep-within-daily.
+    pub keep_within_daily: Option<String>,
+    /// --keep-within-weekly.
+    pub keep_within_weekly: Option<String>,
+    /// --keep-within-monthly.
+    pub keep_within_monthly: Option<String>,
+    /// --keep-within-yearly.
+    pub keep_within_yearly: Option<String>,
+    /// --keep-label.
+    #[serde(default)]
+    pub keep_label: Vec<String>,
+    /// --group-by: "model" (default) or "none".
+    pub group_by: Option<String>,
+}
+
+/// A count of backups to keep: a number or `"unlimited"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Keep {
+    /// This many.
+    Count(u32),
+    /// `"unlimited"`.
+    Word(String),
+}
+
+/// The config file in use (if any) and what it holds.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The file read; `None` when there was none.
+    pub path: Option<PathBuf>,
+    /// Its contents.
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// Reads `explicit` (--config / $BACKUPS_CONFIG; it must exist), else
+    /// the first of the user's and the system's config files that exists.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, Failure> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => candidates().into_iter().find(|p| p.is_file()),
+        };
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| io_failure(&format!("reading config file {}", path.display()), e))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| Failure {
+            message: format!(
+                "config file {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            ),
+            code: USAGE,
+        })?;
+        Ok(Config {
+            path: Some(path),
+            file,
+        })
+    }
+
+    /// The profile `name` (which must exist), else `default` if the file
+    /// has one, else none; with the name it goes by.
+    pub fn profile(&self, name: Option<&str>) -> Result<(Option<String>, Profile), Failure> {
+        match name {
+            Some(n) => match self.file.profile.get(n) {
+                Some(p) => Ok((Some(n.to_string()), p.clone())),
+                None => Err(Failure::usage(format!(
+                    "no profile {n:?} in {}",
+                    self.describe()
+                ))),
+            },
+            None => Ok(match self.file.profile.get("default") {
+                Some(p) => (Some("default".into()), p.clone()),
+                None => (None, Profile::default()),
+            }),
+        }
+    }
+
+    /// "the config file PATH", or that there is none.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("the config file {}", p.display()),
+            None => "the config (no config file found)".into(),
+        }
+    }
+}
+
+/// The user's, then the system's config file.
+fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = dirs::config_dir() {
+        out.push(dir.join("backups/config.toml"));
+    }
+    out.push(PathBuf::from("/etc/backups/config.toml"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let file: ConfigFile = toml::from_str(
+            r#"
+            [profile.default]
+            store = "s3://bucket/controller"
+            region = "garage"
+            allow_http = true
+            store_option = { virtual_hosted_style_request = "false" }
+            paths = ["/var/lib/juju"]
+            labels = ["prod"]
+            compression = "zstd"
+
+            [[schedule]]
+            name = "nightly"
+            cron = "0 3 * * *"
+            verify = "read-data"
+            catch_up = true
+            retention = { keep_daily = 7, keep_weekly = "unlimited", keep_within = "2d" }
+            "#,
+        )
+        .unwrap();
+        let p = &file.profile["default"];
+        assert_eq!(p.compression, Some(Compression::Zstd));
+        assert_eq!(p.store_option["virtual_hosted_style_request"], "false");
+        let s = &file.schedule[0];
+        assert_eq!(s.verify, VerifyChoice::ReadData);
+        let r = s.retention.as_ref().unwrap();
+        assert_eq!(r.keep_daily, Some(Keep::Count(7)));
+        assert_eq!(r.keep_weekly, Some(Keep::Word("unlimited".into())));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_table() {
+        for text in [
+            "stor = 'x'",
+            "[profile.default]\nstor = 'x'",
+            "[[schedule]]\nname = 'n'\ncron = '* * * * *'\nstor = 'x'",
+            "[[schedule]]\nname = 'n'\ncron = '* * * * *'\nretention = { stor = 1 }",
+        ] {
+            let e = toml::from_str::<ConfigFile>(text).unwrap_err().to_string();
+            assert!(e.contains("unknown field `stor`"), "{text}: {e}");
+        }
+    }
+}
