@@ -34,9 +34,46 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
+/// Bytes of each of the three samples the probe compresses.
+const PROBE_SAMPLE: usize = 4 * 1024;
+/// A block whose samples shrink by less than this (in 1/1000) is stored.
+const PROBE_MIN_SAVING_PERMILLE: usize = 30;
+
+/// Whether `data` is worth deflating: three samples (start, middle, end)
+/// compressed at level 1 must save at least 3%. Random or already
+/// compressed data fails, and is emitted as stored deflate blocks, which
+/// costs nothing and keeps the stream standard.
+fn worth_deflating(data: &[u8]) -> bool {
+    if data.len() < 4 * PROBE_SAMPLE {
+        return true;
+    }
+    let mid = data.len() / 2;
+    let samples = [
+        &data[..PROBE_SAMPLE],
+        &data[mid..mid + PROBE_SAMPLE],
+        &data[data.len() - PROBE_SAMPLE..],
+    ];
+    let mut c = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(4 * PROBE_SAMPLE);
+    for sample in samples {
+        let before = c.total_in();
+        let result = c.compress_vec(sample, &mut out, FlushCompress::Sync);
+        if result.is_err() || (c.total_in() - before) as usize != sample.len() {
+            return true; // cannot tell: deflate it
+        }
+    }
+    let input = 3 * PROBE_SAMPLE;
+    out.len() * 1000 < input * (1000 - PROBE_MIN_SAVING_PERMILLE)
+}
+
 fn deflate_block(level: Compression, job: Job) -> io::Result<Done> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&job.data);
+    let level = if level.level() > 0 && !worth_deflating(&job.data) {
+        Compression::none()
+    } else {
+        level
+    };
     let mut c = Compress::new(level, false);
     if !job.dict.is_empty() {
         c.set_dictionary(&job.dict).map_err(io::Error::other)?;
@@ -309,6 +346,35 @@ mod tests {
         assert!(
             (ours as f64) < theirs as f64 * 1.01,
             "ours {ours} vs single {theirs}"
+        );
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_and_the_rest_still_shrinks() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let random: Vec<u8> = (0..8 * BLOCK_SIZE)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect();
+        assert!(!worth_deflating(&random[..BLOCK_SIZE]));
+        assert!(worth_deflating(&sample(BLOCK_SIZE)));
+        let text = sample(8 * BLOCK_SIZE);
+        let data = [random.clone(), text.clone(), random].concat();
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, 2);
+        w.write_all(&data).unwrap();
+        let gz = w.finish().unwrap();
+        assert_eq!(gunzip(&gz), data, "one standard gzip stream");
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        single.write_all(&data).unwrap();
+        let theirs = single.finish().unwrap().len();
+        assert!(
+            (gz.len() as f64) < theirs as f64 * 1.01,
+            "stored blocks cost under 1%: ours {} vs gzip -6 {theirs}",
+            gz.len()
         );
     }
 }
