@@ -160,6 +160,22 @@ impl Extractor {
         dest.with_file_name(name)
     }
 
+    /// An entry's owner, mode (setuid/setgid dropped unless allowed) and
+    /// mtime, as its file or device node gets them.
+    fn attributes(
+        &mut self,
+        name: &str,
+        owner: (Option<u64>, Option<u64>),
+        mode: u32,
+        mtime: u64,
+    ) -> Attributes {
+        Attributes {
+            owner,
+            mode: Some(self.mode(name, mode)),
+            mtime: Some(mtime),
+        }
+    }
+
     fn mode(&mut self, name: &str, mode: u32) -> u32 {
         if mode & 0o6000 != 0 {
             self.stats.setuid += 1;
@@ -239,11 +255,7 @@ impl Extractor {
             CheckedKind::File(_) => {
                 refuse_dir(&name, &existing)?;
                 let tmp = self.temp_name(&dest);
-                let attributes = Attributes {
-                    owner,
-                    mode: Some(self.mode(&name, mode)),
-                    mtime: Some(mtime),
-                };
+                let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
                 place(&tmp, &dest, attributes, |tmp| {
                     let mut out = OpenOptions::new()
@@ -291,11 +303,7 @@ impl Extractor {
             CheckedKind::Device { kind, major, minor } => {
                 refuse_dir(&name, &existing)?;
                 let tmp = self.temp_name(&dest);
-                let attributes = Attributes {
-                    owner,
-                    mode: Some(self.mode(&name, mode)),
-                    mtime: Some(mtime),
-                };
+                let attributes = self.attributes(&name, owner, mode, mtime);
                 place(&tmp, &dest, attributes, |tmp| {
                     make_device(tmp, *kind, *major, *minor)
                 })?;
