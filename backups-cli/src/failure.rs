@@ -165,7 +165,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::RolledBack { .. } => ROLLED_BACK,
         Error::RollbackFailed { .. } => ROLLBACK_FAILED,
         Error::Hook { .. } => HOOK,
-        Error::Encrypted { .. } => ENCRYPTION,
+        Error::Encrypted { .. } | Error::NotEncrypted { .. } => ENCRYPTION,
         Error::Cancelled(_) => INTERRUPTED,
         Error::Internal { .. } => OTHER,
         _ => OTHER,
@@ -204,6 +204,8 @@ const HINT_ACCESS_DENIED: &str =
     "access denied: check the credentials (AWS_*, AZURE_* environment variables)";
 const HINT_DISK_FULL: &str = "that filesystem is full (df -h shows it): free space there and run the command again; a create left nothing behind, a restore's temporary file was removed";
 const HINT_ENCRYPTED: &str = "give the identity the backup was encrypted to: --identity FILE (or $BACKUPS_IDENTITY_FILE); `backups show ID` lists its recipients";
+const HINT_NOT_ENCRYPTED: &str = "the backup was stored unencrypted: restore it without --require-encryption, or make encrypted ones (--encrypt-to)";
+const HINT_ALLOW_HTTP: &str = "an http:// endpoint needs --allow-http (or AWS_ALLOW_HTTP=true)";
 const HINT_UNREACHABLE: &str =
     "the store is unreachable: check the URL, --endpoint and the network";
 
@@ -214,6 +216,12 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
         Error::NotFound { .. } => Some(HINT_LIST),
         Error::Locked { .. } => Some(HINT_LOCKED),
         Error::Encrypted { .. } => Some(HINT_ENCRYPTED),
+        Error::NotEncrypted { .. } => Some(HINT_NOT_ENCRYPTED),
+        Error::InvalidInput {
+            what: InputKind::StoreUrl,
+            reason,
+            ..
+        } if reason.contains("URL scheme is not allowed") => Some(HINT_ALLOW_HTTP),
         Error::Storage { source, .. } => storage_hint(source, message),
         _ => disk_full(message).then_some(HINT_DISK_FULL),
     }

@@ -10,11 +10,11 @@ use crate::failure::Failure;
 
 /// How a new backup is encrypted (create, upload).
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Encryption")]
 pub struct EncryptArgs {
     /// Encrypt the stored archive to this public key (repeatable): an age
     /// X25519 recipient (age1...), or an ssh-ed25519 / ssh-rsa public key.
     #[arg(
+        help_heading = "Encryption",
         long = "encrypt-to",
         value_name = "RECIPIENT",
         env = "BACKUPS_ENCRYPT_TO",
@@ -22,10 +22,16 @@ pub struct EncryptArgs {
     )]
     pub encrypt_to: Vec<String>,
     /// Encrypt to the recipients listed in FILE, one a line (as age -R).
-    #[arg(long, value_name = "FILE", env = "BACKUPS_RECIPIENTS_FILE")]
+    #[arg(
+        help_heading = "Encryption",
+        long,
+        value_name = "FILE",
+        env = "BACKUPS_RECIPIENTS_FILE"
+    )]
     pub recipients_file: Option<PathBuf>,
     /// Encrypt with the passphrase on the first line of FILE instead.
     #[arg(
+        help_heading = "Encryption",
         long = "passphrase-file",
         value_name = "FILE",
         env = "BACKUPS_PASSPHRASE_FILE",
@@ -50,11 +56,11 @@ impl EncryptArgs {
 
 /// The keys an encrypted backup is read with (restore, download).
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Encryption")]
 pub struct IdentityArgs {
     /// Decrypt with this identity (repeatable): an age identity file
     /// (backups key generate, age-keygen) or an unprotected SSH private key.
     #[arg(
+        help_heading = "Encryption",
         long = "identity",
         short = 'i',
         value_name = "FILE",
@@ -64,7 +70,11 @@ pub struct IdentityArgs {
     pub identities: Vec<PathBuf>,
     /// Decrypt a passphrase-encrypted backup with the passphrase on the
     /// first line of FILE.
-    #[arg(long = "passphrase-file", value_name = "FILE")]
+    #[arg(
+        help_heading = "Encryption",
+        long = "passphrase-file",
+        value_name = "FILE"
+    )]
     pub passphrase_file: Option<PathBuf>,
 }
 

@@ -177,6 +177,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A plain backup where encryption is required (`--require-encryption`).
+    #[error("refusing {subject}: it is not encrypted, and encryption is required")]
+    NotEncrypted {
+        /// The backup id or file.
+        subject: String,
+    },
     /// The operation was cancelled (Ctrl-C, a cancellation token) before it
     /// completed; nothing was committed.
     #[error("cancelled: {0}")]

@@ -332,4 +332,7 @@ pub struct RestoreReport {
     pub stats: ExtractStats,
     /// What was loaded into the database, when a loader was given.
     pub database: Option<LoadSummary>,
+    /// Collections (`.bson` files, the oplog aside) in the archive's dump;
+    /// with no `database`, none of them was loaded.
+    pub dump_collections: u64,
 }

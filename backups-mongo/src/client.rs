@@ -127,11 +127,18 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
             } else {
                 "cannot reach MongoDB"
             };
+            // What the server or the driver said, without the driver's
+            // debug dump of labels and sources.
+            let said = match e.kind.as_ref() {
+                mongodb::error::ErrorKind::Authentication { message, .. }
+                | mongodb::error::ErrorKind::ServerSelection { message, .. } => message.clone(),
+                _ => server_refusal(&e).unwrap_or_else(|| text.clone()),
+            };
             // The driver's error is kept unless it would show the password.
             let source: Option<Box<dyn std::error::Error + Send + Sync>> =
                 (!text.contains(uri)).then(|| Box::new(e) as _);
             Error::Database {
-                message: format!("{why} at {shown}: {}", text.replace(uri, &shown)),
+                message: format!("{why} at {shown}: {}", said.replace(uri, &shown)),
                 source,
             }
         })?;

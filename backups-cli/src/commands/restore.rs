@@ -210,6 +210,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     } else {
         ctx.backups.restore(request, ctx.progress()).await?
     };
+    let collections = report.dump_collections;
+    if report.dry_run && collections > 0 && args.mongo.uri()?.is_none() {
+        ctx.say(&format!(
+            "warning: the backup holds a database dump ({collections} collections) that this restore would not load: give --mongo-uri to load it"
+        ));
+    }
     print_report(&report, options)
 }
 

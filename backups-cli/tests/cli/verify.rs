@@ -153,3 +153,33 @@ fn a_drill_loads_into_scratch_databases_and_drops_them() {
     );
     assert_eq!(count.trim(), "9");
 }
+
+/// A backup with a database restored or drilled without a MongoDB URI says
+/// the database was left out, rather than passing in silence.
+#[test]
+fn a_database_left_out_is_said_so() {
+    let env = Env::new();
+    let fixture = fixtures().join("valid-backup.tar.gz");
+    let id = env
+        .ok(&["upload", fixture.to_str().unwrap()])
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["restore", &id, "--target", "t"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database dump") && err.contains("not loaded"),
+        "{err}"
+    );
+    let out = env.run(&["restore", &id, "--target", "d", "--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("would not load"), "{err}");
+    let out = env.ok(&["verify", &id, "--drill"]);
+    assert!(
+        out.contains("drill ok") && out.contains("was not drilled"),
+        "{out}"
+    );
+}

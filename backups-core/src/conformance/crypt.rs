@@ -149,7 +149,7 @@ pub async fn encrypted_backups_round_trip_and_refuse_tampering(b: &StoreBackups)
         )
         .await
         .expect_err("plain where encryption is required");
-    assert!(matches!(err, Error::Encrypted { .. }), "{err}");
+    assert!(matches!(err, Error::NotEncrypted { .. }), "{err}");
     b.remove(&id).await.expect("remove needs no key");
     b.remove(&plain_id).await.expect("remove");
 }

@@ -24,4 +24,5 @@ mod writer;
 pub use path::sanitize_entry_path;
 pub use policy::{ExtractOptions, ExtractStats};
 pub use verify::RootCheck;
+pub(crate) use verify::is_collection_file;
 pub use writer::Extractor;

@@ -16,6 +16,8 @@ pub struct RootCheck {
     policy: Policy,
     /// What was found.
     pub stats: ExtractStats,
+    /// Collections (`.bson` files, the oplog aside) in the dump.
+    pub dump_collections: u64,
 }
 
 impl RootCheck {
@@ -24,6 +26,7 @@ impl RootCheck {
         RootCheck {
             policy: Policy::new(options.allow_devices),
             stats: ExtractStats::default(),
+            dump_collections: 0,
         }
     }
 }
@@ -51,6 +54,9 @@ impl RootVisitor for RootCheck {
         let bad = |reason: String| Error::invalid(format!("dump/{path}"), reason);
         sanitize_entry_path(path.as_bytes())
             .map_err(|r| Error::unsafe_path(format!("dump/{path}"), r))?;
+        if is_collection_file(path) {
+            self.dump_collections += 1;
+        }
         if path.ends_with(".metadata.json") {
             if size > crate::metadata::MAX_METADATA_BYTES {
                 return Err(bad("metadata file is too large".into()));
@@ -64,4 +70,9 @@ impl RootVisitor for RootCheck {
         }
         Ok(())
     }
+}
+
+/// Whether a dump path is a collection's data (`db/coll.bson`), not the oplog.
+pub(crate) fn is_collection_file(path: &str) -> bool {
+    path.ends_with(".bson") && path != "oplog.bson"
 }

@@ -64,9 +64,8 @@ impl Sealed {
 
 /// The error for a plain backup where encryption is required.
 pub(crate) fn not_encrypted(subject: &str) -> Error {
-    Error::Encrypted {
+    Error::NotEncrypted {
         subject: subject.to_string(),
-        reason: "it is not encrypted, and encryption is required (--require-encryption)".into(),
     }
 }
 

@@ -134,6 +134,7 @@ pub(crate) async fn restore(
             manifest_verified: summary.manifest_verified,
             stats: check.stats,
             database: None,
+            dump_collections: check.dump_collections,
         });
     }
     // An interrupted restore is taken back before this one starts.
@@ -184,6 +185,7 @@ pub(crate) async fn restore(
     let visitor = RestoreVisitor {
         extractor,
         dump: forwarder,
+        collections: 0,
     };
     let reader = backups
         .open_restore_source(&request.source, recorded.as_ref())
@@ -232,6 +234,12 @@ pub(crate) async fn restore(
     if summary.is_none() {
         metadata.check_digests(&subject, &again.digests)?;
     }
+    if visitor.collections > 0 && database.is_none() {
+        progress.warn(&format!(
+            "the backup holds a database dump ({} collections) that was not loaded: only its files were restored (give a MongoDB URI to load it)",
+            visitor.collections
+        ));
+    }
     // This restore stands: the interrupted one's journal is done with.
     if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
         progress.warn(&e.to_string());
@@ -244,6 +252,7 @@ pub(crate) async fn restore(
         manifest_verified: again.manifest_verified,
         stats: visitor.extractor.stats,
         database,
+        dump_collections: visitor.collections,
     })
 }
 
@@ -299,6 +308,8 @@ fn missing_root(subject: &str) -> Error {
 struct RestoreVisitor {
     extractor: Extractor,
     dump: Option<DumpForwarder>,
+    /// Collection files of the dump seen (loaded only with a loader).
+    collections: u64,
 }
 
 impl RootVisitor for RestoreVisitor {
@@ -307,6 +318,9 @@ impl RootVisitor for RestoreVisitor {
     }
 
     fn visit_dump(&mut self, path: &str, size: u64, body: &mut dyn Read) -> Result<()> {
+        if crate::extract::is_collection_file(path) {
+            self.collections += 1;
+        }
         match &self.dump {
             Some(forwarder) => forwarder.forward(path, size, body),
             None => Ok(()),

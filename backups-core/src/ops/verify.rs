@@ -177,6 +177,8 @@ async fn drill(
         .scratch_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| Error::io("creating the scratch directory", &parent, e))?;
     let scratch = tempfile::Builder::new()
         .prefix(".backups-drill-")
         .tempdir_in(&parent)
@@ -280,8 +282,16 @@ fn compare(meta: &Metadata, report: &RestoreReport, db: Option<&DrillDatabase>) 
         }
         collections = recorded.len();
     }
+    let unchecked = if db.is_none() && report.dump_collections > 0 {
+        format!(
+            "; its database dump ({} collections) was not drilled (no scratch database given)",
+            report.dump_collections
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "restored into scratch space: {entries} entries, {} bytes{} as recorded",
+        "restored into scratch space: {entries} entries, {} bytes{} as recorded{unchecked}",
         s.bytes,
         if collections > 0 {
             format!(", {collections} collections")
