@@ -132,6 +132,11 @@ pub struct Args {
     /// Restore a backup from an older version than the target's.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Refuse (changing nothing) while this address of the old controller
+    /// accepts a TCP connection, e.g. its API 10.0.0.5:17070 and its MongoDB
+    /// 10.0.0.5:37017 (repeatable). Makes the restore a plan.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ensure_down: Vec<String>,
     /// Keep setuid/setgid bits of restored files (dropped, with a warning,
     /// otherwise).
     #[arg(long)]
@@ -164,6 +169,7 @@ impl Args {
             || self.start_cmd.is_some()
             || self.post_restore_cmd.is_some()
             || !self.safety_paths.is_empty()
+            || !self.ensure_down.is_empty()
     }
 }
 

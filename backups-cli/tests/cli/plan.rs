@@ -513,3 +513,61 @@ fn preflight_refuses_another_controller_and_a_newer_backup() {
     ));
     assert!(out.starts_with("Restored"), "{out}");
 }
+
+/// `--ensure-down`: while the old controller's address answers, the plan
+/// refuses before changing anything; once nothing listens, it goes on.
+#[test]
+fn ensure_down_refuses_while_the_old_controller_answers() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let id = env
+        .ok(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let alive = listener.local_addr().unwrap().to_string();
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let restore = |addr: &str, extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            id.as_str(),
+            "--target",
+            "t",
+            "--no-safety-backup",
+            "--yes",
+            "--ensure-down",
+            addr,
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let out = restore(&alive, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("still answers at {alive}")));
+    assert!(!env.path().join("t").exists(), "nothing written");
+    let out = restore(&gone, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+        "refuse while the old controller answers at {gone}"
+    )));
+    let out = restore(&gone, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.path().join("t").exists());
+    drop(listener);
+}

@@ -32,7 +32,7 @@ use crate::progress::Progress;
 use crate::request::{CreateRequest, Identity, RestoreReport, RestoreRequest, RestoreSource};
 
 use super::create;
-use super::preflight::{Preflight, check_identity, check_space, free_space};
+use super::preflight::{Preflight, check_down, check_identity, check_space, free_space};
 use super::restore::{self, Verified};
 
 /// The embedding controller's services, stopped around a restore.
@@ -249,6 +249,7 @@ async fn check_plan(
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
     progress.phase("checking", None);
+    check_down(&preflight.ensure_down).await?;
     let mut check = request.clone();
     check.dry_run = true;
     check.database = None;

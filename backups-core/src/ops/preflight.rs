@@ -20,6 +20,35 @@ pub struct Preflight {
     pub allow_other_controller: bool,
     /// Restore a backup older than the target's version.
     pub allow_downgrade: bool,
+    /// `host:port` addresses of the old controller (its API, its MongoDB)
+    /// that must not answer: a rebuild refuses while any accepts a TCP
+    /// connection.
+    pub ensure_down: Vec<String>,
+}
+
+/// How long to wait for an address that must be down to answer.
+const DOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Refuses, changing nothing, when any of `addresses` accepts a TCP
+/// connection within a few seconds (the old controller is still running:
+/// two controllers would fight over the same addresses and data).
+pub(crate) async fn check_down(addresses: &[String]) -> Result<()> {
+    for address in addresses {
+        let connected = tokio::time::timeout(
+            DOWN_PATIENCE,
+            tokio::net::TcpStream::connect(address.as_str()),
+        )
+        .await;
+        if let Ok(Ok(_)) = connected {
+            return Err(Error::Incompatible {
+                subject: address.clone(),
+                reason: format!(
+                    "something still answers at {address}: stop the old controller (or check the address) before restoring in its place"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Numeric parts of a version (`2.8-beta1.1` -> [2, 8, 1, 1]).

@@ -43,6 +43,7 @@ pub(super) async fn run(
     preflight.target = args.target_identity.identity();
     preflight.allow_other_controller = args.allow_other_controller;
     preflight.allow_downgrade = args.allow_downgrade;
+    preflight.ensure_down = args.ensure_down.clone();
     let mut plan = RestorePlan::new(request)
         .with_services(Arc::new(services(args, ctx.quiet)))
         .with_ignore_free_space(args.ignore_free_space)
@@ -122,6 +123,12 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
         "preflight: format version, controller/model identity, version, HA nodes, free disk space"
             .to_string(),
     ];
+    if !args.ensure_down.is_empty() {
+        steps.push(format!(
+            "refuse while the old controller answers at {}",
+            args.ensure_down.join(", ")
+        ));
+    }
     if safety {
         let mut what: Vec<String> = args
             .safety_paths
