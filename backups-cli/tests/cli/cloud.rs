@@ -7,26 +7,54 @@ use serde_json::Value;
 
 use crate::support::*;
 
+/// Runs the binary against `store` with `flags` and `envs`, in `dir`
+/// (state under it too), expecting success; returns stdout.
+fn cloud_cli(
+    store: &str,
+    flags: &[&str],
+    envs: &[(&str, &str)],
+    dir: &std::path::Path,
+    args: &[&str],
+) -> String {
+    let out = Command::new(BIN)
+        .args(["--store", store, "--progress", "none"])
+        .args(flags)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("BACKUPS_MODEL_UUID", MODEL)
+        .env("BACKUPS_STATE_DIR", dir.join("state"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The flags and credentials of the moto store at `endpoint`.
+fn moto_flags(endpoint: &str) -> ([&str; 5], [(&'static str, &'static str); 2]) {
+    (
+        [
+            "--endpoint",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--allow-http",
+        ],
+        [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    )
+}
+
 fn cloud_round_trip(store: &str, flags: &[&str], envs: &[(&str, &str)]) {
     let env = Env::new();
     let tree = sample_tree(env.path());
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["--store", store, "--progress", "none"])
-            .args(flags)
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("BACKUPS_MODEL_UUID", MODEL)
-            .current_dir(env.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| cloud_cli(store, flags, envs, env.path(), args);
     assert_eq!(run(&["list"]), "No backups to display.\n");
     let id = run(&["create", "--path", tree.to_str().unwrap()])
         .trim()
@@ -248,26 +276,15 @@ fn s3_server_side_encryption_is_a_store_option() {
     let tree = sample_tree(env.path());
     let prefix = unique_name("sse");
     let store = format!("s3://{bucket}/{prefix}");
-    let out = Command::new(BIN)
-        .args(["--store", &store, "--progress", "none"])
-        .args([
-            "--endpoint",
-            &endpoint,
-            "--region",
-            "us-east-1",
-            "--allow-http",
-        ])
-        .args(["--store-option", "aws_server_side_encryption=AES256"])
-        .args(["create", "--path", tree.to_str().unwrap()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("BACKUPS_MODEL_UUID", MODEL)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (flags, creds) = moto_flags(&endpoint);
+    let mut args = flags.to_vec();
+    args.extend(["--store-option", "aws_server_side_encryption=AES256"]);
+    cloud_cli(
+        &store,
+        &args,
+        &creds,
+        env.path(),
+        &["create", "--path", tree.to_str().unwrap()],
     );
     let script = r#"
 import sys, boto3
@@ -304,31 +321,8 @@ fn labels_verification_and_forget_on_moto() {
     let env = Env::new();
     let tree = sample_tree(env.path());
     let store = format!("s3://{bucket}/{}", unique_name("life"));
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["--store", &store, "--progress", "none"])
-            .args([
-                "--endpoint",
-                &endpoint,
-                "--region",
-                "us-east-1",
-                "--allow-http",
-            ])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("BACKUPS_MODEL_UUID", MODEL)
-            .env("BACKUPS_STATE_DIR", env.path().join("state"))
-            .current_dir(env.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let (flags, creds) = moto_flags(&endpoint);
+    let run = |args: &[&str]| cloud_cli(&store, &flags, &creds, env.path(), args);
     let first = run(&["create", "--path", tree.to_str().unwrap()])
         .trim()
         .to_string();
