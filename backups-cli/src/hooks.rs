@@ -14,23 +14,71 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::{BackupLock, Error, Result, ServiceController};
+use backups_core::{BackupLock, Error, OrderedServices, Result, ServiceStep};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-/// Shell commands standing in for the controller's services.
-pub struct ShellServices {
-    /// `--stop-cmd`: stops the services before the restore.
-    pub stop: Option<String>,
-    /// `--start-cmd`: starts them after it (and after a rollback).
-    pub start: Option<String>,
-    /// `--post-restore-cmd`: runs after the restore, before start.
-    pub post_restore: Option<String>,
+/// How hooks run: their time limit, extra environment and output.
+#[derive(Debug, Clone)]
+pub struct Hooks {
     /// How long one hook may run.
     pub timeout: Duration,
     /// Extra environment for every hook.
     pub env: Vec<(String, String)>,
     /// Do not echo the hooks' output.
     pub quiet: bool,
+}
+
+/// The restore's service hooks: every `--stop-cmd` in order, then after
+/// the restore `--post-restore-cmd`, then every `--start-cmd` in order (see
+/// [`OrderedServices`] for what a stop failing part-way starts again).
+pub fn shell_services(
+    hooks: Hooks,
+    stop: &[String],
+    post_restore: &Option<String>,
+    start: &[String],
+) -> OrderedServices {
+    let hooks = Arc::new(hooks);
+    let steps = |name: &'static str, commands: &mut dyn Iterator<Item = &String>| {
+        commands
+            .map(|c| {
+                Arc::new(ShellStep {
+                    hooks: hooks.clone(),
+                    hook: name,
+                    command: c.clone(),
+                }) as Arc<dyn ServiceStep>
+            })
+            .collect::<Vec<_>>()
+    };
+    OrderedServices {
+        stop: steps("stop", &mut stop.iter()),
+        post_restore: steps("post-restore", &mut post_restore.iter()),
+        start: steps("start", &mut start.iter()),
+    }
+}
+
+/// One service hook: a shell command.
+struct ShellStep {
+    hooks: Arc<Hooks>,
+    hook: &'static str,
+    command: String,
+}
+
+#[async_trait]
+impl ServiceStep for ShellStep {
+    fn describe(&self) -> String {
+        format!("{}: `{}`", self.hook, self.command)
+    }
+
+    async fn run(&self, rolled_back: bool) -> Result<()> {
+        let env: &[(&str, &str)] = if rolled_back {
+            &[("BACKUPS_ROLLED_BACK", "1")]
+        } else {
+            &[]
+        };
+        self.hooks
+            .run(self.hook, &Some(self.command.clone()), env)
+            .await
+    }
 }
 
 /// Kills a process group when dropped, unless disarmed (a hook that exited
@@ -73,7 +121,7 @@ async fn echo<R: AsyncRead + Unpin>(
     }
 }
 
-impl ShellServices {
+impl Hooks {
     /// Runs one hook (`hook` names it in its output and errors); no command
     /// is success.
     async fn run(
@@ -163,32 +211,12 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-#[async_trait]
-impl ServiceController for ShellServices {
-    async fn stop(&self) -> Result<()> {
-        self.run("stop", &self.stop, &[]).await
-    }
-
-    async fn post_restore(&self) -> Result<()> {
-        self.run("post-restore", &self.post_restore, &[]).await
-    }
-
-    async fn start(&self) -> Result<()> {
-        self.run("start", &self.start, &[]).await
-    }
-
-    async fn start_after_rollback(&self) -> Result<()> {
-        self.run("start", &self.start, &[("BACKUPS_ROLLED_BACK", "1")])
-            .await
-    }
-}
-
 /// `create --lock-cmd CMD --unlock-cmd CMD`: shell commands that quiesce
 /// the controller's writers around a backup. The unlock runs whatever
 /// happened, with `BACKUPS_BACKUP_OK=1` or `0`.
 pub struct ShellLock {
     /// Runs the hooks (timeout, output, environment).
-    pub hooks: ShellServices,
+    pub hooks: Hooks,
     /// `--lock-cmd`.
     pub lock: Option<String>,
     /// `--unlock-cmd`.

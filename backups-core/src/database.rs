@@ -3,6 +3,8 @@
 
 use std::io::{self, Read};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -78,6 +80,42 @@ pub struct DumpSummary {
 pub trait DatabaseDumper: Send + Sync {
     /// Sends every dump file to `sink`.
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary>;
+
+    /// Dumps these namespaces (`db.collection`; those that do not exist
+    /// are left out) on top of what the dumper was configured with: what
+    /// a restore plan's safety backup needs of the database a restore will
+    /// replace. The default dumps everything ([`DatabaseDumper::dump`]).
+    async fn dump_namespaces(&self, sink: DumpSink, namespaces: &[String]) -> Result<DumpSummary> {
+        let _ = namespaces;
+        self.dump(sink).await
+    }
+}
+
+/// A dumper restricted to some namespaces ([`DatabaseDumper::dump_namespaces`]).
+pub(crate) struct OnlyNamespaces {
+    pub(crate) dumper: Arc<dyn DatabaseDumper>,
+    pub(crate) namespaces: Vec<String>,
+}
+
+#[async_trait]
+impl DatabaseDumper for OnlyNamespaces {
+    async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
+        self.dumper.dump_namespaces(sink, &self.namespaces).await
+    }
+}
+
+/// The namespaces of dump collection files (`juju/machines.bson` ->
+/// `juju.machines`), taking the paths as they are (a loader that escapes
+/// names or renames databases says better:
+/// [`DatabaseLoader::replaced_namespaces`]).
+pub(crate) fn dump_namespaces(dump_files: &[String]) -> Vec<String> {
+    dump_files
+        .iter()
+        .filter_map(|f| {
+            let (db, coll) = f.strip_suffix(".bson")?.split_once('/')?;
+            Some(format!("{db}.{coll}"))
+        })
+        .collect()
 }
 
 /// One file of a dump being loaded, read from the archive as it streams:
@@ -284,6 +322,13 @@ pub trait DatabaseLoader: Send + Sync {
     async fn drop_namespaces(&self, namespaces: &[String]) -> Result<()> {
         let _ = namespaces;
         Ok(())
+    }
+
+    /// The namespaces a load of these dump collection files
+    /// (`db/coll.bson`) replaces, after the loader's renames and
+    /// exclusions. The default takes the paths as they are.
+    fn replaced_namespaces(&self, dump_files: &[String]) -> Vec<String> {
+        dump_namespaces(dump_files)
     }
 }
 

@@ -23,6 +23,11 @@ pub struct FileSet {
     pub paths: Vec<PathBuf>,
     /// Glob patterns to leave out.
     pub excludes: Vec<String>,
+    /// Paths saved as themselves, after the roots: a symlink as a link
+    /// (not followed), a directory without its contents; one that does
+    /// not exist is left out. A restore plan's safety backup saves the
+    /// live paths the restore will replace this way.
+    pub single: Vec<PathBuf>,
 }
 
 impl FileSet {
@@ -31,7 +36,14 @@ impl FileSet {
         FileSet {
             paths,
             excludes: Vec::new(),
+            single: Vec::new(),
         }
+    }
+
+    /// Also saves these paths, each as itself (see [`FileSet::single`]).
+    pub fn with_single(mut self, single: Vec<PathBuf>) -> Self {
+        self.single = single;
+        self
     }
 
     /// Leaves out what matches these glob patterns.
@@ -125,13 +137,8 @@ impl FileSet {
                 .canonicalize()
                 .map_err(|e| Error::io("cannot back up", root, e))?;
             // Parent directories first, so extraction recreates them with their modes.
-            let ancestors: Vec<&Path> = root.ancestors().skip(1).collect();
-            for dir in ancestors.into_iter().rev() {
-                if dir.parent().is_none() {
-                    continue; // "/" itself has no entry
-                }
-                let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
-                push_entry(&mut out, &mut seen, dir, &meta)?;
+            if let Some(parent) = root.parent() {
+                push_ancestors(&mut out, &mut seen, parent)?;
             }
             let walker = walkdir::WalkDir::new(&root)
                 .follow_links(false)
@@ -167,8 +174,40 @@ impl FileSet {
                 push_entry(&mut out, &mut seen, item.path(), &meta)?;
             }
         }
+        for path in &self.single {
+            // The parent resolved, the last component kept as it is.
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let parent = match parent.canonicalize() {
+                Ok(p) => p,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot back up", parent, e)),
+            };
+            let path = parent.join(name);
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", &path, e)),
+            };
+            push_ancestors(&mut out, &mut seen, &parent)?;
+            push_entry(&mut out, &mut seen, &path, &meta)?;
+        }
         Ok(out)
     }
+}
+
+/// `dir` and its ancestors, outermost first ("/" itself has no entry).
+fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<String>, dir: &Path) -> Result<()> {
+    let dirs: Vec<&Path> = dir.ancestors().collect();
+    for dir in dirs.into_iter().rev() {
+        if dir.parent().is_none() {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat", dir, e))?;
+        push_entry(out, seen, dir, &meta)?;
+    }
+    Ok(())
 }
 
 fn push_entry(
@@ -248,6 +287,7 @@ mod tests {
         let set = FileSet {
             paths: vec![root.clone()],
             excludes: vec!["*.tmp".into()],
+            single: vec![],
         };
         let scanned = set.scan().unwrap();
         let names: Vec<_> = scanned.entries.iter().map(|e| e.name.clone()).collect();
@@ -284,8 +324,47 @@ mod tests {
         let set = FileSet {
             paths: vec!["/definitely/not/here".into()],
             excludes: vec![],
+            single: vec![],
         };
         let err = set.scan().unwrap_err();
         assert!(err.to_string().contains("/definitely/not/here"), "{err}");
+    }
+
+    #[test]
+    fn single_paths_are_saved_as_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("d/inner")).unwrap();
+        std::fs::write(root.join("d/inner/f"), b"x").unwrap();
+        std::fs::write(root.join("file"), b"y").unwrap();
+        std::os::unix::fs::symlink("d", root.join("link")).unwrap();
+        let set = FileSet::new(vec![]).with_single(vec![
+            root.join("link"),
+            root.join("d"),
+            root.join("file"),
+            root.join("missing"),
+            root.join("nodir/missing"),
+        ]);
+        let scanned = set.scan().unwrap();
+        let r = archive_name(&root).unwrap();
+        let kinds: Vec<_> = scanned
+            .entries
+            .iter()
+            .filter(|e| e.name.starts_with(&format!("{r}/")))
+            .map(|e| (e.name[r.len() + 1..].to_string(), e.kind.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    "link".to_string(),
+                    EntryKind::Symlink {
+                        target: PathBuf::from("d")
+                    }
+                ),
+                ("d".to_string(), EntryKind::Directory),
+                ("file".to_string(), EntryKind::File { size: 1 }),
+            ]
+        );
     }
 }

@@ -65,6 +65,7 @@ mod progress;
 mod request;
 mod retention;
 mod schedule;
+mod services;
 mod storage;
 mod upload;
 
@@ -97,7 +98,7 @@ pub use crate::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
     },
     ops::edit::Edit,
-    ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
+    ops::plan::{PlanReport, RestorePlan, SafetyBackup, journal_path},
     ops::preflight::Preflight,
     ops::verify::{DrillDatabase, VerifyRequest},
     progress::{NoProgress, Progress},
@@ -113,6 +114,7 @@ pub use crate::{
         CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
         ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
+    services::{OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,
 };

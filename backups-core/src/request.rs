@@ -335,4 +335,10 @@ pub struct RestoreReport {
     /// Collections (`.bson` files, the oplog aside) in the archive's dump;
     /// with no `database`, none of them was loaded.
     pub dump_collections: u64,
+    /// A dry run's list of the live paths (absolute, under the target)
+    /// that the restore would replace: what a restore plan's safety backup
+    /// saves. Empty after a restore.
+    pub existing: Vec<PathBuf>,
+    /// A dry run's list of the dump's collection files (`db/coll.bson`).
+    pub dump_files: Vec<String>,
 }

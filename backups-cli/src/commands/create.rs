@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
-use crate::hooks::{ShellLock, ShellServices};
+use crate::hooks::{Hooks, ShellLock};
 use crate::host::{MODEL_UUID_ENV, backup_identity};
 use crate::keys::EncryptArgs;
 use crate::output::{self, out};
@@ -197,10 +197,7 @@ pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
     request.encryption = args.encrypt.encryption()?;
     if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
         request.lock = Some(Arc::new(ShellLock {
-            hooks: ShellServices {
-                stop: None,
-                start: None,
-                post_restore: None,
+            hooks: Hooks {
                 timeout: args.hook_timeout,
                 env: Vec::new(),
                 quiet: ctx.quiet,

@@ -26,14 +26,20 @@ Examples:
   backups restore --file ./juju-backup.tar.gz --target /tmp/restored --dry-run
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri --ns-exclude 'logs.*' --yes
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri \\
-    --safety-path /var/lib/juju --stop-cmd 'systemctl stop jujud' \\
-    --start-cmd 'systemctl start jujud' --yes
+    --stop-cmd 'ssh node-1 systemctl stop jujud' --stop-cmd 'systemctl stop jujud' \\
+    --start-cmd 'systemctl start jujud' --start-cmd 'ssh node-1 systemctl start jujud' --yes
 
 In place (--target /), with hooks or with --safety-path the restore runs as
 a plan, confirmed first (--yes to skip; refused without a terminal), and
 --dry-run prints its steps: verify everything -> preflight ->
 safety backup of the live state (label pre-restore) -> stop -> load database
-and extract files -> post-restore -> start. If anything fails after stop, the
+and extract files -> post-restore -> start. The safety backup is taken
+without being asked: every live path the archive will replace, the
+collections the load will replace (with --mongo-uri), and any --safety-path
+or --safety-db on top; --no-safety-backup opts out, with a warning.
+--stop-cmd and --start-cmd repeat, run in the order given (BOSH's order:
+stop the data nodes, then the leader; start the leader, then the data
+nodes). If anything fails after stop, the
 restore is taken back (every replaced file gets its previous version back,
 kept beside it until the restore settles; what it created is deleted), the
 safety backup is restored in place and the services started again (exit
@@ -95,12 +101,17 @@ pub struct Args {
     /// --oplogLimit).
     #[arg(long, value_name = "SECONDS[:ORDINAL]")]
     pub oplog_limit: Option<OplogTimestamp>,
-    /// Command that stops the controller's services before the restore.
+    /// Command that stops the controller's services before the restore
+    /// (repeatable, run in the order given: the data nodes, then the
+    /// leader). If one fails, what was stopped is started again.
     #[arg(long, value_name = "CMD")]
-    pub stop_cmd: Option<String>,
-    /// Command that starts them again afterwards (also after a rollback).
+    pub stop_cmd: Vec<String>,
+    /// Command that starts them again afterwards, also after a rollback
+    /// (repeatable, in the order given: the leader, then the data nodes).
+    /// Give one per --stop-cmd, in reverse order, and a stop failing
+    /// part-way starts exactly what it stopped; else it runs them all.
     #[arg(long, value_name = "CMD")]
-    pub start_cmd: Option<String>,
+    pub start_cmd: Vec<String>,
     /// Command run after the restore, before start (rewrite addresses, config).
     #[arg(long, value_name = "CMD")]
     pub post_restore_cmd: Option<String>,
@@ -108,17 +119,19 @@ pub struct Args {
     /// the hook counts as failed: 30s, 10m, 1h.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub hook_timeout: std::time::Duration,
-    /// Live files and directories to save in a `pre-restore` safety backup
-    /// first (repeatable); with --mongo-uri the database is saved too. Any
-    /// failure after the services were stopped restores it in place.
+    /// More live files and directories to save in the `pre-restore`
+    /// safety backup (repeatable). Without it the safety backup still
+    /// holds every live path the restore will replace and, with
+    /// --mongo-uri, the collections the load will replace.
     #[arg(long = "safety-path", value_name = "PATH")]
     pub safety_paths: Vec<PathBuf>,
-    /// Databases to save in the safety backup (repeatable; default: all but
-    /// admin, local, config — name the ones this restore replaces).
+    /// Whole databases to save in the safety backup too (repeatable; by
+    /// default only the collections the load replaces are saved).
     #[arg(long = "safety-db", value_name = "DB")]
     pub safety_dbs: Vec<String>,
-    /// Restore without a safety backup (no rollback possible).
-    #[arg(long, conflicts_with = "safety_paths")]
+    /// Restore without a safety backup: a failure cannot be rolled back
+    /// (and leaves the services stopped).
+    #[arg(long, conflicts_with_all = ["safety_paths", "safety_dbs"])]
     pub no_safety_backup: bool,
     /// Skip the free-space preflight check (the target's filesystem must
     /// hold the files plus the larger of 20% and min(5 GiB, 10% of the disk)).
@@ -164,9 +177,9 @@ impl Args {
     fn as_plan(&self) -> bool {
         let in_place = std::fs::canonicalize(&self.target).is_ok_and(|p| p == Path::new("/"));
         in_place
-            || self.stop_cmd.is_some()
+            || !self.stop_cmd.is_empty()
             || self.target_identity.names_target()
-            || self.start_cmd.is_some()
+            || !self.start_cmd.is_empty()
             || self.post_restore_cmd.is_some()
             || !self.safety_paths.is_empty()
             || !self.ensure_down.is_empty()

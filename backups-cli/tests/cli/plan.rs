@@ -24,7 +24,7 @@ fn in_place<'a>(id: &'a str, live: &'a Path, extra: &[&'a str]) -> Vec<&'a str> 
 
 /// A live directory whose `a.txt` is "new" in the backup and "old" now;
 /// `conf/added/deep/b.txt` and `conf/c.txt` are only in the backup.
-fn plan_setup(env: &Env) -> (PathBuf, String) {
+pub fn plan_setup(env: &Env) -> (PathBuf, String) {
     let live = env.path().join("live");
     std::fs::create_dir_all(live.join("conf/added/deep")).unwrap();
     std::fs::write(live.join("conf/a.txt"), "new").unwrap();
@@ -249,7 +249,7 @@ fn dry_run_plan_prints_the_steps_runs_the_checks_and_changes_nothing() {
     );
     assert!(
         text.contains(&format!(
-            "3. safety backup (label pre-restore) of {}",
+            "3. safety backup (label pre-restore) of the 1 live path the restore will replace, {}",
             live.display()
         )) && text.contains("4. stop services: `echo stop >> ")
             && text.contains("7. start services: (no command)")

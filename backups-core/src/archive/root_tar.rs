@@ -274,6 +274,7 @@ mod tests {
         let scanned = FileSet {
             paths: vec![root.clone()],
             excludes: vec![],
+            single: vec![],
         }
         .scan()
         .unwrap();
@@ -310,6 +311,7 @@ mod tests {
         let scanned = FileSet {
             paths: vec![root.join("f")],
             excludes: vec![],
+            single: vec![],
         }
         .scan()
         .unwrap();

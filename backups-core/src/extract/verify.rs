@@ -2,13 +2,14 @@
 //! nothing written.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use crate::archive::reader::RootVisitor;
 use crate::database::check_bson_framing;
 use crate::error::{Error, Result};
 
 use super::path::sanitize_entry_path;
-use super::policy::{ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
 
 /// Validates every entry of `root.tar` without writing anything.
 #[derive(Debug, Default)]
@@ -18,6 +19,13 @@ pub struct RootCheck {
     pub stats: ExtractStats,
     /// Collections (`.bson` files, the oplog aside) in the dump.
     pub dump_collections: u64,
+    /// Where a restore would write (see [`RootCheck::with_target`]).
+    target: Option<PathBuf>,
+    /// The paths under the target that exist now and that an entry other
+    /// than a directory would replace (with a target only).
+    pub existing: Vec<PathBuf>,
+    /// The dump's collection files (`db/coll.bson`), in archive order.
+    pub dump_files: Vec<String>,
 }
 
 impl RootCheck {
@@ -27,7 +35,17 @@ impl RootCheck {
             policy: Policy::new(options.allow_devices),
             stats: ExtractStats::default(),
             dump_collections: 0,
+            target: None,
+            existing: Vec::new(),
+            dump_files: Vec::new(),
         }
+    }
+
+    /// Also lists what a restore into `target` (an absolute path) would
+    /// replace there ([`RootCheck::existing`]).
+    pub fn with_target(mut self, target: PathBuf) -> Self {
+        self.target = Some(target);
+        self
     }
 }
 
@@ -37,8 +55,16 @@ impl RootVisitor for RootCheck {
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (_, _, kind) = self.policy.check(&entry)?;
+            let (_, path, kind) = self.policy.check(&entry)?;
             count(&mut self.stats, &kind);
+            if let Some(target) = &self.target
+                && !matches!(kind, CheckedKind::Directory)
+            {
+                let live = target.join(&path);
+                if std::fs::symlink_metadata(&live).is_ok() {
+                    self.existing.push(live);
+                }
+            }
             if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
                 self.stats.setuid += 1;
             }
@@ -56,6 +82,7 @@ impl RootVisitor for RootCheck {
             .map_err(|r| Error::unsafe_path(format!("dump/{path}"), r))?;
         if is_collection_file(path) {
             self.dump_collections += 1;
+            self.dump_files.push(path.to_string());
         }
         if path.ends_with(".metadata.json") {
             if size > crate::metadata::MAX_METADATA_BYTES {

@@ -18,11 +18,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use crate::BackupId;
 use crate::catalog::StoreBackups;
-use crate::database::{DatabaseDumper, DatabaseLoader};
+use crate::database::{DatabaseDumper, DatabaseLoader, OnlyNamespaces};
 use crate::error::{Error, Result};
 use crate::extract::ExtractOptions;
 use crate::files::FileSet;
@@ -30,26 +28,11 @@ use crate::journal::RestoreJournal;
 use crate::lease::{self, DEFAULT_LEASE_TTL, LeaseGuard};
 use crate::progress::Progress;
 use crate::request::{CreateRequest, Identity, RestoreReport, RestoreRequest, RestoreSource};
+use crate::services::ServiceController;
 
 use super::create;
 use super::preflight::{Preflight, check_down, check_identity, check_space, free_space};
 use super::restore::{self, Verified};
-
-/// The embedding controller's services, stopped around a restore.
-#[async_trait]
-pub trait ServiceController: Send + Sync {
-    /// Stops what uses the database and files.
-    async fn stop(&self) -> Result<()>;
-    /// Rewrites addresses/configuration after the restore (before start).
-    async fn post_restore(&self) -> Result<()>;
-    /// Starts the services again.
-    async fn start(&self) -> Result<()>;
-    /// Starts the services after a rollback put the pre-restore state back
-    /// (by default the same as [`ServiceController::start`]).
-    async fn start_after_rollback(&self) -> Result<()> {
-        self.start().await
-    }
-}
 
 /// What the safety backup holds: the live state the restore will replace.
 /// [`SafetyBackup::new`], then `with_*`.
@@ -64,6 +47,11 @@ pub struct SafetyBackup {
     pub loader: Option<Arc<dyn DatabaseLoader>>,
     /// Identity recorded in the safety backup.
     pub identity: Identity,
+    /// Also save what the restore will replace (on by default): the live
+    /// paths under the target that the archive writes (each as itself, a
+    /// symlink as a link) and, with a database, the namespaces the load
+    /// replaces. `files` and the dumper's own choice come on top.
+    pub replaced: bool,
 }
 
 impl SafetyBackup {
@@ -75,7 +63,15 @@ impl SafetyBackup {
             dumper: None,
             loader: None,
             identity,
+            replaced: true,
         }
+    }
+
+    /// Saves (`true`, the default) or not what the restore will replace,
+    /// on top of `files` (see [`SafetyBackup::replaced`]).
+    pub fn with_replaced(mut self, replaced: bool) -> Self {
+        self.replaced = replaced;
+        self
     }
 
     /// Dumps the live database with `dumper` and, on rollback, loads it
@@ -186,6 +182,28 @@ pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
     dir.join(format!("restore-{safety_backup}.journal"))
 }
 
+/// What the safety backup saves: its own files and dumper and, unless
+/// told not to, what the checked restore will replace.
+fn saved_state(
+    safety: &SafetyBackup,
+    checked: &RestoreReport,
+    loader: Option<&dyn DatabaseLoader>,
+) -> (FileSet, Option<Arc<dyn DatabaseDumper>>) {
+    if !safety.replaced {
+        return (safety.files.clone(), safety.dumper.clone());
+    }
+    let mut files = safety.files.clone();
+    files.single.extend(checked.existing.iter().cloned());
+    let dumper = safety.dumper.clone().map(|dumper| {
+        let namespaces = match loader {
+            Some(l) => l.replaced_namespaces(&checked.dump_files),
+            None => crate::database::dump_namespaces(&checked.dump_files),
+        };
+        Arc::new(OnlyNamespaces { dumper, namespaces }) as Arc<dyn DatabaseDumper>
+    });
+    (files, dumper)
+}
+
 /// Drops the namespaces that exist now but did not in `before`.
 async fn drop_added_namespaces(db: &dyn DatabaseLoader, before: &[String]) -> Result<()> {
     let before: std::collections::HashSet<&String> = before.iter().collect();
@@ -277,7 +295,7 @@ async fn run_locked(
         journal_dir,
     } = plan;
     // 1. Verify everything (and run the preflight checks) first.
-    check_plan(
+    let checked = check_plan(
         backups,
         &request,
         &preflight,
@@ -290,10 +308,11 @@ async fn run_locked(
     let restoring = request.source.subject();
     let mut rollback = None;
     if let Some(safety) = safety {
-        let mut create = CreateRequest::new(safety.files.clone(), safety.identity.clone())
+        let (files, dumper) = saved_state(&safety, &checked, request.database.as_deref());
+        let mut create = CreateRequest::new(files, safety.identity.clone())
             .with_notes(format!("safety backup taken before restoring {restoring}"))
             .with_labels(vec!["pre-restore".into()]);
-        create.database = safety.dumper.clone();
+        create.database = dumper;
         let meta = create::create(backups, create, progress.clone()).await?;
         let id = meta
             .id
@@ -312,10 +331,11 @@ async fn run_locked(
     // of the safety backup), else in memory; without a safety backup
     // there is no rollback and no journal. If any of this fails, start
     // the services again: nothing was changed.
+    // A stop that fails has started again what it stopped.
+    if let Some(s) = &services {
+        s.stop().await?;
+    }
     let prepared = async {
-        if let Some(s) = &services {
-            s.stop().await?;
-        }
         let namespaces = match (&request.database, &rollback) {
             (Some(db), Some(_)) => Some(db.namespaces().await?),
             _ => None,

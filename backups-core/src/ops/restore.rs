@@ -97,11 +97,19 @@ pub(crate) async fn restore(
             let reader = backups
                 .open_restore_source(&request.source, recorded.as_ref())
                 .await?;
+            let mut checker = RootCheck::new(request.options);
+            if request.dry_run {
+                // What the restore would replace (nothing exists under a
+                // target that does not exist yet).
+                if let Ok(target) = std::fs::canonicalize(&request.target) {
+                    checker = checker.with_target(target);
+                }
+            }
             let (summary, check) = scan(
                 reader,
                 sealed.clone(),
                 subject.clone(),
-                RootCheck::new(request.options),
+                checker,
                 progress.clone(),
             )
             .await?;
@@ -135,6 +143,8 @@ pub(crate) async fn restore(
             stats: check.stats,
             database: None,
             dump_collections: check.dump_collections,
+            existing: check.existing,
+            dump_files: check.dump_files,
         });
     }
     // An interrupted restore is taken back before this one starts.
@@ -253,6 +263,8 @@ pub(crate) async fn restore(
         stats: visitor.extractor.stats,
         database,
         dump_collections: visitor.collections,
+        existing: Vec::new(),
+        dump_files: Vec::new(),
     })
 }
 

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, Preflight, RestorePlan, RestoreReport, RestoreRequest,
-    SafetyBackup,
+    DatabaseDumper, DatabaseLoader, FileSet, OrderedServices, Preflight, RestorePlan,
+    RestoreReport, RestoreRequest, SafetyBackup,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 
 use super::Args;
 use crate::context::Context;
 use crate::failure::Failure;
-use crate::hooks::ShellServices;
+use crate::hooks::{Hooks, shell_services};
 use crate::output::{confirm, out};
 
 /// Confirms (unless --yes or --dry-run), runs the plan and returns the
@@ -33,8 +33,8 @@ pub(super) async fn run(
             args.target.display()
         ))?;
     }
-    let safety = if args.no_safety_backup || (args.safety_paths.is_empty() && uri.is_none()) {
-        ctx.say("warning: no safety backup (give --safety-path and --mongo-uri to be able to roll back)");
+    let safety = if args.no_safety_backup {
+        ctx.say("warning: no safety backup (--no-safety-backup): a failure cannot be rolled back and leaves the services stopped");
         None
     } else {
         Some(safety_backup(args, uri.as_deref(), loader).await?)
@@ -50,10 +50,16 @@ pub(super) async fn run(
         .with_preflight(preflight);
     plan.safety = safety;
     plan.journal_dir = journal_dir;
-    if args.dry_run {
-        out(&plan_text(args, uri.as_deref(), plan.safety.is_some()))?;
-    }
+    let safety = plan.safety.is_some();
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
+    if args.dry_run {
+        out(&plan_text(
+            args,
+            uri.as_deref(),
+            safety,
+            &done.restore.existing,
+        ))?;
+    }
     if let Some(id) = &done.safety_backup {
         ctx.say(&format!(
             "Safety backup {id} (label pre-restore) holds the state before this restore"
@@ -92,11 +98,8 @@ async fn safety_backup(
 }
 
 /// The hooks, with the restore's source and target in their environment.
-fn services(args: &Args, quiet: bool) -> ShellServices {
-    ShellServices {
-        stop: args.stop_cmd.clone(),
-        start: args.start_cmd.clone(),
-        post_restore: args.post_restore_cmd.clone(),
+fn services(args: &Args, quiet: bool) -> OrderedServices {
+    let hooks = Hooks {
         timeout: args.hook_timeout,
         env: vec![
             (
@@ -112,11 +115,17 @@ fn services(args: &Args, quiet: bool) -> ShellServices {
             ),
         ],
         quiet,
-    }
+    };
+    shell_services(
+        hooks,
+        &args.stop_cmd,
+        &args.post_restore_cmd,
+        &args.start_cmd,
+    )
 }
 
 /// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
+fn plan_text(args: &Args, uri: Option<&str>, safety: bool, existing: &[PathBuf]) -> String {
     let mut steps = vec![
         "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
             .to_string(),
@@ -130,13 +139,17 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
         ));
     }
     if safety {
-        let mut what: Vec<String> = args
-            .safety_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let mut what = vec![match existing.len() {
+            1 => "the 1 live path the restore will replace".to_string(),
+            n => format!("the {n} live paths the restore will replace"),
+        }];
+        what.extend(args.safety_paths.iter().map(|p| p.display().to_string()));
         if let Some(u) = uri {
-            what.push(format!("the database at {}", backups_mongo::redact_uri(u)));
+            what.push(format!(
+                "the collections the load will replace at {}",
+                backups_mongo::redact_uri(u)
+            ));
+            what.extend(args.safety_dbs.iter().map(|d| format!("database {d}")));
         }
         steps.push(format!(
             "safety backup (label pre-restore) of {}",
@@ -145,11 +158,20 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
     } else {
         steps.push("no safety backup: a failure cannot be rolled back".to_string());
     }
-    let hook = |name: &str, cmd: &Option<String>| match cmd {
-        Some(c) => format!("{name}: `{c}`"),
-        None => format!("{name}: (no command)"),
+    let hooks = |name: &str, cmds: &[String]| -> Vec<String> {
+        if cmds.is_empty() {
+            return vec![format!("{name}: (no command)")];
+        }
+        let n = cmds.len();
+        cmds.iter()
+            .enumerate()
+            .map(|(i, c)| match n {
+                1 => format!("{name}: `{c}`"),
+                _ => format!("{name} ({}/{n}): `{c}`", i + 1),
+            })
+            .collect()
     };
-    steps.push(hook("stop services", &args.stop_cmd));
+    steps.extend(hooks("stop services", &args.stop_cmd));
     if let Some(u) = uri {
         steps.push(format!(
             "load the backup's database into {} (collections in the dump are replaced)",
@@ -160,8 +182,8 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
         "extract the files into {} (each to a temporary name, then renamed)",
         args.target.display()
     ));
-    steps.push(hook("post-restore", &args.post_restore_cmd));
-    steps.push(hook("start services", &args.start_cmd));
+    steps.extend(hooks("post-restore", args.post_restore_cmd.as_slice()));
+    steps.extend(hooks("start services", &args.start_cmd));
     let mut text = String::from("Plan:\n");
     for (i, step) in steps.iter().enumerate() {
         text.push_str(&format!("  {}. {step}\n", i + 1));
