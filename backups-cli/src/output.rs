@@ -216,6 +216,14 @@ pub fn details(m: &Metadata) -> String {
             m.controller_machine_instance_id.clone(),
         ),
         ("HA nodes", m.ha_nodes.to_string()),
+        (
+            "dumped from",
+            match (&m.dumped_from, &m.replica_set) {
+                (Some(member), Some(set)) => format!("{member} (replica set {set})"),
+                (Some(member), None) => member.clone(),
+                _ => String::new(),
+            },
+        ),
         ("format version", m.format_version.to_string()),
         ("sha256", m.sha256.clone()),
         ("labels", m.labels.join(", ")),

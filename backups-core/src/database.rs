@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 
 /// One file of a database dump, placed under `juju-backup/dump/`.
 pub struct DumpEntry {
@@ -89,6 +90,21 @@ pub trait DatabaseDumper: Send + Sync {
         let _ = namespaces;
         self.dump(sink).await
     }
+
+    /// Where the dump reads from, recorded in the backup's metadata
+    /// (`DumpedFrom`, `ReplicaSet`). The default says nothing.
+    fn origin(&self) -> Option<DumpOrigin> {
+        None
+    }
+}
+
+/// The database member a dump reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpOrigin {
+    /// The member, e.g. `10.0.0.5:37017`.
+    pub member: String,
+    /// Its replica set's name, when it is in one.
+    pub replica_set: Option<String>,
 }
 
 /// A dumper restricted to some namespaces ([`DatabaseDumper::dump_namespaces`]).
@@ -101,6 +117,10 @@ pub(crate) struct OnlyNamespaces {
 impl DatabaseDumper for OnlyNamespaces {
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
         self.dumper.dump_namespaces(sink, &self.namespaces).await
+    }
+
+    fn origin(&self) -> Option<DumpOrigin> {
+        self.dumper.origin()
     }
 }
 
@@ -322,6 +342,14 @@ pub trait DatabaseLoader: Send + Sync {
     async fn drop_namespaces(&self, namespaces: &[String]) -> Result<()> {
         let _ = namespaces;
         Ok(())
+    }
+
+    /// Checks, before anything is changed, that the database may be
+    /// loaded with a backup described by `metadata` (e.g. the replica set
+    /// it would load onto); returns warnings to show. The default accepts.
+    async fn preflight(&self, metadata: &Metadata) -> Result<Vec<String>> {
+        let _ = metadata;
+        Ok(Vec::new())
     }
 
     /// The namespaces a load of these dump collection files

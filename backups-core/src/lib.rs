@@ -84,8 +84,8 @@ pub use crate::{
     catalog::StoreBackups,
     crypt::{Encryption, Identities, generate_identity},
     database::{
-        BackupLock, DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource,
-        DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
+        BackupLock, DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpOrigin, DumpSink,
+        DumpSource, DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
     },
     error::{Error, InputKind, Result},
     extract::{ExtractOptions, ExtractStats},

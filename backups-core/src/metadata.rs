@@ -133,6 +133,12 @@ pub struct Metadata {
     /// Ours: the database dump describes one instant (oplog captured).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub point_in_time: bool,
+    /// Ours: the database member the dump was read from (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumped_from: Option<String>,
+    /// Ours: the replica set that member belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_set: Option<String>,
     /// Ours: the last verification of this backup (`backups verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,

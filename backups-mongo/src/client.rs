@@ -96,6 +96,15 @@ fn server_refusal(e: &mongodb::error::Error) -> Option<String> {
 /// Connects and checks the server answers, with short timeouts so an
 /// unreachable server is reported in seconds.
 pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
+    connect_with(uri, |_| {}).await
+}
+
+/// [`connect`], with `adjust` applied to the options parsed from `uri`
+/// (e.g. to pin one member of a replica set).
+pub(crate) async fn connect_with(
+    uri: &str,
+    adjust: impl FnOnce(&mut ClientOptions),
+) -> backups_core::Result<Client> {
     let shown = redact_uri(uri);
     let mut options = ClientOptions::parse(uri)
         .await
@@ -114,6 +123,7 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
     options
         .connect_timeout
         .get_or_insert(Duration::from_secs(30));
+    adjust(&mut options);
     let client = Client::with_options(options)
         .map_err(|e| db_error(format!("cannot use MongoDB at {shown}"), e))?;
     client

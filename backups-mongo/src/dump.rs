@@ -3,12 +3,14 @@
 use std::io::{BufWriter, Seek, Write};
 
 use async_trait::async_trait;
-use backups_core::{DatabaseDumper, DumpEntry, DumpSink, DumpSummary, Error, Result};
+use backups_core::{DatabaseDumper, DumpEntry, DumpOrigin, DumpSink, DumpSummary, Error, Result};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
+use mongodb::options::ServerAddress;
 use mongodb::{Client, Database};
 
 use crate::client::{db_error, redact_uri};
 use crate::namespace::{Namespaces, escape_collection};
+use crate::topology::{self, Member, ReadFrom};
 
 /// Documents per cursor batch.
 const FIND_BATCH: u32 = 2000;
@@ -21,6 +23,9 @@ pub struct DumpOptions {
     pub include_dbs: Vec<String>,
     /// `db.collection` globs to leave out (e.g. `logs.*`).
     pub exclude_ns: Vec<String>,
+    /// Read from this member of a replica set (pinned for the whole dump,
+    /// oplog included); `None` reads as the URI says (the primary).
+    pub read_from: Option<ReadFrom>,
 }
 
 /// Dumps a MongoDB deployment into the archive's `dump/` directory.
@@ -29,6 +34,7 @@ pub struct MongoDumper {
     uri_shown: String,
     options: DumpOptions,
     namespaces: Namespaces,
+    origin: Member,
 }
 
 fn spool_err(e: std::io::Error) -> Error {
@@ -63,14 +69,29 @@ impl std::fmt::Debug for MongoDumper {
 
 impl MongoDumper {
     /// Connects to `uri` (checking the server answers).
+    /// With [`DumpOptions::read_from`], the member it selects is found
+    /// first and the dump connects to it alone.
     pub async fn connect(uri: &str, options: DumpOptions) -> Result<Self> {
-        let client = crate::client::connect(uri).await?;
+        let uri_shown = redact_uri(uri);
+        let mut client = crate::client::connect(uri).await?;
+        let origin = topology::member(&client, options.read_from, &uri_shown).await?;
+        if options.read_from.is_some() && origin.replica_set.is_some() {
+            let address = ServerAddress::parse(&origin.address)
+                .map_err(|e| db_error(format!("connecting to member {}", origin.address), e))?;
+            client = crate::client::connect_with(uri, |o| {
+                o.hosts = vec![address];
+                o.direct_connection = Some(true);
+                o.repl_set_name = None;
+            })
+            .await?;
+        }
         let namespaces = Namespaces::new(&options.exclude_ns, &[])?;
         Ok(MongoDumper {
             client,
-            uri_shown: redact_uri(uri),
+            uri_shown,
             options,
             namespaces,
+            origin,
         })
     }
 
@@ -257,6 +278,13 @@ async fn list_indexes(db: &Database, name: &str) -> Result<Vec<Bson>> {
 
 #[async_trait]
 impl DatabaseDumper for MongoDumper {
+    fn origin(&self) -> Option<DumpOrigin> {
+        Some(DumpOrigin {
+            member: self.origin.address.clone(),
+            replica_set: self.origin.replica_set.clone(),
+        })
+    }
+
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
         let mut summary = DumpSummary::default();
         let start = self.oplog_position().await?;

@@ -96,8 +96,10 @@ mod metadata;
 mod namespace;
 mod oplog;
 mod replay;
+mod topology;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use dump::{DumpOptions, MongoDumper};
 pub use load::{LoadOptions, MongoLoader};
 pub use replay::OplogTimestamp;
+pub use topology::{ReadFrom, ReplicaSet, SetMember, check_restore_target};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::client::SYSTEM_DATABASES;
 use async_trait::async_trait;
-use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Result};
+use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Metadata, Result};
 use mongodb::bson::{Document, RawDocumentBuf, doc};
 use mongodb::{Client, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -46,6 +46,9 @@ pub struct LoadOptions {
     /// Replay only the oplog entries before this timestamp (mongorestore's
     /// `--oplogLimit`).
     pub oplog_limit: Option<OplogTimestamp>,
+    /// Load onto a replica set with more than one live member (refused
+    /// otherwise: restore only when every controller is lost).
+    pub force_ha: bool,
 }
 
 /// What a load does with a dumped collection, by its name.
@@ -105,7 +108,7 @@ impl std::fmt::Debug for MongoLoader {
 impl MongoLoader {
     /// Connects to `uri` (checking the server answers).
     pub async fn connect(uri: &str, options: LoadOptions) -> Result<Self> {
-        let client = crate::client::connect(uri).await?;
+        let client = crate::topology::connect_for_load(uri).await?;
         let namespaces = Namespaces::new(&options.ns_exclude, &options.db_rename)?;
         Ok(MongoLoader {
             client,
@@ -221,6 +224,15 @@ async fn insert_batches(
 
 #[async_trait]
 impl DatabaseLoader for MongoLoader {
+    async fn preflight(&self, metadata: &Metadata) -> Result<Vec<String>> {
+        let (ha, force) = (metadata.ha_nodes, self.options.force_ha);
+        crate::topology::preflight_load(&self.client, ha, force, &self.uri_shown).await
+    }
+
+    fn replaced_namespaces(&self, dump_files: &[String]) -> Vec<String> {
+        self.namespaces.replaced(dump_files)
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         let names = crate::client::user_databases(&self.client, &self.uri_shown).await?;
         let mut out = Vec::new();

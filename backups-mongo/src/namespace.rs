@@ -28,6 +28,23 @@ impl Namespaces {
         self.exclude.is_match(ns)
     }
 
+    /// The namespaces a load of these dump collection files replaces
+    /// (renamed; excluded, system and unreadable names left out).
+    pub(crate) fn replaced(&self, dump_files: &[String]) -> Vec<String> {
+        dump_files
+            .iter()
+            .filter_map(|f| match dump_path(f) {
+                Ok(DumpPath::Data { db, stem }) => {
+                    let coll = unescape_collection(stem)?;
+                    let excluded = self.excluded(&format!("{db}.{coll}"));
+                    (!excluded && !coll.starts_with("system."))
+                        .then(|| format!("{}.{coll}", self.target_db(db)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The database the dump's database `db` is loaded into.
     pub(crate) fn target_db(&self, db: &str) -> String {
         self.renames

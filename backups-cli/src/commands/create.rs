@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Metadata};
-use backups_mongo::{DumpOptions, MongoDumper};
+use backups_mongo::{DumpOptions, MongoDumper, ReadFrom};
 use clap::ValueEnum;
 
 use crate::args::{MongoArgs, parse_duration};
@@ -47,6 +47,11 @@ pub struct Args {
     /// Leave out these namespaces (repeatable glob on db.collection, e.g. 'logs.*').
     #[arg(long = "exclude-ns", value_name = "GLOB")]
     pub exclude_ns: Vec<String>,
+    /// Dump from this member of the replica set: primary, secondary (any
+    /// healthy one; fails when there is none) or nearest. The member is
+    /// pinned for the whole dump and recorded (DumpedFrom, ReplicaSet).
+    #[arg(long, value_name = "MEMBER")]
+    pub read_from: Option<ReadFrom>,
     /// Leave out matching files and directories (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
@@ -176,6 +181,7 @@ pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
                 DumpOptions {
                     include_dbs: args.include_dbs,
                     exclude_ns: args.exclude_ns,
+                    read_from: args.read_from,
                 },
             )
             .await?,

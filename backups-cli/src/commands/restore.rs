@@ -101,6 +101,13 @@ pub struct Args {
     /// --oplogLimit).
     #[arg(long, value_name = "SECONDS[:ORDINAL]")]
     pub oplog_limit: Option<OplogTimestamp>,
+    /// Load onto a replica set while more than one member is alive (on its
+    /// primary, majority write concern). Without it such a restore is
+    /// refused: restore only when every controller is lost, onto a replica
+    /// set of one, then re-add members (juju enable-ha). Members that are
+    /// not reachable or not PRIMARY/SECONDARY are refused either way.
+    #[arg(long)]
+    pub force_ha: bool,
     /// Command that stops the controller's services before the restore
     /// (repeatable, run in the order given: the data nodes, then the
     /// leader). If one fails, what was stopped is started again.
@@ -203,6 +210,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                     restore_users_and_roles: args.restore_users_and_roles,
                     convert_legacy_indexes: args.convert_legacy_indexes,
                     oplog_limit: args.oplog_limit,
+                    force_ha: args.force_ha,
                 },
             )
             .await?,

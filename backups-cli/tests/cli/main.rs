@@ -11,6 +11,7 @@ mod crash;
 mod crypt;
 mod disk;
 mod forget;
+mod ha;
 mod hostile;
 mod juju;
 mod lease;

@@ -109,6 +109,10 @@ async fn create_unlocked(
         tool_version: format!("backups {}", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     };
+    if let Some(origin) = request.database.as_ref().and_then(|d| d.origin()) {
+        meta.dumped_from = Some(origin.member);
+        meta.replica_set = origin.replica_set;
+    }
     let in_archive = meta.to_json();
     let warnings: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(scanned.warnings.clone()));
 

@@ -273,6 +273,11 @@ async fn check_plan(
     check.database = None;
     let checked = restore::restore(backups, check, Verified::Nothing, progress.clone()).await?;
     check_identity(&checked.metadata, preflight, progress.as_ref())?;
+    if let Some(db) = &request.database {
+        for w in db.preflight(&checked.metadata).await? {
+            progress.warn(&w);
+        }
+    }
     if !ignore_free_space {
         let space = free_space(&request.target)?;
         check_space(&request.target, checked.stats.bytes, space)?;

@@ -130,6 +130,12 @@ pub(crate) async fn restore(
     if summary.as_ref().is_some_and(|s| !s.has_root_tar) {
         return Err(missing_root(&subject));
     }
+    // A plan ran the database's preflight in its own check.
+    if let (Some(db), Verified::Nothing) = (&request.database, verified) {
+        for w in db.preflight(&metadata).await? {
+            progress.warn(&w);
+        }
+    }
     if request.dry_run {
         progress.finish();
         let (summary, check) = summary
