@@ -360,6 +360,21 @@ pub trait DatabaseLoader: Send + Sync {
     }
 }
 
+/// Drops the namespaces that exist now but did not in `before`.
+pub(crate) async fn drop_added_namespaces(
+    db: &dyn DatabaseLoader,
+    before: &[String],
+) -> Result<()> {
+    let before: std::collections::HashSet<&String> = before.iter().collect();
+    let added: Vec<String> = db
+        .namespaces()
+        .await?
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    db.drop_namespaces(&added).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

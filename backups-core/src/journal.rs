@@ -16,8 +16,9 @@
 //! File format: records one after another, each a tag byte then
 //! NUL-terminated fields: `C<path>\0` (created), `R<path>\0<stash>\0`
 //! (replaced) or `D<path>\0<mode> <uid> <gid> <mtime>\0` (directory
-//! metadata, decimal). A last record cut short by a crash is ignored: the
-//! change it announced had not been made.
+//! metadata, decimal) or `N<namespace>\0...\0` (the database namespaces
+//! before the load, the list ended by an empty field). A last record cut
+//! short by a crash is ignored: the change it announced had not been made.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -53,6 +54,10 @@ pub enum JournalEntry {
         /// Its previous modification time (seconds since the epoch).
         mtime: i64,
     },
+    /// The database namespaces that existed before the load began: undoing
+    /// a killed restore drops those it added (the loader does, when the
+    /// undoing restore has one).
+    DatabaseBefore(Vec<String>),
 }
 
 /// What [`RestoreJournal::undo`] did.
@@ -181,6 +186,23 @@ impl RestoreJournal {
                         mtime,
                     }
                 }
+                b'N' => {
+                    let mut names = Vec::new();
+                    let mut complete = false;
+                    while let Some(end) = rest.iter().position(|b| *b == 0) {
+                        let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+                        rest = &rest[end + 1..];
+                        if name.is_empty() {
+                            complete = true;
+                            break;
+                        }
+                        names.push(name);
+                    }
+                    if !complete {
+                        break;
+                    }
+                    JournalEntry::DatabaseBefore(names)
+                }
                 other => return Err(bad(format!("unknown journal record {other:#04x}"))),
             };
             entries.push(entry);
@@ -208,6 +230,15 @@ impl RestoreJournal {
                 JournalEntry::Directory { path, .. } => {
                     record.push(b'D');
                     vec![path]
+                }
+                JournalEntry::DatabaseBefore(names) => {
+                    record.push(b'N');
+                    for n in names {
+                        record.extend_from_slice(n.as_bytes());
+                        record.push(0);
+                    }
+                    record.push(0);
+                    vec![]
                 }
             };
             for p in paths {
@@ -255,6 +286,19 @@ impl RestoreJournal {
             uid: meta.uid(),
             gid: meta.gid(),
             mtime: meta.mtime(),
+        })
+    }
+
+    /// Records the database namespaces that exist before the load.
+    pub(crate) fn database_before(&self, namespaces: &[String]) -> Result<()> {
+        self.add(JournalEntry::DatabaseBefore(namespaces.to_vec()))
+    }
+
+    /// The database namespaces recorded before the load, if any.
+    pub fn namespaces_before(&self) -> Option<Vec<String>> {
+        lock(self).entries.iter().find_map(|e| match e {
+            JournalEntry::DatabaseBefore(names) => Some(names.clone()),
+            _ => None,
         })
     }
 
@@ -319,6 +363,8 @@ impl RestoreJournal {
                     .map_err(|e| Error::io("setting back the mtime of", path, e.into()))?;
                     done.directories += 1;
                 }
+                // The database is the loader's to undo (see namespaces_before).
+                JournalEntry::DatabaseBefore(_) => {}
             }
         }
         Ok(done)
@@ -402,6 +448,31 @@ mod tests {
         assert!(RestoreJournal::load(&file).is_err(), "only absolute paths");
         std::fs::write(&file, b"X/a\0").unwrap();
         assert!(RestoreJournal::load(&file).is_err(), "unknown record");
+    }
+
+    #[test]
+    fn the_namespaces_before_a_load_round_trip_and_a_cut_list_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("restore-n.journal");
+        let j = RestoreJournal::persisted(&file).unwrap();
+        let a = dir.path().join("a");
+        j.created(&a).unwrap();
+        j.database_before(&["juju.machines".into(), "juju.units".into()])
+            .unwrap();
+        j.database_before(&[]).unwrap();
+        let back = RestoreJournal::load(&file).unwrap();
+        assert_eq!(
+            back.namespaces_before(),
+            Some(vec!["juju.machines".to_string(), "juju.units".to_string()])
+        );
+        assert_eq!(back.entries().len(), 3);
+        // Cut inside the list: the record (and so the list) is ignored.
+        let bytes = std::fs::read(&file).unwrap();
+        let start = bytes.iter().position(|b| *b == b'N').unwrap();
+        std::fs::write(&file, &bytes[..start + 8]).unwrap();
+        let cut = RestoreJournal::load(&file).unwrap();
+        assert_eq!(cut.namespaces_before(), None);
+        assert_eq!(cut.entries(), vec![JournalEntry::Created(a)]);
     }
 
     #[test]

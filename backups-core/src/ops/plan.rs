@@ -204,18 +204,6 @@ fn saved_state(
     (files, dumper)
 }
 
-/// Drops the namespaces that exist now but did not in `before`.
-async fn drop_added_namespaces(db: &dyn DatabaseLoader, before: &[String]) -> Result<()> {
-    let before: std::collections::HashSet<&String> = before.iter().collect();
-    let added: Vec<String> = db
-        .namespaces()
-        .await?
-        .into_iter()
-        .filter(|n| !before.contains(n))
-        .collect();
-    db.drop_namespaces(&added).await
-}
-
 /// What a plan did.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -350,6 +338,10 @@ async fn run_locked(
             (None, Some(_)) => Some(RestoreJournal::default()),
             _ => None,
         };
+        // So that undoing a killed restore drops what its load added too.
+        if let (Some(j), Some(before)) = (&journal, &namespaces) {
+            j.database_before(before)?;
+        }
         Ok::<_, Error>((namespaces, journal))
     };
     let (namespaces_before, journal) = match prepared.await {
@@ -409,7 +401,9 @@ async fn run_locked(
                 None => Ok(()),
             };
             let dropped = match (&request.database, &namespaces_before) {
-                (Some(db), Some(before)) => drop_added_namespaces(db.as_ref(), before).await,
+                (Some(db), Some(before)) => {
+                    crate::database::drop_added_namespaces(db.as_ref(), before).await
+                }
                 _ => Ok(()),
             };
             let mut back = RestoreRequest::new(RestoreSource::Id(id.clone()), "/")

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::BackupId;
 use crate::archive::reader::RootVisitor;
 use crate::catalog::StoreBackups;
-use crate::database::{DumpForwarder, dump_channel};
+use crate::database::{DumpForwarder, drop_added_namespaces, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::{Extractor, RootCheck};
@@ -165,7 +165,11 @@ pub(crate) async fn restore(
         }
         Some(path) if path.exists() => {
             let journal = RestoreJournal::load(path)?;
+            let before = journal.namespaces_before();
             let undone = journal.undo()?;
+            if let (Some(db), Some(before)) = (&request.database, &before) {
+                drop_added_namespaces(db.as_ref(), before).await?;
+            }
             progress.warn(&format!(
                 "took back the interrupted restore: removed {} paths it had added, put back {} it had replaced (journal {})",
                 undone.removed,
