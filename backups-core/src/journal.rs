@@ -88,6 +88,57 @@ fn lock(j: &RestoreJournal) -> std::sync::MutexGuard<'_, Inner> {
     j.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Appends one record to the journal file, if the journal has one.
+fn write_record(j: &mut Inner, entry: &JournalEntry) -> Result<()> {
+    let Some(file) = &mut j.file else {
+        return Ok(());
+    };
+    {
+        let mut record = Vec::new();
+        let paths: Vec<&Path> = match entry {
+            JournalEntry::Created(p) => {
+                record.push(b'C');
+                vec![p]
+            }
+            JournalEntry::Replaced { path, stash } => {
+                record.push(b'R');
+                vec![path, stash]
+            }
+            JournalEntry::Directory { path, .. } => {
+                record.push(b'D');
+                vec![path]
+            }
+            JournalEntry::DatabaseBefore(names) => {
+                record.push(b'N');
+                for n in names {
+                    record.extend_from_slice(n.as_bytes());
+                    record.push(0);
+                }
+                record.push(0);
+                vec![]
+            }
+        };
+        for p in paths {
+            record.extend_from_slice(p.as_os_str().as_bytes());
+            record.push(0);
+        }
+        if let JournalEntry::Directory {
+            mode,
+            uid,
+            gid,
+            mtime,
+            ..
+        } = entry
+        {
+            record.extend_from_slice(format!("{mode} {uid} {gid} {mtime}").as_bytes());
+            record.push(0);
+        }
+        file.write_all(&record)
+            .map_err(|e| Error::io("writing journal", j.path.clone().unwrap_or_default(), e))?;
+    }
+    Ok(())
+}
+
 fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -216,51 +267,16 @@ impl RestoreJournal {
 
     fn add(&self, entry: JournalEntry) -> Result<()> {
         let mut j = lock(self);
-        if let Some(file) = &mut j.file {
-            let mut record = Vec::new();
-            let paths: Vec<&Path> = match &entry {
-                JournalEntry::Created(p) => {
-                    record.push(b'C');
-                    vec![p]
-                }
-                JournalEntry::Replaced { path, stash } => {
-                    record.push(b'R');
-                    vec![path, stash]
-                }
-                JournalEntry::Directory { path, .. } => {
-                    record.push(b'D');
-                    vec![path]
-                }
-                JournalEntry::DatabaseBefore(names) => {
-                    record.push(b'N');
-                    for n in names {
-                        record.extend_from_slice(n.as_bytes());
-                        record.push(0);
-                    }
-                    record.push(0);
-                    vec![]
-                }
-            };
-            for p in paths {
-                record.extend_from_slice(p.as_os_str().as_bytes());
-                record.push(0);
-            }
-            if let JournalEntry::Directory {
-                mode,
-                uid,
-                gid,
-                mtime,
-                ..
-            } = &entry
-            {
-                record.extend_from_slice(format!("{mode} {uid} {gid} {mtime}").as_bytes());
-                record.push(0);
-            }
-            file.write_all(&record)
-                .map_err(|e| Error::io("writing journal", j.path.clone().unwrap_or_default(), e))?;
-        }
+        write_record(&mut j, &entry)?;
         j.entries.push(entry);
         Ok(())
+    }
+
+    /// Records, in the journal file only, a temporary path about to be
+    /// created: undoing a killed restore removes it if it is still there
+    /// (a restore that is not killed removes its own temporary files).
+    pub(crate) fn temporary(&self, path: &Path) -> Result<()> {
+        write_record(&mut lock(self), &JournalEntry::Created(path.to_path_buf()))
     }
 
     /// Records a path that was just created.
@@ -322,8 +338,19 @@ impl RestoreJournal {
                     }
                 }
                 JournalEntry::Replaced { path, stash } => {
-                    if fs::symlink_metadata(stash).is_err() {
+                    let Ok(kept) = fs::symlink_metadata(stash) else {
                         continue; // the replacement never happened
+                    };
+                    use std::os::unix::fs::MetadataExt;
+                    let same = |m: &fs::Metadata| m.dev() == kept.dev() && m.ino() == kept.ino();
+                    if fs::symlink_metadata(path).is_ok_and(|m| same(&m)) {
+                        // Killed before the new version was renamed over it:
+                        // `path` is still the previous version (rename(2)
+                        // between two links of one file does nothing).
+                        fs::remove_file(stash)
+                            .map_err(|e| Error::io("removing the previous version", stash, e))?;
+                        done.restored += 1;
+                        continue;
                     }
                     if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
                         // A directory the restore made in its place.

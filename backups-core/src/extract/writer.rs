@@ -128,8 +128,9 @@ impl Extractor {
                         ));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+                        // Journaled first: a kill in between leaves nothing unrecorded.
                         self.record(&dir)?;
+                        fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
                     }
                     Err(e) => return Err(Error::io("inspecting", &dir, e)),
                 }
@@ -139,8 +140,14 @@ impl Extractor {
         Ok(self.root.join(rel))
     }
 
-    fn temp_name(&mut self, dest: &Path) -> PathBuf {
-        self.side_name(dest, "tmp")
+    /// A temporary name beside `dest`, journaled (when there is a journal
+    /// file) before it is created.
+    fn temp_name(&mut self, dest: &Path) -> Result<PathBuf> {
+        let tmp = self.side_name(dest, "tmp");
+        if let Some(j) = &self.journal {
+            j.temporary(&tmp)?;
+        }
+        Ok(tmp)
     }
 
     /// `.<name>.backups-<what>-<pid>-<n>` beside `dest`.
@@ -228,6 +235,11 @@ impl Extractor {
         if existing.as_ref().is_some_and(|m| !m.is_dir()) {
             self.keep_previous(&dest)?;
         }
+        // Journaled before it is made, like its temporary name below, so
+        // that undoing a restore killed at any point leaves neither behind.
+        if is_new {
+            self.record(&dest)?;
+        }
         match &kind {
             CheckedKind::Directory => {
                 match existing {
@@ -254,7 +266,7 @@ impl Extractor {
             }
             CheckedKind::File(_) => {
                 refuse_dir(&name, &existing)?;
-                let tmp = self.temp_name(&dest);
+                let tmp = self.temp_name(&dest)?;
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
                 place(&tmp, &dest, attributes, |tmp| {
@@ -270,7 +282,7 @@ impl Extractor {
             }
             CheckedKind::Symlink(target) => {
                 refuse_dir(&name, &existing)?;
-                let tmp = self.temp_name(&dest);
+                let tmp = self.temp_name(&dest)?;
                 let attributes = Attributes {
                     owner,
                     ..Attributes::default()
@@ -295,22 +307,19 @@ impl Extractor {
                         ));
                     }
                 }
-                let tmp = self.temp_name(&dest);
+                let tmp = self.temp_name(&dest)?;
                 place(&tmp, &dest, Attributes::default(), |tmp| {
                     fs::hard_link(&source, tmp).map_err(|e| Error::io("linking", tmp, e))
                 })?;
             }
             CheckedKind::Device { kind, major, minor } => {
                 refuse_dir(&name, &existing)?;
-                let tmp = self.temp_name(&dest);
+                let tmp = self.temp_name(&dest)?;
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 place(&tmp, &dest, attributes, |tmp| {
                     make_device(tmp, *kind, *major, *minor)
                 })?;
             }
-        }
-        if is_new {
-            self.record(&dest)?;
         }
         count(&mut self.stats, &kind);
         self.progress.item(&name);
