@@ -83,8 +83,8 @@ pub use crate::{
     catalog::StoreBackups,
     crypt::{Encryption, Identities, generate_identity},
     database::{
-        BackupLock, DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpSink, DumpSource,
-        DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
+        BackupLock, CollectionDiff, DatabaseComparer, DatabaseDumper, DatabaseLoader, DumpEntry,
+        DumpFile, DumpSink, DumpSource, DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
     },
     error::{Error, InputKind, Result},
     extract::{ExtractOptions, ExtractStats},
@@ -95,6 +95,9 @@ pub use crate::{
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
+    },
+    ops::diff::{
+        DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
     },
     ops::edit::Edit,
     ops::plan::{PlanReport, RestorePlan, SafetyBackup, ServiceController, journal_path},
