@@ -50,7 +50,7 @@ pub(super) async fn run(
         .with_preflight(preflight);
     plan.safety = safety;
     plan.journal_dir = journal_dir;
-    if args.dry_run {
+    if args.dry_run && !args.json {
         out(&plan_text(args, uri.as_deref(), plan.safety.is_some()))?;
     }
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
