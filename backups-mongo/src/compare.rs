@@ -15,7 +15,9 @@
 //! (the index version) and `background`, numbers by value (`1` and `1.0`
 //! are the same key), the key pattern in order. The oplog a dump captured
 //! is not applied: the backup side is the dumped documents. Views and
-//! `system.*` collections are not compared.
+//! `system.*` collections are not compared. A live collection of a dumped
+//! database that the dump lacks is listed with all its documents and
+//! indexes only live (a restore leaves it as it is).
 
 mod sort;
 
@@ -48,6 +50,7 @@ pub struct MongoComparer {
     client: Client,
     uri_shown: String,
     namespaces: Namespaces,
+    renames: Vec<(String, String)>,
     chunk_bytes: usize,
 }
 
@@ -85,6 +88,7 @@ impl MongoComparer {
             client,
             uri_shown: redact_uri(uri),
             namespaces,
+            renames: options.db_rename,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
         })
     }
@@ -140,6 +144,53 @@ impl MongoComparer {
         let live = live.finish().map_err(spool_err)?;
         merge(backup, live, &mut diff).map_err(spool_err)?;
         Ok(diff)
+    }
+
+    /// The collections of the live database `db` (views and `system.*`
+    /// left out).
+    async fn live_collections(&self, db: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let what = || format!("listing the collections of {db}");
+        let specs: Vec<Document> = self
+            .client
+            .database(db)
+            .run_cursor_command(doc! {"listCollections": 1})
+            .await
+            .map_err(|e| db_error(what(), e))?
+            .try_collect()
+            .await
+            .map_err(|e| db_error(what(), e))?;
+        Ok(specs
+            .iter()
+            .filter(|s| s.get_str("type").unwrap_or("collection") == "collection")
+            .filter_map(|s| s.get_str("name").ok())
+            .filter(|n| !n.starts_with("system."))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// A live collection of a dumped database that the dump lacks: all
+    /// its documents and indexes are only live.
+    async fn only_live(&self, db: &str, coll: &str) -> Result<CollectionDiff> {
+        let mut diff = CollectionDiff::new(format!("{db}.{coll}"));
+        diff.live_documents = self
+            .client
+            .database(db)
+            .collection::<Document>(coll)
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| db_error(format!("counting the documents of {db}.{coll}"), e))?;
+        diff.only_live = diff.live_documents;
+        compare_indexes(&[], &self.live_indexes(db, coll).await?, &mut diff);
+        Ok(diff)
+    }
+
+    /// The dump's name of the live database `db` (before a rename).
+    fn source_db<'a>(&'a self, db: &'a str) -> &'a str {
+        self.renames
+            .iter()
+            .find(|(_, to)| to == db)
+            .map_or(db, |(from, _)| from.as_str())
     }
 
     /// The live index specs of `db.coll` (none when it does not exist).
@@ -353,6 +404,20 @@ impl DatabaseComparer for MongoComparer {
             }
         }
         let mut out = Vec::new();
+        // The dumped databases' live collections the dump lacks (a
+        // restore leaves them).
+        let databases: std::collections::BTreeSet<&String> =
+            pending.keys().map(|(db, _)| db).collect();
+        for db in databases {
+            for coll in self.live_collections(db).await? {
+                let src = format!("{}.{coll}", self.source_db(db));
+                if !pending.contains_key(&(db.clone(), coll.clone()))
+                    && !self.namespaces.excluded(&src)
+                {
+                    out.push(self.only_live(db, &coll).await?);
+                }
+            }
+        }
         for ((db, coll), p) in pending {
             if p.meta.as_ref().is_some_and(|m| m.is_view) {
                 continue;
@@ -367,6 +432,7 @@ impl DatabaseComparer for MongoComparer {
             compare_indexes(&backup_indexes, &live_indexes, &mut diff);
             out.push(diff);
         }
+        out.sort_by(|a, b| a.ns.cmp(&b.ns));
         Ok(out)
     }
 }

@@ -33,8 +33,10 @@ a trailing /), never from their parents: a diff against / does not walk
 the disk. With a MongoDB URI, each dumped collection against the live one:
 documents matched by _id (different = same _id, other bytes), indexes by
 name (key and options); memory stays bounded whatever the size (the _ids
-are sorted in temp files). The oplog captured during the dump is not
-applied; views and system.* collections are not compared. The archive is
+are sorted in temp files). A live collection of a dumped database that the
+backup lacks is listed with everything in it only live (a restore leaves
+it). The oplog captured during the dump is not applied; views and system.*
+collections are not compared. The archive is
 read once and its digests checked; --identity for an encrypted backup.
 
 Exit status 0 whether or not anything differs (like git diff); with

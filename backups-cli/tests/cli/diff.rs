@@ -265,7 +265,8 @@ fn diff_counts_documents_and_indexes_per_collection() {
          db.machines.delete_many({'_id': {'$in': [0, 1]}}); \
          db.machines.insert_many([{'_id': i, 'life': 'alive'} for i in (100, 101, 102)]); \
          db.machines.update_one({'_id': 5}, {'$set': {'life': 'dying'}}); \
-         db.machines.create_index('x')",
+         db.machines.create_index('x'); \
+         db.extra.insert_many([{'_id': 1}, {'_id': 2}])",
         &uri,
         &src,
     );
@@ -280,6 +281,13 @@ fn diff_counts_documents_and_indexes_per_collection() {
     assert_eq!(
         diff["collections"],
         json!([
+            {
+                "ns": format!("{src}.extra"),
+                "backup_documents": 0, "live_documents": 2,
+                "only_in_backup": 0, "only_live": 2, "different": 0,
+                "indexes_only_in_backup": [], "indexes_only_live": ["_id_"],
+                "indexes_different": [],
+            },
             {
                 "ns": format!("{src}.machines"),
                 "backup_documents": 10, "live_documents": 11,

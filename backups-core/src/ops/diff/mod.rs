@@ -152,6 +152,7 @@ pub(crate) async fn diff(
         files: files::FileDiffer::new(request.target.clone()),
         dump: forwarder,
         dump_collections: 0,
+        warnings: Vec::new(),
     };
     let reader = backups
         .open_restore_source(&request.source, recorded.as_ref())
@@ -186,7 +187,8 @@ pub(crate) async fn diff(
         ));
     }
     progress.finish();
-    let (files, warnings) = visitor.files.finish();
+    let (files, mut warnings) = visitor.files.finish();
+    warnings.extend(visitor.warnings);
     Ok(DiffReport {
         source: subject,
         target: request.target,
@@ -204,6 +206,7 @@ struct DiffVisitor {
     files: files::FileDiffer,
     dump: Option<DumpForwarder>,
     dump_collections: u64,
+    warnings: Vec<String>,
 }
 
 impl RootVisitor for DiffVisitor {
@@ -216,6 +219,11 @@ impl RootVisitor for DiffVisitor {
             .map_err(|r| Error::unsafe_path(format!("dump/{path}"), r))?;
         if is_collection_file(path) {
             self.dump_collections += 1;
+        }
+        if path == "oplog.bson" && size > 0 && self.dump.is_some() {
+            self.warnings.push(format!(
+                "the dump's oplog ({size} bytes, the writes made while it ran) is not applied: documents written during the dump may show as different"
+            ));
         }
         match &self.dump {
             Some(forwarder) => forwarder.forward(path, size, body),
