@@ -34,7 +34,7 @@
 //! Dependencies point one way, down: the request types ([`CreateRequest`],
 //! [`RestoreRequest`]...) depend on nothing above them; the catalog
 //! ([`StoreBackups`]: sidecars and the commit protocol) on them; the
-//! operations (create, add, download, restore, restore plan) are free
+//! operations (create, add, download, restore, restore plan, diff) are free
 //! functions over the catalog; [`Backups`] and the `StoreBackups` methods
 //! that run operations are one-line calls into them. Below it all: the
 //! archive format, extraction, storage, the lease and gc. Beside them,

@@ -430,7 +430,7 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
             h.set_mode(*mode);
-            if kind.is_symlink() {
+            if kind.is_symlink() || kind.is_hard_link() {
                 h.set_size(0);
                 b.append_link(&mut h, name, std::str::from_utf8(body).unwrap())
                     .unwrap();
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn entries_are_classified_and_only_covered_directories_listed() {
-        use tar::EntryType::{Directory, Regular, Symlink};
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
         let dir = tempfile::tempdir().unwrap();
         let t = dir.path();
         let tar = root_tar(&[
@@ -458,6 +458,8 @@ mod tests {
             ("var/lib", Directory, 0o755, b""),
             ("var/lib/juju", Directory, 0o750, b""),
             ("var/lib/juju/same", Regular, 0o644, b"same"),
+            // Compared as the file it links to.
+            ("var/lib/juju/hard", Link, 0o644, b"var/lib/juju/same"),
             ("var/lib/juju/content", Regular, 0o644, b"aaaa"),
             ("var/lib/juju/size", Regular, 0o644, b"abc"),
             ("var/lib/juju/mode", Regular, 0o600, b"m"),
@@ -472,6 +474,8 @@ mod tests {
         mode(&t.join("var/lib/juju"), 0o750);
         let j = t.join("var/lib/juju");
         fs::write(j.join("same"), b"same").unwrap();
+        fs::write(j.join("hard"), b"same").unwrap();
+        mode(&j.join("hard"), 0o644);
         fs::write(j.join("content"), b"bbbb").unwrap();
         fs::write(j.join("size"), b"abcd").unwrap();
         fs::write(j.join("mode"), b"m").unwrap();
@@ -527,7 +531,7 @@ mod tests {
         );
         // Sizes differ: the live file is not read.
         assert_eq!(diff.different[3].live.sha256, None);
-        assert_eq!(diff.counts.same, 6, "{diff:?}");
+        assert_eq!(diff.counts.same, 7, "{diff:?}");
         assert_eq!(diff.counts.different, 4);
     }
 
