@@ -140,10 +140,14 @@ impl MongoComparer {
         let mut diff = CollectionDiff::new(&ns);
         diff.backup_documents = backup.len();
         diff.live_documents = live.len();
-        let backup = backup.finish().map_err(spool_err)?;
-        let live = live.finish().map_err(spool_err)?;
-        merge(backup, live, &mut diff).map_err(spool_err)?;
-        Ok(diff)
+        // Merging runs from disk is long blocking work: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            merge(backup.finish()?, live.finish()?, &mut diff)?;
+            Ok(diff)
+        })
+        .await
+        .map_err(|e| Error::task(&format!("comparing {ns}"), e))?
+        .map_err(spool_err)
     }
 
     /// The collections of the live database `db` (views and `system.*`
