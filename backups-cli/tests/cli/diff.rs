@@ -167,6 +167,18 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         dry["diff"]["files"]["only_live"],
         json!([under(&tree, "etc/juju/new.txt")])
     );
+    // As a plan (a hook): the plan's steps are text, left out of --json.
+    let planned = env.json(&[
+        "restore",
+        id,
+        "--target",
+        "restored",
+        "--dry-run",
+        "--json",
+        "--stop-cmd",
+        "true",
+    ]);
+    assert_eq!(planned["diff"]["files"], from_file["files"]);
     let skipped = env.json(&[
         "restore",
         id,
