@@ -36,6 +36,8 @@ pub const HOOK: u8 = 12;
 /// An encrypted backup could not be decrypted (no identity, a wrong one),
 /// or a plain one was refused where encryption is required.
 pub const ENCRYPTION: u8 = 13;
+/// `diff --exit-code`: the backup and the live state differ.
+pub const DIFFERENT: u8 = 14;
 /// Interrupted or cancelled.
 pub const INTERRUPTED: u8 = 130;
 
@@ -81,6 +83,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         ENCRYPTION,
         "cannot decrypt (no identity or a wrong one), or a plain backup where encryption is required",
+    ),
+    (
+        DIFFERENT,
+        "diff --exit-code: the backup and the live state differ",
     ),
     (INTERRUPTED, "interrupted (nothing was committed)"),
 ];

@@ -17,11 +17,12 @@ use crate::error::{Error, Result};
 use crate::gc::{self, Garbage};
 use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::{Metadata, Verification};
+use crate::ops::diff::{DiffReport, DiffRequest};
 use crate::ops::edit::Edit;
 use crate::ops::plan::{PlanReport, RestorePlan};
 use crate::ops::restore::Verified;
 use crate::ops::verify::VerifyRequest;
-use crate::ops::{self, add, create, download, edit, forget, plan, restore, verify};
+use crate::ops::{self, add, create, diff, download, edit, forget, plan, restore, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
@@ -184,6 +185,18 @@ impl StoreBackups {
         progress: Arc<dyn Progress>,
     ) -> Result<Verification> {
         verify::verify(self, id, request, progress).await
+    }
+
+    /// Compares a backup with the live state a restore would change: the
+    /// files under the request's target and, with a comparer, the live
+    /// database (see [`DiffRequest`]). Reads the archive once, changes
+    /// nothing, takes no lease.
+    pub async fn diff(
+        &self,
+        request: DiffRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DiffReport> {
+        diff::diff(self, request, progress).await
     }
 
     /// Applies a retention policy to the store: takes the lease once, lists,

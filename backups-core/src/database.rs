@@ -375,6 +375,63 @@ pub(crate) async fn drop_added_namespaces(
     db.drop_namespaces(&added).await
 }
 
+/// How one collection of a backup's dump compares with the live database:
+/// documents matched by `_id`, indexes by name. [`CollectionDiff::new`],
+/// then set the fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct CollectionDiff {
+    /// `db.collection` (the live name, after any database rename).
+    pub ns: String,
+    /// Documents in the backup's dump.
+    pub backup_documents: u64,
+    /// Documents in the live collection.
+    pub live_documents: u64,
+    /// `_id`s only the backup has.
+    pub only_in_backup: u64,
+    /// `_id`s only the live collection has.
+    pub only_live: u64,
+    /// `_id`s on both sides whose documents differ (in any byte).
+    pub different: u64,
+    /// Names of the indexes only the backup has.
+    pub indexes_only_in_backup: Vec<String>,
+    /// Names of the indexes only the live collection has.
+    pub indexes_only_live: Vec<String>,
+    /// Names of the indexes on both sides whose key or options differ.
+    pub indexes_different: Vec<String>,
+}
+
+impl CollectionDiff {
+    /// No documents and no indexes yet, for `ns`.
+    pub fn new(ns: impl Into<String>) -> Self {
+        CollectionDiff {
+            ns: ns.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the backup and the live collection hold the same documents
+    /// and indexes.
+    pub fn is_same(&self) -> bool {
+        self.only_in_backup == 0
+            && self.only_live == 0
+            && self.different == 0
+            && self.indexes_only_in_backup.is_empty()
+            && self.indexes_only_live.is_empty()
+            && self.indexes_different.is_empty()
+    }
+}
+
+/// Compares a backup's database dump (the archive's `dump/`) with a live
+/// database, changing nothing; for `diff` and a restore's dry run.
+/// Implementations keep memory bounded whatever a collection's size.
+#[async_trait]
+pub trait DatabaseComparer: Send + Sync {
+    /// Reads every file from `source` and compares each dumped collection
+    /// with its live counterpart, in namespace order.
+    async fn compare(&self, source: DumpSource) -> Result<Vec<CollectionDiff>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@
 //! Dependencies point one way, down: the request types ([`CreateRequest`],
 //! [`RestoreRequest`]...) depend on nothing above them; the catalog
 //! ([`StoreBackups`]: sidecars and the commit protocol) on them; the
-//! operations (create, add, download, restore, restore plan) are free
+//! operations (create, add, download, restore, restore plan, diff) are free
 //! functions over the catalog; [`Backups`] and the `StoreBackups` methods
 //! that run operations are one-line calls into them. Below it all: the
 //! archive format, extraction, storage, the lease and gc. Beside them,
@@ -84,8 +84,8 @@ pub use crate::{
     catalog::StoreBackups,
     crypt::{Encryption, Identities, generate_identity},
     database::{
-        BackupLock, DatabaseDumper, DatabaseLoader, DumpEntry, DumpFile, DumpOrigin, DumpSink,
-        DumpSource, DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
+        BackupLock, CollectionDiff, DatabaseComparer, DatabaseDumper, DatabaseLoader, DumpEntry,
+        DumpFile, DumpOrigin, DumpSink, DumpSource, DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
     },
     error::{Error, InputKind, Result},
     extract::{ExtractOptions, ExtractStats},
@@ -96,6 +96,9 @@ pub use crate::{
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
+    },
+    ops::diff::{
+        DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
     },
     ops::edit::Edit,
     ops::plan::{PlanReport, RestorePlan, SafetyBackup, journal_path},

@@ -7,7 +7,9 @@
 //! the server has an oplog. [`MongoLoader`] drops and re-creates each
 //! collection with its options, inserts in large ordered batches (validation
 //! bypassed, as mongorestore does), creates
-//! views, replays the oplog, then builds indexes.
+//! views, replays the oplog, then builds indexes. [`MongoComparer`]
+//! compares a dump with a live database (documents by `_id`, indexes by
+//! name) in bounded memory, changing nothing.
 //!
 //! # Consistency
 //!
@@ -89,6 +91,7 @@
 
 mod bson_stream;
 mod client;
+mod compare;
 mod dump;
 mod indexes;
 mod load;
@@ -99,6 +102,7 @@ mod replay;
 mod topology;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
+pub use compare::{CompareOptions, MongoComparer};
 pub use dump::{DumpOptions, MongoDumper};
 pub use load::{LoadOptions, MongoLoader};
 pub use replay::OplogTimestamp;

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod create;
+pub mod diff;
 pub mod download;
 pub mod forget;
 pub mod gc;
@@ -67,6 +68,10 @@ pub enum Command {
     /// Restore a backup's files (and database) into a target.
     #[command(after_help = restore::AFTER_HELP)]
     Restore(restore::Args),
+
+    /// Show what a restore would change: files and collections that differ from the live state.
+    #[command(after_help = diff::AFTER_HELP)]
+    Diff(diff::Args),
 
     /// Check backups (stored bytes, every entry, or a drill) and record the outcome.
     #[command(after_help = verify::AFTER_HELP)]
@@ -138,6 +143,7 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Key(args) => key::run(ctx.quiet, args),
         Command::Verify(args) => verify::run(ctx, args).await,
+        Command::Diff(args) => diff::run(ctx, args).await,
         Command::Label(args) => label::run_label(ctx, args).await,
         Command::Notes(args) => label::run_notes(ctx, args).await,
         // They need no store; run_configured runs them before opening one.

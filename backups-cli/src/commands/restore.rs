@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backups_core::{
-    Backups, DatabaseLoader, ExtractOptions, RestoreReport, RestoreRequest, RestoreSource,
-    journal_path,
+    Backups, DatabaseLoader, DiffReport, ExtractOptions, RestoreReport, RestoreRequest,
+    RestoreSource, journal_path,
 };
 use backups_mongo::{LoadOptions, MongoLoader, OplogTimestamp};
+use serde_json::json;
 
 use crate::args::{MongoArgs, parse_duration, parse_id, parse_key_value};
 use crate::context::Context;
@@ -53,6 +54,10 @@ output is shown on stderr as '[stop] ...'; they see BACKUPS_HOOK,
 BACKUPS_RESTORE_SOURCE (the id or file), BACKUPS_RESTORE_TARGET and, for the
 start after a rollback, BACKUPS_ROLLED_BACK=1. With --no-safety-backup a
 failure after stop leaves the services stopped (the state is half restored).
+
+--dry-run also compares the backup with the live state it would replace and
+prints the same summary as `backups diff` (--no-diff leaves it out; --json
+puts it under the key diff).
 
 The whole archive is verified (size, SHA-1, manifest SHA-256 of every entry,
 every path) before anything is written. Paths with '..', absolute paths,
@@ -169,9 +174,17 @@ pub struct Args {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Verify the archive and print what would be restored; change nothing.
+    /// Verify the archive and print what would be restored and what it
+    /// would change (as `backups diff` does); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run, leave out the comparison with the live files (and
+    /// database).
+    #[arg(long, requires = "dry_run")]
+    pub no_diff: bool,
+    /// Print the report as JSON (a dry run's comparison under "diff").
+    #[arg(long)]
+    pub json: bool,
     /// Print each restored path.
     #[arg(long, short)]
     pub verbose: bool,
@@ -225,7 +238,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         (RestoreSource::Id(id), Some(dir)) => Some(journal_path(dir, id)),
         _ => None,
     };
-    let mut request = RestoreRequest::new(source, args.target.clone())
+    let mut request = RestoreRequest::new(source.clone(), args.target.clone())
         .with_dry_run(args.dry_run)
         .with_options(options)
         .with_identities(args.keys.identities()?)
@@ -243,7 +256,54 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             "warning: the backup holds a database dump ({collections} collections) that this restore would not load: give --mongo-uri to load it"
         ));
     }
-    print_report(&report, options)
+    let diff = if report.dry_run && !args.no_diff {
+        let comparer =
+            super::diff::comparer(&args.mongo, &args.ns_exclude, &args.db_rename).await?;
+        let diff =
+            super::diff::compare(ctx, source, args.target.clone(), &args.keys, comparer).await?;
+        for w in &diff.warnings {
+            ctx.say(&format!("warning: {w}"));
+        }
+        Some(diff)
+    } else {
+        None
+    };
+    if args.json {
+        return out(&format!("{}\n", report_json(&report, diff.as_ref())));
+    }
+    print_report(&report, options)?;
+    match &diff {
+        Some(diff) => out(&super::diff::summary(diff, args.verbose)),
+        None => Ok(()),
+    }
+}
+
+/// The report as JSON for --json; a dry run's comparison under `diff`.
+fn report_json(report: &RestoreReport, diff: Option<&DiffReport>) -> serde_json::Value {
+    let s = &report.stats;
+    let mut value = json!({
+        "id": report.metadata.id.as_ref().map(ToString::to_string),
+        "target": report.target,
+        "dry_run": report.dry_run,
+        "manifest_verified": report.manifest_verified,
+        "files": s.files,
+        "directories": s.directories,
+        "symlinks": s.symlinks,
+        "hard_links": s.hard_links,
+        "devices": s.devices,
+        "bytes": s.bytes,
+        "dump_collections": report.dump_collections,
+        "database": report.database.as_ref().map(|db| json!({
+            "collections": db.collections,
+            "indexes": db.indexes,
+            "oplog_entries": db.oplog_entries,
+            "warnings": db.warnings,
+        })),
+    });
+    if let Some(diff) = diff {
+        value["diff"] = super::diff::json(diff);
+    }
+    value
 }
 
 /// Where restore journals go: `$BACKUPS_STATE_DIR`, else the user's state

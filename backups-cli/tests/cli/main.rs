@@ -9,6 +9,7 @@
 mod cloud;
 mod crash;
 mod crypt;
+mod diff;
 mod disk;
 mod forget;
 mod ha;

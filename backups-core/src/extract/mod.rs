@@ -22,6 +22,7 @@ mod verify;
 mod writer;
 
 pub use path::sanitize_entry_path;
+pub(crate) use policy::{CheckedKind, DeviceKind, Policy, read_err};
 pub use policy::{ExtractOptions, ExtractStats};
 pub use verify::RootCheck;
 pub(crate) use verify::is_collection_file;

@@ -5,6 +5,7 @@
 
 pub(crate) mod add;
 pub(crate) mod create;
+pub(crate) mod diff;
 pub(crate) mod download;
 pub(crate) mod edit;
 pub(crate) mod forget;

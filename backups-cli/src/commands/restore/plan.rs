@@ -52,7 +52,7 @@ pub(super) async fn run(
     plan.journal_dir = journal_dir;
     let safety = plan.safety.is_some();
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
-    if args.dry_run {
+    if args.dry_run && !args.json {
         out(&plan_text(
             args,
             uri.as_deref(),
