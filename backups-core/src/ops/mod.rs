@@ -21,7 +21,9 @@ use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
 use crate::catalog::StoreBackups;
 use crate::crypt::{Identities, sniff_age};
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 use crate::progress::Progress;
+use crate::request::RestoreSource;
 
 /// How a pass over an archive gets at the plain `.tar.gz`.
 #[derive(Debug, Clone)]
@@ -64,6 +66,41 @@ impl Sealed {
 }
 
 /// The error for a plain backup where encryption is required.
+/// What a pass over a restore source starts from: the name to show, the
+/// stored backup's committed metadata (none for a local file) and how its
+/// bytes are sealed. An encrypted stored backup without identities is
+/// refused here, and with `require_encryption` a plain one.
+pub(crate) async fn open_source(
+    backups: &StoreBackups,
+    source: &RestoreSource,
+    identities: &Identities,
+    require_encryption: bool,
+) -> Result<(String, Option<Metadata>, Sealed)> {
+    let (subject, recorded) = match source {
+        RestoreSource::Id(id) => (id.to_string(), Some(backups.committed(id).await?)),
+        RestoreSource::File(p) => (p.display().to_string(), None),
+    };
+    let sealed = match &recorded {
+        Some(meta) if meta.encryption.is_some() => {
+            if identities.is_empty() {
+                return Err(Error::Encrypted {
+                    subject,
+                    reason: "the backup is encrypted and no identity was given (--identity FILE)"
+                        .into(),
+                });
+            }
+            Sealed::Encrypted(identities.clone())
+        }
+        Some(_) if require_encryption => return Err(not_encrypted(&subject)),
+        Some(_) => Sealed::Plain,
+        None => Sealed::Unknown {
+            identities: identities.clone(),
+            require: require_encryption,
+        },
+    };
+    Ok((subject, recorded, sealed))
+}
+
 pub(crate) fn not_encrypted(subject: &str) -> Error {
     Error::NotEncrypted {
         subject: subject.to_string(),

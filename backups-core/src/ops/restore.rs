@@ -17,7 +17,7 @@ use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
 
-use super::{Sealed, not_encrypted, scan};
+use super::{open_source, scan};
 
 /// What this process has already verified of the archive a restore reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,33 +38,13 @@ pub(crate) async fn restore(
     verified: Verified,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
-    let (subject, recorded) = match &request.source {
-        RestoreSource::Id(id) => (id.to_string(), Some(backups.committed(id).await?)),
-        RestoreSource::File(p) => (p.display().to_string(), None),
-    };
-    // Pass 1: verify before touching the target. A stored backup was
-    // fully validated (layout, metadata, every root.tar path, manifest)
-    // when it was created or uploaded, and its sidecar holds the digests
-    // of those bytes: checking them needs no decompression. Anything
-    // else (a local file, a sidecar without digests) is validated in full.
-    let sealed = match &recorded {
-        Some(meta) if meta.encryption.is_some() => {
-            if request.identities.is_empty() {
-                return Err(Error::Encrypted {
-                    subject,
-                    reason: "the backup is encrypted and no identity was given (--identity FILE)"
-                        .into(),
-                });
-            }
-            Sealed::Encrypted(request.identities.clone())
-        }
-        Some(_) if request.require_encryption => return Err(not_encrypted(&subject)),
-        Some(_) => Sealed::Plain,
-        None => Sealed::Unknown {
-            identities: request.identities.clone(),
-            require: request.require_encryption,
-        },
-    };
+    let (subject, recorded, sealed) = open_source(
+        backups,
+        &request.source,
+        &request.identities,
+        request.require_encryption,
+    )
+    .await?;
     if let Some(meta) = &recorded
         && meta.device_nodes > 0
         && !request.options.allow_devices

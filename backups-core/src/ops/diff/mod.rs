@@ -22,7 +22,7 @@ use crate::extract::{is_collection_file, sanitize_entry_path};
 use crate::progress::Progress;
 use crate::request::RestoreSource;
 
-use super::{Sealed, scan};
+use super::{open_source, scan};
 
 pub use files::{FileCounts, FileDifference, FileKind, FileState, FilesDiff};
 
@@ -115,27 +115,8 @@ pub(crate) async fn diff(
     request: DiffRequest,
     progress: Arc<dyn Progress>,
 ) -> Result<DiffReport> {
-    let (subject, recorded) = match &request.source {
-        RestoreSource::Id(id) => (id.to_string(), Some(backups.committed(id).await?)),
-        RestoreSource::File(p) => (p.display().to_string(), None),
-    };
-    let sealed = match &recorded {
-        Some(meta) if meta.encryption.is_some() => {
-            if request.identities.is_empty() {
-                return Err(Error::Encrypted {
-                    subject,
-                    reason: "the backup is encrypted and no identity was given (--identity FILE)"
-                        .into(),
-                });
-            }
-            Sealed::Encrypted(request.identities.clone())
-        }
-        Some(_) => Sealed::Plain,
-        None => Sealed::Unknown {
-            identities: request.identities.clone(),
-            require: false,
-        },
-    };
+    let (subject, recorded, sealed) =
+        open_source(backups, &request.source, &request.identities, false).await?;
     progress.phase("comparing", recorded.as_ref().map(|m| m.stored_size()));
     let (forwarder, comparer) = match &request.database {
         Some(db) => {
