@@ -221,6 +221,8 @@ pub enum InputKind {
     NamespacePattern,
     /// A MongoDB connection string.
     MongoUri,
+    /// A MongoDB server address (`HOST:PORT`).
+    MongoAddress,
     /// An encryption recipient (age `age1...`, `ssh-ed25519`, `ssh-rsa`).
     Recipient,
     /// An identity (private key) file or passphrase file.
@@ -244,6 +246,7 @@ impl std::fmt::Display for InputKind {
             InputKind::Identity => "identity",
             InputKind::CronExpression => "cron expression",
             InputKind::JobName => "job name",
+            InputKind::MongoAddress => "MongoDB address",
         })
     }
 }

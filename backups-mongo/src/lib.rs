@@ -91,6 +91,7 @@ mod bson_stream;
 mod client;
 mod dump;
 mod indexes;
+mod juju;
 mod load;
 mod metadata;
 mod namespace;
@@ -99,5 +100,6 @@ mod replay;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use dump::{DumpOptions, MongoDumper};
+pub use juju::JujuConnection;
 pub use load::{LoadOptions, MongoLoader};
 pub use replay::OplogTimestamp;
