@@ -22,11 +22,11 @@ use crate::output::{confirm, out};
 pub(super) async fn run(
     ctx: &Context,
     args: &Args,
+    uri: Option<&str>,
     request: RestoreRequest,
     loader: Option<Arc<dyn DatabaseLoader>>,
     journal_dir: Option<PathBuf>,
 ) -> Result<RestoreReport, Failure> {
-    let uri = args.mongo.uri()?;
     if !args.dry_run && !args.yes {
         confirm(&format!(
             "Restore into {} (services will be stopped)?",
@@ -37,7 +37,7 @@ pub(super) async fn run(
         ctx.say("warning: no safety backup (give --safety-path and --mongo-uri to be able to roll back)");
         None
     } else {
-        Some(safety_backup(args, uri.as_deref(), loader).await?)
+        Some(safety_backup(args, uri, loader).await?)
     };
     let mut preflight = Preflight::default();
     preflight.target = args.target_identity.identity();
@@ -51,7 +51,7 @@ pub(super) async fn run(
     plan.safety = safety;
     plan.journal_dir = journal_dir;
     if args.dry_run {
-        out(&plan_text(args, uri.as_deref(), plan.safety.is_some()))?;
+        out(&plan_text(args, uri, plan.safety.is_some()))?;
     }
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
     if let Some(id) = &done.safety_backup {
@@ -75,6 +75,11 @@ async fn safety_backup(
                 u,
                 DumpOptions {
                     include_dbs: args.safety_dbs.clone(),
+                    exclude_dbs: if args.juju {
+                        crate::juju::EXCLUDED_DBS.map(String::from).to_vec()
+                    } else {
+                        Vec::new()
+                    },
                     ..Default::default()
                 },
             )
@@ -152,8 +157,13 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
     steps.push(hook("stop services", &args.stop_cmd));
     if let Some(u) = uri {
         steps.push(format!(
-            "load the backup's database into {} (collections in the dump are replaced)",
-            backups_mongo::redact_uri(u)
+            "load the backup's database into {} (collections in the dump are replaced{})",
+            backups_mongo::redact_uri(u),
+            match (args.juju, args.include_status_history) {
+                (false, _) => "",
+                (true, false) => "; logs.* and juju.statuseshistory are left alone",
+                (true, true) => "; logs.* are left alone",
+            }
         ));
     }
     steps.push(format!(
