@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use backups_core::{Identity, JujuAgentConfig, juju_tools_series};
 use crate::host::{host_name, os_series};
+use backups_core::{Identity, JujuAgentConfig, juju_tools_series};
 
 /// Where a Juju controller's MongoDB listens (`--juju-mongo-address`).
 pub const DEFAULT_MONGO_ADDRESS: &str = "localhost:37017";
@@ -46,4 +46,3 @@ fn is_os_name(series: &str) -> bool {
         "ubuntu" | "centos" | "windows" | "opensuse" | "genericlinux" | "osx" | "kubernetes"
     )
 }
-

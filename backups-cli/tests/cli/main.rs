@@ -13,6 +13,7 @@ mod disk;
 mod forget;
 mod hostile;
 mod juju;
+mod juju_profile;
 mod lease;
 mod lock_hooks;
 mod mongo;
