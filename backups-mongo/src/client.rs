@@ -124,6 +124,9 @@ pub(crate) async fn connect(uri: &str) -> backups_core::Result<Client> {
             let text = e.to_string();
             let why = if text.contains("Authentication") || text.contains("auth") {
                 "authentication failed"
+            } else if text.contains("invalid peer certificate") {
+                "the server's TLS certificate is not signed by the CA given (tlsCAFile) \
+                 or does not name the host connected to; cannot reach MongoDB"
             } else {
                 "cannot reach MongoDB"
             };
