@@ -98,11 +98,11 @@ pub struct Args {
     #[arg(long, help_heading = "Juju")]
     pub juju: bool,
     /// The Juju controller's data dir (default: /var/lib/juju).
-    #[arg(long, value_name = "DIR", requires = "juju", help_heading = "Juju")]
+    #[arg(long, value_name = "DIR", help_heading = "Juju")]
     pub juju_data_dir: Option<PathBuf>,
-    /// Where the controller's MongoDB listens.
-    #[arg(long, value_name = "HOST:PORT", default_value = crate::juju::DEFAULT_MONGO_ADDRESS, help_heading = "Juju")]
-    pub juju_mongo_address: String,
+    /// Where the controller's MongoDB listens (default: localhost:37017).
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Juju")]
+    pub juju_mongo_address: Option<String>,
     /// Compression: gzip (Juju's format, readable by tar and Juju) or zstd
     /// (faster and smaller, but only this tool can read it). Default: the
     /// profile's, else gzip.
@@ -142,6 +142,22 @@ pub fn from_env() -> Result<Args, Failure> {
     <Standalone as clap::Parser>::try_parse_from(std::iter::empty::<String>())
         .map(|s| s.args)
         .map_err(|e| Failure::usage(e.to_string()))
+}
+
+impl Args {
+    /// --juju-data-dir, else /var/lib/juju.
+    pub fn juju_data_dir(&self) -> PathBuf {
+        self.juju_data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(JUJU_DATA_DIR))
+    }
+
+    /// --juju-mongo-address, else localhost:37017.
+    pub fn juju_mongo_address(&self) -> &str {
+        self.juju_mongo_address
+            .as_deref()
+            .unwrap_or(crate::juju::DEFAULT_MONGO_ADDRESS)
+    }
 }
 
 /// Archive compression.
@@ -187,7 +203,18 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 /// Makes the backup `args` describe (after the profile was applied);
 /// returns its metadata.
 pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
-    let juju = args.juju.then(|| juju_controller(&args)).transpose()?;
+    if !args.juju && (args.juju_data_dir.is_some() || args.juju_mongo_address.is_some()) {
+        return Err(Failure::usage(
+            "--juju-data-dir and --juju-mongo-address need --juju (or juju = true in the profile)",
+        ));
+    }
+    let juju = if args.juju {
+        let data_dir = args.juju_data_dir();
+        let agent = JujuAgentConfig::find(&data_dir)?;
+        Some((data_dir, agent))
+    } else {
+        None
+    };
     let mut uri = args.mongo.uri()?;
     // Kept until the backup is made: its CA file is the connection's.
     let mut _juju_connection = None;
@@ -200,7 +227,7 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
         identity = Some(crate::juju::backup_identity(agent, data_dir));
         exclude_dbs = crate::juju::EXCLUDED_DBS.map(String::from).to_vec();
         if uri.is_none() {
-            let connection = JujuConnection::new(agent, &args.juju_mongo_address)?;
+            let connection = JujuConnection::new(agent, args.juju_mongo_address())?;
             uri = Some(connection.uri().to_string());
             _juju_connection = Some(connection);
         }
@@ -267,16 +294,6 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
         }));
     }
     Ok(ctx.backups.create(request, ctx.progress()).await?)
-}
-
-/// With --juju: the data dir and its machine agent's agent.conf.
-fn juju_controller(args: &Args) -> Result<(PathBuf, JujuAgentConfig), Failure> {
-    let data_dir = args
-        .juju_data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(JUJU_DATA_DIR));
-    let agent = JujuAgentConfig::find(&data_dir)?;
-    Ok((data_dir, agent))
 }
 
 /// The archive compression --compression, --compression-level and
