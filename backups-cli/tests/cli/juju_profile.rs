@@ -432,6 +432,35 @@ fn juju_profile_names_what_is_missing() {
         !out.status.success() && err.contains(&format!("{}/shared-secret", data.display())),
         "{err}"
     );
+    // From a config profile: `juju = true` and its data dir, shown by
+    // config show and used by create.
+    let config = env.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.default]\njuju = true\njuju_data_dir = {:?}\njuju_mongo_address = \"127.0.0.1:1\"\n",
+            empty.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let shown =
+        String::from_utf8(juju_run(&env, &["--config", config, "config", "show"]).stdout).unwrap();
+    assert!(
+        shown.contains("juju = true")
+            && shown.contains(&format!(
+                "juju_data_dir = {:?}",
+                empty.display().to_string()
+            ))
+            && shown.contains("juju_mongo_address = \"127.0.0.1:1\""),
+        "{shown}"
+    );
+    let out = juju_run(&env, &["--config", config, "create"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("{}/agents/machine-*", empty.display())),
+        "{err}"
+    );
     // The Juju flags need --juju.
     let out = juju_run(&env, &["create", "--juju-data-dir", "/x", "--path", "/etc"]);
     assert_eq!(out.status.code(), Some(2));
