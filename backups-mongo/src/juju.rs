@@ -13,6 +13,10 @@
 //! name its certificate lacks needs an explicit URI (e.g. with
 //! `tlsInsecure=true`, what Juju's mongodump used before MongoDB 4.4.30).
 //! No client certificate is sent: Juju's mongod does not ask for one.
+//!
+//! `directConnection=true`: the one server at the address, as Juju's
+//! `mongodump --host` talks to (the replica set's members are named by the
+//! controllers' addresses, which need not be reachable from here).
 
 use std::io::Write;
 use std::path::Path;
