@@ -477,3 +477,61 @@ fn juju_profile_names_what_is_missing() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// An explicit --mongo-uri is used instead of the connection agent.conf
+/// gives (whose password here is wrong), and explicit identity flags win
+/// over agent.conf's.
+#[test]
+fn juju_profile_takes_an_explicit_uri_and_identity_over_agent_conf() {
+    let Some(admin_uri) = service_env("BACKUPS_TEST_MONGO_TLS_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let data = juju_tree_for_test_server(&env.path().join("controller"));
+    let conf = data.join("agents/machine-0/agent.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let password = state_password(&data);
+    std::fs::write(
+        &conf,
+        text.replace(
+            &format!("statepassword: {password}"),
+            "statepassword: not-it",
+        ),
+    )
+    .unwrap();
+    let db = backups_core::test_util::unique_name("jujuuri");
+    tls_mongo(
+        &admin_uri,
+        &format!("c[{db:?}].things.insert_many([{{'_id': i}} for i in range(4)])"),
+    );
+    let (stdout, _) = juju_ok(
+        &env,
+        &[
+            "create",
+            "--juju",
+            "--juju-data-dir",
+            data.to_str().unwrap(),
+            "--mongo-uri",
+            &admin_uri,
+            "--include-db",
+            &db,
+            "--model-uuid",
+            MODEL,
+            "--machine",
+            "7",
+        ],
+    );
+    let id = stdout.trim().to_string();
+    assert!(id.ends_with(&format!(".{MODEL}")), "{id}");
+    let meta = env.json(&["show", &id, "--json"]);
+    assert_eq!(meta["ModelUUID"], MODEL);
+    assert_eq!(meta["Machine"], "7");
+    assert_eq!(meta["ControllerUUID"], CONTROLLER_UUID, "not overridden");
+    assert_eq!(meta["Version"], "2.8-beta1.1");
+    let shown = env.ok(&["show", &id]);
+    assert!(
+        shown.contains(&format!("{db}.things: 4 documents")),
+        "{shown}"
+    );
+    tls_mongo(&admin_uri, &format!("c.drop_database({db:?})"));
+}
