@@ -123,8 +123,10 @@ pub struct Args {
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub hook_timeout: std::time::Duration,
     /// Live files and directories to save in a `pre-restore` safety backup
-    /// first (repeatable); with --mongo-uri the database is saved too. Any
-    /// failure after the services were stopped restores it in place.
+    /// first (repeatable; with --juju default: the live controller's files
+    /// Juju backs up); with --mongo-uri (or --juju) the database is saved
+    /// too. Any failure after the services were stopped restores it in
+    /// place.
     #[arg(long = "safety-path", value_name = "PATH")]
     pub safety_paths: Vec<PathBuf>,
     /// Databases to save in the safety backup (repeatable; default: all but
@@ -185,6 +187,14 @@ pub struct Args {
 }
 
 impl Args {
+    /// The live controller's data dir (--juju): --juju-data-dir, else
+    /// `<target>/var/lib/juju`.
+    fn juju_data_dir(&self) -> PathBuf {
+        self.juju_data_dir
+            .clone()
+            .unwrap_or_else(|| self.target.join("var/lib/juju"))
+    }
+
     /// Whether the restore runs as a plan: in place (`--target /`, always
     /// checked in full and confirmed first), with a hook, a safety path or
     /// a named target.

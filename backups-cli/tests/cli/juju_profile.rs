@@ -331,6 +331,48 @@ fn juju_profile_backs_up_and_restores_a_controller_over_tls_with_auth() {
         tls_mongo(&admin_uri, state).trim(),
         r#"[["0", "1", "2"], ["live"], ["live"]]"#
     );
+
+    // As a plan (hooks): the safety backup holds the live controller's
+    // files and identity, and not what the restore leaves alone.
+    let plan_args = |dry_run: bool| {
+        let mut a = vec![
+            "restore",
+            id.as_str(),
+            "--target",
+            target.to_str().unwrap(),
+            "--juju",
+            "--juju-data-dir",
+            data.to_str().unwrap(),
+            "--juju-mongo-address",
+            &address,
+            "--stop-cmd",
+            "true",
+            "--start-cmd",
+            "true",
+            "--yes",
+        ];
+        if dry_run {
+            a.push("--dry-run");
+        }
+        juju_ok(&env, &a)
+    };
+    let (plan, _) = plan_args(true);
+    assert!(
+        plan.contains("logs.* and juju.statuseshistory are left alone")
+            && plan.contains(&format!("{}/shared-secret", data.display())),
+        "{plan}"
+    );
+    plan_args(false);
+    let safety = safety_backup(&env);
+    assert_eq!(safety["ModelUUID"], MODEL_UUID);
+    assert_eq!(safety["ControllerUUID"], CONTROLLER_UUID);
+    let shown = env.ok(&["show", safety["ID"].as_str().unwrap()]);
+    assert!(shown.contains("juju.machines: 3 documents"), "{shown}");
+    assert!(
+        !shown.contains("statuseshistory") && !shown.contains("logs.logs"),
+        "{shown}"
+    );
+    assert!(safety["FileCount"].as_u64().unwrap() >= 8, "{safety}");
     tls_mongo(
         &admin_uri,
         "[c.drop_database(d) for d in ('juju', 'logs', 'backups')]",

@@ -22,10 +22,7 @@ pub(super) async fn juju_agent(
     args: &Args,
     source: &RestoreSource,
 ) -> Result<JujuAgentConfig, Failure> {
-    let data_dir = args
-        .juju_data_dir
-        .clone()
-        .unwrap_or_else(|| args.target.join("var/lib/juju"));
+    let data_dir = args.juju_data_dir();
     if has_agent_conf(&data_dir) {
         return Ok(JujuAgentConfig::find(&data_dir)?);
     }

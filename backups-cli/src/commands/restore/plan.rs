@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, Preflight, RestorePlan, RestoreReport, RestoreRequest,
-    SafetyBackup,
+    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuAgentConfig, Preflight, RestorePlan,
+    RestoreReport, RestoreRequest, SafetyBackup, juju_files,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 
@@ -33,11 +33,20 @@ pub(super) async fn run(
             args.target.display()
         ))?;
     }
-    let safety = if args.no_safety_backup || (args.safety_paths.is_empty() && uri.is_none()) {
+    let live = live_juju(ctx, args);
+    let safety_paths = match &live {
+        Some(live) if args.safety_paths.is_empty() => live.files.clone(),
+        _ => args.safety_paths.clone(),
+    };
+    let safety = if args.no_safety_backup || (safety_paths.is_empty() && uri.is_none()) {
         ctx.say("warning: no safety backup (give --safety-path and --mongo-uri to be able to roll back)");
         None
     } else {
-        Some(safety_backup(args, uri, loader).await?)
+        let identity = match &live {
+            Some(live) => live.identity.clone(),
+            None => args.target_identity.safety_identity(),
+        };
+        Some(safety_backup(args, uri, &safety_paths, identity, loader).await?)
     };
     let mut preflight = Preflight::default();
     preflight.target = args.target_identity.identity();
@@ -51,7 +60,11 @@ pub(super) async fn run(
     plan.safety = safety;
     plan.journal_dir = journal_dir;
     if args.dry_run {
-        out(&plan_text(args, uri, plan.safety.is_some()))?;
+        out(&plan_text(
+            args,
+            uri,
+            plan.safety.is_some().then_some(&safety_paths[..]),
+        ))?;
     }
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
     if let Some(id) = &done.safety_backup {
@@ -67,33 +80,65 @@ pub(super) async fn run(
 async fn safety_backup(
     args: &Args,
     uri: Option<&str>,
+    paths: &[PathBuf],
+    identity: Identity,
     loader: Option<Arc<dyn DatabaseLoader>>,
 ) -> Result<SafetyBackup, Failure> {
+    // With --juju, what the restore leaves alone need not be saved.
+    let (exclude_dbs, exclude_ns) = if args.juju {
+        (
+            crate::juju::EXCLUDED_DBS.map(String::from).to_vec(),
+            crate::juju::restore_ns_excludes(args.include_status_history),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let dumper: Option<Arc<dyn DatabaseDumper>> = match uri {
         Some(u) => Some(Arc::new(
             MongoDumper::connect(
                 u,
                 DumpOptions {
                     include_dbs: args.safety_dbs.clone(),
-                    exclude_dbs: if args.juju {
-                        crate::juju::EXCLUDED_DBS.map(String::from).to_vec()
-                    } else {
-                        Vec::new()
-                    },
-                    ..Default::default()
+                    exclude_ns,
+                    exclude_dbs,
                 },
             )
             .await?,
         )),
         None => None,
     };
-    let mut safety = SafetyBackup::new(
-        FileSet::new(args.safety_paths.clone()),
-        args.target_identity.safety_identity(),
-    );
+    let mut safety = SafetyBackup::new(FileSet::new(paths.to_vec()), identity);
     safety.dumper = dumper;
     safety.loader = loader;
     Ok(safety)
+}
+
+/// With --juju, the live controller under the restore's data dir: the
+/// files Juju backs up (a safety backup's default paths) and its identity.
+struct LiveJuju {
+    files: Vec<PathBuf>,
+    identity: Identity,
+}
+
+/// The live controller, if --juju and its data dir has an agent.conf (a
+/// data dir that lacks a file Juju backs up is warned about, and only its
+/// agent.conf's identity is used).
+fn live_juju(ctx: &Context, args: &Args) -> Option<LiveJuju> {
+    if !args.juju {
+        return None;
+    }
+    let data_dir = args.juju_data_dir();
+    let agent = JujuAgentConfig::find(&data_dir).ok()?;
+    let files = juju_files(&data_dir).unwrap_or_else(|e| {
+        ctx.say(&format!(
+            "warning: the safety backup leaves out the live Juju files: {e}"
+        ));
+        Vec::new()
+    });
+    Some(LiveJuju {
+        files,
+        identity: crate::juju::backup_identity(&agent, &data_dir),
+    })
 }
 
 /// The hooks, with the restore's source and target in their environment.
@@ -121,7 +166,7 @@ fn services(args: &Args, quiet: bool) -> ShellServices {
 }
 
 /// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
+fn plan_text(args: &Args, uri: Option<&str>, safety_paths: Option<&[PathBuf]>) -> String {
     let mut steps = vec![
         "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
             .to_string(),
@@ -134,12 +179,8 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
             args.ensure_down.join(", ")
         ));
     }
-    if safety {
-        let mut what: Vec<String> = args
-            .safety_paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+    if let Some(paths) = safety_paths {
+        let mut what: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         if let Some(u) = uri {
             what.push(format!("the database at {}", backups_mongo::redact_uri(u)));
         }
