@@ -165,7 +165,7 @@ fn exit_code(e: &Error) -> u8 {
             ..
         } => STORAGE,
         Error::InvalidInput { .. } => USAGE,
-        Error::Io { .. } => LOCAL_FILE,
+        Error::Io { .. } | Error::JujuConfig { .. } => LOCAL_FILE,
         Error::Database { .. } => DATABASE,
         Error::Locked { .. } | Error::LeaseLost { .. } => LOCKED,
         Error::RolledBack { .. } => ROLLED_BACK,

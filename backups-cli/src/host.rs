@@ -66,15 +66,15 @@ impl TargetArgs {
 
 /// The identity of a new backup of this host. `model_uuid` is
 /// --model-uuid or $BACKUPS_MODEL_UUID; without it, one derived from the
-/// host name.
+/// host name. The machine is "0" unless given.
 pub fn backup_identity(
     model_uuid: Option<String>,
-    controller_uuid: String,
-    machine: String,
+    controller_uuid: Option<String>,
+    machine: Option<String>,
 ) -> Identity {
     let mut identity = Identity::new(model_uuid.unwrap_or_else(host_model_uuid));
-    identity.controller_uuid = controller_uuid;
-    identity.machine = machine;
+    identity.controller_uuid = controller_uuid.unwrap_or_default();
+    identity.machine = machine.unwrap_or_else(|| "0".into());
     identity.hostname = host_name();
     identity.series = os_series();
     identity.version = format!("backups-{}", env!("CARGO_PKG_VERSION"));
@@ -100,7 +100,7 @@ fn host_model_uuid() -> String {
 }
 
 /// The OS release's code name (`VERSION_CODENAME`), recorded as the series.
-fn os_series() -> String {
+pub fn os_series() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {

@@ -23,6 +23,7 @@ mod context;
 mod failure;
 mod hooks;
 mod host;
+mod juju;
 mod keys;
 mod output;
 mod progress;

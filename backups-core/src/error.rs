@@ -112,6 +112,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Juju machine agent's `agent.conf` is missing, unreadable as YAML
+    /// or lacks a key the Juju profile needs.
+    #[error("Juju agent config {path}: {reason}")]
+    JujuConfig {
+        /// The agent.conf (or the pattern that matched none or several).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another restore, remove or gc holds the store's lease.
     #[error(
         "the store is locked by {holder} ({operation}) since {since}; the lease expires at {expires}"
@@ -212,6 +221,8 @@ pub enum InputKind {
     NamespacePattern,
     /// A MongoDB connection string.
     MongoUri,
+    /// A MongoDB server address (`HOST:PORT`).
+    MongoAddress,
     /// An encryption recipient (age `age1...`, `ssh-ed25519`, `ssh-rsa`).
     Recipient,
     /// An identity (private key) file or passphrase file.
@@ -235,6 +246,7 @@ impl std::fmt::Display for InputKind {
             InputKind::Identity => "identity",
             InputKind::CronExpression => "cron expression",
             InputKind::JobName => "job name",
+            InputKind::MongoAddress => "MongoDB address",
         })
     }
 }

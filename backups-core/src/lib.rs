@@ -58,6 +58,7 @@ mod files;
 mod gc;
 mod id;
 mod journal;
+mod juju;
 mod lease;
 mod metadata;
 mod ops;
@@ -93,6 +94,7 @@ pub use crate::{
     gc::{Garbage, GarbageKind},
     id::{BackupId, InvalidId},
     journal::{JournalEntry, RestoreJournal, Undone},
+    juju::{JUJU_DATA_DIR, JujuAgentConfig, juju_files, juju_root, juju_tools_series},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,

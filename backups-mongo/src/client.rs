@@ -134,6 +134,9 @@ pub(crate) async fn connect_with(
             let text = e.to_string();
             let why = if text.contains("Authentication") || text.contains("auth") {
                 "authentication failed"
+            } else if text.contains("invalid peer certificate") {
+                "the server's TLS certificate is not signed by the CA given (tlsCAFile) \
+                 or does not name the host connected to; cannot reach MongoDB"
             } else {
                 "cannot reach MongoDB"
             };

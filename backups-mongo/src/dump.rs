@@ -26,6 +26,10 @@ pub struct DumpOptions {
     /// Read from this member of a replica set (pinned for the whole dump,
     /// oplog included); `None` reads as the URI says (the primary).
     pub read_from: Option<ReadFrom>,
+    /// Databases to leave out of "every database" besides admin, local and
+    /// config (Juju leaves out `backups`); ignored when `include_dbs` names
+    /// the databases.
+    pub exclude_dbs: Vec<String>,
 }
 
 /// Dumps a MongoDB deployment into the archive's `dump/` directory.
@@ -99,7 +103,9 @@ impl MongoDumper {
         if !self.options.include_dbs.is_empty() {
             return Ok(self.options.include_dbs.clone());
         }
-        crate::client::user_databases(&self.client, &self.uri_shown).await
+        let mut names = crate::client::user_databases(&self.client, &self.uri_shown).await?;
+        names.retain(|n| !self.options.exclude_dbs.contains(n));
+        Ok(names)
     }
 
     /// The newest oplog timestamp, or `None` when there is no oplog.

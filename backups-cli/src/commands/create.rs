@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::{ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Metadata};
-use backups_mongo::{DumpOptions, MongoDumper, ReadFrom};
+use backups_core::{
+    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, JUJU_DATA_DIR,
+    JujuAgentConfig, Metadata, juju_files,
+};
+use backups_mongo::{DumpOptions, JujuConnection, MongoDumper, ReadFrom};
 use clap::ValueEnum;
 
 use crate::args::{MongoArgs, parse_duration};
@@ -27,6 +30,24 @@ Examples:
   backups create --path /var/lib/juju --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
   BACKUPS_MONGO_URI='mongodb://admin:secret@127.0.0.1:37017/?authSource=admin' \\
     backups create --path /var/lib/juju --exclude-ns 'logs.*'
+  backups create --juju                   # on a Juju controller, as root: what juju create-backup takes
+  backups create --juju --juju-data-dir /srv/c/var/lib/juju --juju-mongo-address 10.0.0.5:37017
+
+With --juju the backup holds what Juju's create-backup takes, under the data
+dir: tools/, system-identity, server.pem, shared-secret, agents/machine-*,
+init/*, nonce.txt (when present), and <root>/home/ubuntu/.ssh/authorized_keys
+(when present; the root is what a data dir ending in var/lib/juju is under,
+else /), plus any --path. The identity comes from the machine agent's
+agent.conf (exactly one agents/machine-*/agent.conf): tag -> machine,
+controller and model -> UUIDs, upgradedToVersion -> version; the series from
+the agent's tools link (tools/machine-N -> <version>-<series>-<arch>), else
+this host's. --model-uuid, --controller-uuid and --machine override them.
+The database is reached as Juju's own backups do: user = the tag, password =
+statepassword, authSource=admin, TLS with the server certificate verified
+against agent.conf's cacert (host name checked: Juju's certificates name
+localhost, 127.0.0.1, juju-mongodb and the controller's addresses), at
+--juju-mongo-address; every database but admin, local, config and backups is
+dumped. An explicit --mongo-uri (or $BACKUPS_MONGO_URI) is used instead.
 
 Exclude patterns containing '/' match the whole absolute path; others match
 any file or directory name. Files are read once and streamed into the store;
@@ -65,20 +86,28 @@ pub struct Args {
     /// Also download the new archive to this file.
     #[arg(long, value_name = "FILE")]
     pub download: Option<PathBuf>,
-    /// Model UUID used in the backup id (default: derived from the host name).
+    /// Model UUID used in the backup id (default: with --juju agent.conf's,
+    /// else derived from the host name).
     #[arg(long, env = MODEL_UUID_ENV, value_name = "UUID")]
     pub model_uuid: Option<String>,
-    /// Controller UUID recorded in the metadata.
-    #[arg(
-        long,
-        env = "BACKUPS_CONTROLLER_UUID",
-        default_value = "",
-        value_name = "UUID"
-    )]
-    pub controller_uuid: String,
-    /// Machine id recorded in the metadata.
-    #[arg(long, default_value = "0")]
-    pub machine: String,
+    /// Controller UUID recorded in the metadata (default: with --juju
+    /// agent.conf's, else none).
+    #[arg(long, env = "BACKUPS_CONTROLLER_UUID", value_name = "UUID")]
+    pub controller_uuid: Option<String>,
+    /// Machine id recorded in the metadata (default: with --juju the
+    /// agent's, else 0).
+    #[arg(long, value_name = "ID")]
+    pub machine: Option<String>,
+    /// Back up a Juju controller as Juju's create-backup does: its files,
+    /// identity and database from its data dir (see below).
+    #[arg(long, help_heading = "Juju")]
+    pub juju: bool,
+    /// The Juju controller's data dir (default: /var/lib/juju).
+    #[arg(long, value_name = "DIR", help_heading = "Juju")]
+    pub juju_data_dir: Option<PathBuf>,
+    /// Where the controller's MongoDB listens (default: localhost:37017).
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Juju")]
+    pub juju_mongo_address: Option<String>,
     /// Compression: gzip (Juju's format, readable by tar and Juju) or zstd
     /// (faster and smaller, but only this tool can read it). Default: the
     /// profile's, else gzip.
@@ -118,6 +147,22 @@ pub fn from_env() -> Result<Args, Failure> {
     <Standalone as clap::Parser>::try_parse_from(std::iter::empty::<String>())
         .map(|s| s.args)
         .map_err(|e| Failure::usage(e.to_string()))
+}
+
+impl Args {
+    /// --juju-data-dir, else /var/lib/juju.
+    pub fn juju_data_dir(&self) -> PathBuf {
+        self.juju_data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(JUJU_DATA_DIR))
+    }
+
+    /// --juju-mongo-address, else localhost:37017.
+    pub fn juju_mongo_address(&self) -> &str {
+        self.juju_mongo_address
+            .as_deref()
+            .unwrap_or(crate::juju::DEFAULT_MONGO_ADDRESS)
+    }
 }
 
 /// Archive compression.
@@ -162,8 +207,36 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 
 /// Makes the backup `args` describe (after the profile was applied);
 /// returns its metadata.
-pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
-    let uri = args.mongo.uri()?;
+pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
+    if !args.juju && (args.juju_data_dir.is_some() || args.juju_mongo_address.is_some()) {
+        return Err(Failure::usage(
+            "--juju-data-dir and --juju-mongo-address need --juju (or juju = true in the profile)",
+        ));
+    }
+    let juju = if args.juju {
+        let data_dir = args.juju_data_dir();
+        let agent = JujuAgentConfig::find(&data_dir)?;
+        Some((data_dir, agent))
+    } else {
+        None
+    };
+    let mut uri = args.mongo.uri()?;
+    // Kept until the backup is made: its CA file is the connection's.
+    let mut _juju_connection = None;
+    let mut identity = None;
+    let mut exclude_dbs = Vec::new();
+    if let Some((data_dir, agent)) = &juju {
+        let mut paths = juju_files(data_dir)?;
+        paths.append(&mut args.paths);
+        args.paths = paths;
+        identity = Some(crate::juju::backup_identity(agent, data_dir));
+        exclude_dbs = crate::juju::EXCLUDED_DBS.map(String::from).to_vec();
+        if uri.is_none() {
+            let connection = JujuConnection::new(agent, args.juju_mongo_address())?;
+            uri = Some(connection.uri().to_string());
+            _juju_connection = Some(connection);
+        }
+    }
     if args.paths.is_empty() && uri.is_none() {
         return Err(Failure::usage(
             "nothing to back up: give --path (or a MongoDB URI), or set paths in the config profile",
@@ -182,15 +255,26 @@ pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
                     include_dbs: args.include_dbs,
                     exclude_ns: args.exclude_ns,
                     read_from: args.read_from,
+                    exclude_dbs,
                 },
             )
             .await?,
         )),
         None => None,
     };
+    let identity = match identity {
+        // Explicit identity flags override agent.conf.
+        Some(mut identity) => {
+            identity.model_uuid = args.model_uuid.unwrap_or(identity.model_uuid);
+            identity.controller_uuid = args.controller_uuid.unwrap_or(identity.controller_uuid);
+            identity.machine = args.machine.unwrap_or(identity.machine);
+            identity
+        }
+        None => backup_identity(args.model_uuid, args.controller_uuid, args.machine),
+    };
     let mut request = CreateRequest::new(
         FileSet::new(args.paths).with_excludes(args.excludes),
-        backup_identity(args.model_uuid, args.controller_uuid, args.machine),
+        identity,
     )
     .with_notes(args.notes)
     .with_labels(labels)

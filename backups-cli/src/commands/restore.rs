@@ -1,6 +1,7 @@
 //! `backups restore`: a backup's files (and database) into a target,
 //! plainly or, in place or with hooks, as a plan (see [`plan`]).
 
+mod agent;
 mod plan;
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use backups_core::{
     Backups, DatabaseLoader, DiffReport, ExtractOptions, RestoreReport, RestoreRequest,
     RestoreSource, journal_path,
 };
-use backups_mongo::{LoadOptions, MongoLoader, OplogTimestamp};
+use backups_mongo::{JujuConnection, LoadOptions, MongoLoader, OplogTimestamp};
 use serde_json::json;
 
 use crate::args::{MongoArgs, parse_duration, parse_id, parse_key_value};
@@ -29,6 +30,19 @@ Examples:
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri \\
     --stop-cmd 'ssh node-1 systemctl stop jujud' --stop-cmd 'systemctl stop jujud' \\
     --start-cmd 'systemctl start jujud' --start-cmd 'ssh node-1 systemctl start jujud' --yes
+  backups restore ID --target / --juju --stop-cmd 'systemctl stop jujud-machine-0' \\
+    --start-cmd 'systemctl start jujud-machine-0' --yes
+
+With --juju the database is loaded as juju-restore does: logs.* and
+juju.statuseshistory are left untouched (--include-status-history loads the
+status history; logs.* stay out). Without --mongo-uri it connects as the
+controller's machine agent (user = the tag, password = statepassword,
+authSource=admin, TLS verified against agent.conf's cacert) at
+--juju-mongo-address. Which agent.conf: the live one under --juju-data-dir
+(default <target>/var/lib/juju), read before anything is restored, since it
+holds the password and CA of the MongoDB that is running now; if there is
+none, the backup's own (its files are first extracted to a scratch
+directory, which is removed afterwards, to read it).
 
 In place (--target /), with hooks or with --safety-path the restore runs as
 a plan, confirmed first (--yes to skip; refused without a terminal), and
@@ -134,7 +148,7 @@ pub struct Args {
     /// More live files and directories to save in the `pre-restore`
     /// safety backup (repeatable). Without it the safety backup still
     /// holds every live path the restore will replace and, with
-    /// --mongo-uri, the collections the load will replace.
+    /// --mongo-uri (or --juju), the collections the load will replace.
     #[arg(long = "safety-path", value_name = "PATH")]
     pub safety_paths: Vec<PathBuf>,
     /// Whole databases to save in the safety backup too (repeatable; by
@@ -171,6 +185,19 @@ pub struct Args {
     /// anything is written.
     #[arg(long)]
     pub allow_devices: bool,
+    /// Restore a Juju controller's backup as juju-restore does (see below).
+    #[arg(long, help_heading = "Juju")]
+    pub juju: bool,
+    /// The live controller's data dir, whose agent.conf gives the database
+    /// connection (default: <target>/var/lib/juju).
+    #[arg(long, value_name = "DIR", requires = "juju", help_heading = "Juju")]
+    pub juju_data_dir: Option<PathBuf>,
+    /// Where the controller's MongoDB listens.
+    #[arg(long, value_name = "HOST:PORT", default_value = crate::juju::DEFAULT_MONGO_ADDRESS, help_heading = "Juju")]
+    pub juju_mongo_address: String,
+    /// Also load juju.statuseshistory (logs.* stay out).
+    #[arg(long, requires = "juju", help_heading = "Juju")]
+    pub include_status_history: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -191,6 +218,14 @@ pub struct Args {
 }
 
 impl Args {
+    /// The live controller's data dir (--juju): --juju-data-dir, else
+    /// `<target>/var/lib/juju`.
+    fn juju_data_dir(&self) -> PathBuf {
+        self.juju_data_dir
+            .clone()
+            .unwrap_or_else(|| self.target.join("var/lib/juju"))
+    }
+
     /// Whether the restore runs as a plan: in place (`--target /`, always
     /// checked in full and confirmed first), with a hook, a safety path or
     /// a named target.
@@ -213,12 +248,27 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         (None, Some(file)) => RestoreSource::File(file),
         (None, None) => return Err(Failure::usage("give a backup id or --file")),
     };
-    let database: Option<Arc<dyn DatabaseLoader>> = match args.mongo.uri()? {
+    let mut uri = args.mongo.uri()?;
+    let mut ns_exclude = args.ns_exclude.clone();
+    // Kept until the restore is done: its CA file is the connection's.
+    let mut _juju_connection = None;
+    if args.juju {
+        ns_exclude.extend(crate::juju::restore_ns_excludes(
+            args.include_status_history,
+        ));
+        if uri.is_none() {
+            let agent = agent::juju_agent(ctx, &args, &source).await?;
+            let connection = JujuConnection::new(&agent, &args.juju_mongo_address)?;
+            uri = Some(connection.uri().to_string());
+            _juju_connection = Some(connection);
+        }
+    }
+    let database: Option<Arc<dyn DatabaseLoader>> = match &uri {
         Some(uri) => Some(Arc::new(
             MongoLoader::connect(
-                &uri,
+                uri,
                 LoadOptions {
-                    ns_exclude: args.ns_exclude.clone(),
+                    ns_exclude,
                     db_rename: args.db_rename.clone(),
                     restore_users_and_roles: args.restore_users_and_roles,
                     convert_legacy_indexes: args.convert_legacy_indexes,
@@ -246,12 +296,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     request.database = database.clone();
     request.undo_journal = undo_journal;
     let report = if args.as_plan() {
-        plan::run(ctx, &args, request, database, journals).await?
+        plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?
     } else {
         ctx.backups.restore(request, ctx.progress()).await?
     };
     let collections = report.dump_collections;
-    if report.dry_run && collections > 0 && args.mongo.uri()?.is_none() {
+    if report.dry_run && collections > 0 && uri.is_none() {
         ctx.say(&format!(
             "warning: the backup holds a database dump ({collections} collections) that this restore would not load: give --mongo-uri to load it"
         ));

@@ -61,6 +61,13 @@ pub fn create(args: &mut create::Args, p: &Profile) {
     if args.unlock_cmd.is_none() {
         args.unlock_cmd.clone_from(&p.unlock_cmd);
     }
+    args.juju |= p.juju.unwrap_or(false);
+    if args.juju_data_dir.is_none() {
+        args.juju_data_dir.clone_from(&p.juju_data_dir);
+    }
+    if args.juju_mongo_address.is_none() {
+        args.juju_mongo_address.clone_from(&p.juju_mongo_address);
+    }
     let mongo = &mut args.mongo;
     if mongo.mongo_uri.is_none() && mongo.mongo_uri_file.is_none() {
         mongo.mongo_uri.clone_from(&p.mongo_uri);

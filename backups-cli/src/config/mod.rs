@@ -79,6 +79,12 @@ pub struct Profile {
     pub lock_cmd: Option<String>,
     /// --unlock-cmd.
     pub unlock_cmd: Option<String>,
+    /// --juju.
+    pub juju: Option<bool>,
+    /// --juju-data-dir.
+    pub juju_data_dir: Option<PathBuf>,
+    /// --juju-mongo-address.
+    pub juju_mongo_address: Option<String>,
 }
 
 /// `compression = "gzip" | "zstd"`.

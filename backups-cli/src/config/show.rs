@@ -63,6 +63,14 @@ pub struct Settings {
     pub recipients: Vec<String>,
     /// The file recipients are read from.
     pub recipients_file: Option<PathBuf>,
+    /// The Juju profile (`--juju`).
+    pub juju: bool,
+    /// Its data dir and MongoDB address (shown with `juju` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub juju_data_dir: Option<PathBuf>,
+    /// Where the controller's MongoDB listens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub juju_mongo_address: Option<String>,
 }
 
 impl Settings {
@@ -105,6 +113,9 @@ impl Settings {
             compression_level: create.compression_level,
             recipients: create.encrypt.encrypt_to.clone(),
             recipients_file: create.encrypt.recipients_file.clone(),
+            juju: create.juju,
+            juju_data_dir: create.juju.then(|| create.juju_data_dir()),
+            juju_mongo_address: create.juju.then(|| create.juju_mongo_address().to_string()),
         }
     }
 

@@ -15,6 +15,7 @@ mod forget;
 mod ha;
 mod hostile;
 mod juju;
+mod juju_profile;
 mod lease;
 mod lock_hooks;
 mod mongo;

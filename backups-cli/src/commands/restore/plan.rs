@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, OrderedServices, Preflight, RestorePlan,
-    RestoreReport, RestoreRequest, SafetyBackup,
+    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuAgentConfig, OrderedServices,
+    Preflight, RestorePlan, RestoreReport, RestoreRequest, SafetyBackup, juju_files,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 
@@ -22,22 +22,31 @@ use crate::output::{confirm, out};
 pub(super) async fn run(
     ctx: &Context,
     args: &Args,
+    uri: Option<&str>,
     request: RestoreRequest,
     loader: Option<Arc<dyn DatabaseLoader>>,
     journal_dir: Option<PathBuf>,
 ) -> Result<RestoreReport, Failure> {
-    let uri = args.mongo.uri()?;
     if !args.dry_run && !args.yes {
         confirm(&format!(
             "Restore into {} (services will be stopped)?",
             args.target.display()
         ))?;
     }
+    let live = live_juju(ctx, args);
+    let safety_paths = match &live {
+        Some(live) if args.safety_paths.is_empty() => live.files.clone(),
+        _ => args.safety_paths.clone(),
+    };
     let safety = if args.no_safety_backup {
         ctx.say("warning: no safety backup (--no-safety-backup): a failure cannot be rolled back and leaves the services stopped");
         None
     } else {
-        Some(safety_backup(args, uri.as_deref(), loader).await?)
+        let identity = match &live {
+            Some(live) => live.identity.clone(),
+            None => args.target_identity.safety_identity(),
+        };
+        Some(safety_backup(args, uri, &safety_paths, identity, loader).await?)
     };
     let mut preflight = Preflight::default();
     preflight.target = args.target_identity.identity();
@@ -50,12 +59,12 @@ pub(super) async fn run(
         .with_preflight(preflight);
     plan.safety = safety;
     plan.journal_dir = journal_dir;
-    let safety = plan.safety.is_some();
+    let safety = plan.safety.is_some().then_some(&safety_paths[..]);
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
     if args.dry_run && !args.json {
         out(&plan_text(
             args,
-            uri.as_deref(),
+            uri,
             safety,
             &done.restore.existing,
         ))?;
@@ -73,28 +82,66 @@ pub(super) async fn run(
 async fn safety_backup(
     args: &Args,
     uri: Option<&str>,
+    paths: &[PathBuf],
+    identity: Identity,
     loader: Option<Arc<dyn DatabaseLoader>>,
 ) -> Result<SafetyBackup, Failure> {
+    // With --juju, what the restore leaves alone need not be saved.
+    let (exclude_dbs, exclude_ns) = if args.juju {
+        (
+            crate::juju::EXCLUDED_DBS.map(String::from).to_vec(),
+            crate::juju::restore_ns_excludes(args.include_status_history),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let dumper: Option<Arc<dyn DatabaseDumper>> = match uri {
         Some(u) => Some(Arc::new(
             MongoDumper::connect(
                 u,
                 DumpOptions {
                     include_dbs: args.safety_dbs.clone(),
-                    ..Default::default()
+                    exclude_ns,
+                    exclude_dbs,
+                    read_from: None,
                 },
             )
             .await?,
         )),
         None => None,
     };
-    let mut safety = SafetyBackup::new(
-        FileSet::new(args.safety_paths.clone()),
-        args.target_identity.safety_identity(),
-    );
+    let mut safety = SafetyBackup::new(FileSet::new(paths.to_vec()), identity);
     safety.dumper = dumper;
     safety.loader = loader;
     Ok(safety)
+}
+
+/// With --juju, the live controller under the restore's data dir: the
+/// files Juju backs up (a safety backup's default paths) and its identity.
+struct LiveJuju {
+    files: Vec<PathBuf>,
+    identity: Identity,
+}
+
+/// The live controller, if --juju and its data dir has an agent.conf (a
+/// data dir that lacks a file Juju backs up is warned about, and only its
+/// agent.conf's identity is used).
+fn live_juju(ctx: &Context, args: &Args) -> Option<LiveJuju> {
+    if !args.juju {
+        return None;
+    }
+    let data_dir = args.juju_data_dir();
+    let agent = JujuAgentConfig::find(&data_dir).ok()?;
+    let files = juju_files(&data_dir).unwrap_or_else(|e| {
+        ctx.say(&format!(
+            "warning: the safety backup leaves out the live Juju files: {e}"
+        ));
+        Vec::new()
+    });
+    Some(LiveJuju {
+        files,
+        identity: crate::juju::backup_identity(&agent, &data_dir),
+    })
 }
 
 /// The hooks, with the restore's source and target in their environment.
@@ -125,7 +172,12 @@ fn services(args: &Args, quiet: bool) -> OrderedServices {
 }
 
 /// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(args: &Args, uri: Option<&str>, safety: bool, existing: &[PathBuf]) -> String {
+fn plan_text(
+    args: &Args,
+    uri: Option<&str>,
+    safety_paths: Option<&[PathBuf]>,
+    existing: &[PathBuf],
+) -> String {
     let mut steps = vec![
         "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
             .to_string(),
@@ -138,12 +190,12 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool, existing: &[PathBuf])
             args.ensure_down.join(", ")
         ));
     }
-    if safety {
+    if let Some(paths) = safety_paths {
         let mut what = vec![match existing.len() {
             1 => "the 1 live path the restore will replace".to_string(),
             n => format!("the {n} live paths the restore will replace"),
         }];
-        what.extend(args.safety_paths.iter().map(|p| p.display().to_string()));
+        what.extend(paths.iter().map(|p| p.display().to_string()));
         if let Some(u) = uri {
             what.push(format!(
                 "the collections the load will replace at {}",
@@ -174,8 +226,13 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool, existing: &[PathBuf])
     steps.extend(hooks("stop services", &args.stop_cmd));
     if let Some(u) = uri {
         steps.push(format!(
-            "load the backup's database into {} (collections in the dump are replaced)",
-            backups_mongo::redact_uri(u)
+            "load the backup's database into {} (collections in the dump are replaced{})",
+            backups_mongo::redact_uri(u),
+            match (args.juju, args.include_status_history) {
+                (false, _) => "",
+                (true, false) => "; logs.* and juju.statuseshistory are left alone",
+                (true, true) => "; logs.* are left alone",
+            }
         ));
     }
     steps.push(format!(
