@@ -292,6 +292,19 @@ impl DatabaseDumper for MongoDumper {
     }
 
     async fn dump(&self, sink: DumpSink) -> Result<DumpSummary> {
+        self.dump_only(sink, None).await
+    }
+
+    /// Only these namespaces (those that exist), and the databases
+    /// [`DumpOptions::include_dbs`] names whole.
+    async fn dump_namespaces(&self, sink: DumpSink, namespaces: &[String]) -> Result<DumpSummary> {
+        self.dump_only(sink, Some(namespaces)).await
+    }
+}
+
+impl MongoDumper {
+    /// The dump, of every collection or of `only` these namespaces.
+    async fn dump_only(&self, sink: DumpSink, only: Option<&[String]>) -> Result<DumpSummary> {
         let mut summary = DumpSummary::default();
         let start = self.oplog_position().await?;
         summary.point_in_time = start.is_some();
@@ -301,13 +314,30 @@ impl DatabaseDumper for MongoDumper {
                 self.uri_shown
             ));
         }
-        let dbs = self.databases().await?;
+        let whole = &self.options.include_dbs;
+        let dbs = match only {
+            None => self.databases().await?,
+            Some(only) => {
+                let mut dbs: Vec<String> = only
+                    .iter()
+                    .filter_map(|ns| ns.split_once('.').map(|(db, _)| db.to_string()))
+                    .chain(whole.iter().cloned())
+                    .collect();
+                dbs.sort();
+                dbs.dedup();
+                dbs
+            }
+        };
+        let wanted = |ns: &str, db: &str| match only {
+            None => true,
+            Some(only) => whole.iter().any(|w| w == db) || only.iter().any(|o| o == ns),
+        };
         for db_name in &dbs {
             let db = self.client.database(db_name);
             let specs = list_collections(&db).await?;
             for spec in &specs {
                 let ns = format!("{db_name}.{}", spec.name);
-                if self.namespaces.excluded(&ns) {
+                if self.namespaces.excluded(&ns) || !wanted(&ns, db_name) {
                     continue;
                 }
                 let mut meta = doc! {

@@ -186,3 +186,79 @@ fn the_dry_run_lists_each_ordered_hook() {
         "{out}"
     );
 }
+
+/// With a database, the safety backup holds the collections the load will
+/// replace: not the live ones it leaves alone, nor other databases.
+#[test]
+fn the_safety_backup_saves_the_collections_the_load_replaces() {
+    let Some(uri) = backups_core::test_util::service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let (live, _) = plan_setup(&env);
+    let db = backups_core::test_util::unique_name("safe");
+    python_mongo(
+        "import sys; from pymongo import MongoClient; db = MongoClient(sys.argv[1])[sys.argv[2]]; \
+         db.machines.insert_many([{'_id': i} for i in range(5)]); db.units.insert_one({'_id': 0})",
+        &uri,
+        &db,
+    );
+    let mongo = [("BACKUPS_MONGO_URI", uri.as_str())];
+    let out = env.run_with(
+        &[
+            "create",
+            "--path",
+            live.to_str().unwrap(),
+            "--include-db",
+            &db,
+        ],
+        &mongo,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // Live now: machines changed, units gone, settings added.
+    python_mongo(
+        "import sys; from pymongo import MongoClient; db = MongoClient(sys.argv[1])[sys.argv[2]]; \
+         db.machines.insert_one({'_id': 99}); db.units.drop(); db.settings.insert_one({'_id': 1})",
+        &uri,
+        &db,
+    );
+    let out = env.run_with(
+        &[
+            "restore",
+            &id,
+            "--target",
+            "/",
+            "--post-restore-cmd",
+            "exit 3",
+            "--yes",
+        ],
+        &mongo,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let safety = safety_backup(&env);
+    let saved: Vec<&String> = safety["Databases"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with("oplog.bson"))
+        .collect();
+    assert_eq!(saved, [&format!("{db}.machines")], "{safety}");
+    // The rollback put the live database back: 6 machines, settings, no units.
+    let counts = python_mongo(
+        "import sys; from pymongo import MongoClient; db = MongoClient(sys.argv[1])[sys.argv[2]]; \
+         print(db.machines.count_documents({}), sorted(db.list_collection_names()))",
+        &uri,
+        &db,
+    );
+    assert_eq!(counts.trim(), "6 ['machines', 'settings']");
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuAgentConfig, OrderedServices,
-    Preflight, RestorePlan, RestoreReport, RestoreRequest, SafetyBackup, juju_files,
+    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuAgentConfig, OrderedServices, Preflight,
+    RestorePlan, RestoreReport, RestoreRequest, SafetyBackup, juju_files,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 
@@ -62,12 +62,7 @@ pub(super) async fn run(
     let safety = plan.safety.is_some().then_some(&safety_paths[..]);
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
     if args.dry_run && !args.json {
-        out(&plan_text(
-            args,
-            uri,
-            safety,
-            &done.restore.existing,
-        ))?;
+        out(&plan_text(args, uri, safety, &done.restore.existing))?;
     }
     if let Some(id) = &done.safety_backup {
         ctx.say(&format!(
