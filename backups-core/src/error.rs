@@ -220,6 +220,10 @@ pub enum InputKind {
     CronExpression,
     /// A scheduled job's name.
     JobName,
+    /// A restore's `OLD=NEW` rewrite rule.
+    RewriteRule,
+    /// A restored-file path pattern (glob).
+    PathPattern,
 }
 
 impl std::fmt::Display for InputKind {
@@ -235,6 +239,8 @@ impl std::fmt::Display for InputKind {
             InputKind::Identity => "identity",
             InputKind::CronExpression => "cron expression",
             InputKind::JobName => "job name",
+            InputKind::RewriteRule => "rewrite rule",
+            InputKind::PathPattern => "path pattern",
         })
     }
 }

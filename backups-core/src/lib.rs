@@ -64,6 +64,7 @@ mod ops;
 mod progress;
 mod request;
 mod retention;
+mod rewrite;
 mod schedule;
 mod storage;
 mod upload;
@@ -105,6 +106,7 @@ pub use crate::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
     },
+    rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     retention::{
         Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
         RetentionDuration, RetentionPolicy,
