@@ -96,6 +96,7 @@ mod metadata;
 mod namespace;
 mod oplog;
 mod replay;
+mod rewrite;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use dump::{DumpOptions, MongoDumper};

@@ -2,13 +2,16 @@
 //! nothing written.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use crate::archive::reader::RootVisitor;
-use crate::database::check_bson_framing;
+use crate::database::{check_bson_framing, walk_bson};
 use crate::error::{Error, Result};
+use crate::rewrite::{RewriteCounts, Rewrites, dump_namespace};
 
 use super::path::sanitize_entry_path;
-use super::policy::{ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::rewrite::{qualifies, rewrite_entry};
 
 /// Validates every entry of `root.tar` without writing anything.
 #[derive(Debug, Default)]
@@ -18,6 +21,10 @@ pub struct RootCheck {
     pub stats: ExtractStats,
     /// Collections (`.bson` files, the oplog aside) in the dump.
     pub dump_collections: u64,
+    rewrites: Option<Arc<Rewrites>>,
+    /// With [`RootCheck::with_rewrites`]: the replacements a restore
+    /// would make in each file and in each dumped collection.
+    pub rewritten: RewriteCounts,
 }
 
 impl RootCheck {
@@ -27,7 +34,16 @@ impl RootCheck {
             policy: Policy::new(options.allow_devices),
             stats: ExtractStats::default(),
             dump_collections: 0,
+            rewrites: None,
+            rewritten: RewriteCounts::default(),
         }
+    }
+
+    /// Also counts the replacements `rewrites` would make in the files
+    /// and in the documents of the dump (nothing is written).
+    pub fn with_rewrites(mut self, rewrites: Option<Arc<Rewrites>>) -> Self {
+        self.rewrites = rewrites;
+        self
     }
 }
 
@@ -36,11 +52,19 @@ impl RootVisitor for RootCheck {
         let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (_, _, kind) = self.policy.check(&entry)?;
+            let mut entry = entry.map_err(|e| read_err("(header)", e))?;
+            let (name, rel, kind) = self.policy.check(&entry)?;
             count(&mut self.stats, &kind);
             if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
                 self.stats.setuid += 1;
+            }
+            if let (CheckedKind::File(size), Some(rw)) = (&kind, &self.rewrites)
+                && let Some(key) = qualifies(Some(rw), &rel, *size)
+            {
+                let n = rewrite_entry(&name, &mut entry, rw)?.replacements;
+                if n > 0 {
+                    self.rewritten.files.insert(key, n);
+                }
             }
         }
         Ok(())
@@ -65,6 +89,19 @@ impl RootVisitor for RootCheck {
             body.read_to_end(&mut buf).map_err(|e| read_err(path, e))?;
             serde_json::from_slice::<serde_json::Value>(&buf)
                 .map_err(|e| bad(format!("unreadable JSON: {e}")))?;
+        } else if let Some((rw, ns)) = self.rewrites.as_ref().and_then(|rw| {
+            dump_namespace(path)
+                .filter(|ns| is_collection_file(path) && rw.applies_to_namespace(ns))
+                .map(|ns| (rw.clone(), ns))
+        }) {
+            let mut n = 0;
+            walk_bson(body, path, &mut |doc| {
+                n += rw.count_bson(doc).map_err(|r| Error::invalid("", r))?;
+                Ok(())
+            })?;
+            if n > 0 {
+                *self.rewritten.collections.entry(ns).or_default() += n;
+            }
         } else if path.ends_with(".bson") {
             check_bson_framing(body, path)?;
         }

@@ -250,9 +250,10 @@ async fn check_plan(
 ) -> Result<RestoreReport> {
     progress.phase("checking", None);
     check_down(&preflight.ensure_down).await?;
+    // The database is kept (a dry run loads nothing) so that the check
+    // counts the replacements in the documents that will be loaded.
     let mut check = request.clone();
     check.dry_run = true;
-    check.database = None;
     let checked = restore::restore(backups, check, Verified::Nothing, progress.clone()).await?;
     check_identity(&checked.metadata, preflight, progress.as_ref())?;
     if !ignore_free_space {

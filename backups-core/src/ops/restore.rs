@@ -16,6 +16,7 @@ use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
+use crate::rewrite::RewriteCounts;
 
 use super::{Sealed, not_encrypted, scan};
 
@@ -97,11 +98,13 @@ pub(crate) async fn restore(
             let reader = backups
                 .open_restore_source(&request.source, recorded.as_ref())
                 .await?;
+            // A dry run counts the replacements the rewrite rules would make.
+            let rewrites = request.rewrites.clone().filter(|_| request.dry_run);
             let (summary, check) = scan(
                 reader,
                 sealed.clone(),
                 subject.clone(),
-                RootCheck::new(request.options),
+                RootCheck::new(request.options).with_rewrites(rewrites),
                 progress.clone(),
             )
             .await?;
@@ -124,9 +127,12 @@ pub(crate) async fn restore(
     }
     if request.dry_run {
         progress.finish();
-        let (summary, check) = summary
+        let (summary, mut check) = summary
             .zip(check)
             .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
+        if request.database.is_none() {
+            check.rewritten.collections.clear(); // nothing would be loaded
+        }
         return Ok(RestoreReport {
             metadata,
             target: request.target,
@@ -135,6 +141,7 @@ pub(crate) async fn restore(
             stats: check.stats,
             database: None,
             dump_collections: check.dump_collections,
+            rewrites: check.rewritten,
         });
     }
     // An interrupted restore is taken back before this one starts.
@@ -171,9 +178,12 @@ pub(crate) async fn restore(
     if let Some(journal) = &request.journal {
         extractor = extractor.with_journal(journal.clone());
     }
+    if let Some(rewrites) = &request.rewrites {
+        extractor = extractor.with_rewrites(rewrites.clone());
+    }
     let (forwarder, loader) = match &request.database {
         Some(db) => {
-            let (forwarder, source) = dump_channel();
+            let (forwarder, source) = dump_channel(request.rewrites.clone());
             let db = db.clone();
             (
                 Some(forwarder),
@@ -245,6 +255,11 @@ pub(crate) async fn restore(
         progress.warn(&e.to_string());
     }
     progress.finish();
+    let mut rewrites = RewriteCounts::default();
+    rewrites.files = visitor.extractor.rewritten;
+    if let Some(db) = &database {
+        rewrites.collections = db.rewrites.clone();
+    }
     Ok(RestoreReport {
         metadata,
         target: request.target,
@@ -253,6 +268,7 @@ pub(crate) async fn restore(
         stats: visitor.extractor.stats,
         database,
         dump_collections: visitor.collections,
+        rewrites,
     })
 }
 
