@@ -18,14 +18,15 @@ use crate::hooks::ShellServices;
 use crate::output::{confirm, out};
 
 /// Confirms (unless --yes or --dry-run), runs the plan and returns the
-/// restore's report.
+/// restore's report, and for a dry run with --json its steps (printed
+/// here otherwise).
 pub(super) async fn run(
     ctx: &Context,
     args: &Args,
     request: RestoreRequest,
     loader: Option<Arc<dyn DatabaseLoader>>,
     journal_dir: Option<PathBuf>,
-) -> Result<RestoreReport, Failure> {
+) -> Result<(RestoreReport, Option<Vec<String>>), Failure> {
     let uri = args.mongo.uri()?;
     if !args.dry_run && !args.yes {
         confirm(&format!(
@@ -50,8 +51,18 @@ pub(super) async fn run(
         .with_preflight(preflight);
     plan.safety = safety;
     plan.journal_dir = journal_dir;
+    let mut steps = None;
     if args.dry_run {
-        out(&plan_text(args, uri.as_deref(), plan.safety.is_some()))?;
+        let planned = plan_steps(args, uri.as_deref(), plan.safety.is_some());
+        if args.json {
+            steps = Some(planned);
+        } else {
+            let mut text = String::from("Plan:\n");
+            for (i, step) in planned.iter().enumerate() {
+                text.push_str(&format!("  {}. {step}\n", i + 1));
+            }
+            out(&text)?;
+        }
     }
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
     if let Some(id) = &done.safety_backup {
@@ -59,7 +70,7 @@ pub(super) async fn run(
             "Safety backup {id} (label pre-restore) holds the state before this restore"
         ));
     }
-    Ok(done.restore)
+    Ok((done.restore, steps))
 }
 
 /// The safety backup of the live state: --safety-path and, with a MongoDB
@@ -116,7 +127,7 @@ fn services(args: &Args, quiet: bool) -> ShellServices {
 }
 
 /// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
+fn plan_steps(args: &Args, uri: Option<&str>, safety: bool) -> Vec<String> {
     let mut steps = vec![
         "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
             .to_string(),
@@ -160,11 +171,35 @@ fn plan_text(args: &Args, uri: Option<&str>, safety: bool) -> String {
         "extract the files into {} (each to a temporary name, then renamed)",
         args.target.display()
     ));
+    if !args.rewrite.is_empty() {
+        steps.push(rewrite_step(args, uri.is_some()));
+    }
     steps.push(hook("post-restore", &args.post_restore_cmd));
     steps.push(hook("start services", &args.start_cmd));
-    let mut text = String::from("Plan:\n");
-    for (i, step) in steps.iter().enumerate() {
-        text.push_str(&format!("  {}. {step}\n", i + 1));
-    }
-    text
+    steps
+}
+
+/// The --rewrite step: which rules, which files and documents.
+fn rewrite_step(args: &Args, loads: bool) -> String {
+    let rules: Vec<String> = args
+        .rewrite
+        .iter()
+        .map(|(old, new)| format!("{old} -> {new}"))
+        .collect();
+    let scope = |globs: &[String]| match globs.is_empty() {
+        true => String::new(),
+        false => format!(" matching {}", globs.join(", ")),
+    };
+    let documents = match loads {
+        true => format!(
+            " and in the loaded documents' string values{}",
+            scope(&args.rewrite_ns)
+        ),
+        false => String::new(),
+    };
+    format!(
+        "rewrite {} (whole tokens) as they are restored: in the text files{}{documents}; the files through the same temporary name, rename and journal (a rollback puts them back); counts below",
+        rules.join(", "),
+        scope(&args.rewrite_paths)
+    )
 }
