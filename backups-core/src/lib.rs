@@ -106,11 +106,11 @@ pub use crate::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource,
     },
-    rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     retention::{
         Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
         RetentionDuration, RetentionPolicy,
     },
+    rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     schedule::{
         CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
         ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,

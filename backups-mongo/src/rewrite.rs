@@ -59,7 +59,10 @@ mod tests {
             doc! {"_id": 1, "addresses": [{"value": "10.0.9.9"}], "n": 2.5}
         );
         let same = rawdoc! {"value": "10.0.0.50"};
-        assert_eq!(r.apply(same.clone(), "x").unwrap().as_bytes(), same.as_bytes());
+        assert_eq!(
+            r.apply(same.clone(), "x").unwrap().as_bytes(),
+            same.as_bytes()
+        );
         assert_eq!(r.replacements, 1);
         let mut other = DocumentRewriter::new(Some(&rw), "juju.system.views");
         let doc = rawdoc! {"value": "10.0.0.5"};

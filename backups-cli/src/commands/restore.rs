@@ -262,7 +262,10 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         ));
     }
     if args.json {
-        return out(&format!("{:#}\n", report_json(&report, &args.rewrite, steps)));
+        return out(&format!(
+            "{:#}\n",
+            report_json(&report, &args.rewrite, steps)
+        ));
     }
     print_report(&report, options, &args.rewrite)
 }

@@ -248,7 +248,9 @@ fn dry_run_lists_the_replacements_and_writes_nothing() {
         assert!(out.contains("Nothing was changed."), "{out}");
     }
     assert!(
-        plan.contains(&format!("rewrite {OLD} -> {NEW} (whole tokens) as they are restored: in the text files")),
+        plan.contains(&format!(
+            "rewrite {OLD} -> {NEW} (whole tokens) as they are restored: in the text files"
+        )),
         "{plan}"
     );
     let json: Value = serde_json::from_str(&env.ok(&{
@@ -326,12 +328,19 @@ fn malformed_rewrite_rules_are_usage_errors() {
     ] {
         let (code, err) = env.fail(&restore(&file, "t", &["--rewrite", rule]));
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains("--rewrite") && err.contains(why), "{rule}: {err}");
+        assert!(
+            err.contains("--rewrite") && err.contains(why),
+            "{rule}: {err}"
+        );
     }
     let (code, err) = env.fail(&restore(&file, "t", &["--rewrite-ns", "juju.*"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--rewrite <OLD=NEW>"), "{err}");
-    let (code, err) = env.fail(&restore(&file, "t", &["--rewrite", "a=b", "--rewrite", "a=c"]));
+    let (code, err) = env.fail(&restore(
+        &file,
+        "t",
+        &["--rewrite", "a=b", "--rewrite", "a=c"],
+    ));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("also rewritten"), "{err}");
     assert!(!env.path().join("t").exists());

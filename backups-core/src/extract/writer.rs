@@ -272,8 +272,8 @@ impl Extractor {
                 let tmp = self.temp_name(&dest);
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
-                let rewrite = qualifies(self.rewrites.as_deref(), &rel, *size)
-                    .zip(self.rewrites.clone());
+                let rewrite =
+                    qualifies(self.rewrites.as_deref(), &rel, *size).zip(self.rewrites.clone());
                 let mut replaced = None;
                 place(&tmp, &dest, attributes, |tmp| {
                     let mut out = OpenOptions::new()

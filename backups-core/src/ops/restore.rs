@@ -255,11 +255,13 @@ pub(crate) async fn restore(
         progress.warn(&e.to_string());
     }
     progress.finish();
-    let mut rewrites = RewriteCounts::default();
-    rewrites.files = visitor.extractor.rewritten;
-    if let Some(db) = &database {
-        rewrites.collections = db.rewrites.clone();
-    }
+    let rewrites = RewriteCounts {
+        files: visitor.extractor.rewritten,
+        collections: database
+            .as_ref()
+            .map(|db| db.rewrites.clone())
+            .unwrap_or_default(),
+    };
     Ok(RestoreReport {
         metadata,
         target: request.target,

@@ -73,25 +73,22 @@ pub(super) fn walk(
             0x02 => {
                 let stop = string_end(doc, value, end)?;
                 let s = &doc[value + 4..stop - 1];
-                match std::str::from_utf8(s) {
-                    Ok(text) => {
-                        let (new, k) = rw.rewrite_str(text);
-                        n += k;
-                        if let Some(o) = out.as_deref_mut()
-                            && k > 0
-                        {
-                            let size = i32::try_from(new.len() + 1)
-                                .map_err(|_| "rewritten string too long".to_string())?;
-                            o.extend_from_slice(&doc[i..value]);
-                            o.extend_from_slice(&size.to_le_bytes());
-                            o.extend_from_slice(new.as_bytes());
-                            o.push(0);
-                            i = stop;
-                            continue;
-                        }
+                // Not UTF-8 (not a valid BSON string): left alone.
+                if let Ok(text) = std::str::from_utf8(s) {
+                    let (new, k) = rw.rewrite_str(text);
+                    n += k;
+                    if let Some(o) = out.as_deref_mut()
+                        && k > 0
+                    {
+                        let size = i32::try_from(new.len() + 1)
+                            .map_err(|_| "rewritten string too long".to_string())?;
+                        o.extend_from_slice(&doc[i..value]);
+                        o.extend_from_slice(&size.to_le_bytes());
+                        o.extend_from_slice(new.as_bytes());
+                        o.push(0);
+                        i = stop;
+                        continue;
                     }
-                    // Not UTF-8 (not a valid BSON string): left alone.
-                    Err(_) => {}
                 }
                 stop
             }

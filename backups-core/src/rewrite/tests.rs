@@ -40,7 +40,10 @@ fn unchanged_text_is_borrowed() {
 fn longest_old_first_in_one_pass() {
     // Overlapping rules: the longer OLD wins where both match.
     let rw = rules(&["10.0.0.5=A", "10.0.0.5:17070=B"]);
-    assert_eq!(rw.rewrite_str("10.0.0.5:17070 10.0.0.5:37017").0, "B A:37017");
+    assert_eq!(
+        rw.rewrite_str("10.0.0.5:17070 10.0.0.5:37017").0,
+        "B A:37017"
+    );
     assert_eq!(rw.rules()[0].0, "10.0.0.5:17070");
     // Replaced text is not scanned again: a swap works.
     let swap = rules(&["a=b", "b=a"]);
@@ -65,7 +68,10 @@ fn bad_rules_are_refused_with_the_rule_in_the_message() {
     }
     let err = Rewrites::parse(["a=b", "a=c"]).unwrap_err().to_string();
     assert!(err.contains("also rewritten"), "{err}");
-    assert!(Rewrites::parse(["a=b", "a=b"]).is_ok(), "the same rule twice");
+    assert!(
+        Rewrites::parse(["a=b", "a=b"]).is_ok(),
+        "the same rule twice"
+    );
     assert_eq!(parse_rewrite_rule("a=b=c"), Ok(("a".into(), "b=c".into())));
 }
 
@@ -96,7 +102,10 @@ fn dump_namespaces_from_file_names() {
         dump_namespace("juju/machines.bson").as_deref(),
         Some("juju.machines")
     );
-    assert_eq!(dump_namespace("juju/a%2Fb.bson").as_deref(), Some("juju.a/b"));
+    assert_eq!(
+        dump_namespace("juju/a%2Fb.bson").as_deref(),
+        Some("juju.a/b")
+    );
     assert_eq!(dump_namespace("juju/m.metadata.json"), None);
     assert_eq!(dump_namespace("oplog.bson"), None);
 }
@@ -131,7 +140,11 @@ fn bson_string_values_are_rewritten_keys_and_other_values_kept() {
         ("10.0.0.5", 0x02, string("10.0.0.5")),
         ("double", 0x01, 1.5f64.to_le_bytes().to_vec()),
         ("oid", 0x07, vec![9; 12]),
-        ("bin", 0x05, [&3i32.to_le_bytes()[..], &[0], b"10."].concat()),
+        (
+            "bin",
+            0x05,
+            [&3i32.to_le_bytes()[..], &[0], b"10."].concat(),
+        ),
         ("code", 0x0D, string("10.0.0.5")),
         ("re", 0x0B, b"10.0.0.5\0i\0".to_vec()),
         ("null", 0x0A, vec![]),
@@ -139,7 +152,10 @@ fn bson_string_values_are_rewritten_keys_and_other_values_kept() {
         (
             "list",
             0x04,
-            doc(&[("0", 0x03, address("10.0.0.5")), ("1", 0x02, string("10.0.0.50"))]),
+            doc(&[
+                ("0", 0x03, address("10.0.0.5")),
+                ("1", 0x02, string("10.0.0.50")),
+            ]),
         ),
         ("t", 0x11, vec![1; 8]),
         ("dec", 0x13, vec![2; 16]),
@@ -148,7 +164,11 @@ fn bson_string_values_are_rewritten_keys_and_other_values_kept() {
         ("10.0.0.5", 0x02, string("10.0.99.99")),
         ("double", 0x01, 1.5f64.to_le_bytes().to_vec()),
         ("oid", 0x07, vec![9; 12]),
-        ("bin", 0x05, [&3i32.to_le_bytes()[..], &[0], b"10."].concat()),
+        (
+            "bin",
+            0x05,
+            [&3i32.to_le_bytes()[..], &[0], b"10."].concat(),
+        ),
         ("code", 0x0D, string("10.0.0.5")),
         ("re", 0x0B, b"10.0.0.5\0i\0".to_vec()),
         ("null", 0x0A, vec![]),
@@ -156,7 +176,10 @@ fn bson_string_values_are_rewritten_keys_and_other_values_kept() {
         (
             "list",
             0x04,
-            doc(&[("0", 0x03, address("10.0.99.99")), ("1", 0x02, string("10.0.0.50"))]),
+            doc(&[
+                ("0", 0x03, address("10.0.99.99")),
+                ("1", 0x02, string("10.0.0.50")),
+            ]),
         ),
         ("t", 0x11, vec![1; 8]),
         ("dec", 0x13, vec![2; 16]),
