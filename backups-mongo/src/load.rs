@@ -1,6 +1,9 @@
 //! Loading: documents parsed from the archive stream into large ordered
 //! batches; collections dropped and re-created with their options first,
 //! views after the data, then the oplog replayed, then the indexes built.
+//! The restore's rewrite rules ([`backups_core::DumpSource::rewrites`])
+//! apply to each document of a loaded collection as it is parsed (not to
+//! the oplog replay, nor to upserted users and roles).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};

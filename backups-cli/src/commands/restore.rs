@@ -267,7 +267,8 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             report_json(&report, &args.rewrite, steps)
         ));
     }
-    print_report(&report, options, &args.rewrite)
+    let loads = args.mongo.uri()?.is_some();
+    print_report(&report, options, &args.rewrite, loads)
 }
 
 /// Where restore journals go: `$BACKUPS_STATE_DIR`, else the user's state
@@ -281,6 +282,7 @@ fn print_report(
     report: &RestoreReport,
     options: ExtractOptions,
     rules: &[(String, String)],
+    loads: bool,
 ) -> CliResult {
     let s = &report.stats;
     let from = report
@@ -318,7 +320,7 @@ fn print_report(
         ))?;
     }
     if !rules.is_empty() {
-        out(&rewrites_text(report, rules))?;
+        out(&rewrites_text(report, rules, loads))?;
     }
     if let Some(db) = &report.database {
         let docs: u64 = db.collections.values().sum();
@@ -355,8 +357,8 @@ fn rules_text(rules: &[(String, String)]) -> String {
 }
 
 /// The replacements --rewrite made (would make): a total, then one line
-/// per file and per collection.
-fn rewrites_text(report: &RestoreReport, rules: &[(String, String)]) -> String {
+/// per file and per collection (`loads`: the dump is loaded).
+fn rewrites_text(report: &RestoreReport, rules: &[(String, String)], loads: bool) -> String {
     let r = &report.rewrites;
     let verb = if report.dry_run {
         "Would replace"
@@ -368,11 +370,7 @@ fn rewrites_text(report: &RestoreReport, rules: &[(String, String)]) -> String {
         return format!(
             "{verb} no tokens ({}): no restored file{} holds OLD as a whole token\n",
             rules_text(rules),
-            if report.database.is_some() || report.dry_run {
-                " or loaded document"
-            } else {
-                ""
-            }
+            if loads { " or loaded document" } else { "" }
         );
     }
     let mut text = format!(

@@ -209,3 +209,52 @@ fn malformed_bson_is_an_error_not_a_panic() {
     }
     assert!(rw.count_bson(&deep).unwrap_err().contains("nested"));
 }
+
+#[test]
+fn mutated_bson_never_panics_and_rewritten_output_is_well_formed() {
+    let rw = rules(&["10.0.0.5=10.0.99.99", "host-a=h"]);
+    let back = rules(&["10.0.99.99=10.0.0.5", "h=host-a"]);
+    let address = |v: &str| doc(&[("value", 0x02, string(v)), ("n", 0x10, vec![7, 0, 0, 0])]);
+    let original = doc(&[
+        ("a", 0x02, string("host-a 10.0.0.5")),
+        ("oid", 0x07, vec![9; 12]),
+        ("sub", 0x03, address("10.0.0.5:17070")),
+        ("list", 0x04, doc(&[("0", 0x03, address("host-a"))])),
+        ("bin", 0x05, [&2i32.to_le_bytes()[..], &[0], b"10"].concat()),
+    ]);
+    // Rewriting there and back gives the very same bytes.
+    let (there, n) = rw.rewrite_bson(&original).unwrap().unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        back.rewrite_bson(&there).unwrap().unwrap(),
+        (original.clone(), 4)
+    );
+    // Arbitrary damage: an error or a well-formed document, never a panic.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..5000 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + next() % 3 {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        if next() % 4 == 0 {
+            bytes.truncate((next() % bytes.len() as u64) as usize);
+        }
+        match rw.rewrite_bson(&bytes) {
+            Ok(Some((out, n))) => {
+                assert!(n > 0);
+                assert_eq!(rw.count_bson(&out), Ok(0), "fully rewritten, well formed");
+                let len = i32::from_le_bytes([out[0], out[1], out[2], out[3]]);
+                assert_eq!(len as usize, out.len());
+            }
+            Ok(None) => assert_eq!(rw.count_bson(&bytes), Ok(0)),
+            Err(_) => assert!(rw.count_bson(&bytes).is_err()),
+        }
+    }
+}
