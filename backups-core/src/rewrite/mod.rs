@@ -46,19 +46,25 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
 }
 
-/// Parses one `OLD=NEW` rule: OLD must be non-empty and differ from NEW.
-/// The message says what is wrong (for a usage error).
-pub fn parse_rewrite_rule(spec: &str) -> std::result::Result<(String, String), String> {
+/// Parses one `OLD=NEW` rule (split at the first `=`): OLD must be
+/// non-empty and differ from NEW. Refused: [`Error::InvalidInput`] of
+/// [`InputKind::RewriteRule`], saying what is wrong.
+pub fn parse_rewrite_rule(spec: &str) -> Result<(String, String)> {
     let (old, new) = spec
         .split_once('=')
-        .ok_or_else(|| format!("expected OLD=NEW (e.g. 10.0.0.5=10.0.9.9), got {spec:?}"))?;
+        .ok_or_else(|| invalid_rule(spec, "expected OLD=NEW, e.g. 10.0.0.5=10.0.9.9"))?;
+    check_rule(spec, old, new)?;
+    Ok((old.to_string(), new.to_string()))
+}
+
+fn check_rule(spec: &str, old: &str, new: &str) -> Result<()> {
     if old.is_empty() {
-        return Err(format!("{spec:?}: the OLD side of OLD=NEW is empty"));
+        return Err(invalid_rule(spec, "the OLD side of OLD=NEW is empty"));
     }
     if old == new {
-        return Err(format!("{spec:?}: OLD and NEW are the same"));
+        return Err(invalid_rule(spec, "OLD and NEW are the same"));
     }
-    Ok((old.to_string(), new.to_string()))
+    Ok(())
 }
 
 fn invalid_rule(value: &str, reason: impl Into<String>) -> Error {
@@ -97,7 +103,7 @@ impl Rewrites {
         let mut pairs = Vec::new();
         for spec in specs {
             let spec = spec.as_ref();
-            pairs.push(parse_rewrite_rule(spec).map_err(|r| invalid_rule(spec, r))?);
+            pairs.push(parse_rewrite_rule(spec)?);
         }
         Self::new(pairs)
     }
@@ -107,7 +113,7 @@ impl Rewrites {
         let mut by_old: BTreeMap<String, String> = BTreeMap::new();
         for (old, new) in pairs {
             let spec = format!("{old}={new}");
-            parse_rewrite_rule(&spec).map_err(|r| invalid_rule(&spec, r))?;
+            check_rule(&spec, &old, &new)?;
             if let Some(other) = by_old.get(&old)
                 && *other != new
             {
