@@ -277,14 +277,24 @@ fn dry_run_lists_the_replacements_and_writes_nothing() {
 }
 
 #[test]
-fn a_rolled_back_restore_puts_the_rewritten_file_back() {
+fn a_rolled_back_restore_puts_the_rewritten_file_and_documents_back() {
+    let uri = service_env("BACKUPS_TEST_MONGO_URI");
     let env = Env::new();
     let file = juju_backup();
-    env.ok(&restore(&file, "live", &[]));
+    // The live state: the backup's files and, with MongoDB, its database
+    // (the old address in it) under another name.
+    let db = unique_name("rwlive");
+    let rename = format!("juju={db}");
+    let mut database = vec![];
+    if let Some(uri) = &uri {
+        database = vec!["--mongo-uri", uri, "--db-rename", &rename];
+    }
+    env.ok(&restore(&file, "live", &database));
     let live = env.path().join("live").canonicalize().unwrap();
     std::fs::write(live.join(AGENT_CONF), "the live agent.conf\n").unwrap();
     std::fs::remove_file(live.join("var/lib/juju/nonce.txt")).unwrap();
     let before = snapshot(&live);
+    let docs_before = uri.as_ref().map(|u| documents(u, &db));
     let seen = env.path().join("seen");
     // The hook sees the rewritten file in place, then fails.
     let hook = format!(
@@ -292,19 +302,21 @@ fn a_rolled_back_restore_puts_the_rewritten_file_back() {
         seen.display()
     );
     let safety = live.join("var/lib/juju");
-    let (code, err) = env.fail(&restore(
-        &file,
-        live.to_str().unwrap(),
-        &[
-            "--rewrite",
-            &format!("{OLD}={NEW}"),
-            "--safety-path",
-            safety.to_str().unwrap(),
-            "--post-restore-cmd",
-            &hook,
-            "--yes",
-        ],
-    ));
+    let rule = format!("{OLD}={NEW}");
+    let mut extra = vec![
+        "--rewrite",
+        rule.as_str(),
+        "--safety-path",
+        safety.to_str().unwrap(),
+        "--post-restore-cmd",
+        &hook,
+        "--yes",
+    ];
+    if uri.is_some() {
+        extra.extend(&database);
+        extra.extend(["--safety-db", &db]);
+    }
+    let (code, err) = env.fail(&restore(&file, live.to_str().unwrap(), &extra));
     assert_eq!(code, 10, "{err}");
     assert!(err.contains("rolled back to safety backup"), "{err}");
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "1\n");
@@ -315,6 +327,15 @@ fn a_rolled_back_restore_puts_the_rewritten_file_back() {
     );
     assert_eq!(snapshot(&live), before, "and everything else as it was");
     assert!(!Path::new(&live.join("var/lib/juju/nonce.txt")).exists());
+    if let (Some(uri), Some(docs_before)) = (&uri, docs_before) {
+        let docs = documents(uri, &db);
+        drop_databases(uri, &[&db]);
+        assert!(docs_before.to_string().contains(OLD));
+        assert_eq!(
+            docs, docs_before,
+            "the safety backup's documents are loaded back as they were, not rewritten"
+        );
+    }
 }
 
 #[test]
