@@ -4,6 +4,12 @@
 //! stopped restores the safety backup and starts services again, so a
 //! restore cannot leave the controller worse than it found it.
 //!
+//! With [`RestoreRequest::rewrites`] the old machine's identity is
+//! rewritten as the files are extracted and the documents loaded; the
+//! dry run (and the check before a real run) counts the replacements,
+//! and a rollback undoes rewritten files like every other (the safety
+//! backup itself is restored as it was, never rewritten).
+//!
 //! A rollback first takes the file changes back exactly, from the journal
 //! of the restore ([`crate::journal`]: what it created is deleted, what it
 //! replaced gets its previous version back), and drops the database
