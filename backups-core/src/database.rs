@@ -2,7 +2,6 @@
 //! (backups-mongo provides MongoDB). A files-only backup needs none.
 
 use std::io::{self, Read};
-
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
+use crate::rewrite::Rewrites;
 
 /// One file of a database dump, placed under `juju-backup/dump/`.
 pub struct DumpEntry {
@@ -180,9 +180,18 @@ impl DumpFile {
 /// The dump files of an archive, in archive order.
 pub struct DumpSource {
     rx: mpsc::Receiver<DumpFile>,
+    rewrites: Option<Arc<Rewrites>>,
 }
 
 impl DumpSource {
+    /// The restore's `OLD=NEW` rules ([`crate::RestoreRequest::rewrites`]):
+    /// a loader applies them ([`Rewrites::rewrite_bson`]) to the documents
+    /// of the collections they cover ([`Rewrites::applies_to_namespace`])
+    /// and counts the replacements in [`LoadSummary::rewrites`].
+    pub fn rewrites(&self) -> Option<&Arc<Rewrites>> {
+        self.rewrites.as_ref()
+    }
+
     /// The next file; `None` when the archive has no more dump files. Each
     /// file must be read to its end (or dropped) before the next one comes.
     pub async fn next_file(&mut self) -> Option<DumpFile> {
@@ -196,10 +205,11 @@ pub(crate) struct DumpForwarder {
     tx: mpsc::Sender<DumpFile>,
 }
 
-/// Creates a connected forwarder and source.
-pub(crate) fn dump_channel() -> (DumpForwarder, DumpSource) {
+/// Creates a connected forwarder and source, the source carrying the
+/// restore's rewrite rules.
+pub(crate) fn dump_channel(rewrites: Option<Arc<Rewrites>>) -> (DumpForwarder, DumpSource) {
     let (tx, rx) = mpsc::channel(1);
-    (DumpForwarder { tx }, DumpSource { rx })
+    (DumpForwarder { tx }, DumpSource { rx, rewrites })
 }
 
 impl DumpForwarder {
@@ -260,6 +270,16 @@ pub const MAX_BSON_DOCUMENT: u64 = 16 * 1024 * 1024 + 16 * 1024;
 
 /// Walks concatenated BSON documents by their length prefixes.
 pub(crate) fn check_bson_framing(body: &mut dyn Read, path: &str) -> Result<()> {
+    walk_bson(body, path, &mut |_| Ok(()))
+}
+
+/// Walks concatenated BSON documents by their length prefixes, checking
+/// each one's framing, and hands each whole document to `visit`.
+pub(crate) fn walk_bson(
+    body: &mut dyn Read,
+    path: &str,
+    visit: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let bad = |at: u64, reason: String| {
         Error::invalid(
             format!("dump/{path}"),
@@ -267,8 +287,9 @@ pub(crate) fn check_bson_framing(body: &mut dyn Read, path: &str) -> Result<()> 
         )
     };
     let mut at = 0u64;
-    let mut len_buf = [0u8; 4];
+    let mut doc = Vec::new();
     loop {
+        let mut len_buf = [0u8; 4];
         let mut got = 0;
         while got < 4 {
             match body.read(&mut len_buf[got..]) {
@@ -283,17 +304,22 @@ pub(crate) fn check_bson_framing(body: &mut dyn Read, path: &str) -> Result<()> 
         if len < 5 || len as u64 > MAX_BSON_DOCUMENT {
             return Err(bad(at, format!("document length {len}")));
         }
-        let rest = len as u64 - 4;
-        let mut take = (&mut *body).take(rest - 1);
-        let copied = io::copy(&mut take, &mut io::sink()).map_err(|e| read_err(path, e))?;
-        let mut last = [0u8; 1];
-        let terminator = body.read(&mut last).map_err(|e| read_err(path, e))?;
-        if copied != rest - 1 || terminator != 1 {
+        doc.clear();
+        doc.extend_from_slice(&len_buf);
+        let copied = (&mut *body)
+            .take(len as u64 - 4)
+            .read_to_end(&mut doc)
+            .map_err(|e| read_err(path, e))?;
+        if copied as u64 != len as u64 - 4 {
             return Err(bad(at, "document cut short".into()));
         }
-        if last[0] != 0 {
+        if doc.last() != Some(&0) {
             return Err(bad(at, "document does not end with a NUL byte".into()));
         }
+        visit(&doc).map_err(|e| match e {
+            Error::InvalidArchive { reason, .. } => bad(at, reason),
+            other => other,
+        })?;
         at += len as u64;
     }
 }
@@ -309,6 +335,9 @@ pub struct LoadSummary {
     pub oplog_entries: u64,
     /// Namespaces skipped by the exclude filter.
     pub skipped: Vec<String>,
+    /// Replacements made by [`DumpSource::rewrites`] per collection
+    /// (`db.collection` as in the dump), when above zero.
+    pub rewrites: std::collections::BTreeMap<String, u64>,
     /// Anything worth telling the user.
     pub warnings: Vec<String>,
 }

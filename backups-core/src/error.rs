@@ -231,6 +231,10 @@ pub enum InputKind {
     CronExpression,
     /// A scheduled job's name.
     JobName,
+    /// A restore's `OLD=NEW` rewrite rule.
+    RewriteRule,
+    /// A restored-file path pattern (glob).
+    PathPattern,
 }
 
 impl std::fmt::Display for InputKind {
@@ -247,6 +251,8 @@ impl std::fmt::Display for InputKind {
             InputKind::CronExpression => "cron expression",
             InputKind::JobName => "job name",
             InputKind::MongoAddress => "MongoDB address",
+            InputKind::RewriteRule => "rewrite rule",
+            InputKind::PathPattern => "path pattern",
         })
     }
 }

@@ -65,6 +65,7 @@ mod ops;
 mod progress;
 mod request;
 mod retention;
+mod rewrite;
 mod schedule;
 mod services;
 mod storage;
@@ -115,6 +116,7 @@ pub use crate::{
         Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
         RetentionDuration, RetentionPolicy,
     },
+    rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     schedule::{
         CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
         ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,

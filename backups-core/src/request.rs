@@ -20,6 +20,7 @@ use crate::extract::{ExtractOptions, ExtractStats};
 use crate::files::FileSet;
 use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
+use crate::rewrite::{RewriteCounts, Rewrites};
 
 /// The archive bytes of a backup, as they come from the store.
 pub type ArchiveStream = BoxStream<'static, Result<Bytes>>;
@@ -236,6 +237,12 @@ pub struct RestoreRequest {
     pub identities: Identities,
     /// Refuse a backup that is not encrypted.
     pub require_encryption: bool,
+    /// The old machine's identity rewritten to the new one's: in the
+    /// restored files (through the same temp name, rename and journal as
+    /// every file) and in the string values of the loaded documents (by
+    /// the loader, from [`crate::DumpSource::rewrites`]; the oplog replay
+    /// and upserted users and roles are not rewritten).
+    pub rewrites: Option<Arc<Rewrites>>,
 }
 
 impl RestoreRequest {
@@ -251,7 +258,14 @@ impl RestoreRequest {
             undo_journal: None,
             identities: Identities::none(),
             require_encryption: false,
+            rewrites: None,
         }
+    }
+
+    /// Rewrites the old machine's identity as `rewrites` says.
+    pub fn with_rewrites(mut self, rewrites: Rewrites) -> Self {
+        self.rewrites = Some(Arc::new(rewrites));
+        self
     }
 
     /// Decrypts an encrypted backup with these keys.
@@ -312,6 +326,7 @@ impl fmt::Debug for RestoreRequest {
             .field("undo_journal", &self.undo_journal)
             .field("identities", &self.identities)
             .field("require_encryption", &self.require_encryption)
+            .field("rewrites", &self.rewrites)
             .finish()
     }
 }
@@ -341,4 +356,8 @@ pub struct RestoreReport {
     pub existing: Vec<PathBuf>,
     /// A dry run's list of the dump's collection files (`db/coll.bson`).
     pub dump_files: Vec<String>,
+    /// Replacements [`RestoreRequest::rewrites`] made (a dry run: would
+    /// make) per file and per collection (collections only when a
+    /// database is loaded).
+    pub rewrites: RewriteCounts,
 }

@@ -100,6 +100,7 @@ mod metadata;
 mod namespace;
 mod oplog;
 mod replay;
+mod rewrite;
 mod topology;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};

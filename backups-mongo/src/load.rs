@@ -1,6 +1,9 @@
 //! Loading: documents parsed from the archive stream into large ordered
 //! batches; collections dropped and re-created with their options first,
 //! views after the data, then the oplog replayed, then the indexes built.
+//! The restore's rewrite rules ([`backups_core::DumpSource::rewrites`])
+//! apply to each document of a loaded collection as it is parsed (not to
+//! the oplog replay, nor to upserted users and roles).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
@@ -20,6 +23,7 @@ use crate::indexes::IndexCatalog;
 use crate::metadata::{CollectionMeta, parse_metadata, read_small};
 use crate::namespace::{DumpPath, Namespaces, dump_path, is_truncated, unescape_collection};
 use crate::replay::{OplogTimestamp, Replay};
+use crate::rewrite::DocumentRewriter;
 
 /// Bytes per insert batch.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -149,6 +153,7 @@ impl MongoLoader {
         db: &Database,
         coll: &str,
         permits: &Arc<Semaphore>,
+        rewriter: &mut DocumentRewriter,
     ) -> Result<(u64, JoinHandle<Result<()>>)> {
         let permit = permits
             .clone()
@@ -171,6 +176,7 @@ impl MongoLoader {
         'read: while let Some(chunk) = file.chunk().await? {
             splitter.push(&chunk, &file.path, &mut docs)?;
             for doc in docs.drain(..) {
+                let doc = rewriter.apply(doc, &file.path)?;
                 batch_bytes += doc.as_bytes().len();
                 batch.push(doc);
                 count += 1;
@@ -359,8 +365,14 @@ impl DatabaseLoader for MongoLoader {
                 self.prepare(&db, &coll, None).await?;
                 prepared.insert(ns.clone(), true);
             }
-            let (n, writer) = self.load_bson(&mut file, &db, &coll, &permits).await?;
+            let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
+            let (n, writer) = self
+                .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
+                .await?;
             *summary.collections.entry(ns.clone()).or_default() += n;
+            if rewriter.replacements > 0 {
+                *summary.rewrites.entry(src_ns).or_default() += rewriter.replacements;
+            }
             writers.push((ns, writer));
         }
 

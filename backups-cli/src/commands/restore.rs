@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use backups_core::{
     Backups, DatabaseLoader, DiffReport, ExtractOptions, RestoreReport, RestoreRequest,
-    RestoreSource, journal_path,
+    RestoreSource, Rewrites, journal_path, parse_rewrite_rule,
 };
 use backups_mongo::{JujuConnection, LoadOptions, MongoLoader, OplogTimestamp};
 use serde_json::json;
@@ -30,6 +30,8 @@ Examples:
   backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri \\
     --stop-cmd 'ssh node-1 systemctl stop jujud' --stop-cmd 'systemctl stop jujud' \\
     --start-cmd 'systemctl start jujud' --start-cmd 'ssh node-1 systemctl start jujud' --yes
+  backups restore ID --target / --mongo-uri-file /etc/backups/mongo-uri \\
+    --rewrite 10.77.116.68=10.0.9.9 --rewrite juju-ctl-0=juju-ctl-9 --dry-run
   backups restore ID --target / --juju --stop-cmd 'systemctl stop jujud-machine-0' \\
     --start-cmd 'systemctl start jujud-machine-0' --yes
 
@@ -78,7 +80,20 @@ every path) before anything is written. Paths with '..', absolute paths,
 hard links out of the target and writes through symlinks are always refused;
 device nodes and FIFOs unless --allow-devices; setuid/setgid bits are
 dropped (with a warning) unless --allow-setuid. Each file is written to a
-temporary name and renamed into place.";
+temporary name and renamed into place.
+
+On a new machine, --rewrite OLD=NEW replaces the old machine's addresses,
+host names and instance ids as whole tokens (a neighbour of a match may not
+be a letter, digit, '.', '-' or '_': 10.0.0.5 leaves 10.0.0.50 alone and
+turns 10.0.0.5:17070 into NEW:17070; the longest OLD wins where several
+match). It applies to every restored UTF-8 text file of at most 4 MiB
+(--rewrite-path GLOB to choose; the path is relative to the target, '*'
+matches '/' too) and to the string values of the loaded documents
+(--rewrite-ns GLOB on db.collection as in the dump; system collections,
+upserted users and roles and the oplog replay are never rewritten).
+Rewritten files take the same temporary name, rename and journal as every
+file, so a rollback puts them back; --dry-run lists each file and
+collection with its number of replacements.";
 
 /// `backups restore`.
 #[derive(Debug, clap::Args)]
@@ -106,6 +121,24 @@ pub struct Args {
     /// Load database FROM of the backup into database TO (repeatable).
     #[arg(long = "db-rename", value_name = "FROM=TO", value_parser = parse_key_value)]
     pub db_rename: Vec<(String, String)>,
+    /// Replace OLD with NEW as whole tokens in the restored text files and
+    /// the loaded documents' string values (repeatable): the old machine's
+    /// addresses, host names, instance ids.
+    #[arg(long = "rewrite", value_name = "OLD=NEW", value_parser = parse_rewrite_rule)]
+    pub rewrite: Vec<(String, String)>,
+    /// Rewrite only the restored files matching GLOB (repeatable; relative
+    /// to the target, e.g. 'var/lib/juju/agents/*/agent.conf'; default
+    /// every UTF-8 text file of at most 4 MiB).
+    #[arg(long = "rewrite-path", value_name = "GLOB", requires = "rewrite")]
+    pub rewrite_paths: Vec<String>,
+    /// Rewrite only the documents of the namespaces matching GLOB
+    /// (repeatable; db.collection as in the dump; default every loaded one).
+    #[arg(long = "rewrite-ns", value_name = "GLOB", requires = "rewrite")]
+    pub rewrite_ns: Vec<String>,
+    /// Print the report as JSON (a dry run's plan under "Plan", its
+    /// comparison with the live state under "Diff").
+    #[arg(long)]
+    pub json: bool,
     /// Restore admin.system.users and admin.system.roles from the dump
     /// (upserted; mongorestore's --restoreDbUsersAndRoles). Without it they
     /// are left out, with a warning.
@@ -209,9 +242,6 @@ pub struct Args {
     /// database).
     #[arg(long, requires = "dry_run")]
     pub no_diff: bool,
-    /// Print the report as JSON (a dry run's comparison under "diff").
-    #[arg(long)]
-    pub json: bool,
     /// Print each restored path.
     #[arg(long, short)]
     pub verbose: bool,
@@ -295,10 +325,17 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         .with_require_encryption(args.require_encryption);
     request.database = database.clone();
     request.undo_journal = undo_journal;
-    let report = if args.as_plan() {
+    if !args.rewrite.is_empty() {
+        request = request.with_rewrites(
+            Rewrites::new(args.rewrite.clone())?
+                .with_paths(&args.rewrite_paths)?
+                .with_namespaces(&args.rewrite_ns, &args.ns_exclude)?,
+        );
+    }
+    let (report, steps) = if args.as_plan() {
         plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?
     } else {
-        ctx.backups.restore(request, ctx.progress()).await?
+        (ctx.backups.restore(request, ctx.progress()).await?, None)
     };
     let collections = report.dump_collections;
     if report.dry_run && collections > 0 && uri.is_none() {
@@ -319,39 +356,59 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         None
     };
     if args.json {
-        return out(&format!("{}\n", report_json(&report, diff.as_ref())));
+        return out(&format!(
+            "{:#}\n",
+            report_json(&report, &args.rewrite, steps, diff.as_ref())
+        ));
     }
-    print_report(&report, options)?;
+    let loads = uri.is_some();
+    print_report(&report, options, &args.rewrite, loads)?;
     match &diff {
         Some(diff) => out(&super::diff::summary(diff, args.verbose)),
         None => Ok(()),
     }
 }
 
-/// The report as JSON for --json; a dry run's comparison under `diff`.
-fn report_json(report: &RestoreReport, diff: Option<&DiffReport>) -> serde_json::Value {
+/// The report as JSON for --json: a dry run's plan under `Plan` and its
+/// comparison with the live state under `Diff`.
+fn report_json(
+    report: &RestoreReport,
+    rules: &[(String, String)],
+    steps: Option<Vec<String>>,
+    diff: Option<&DiffReport>,
+) -> serde_json::Value {
     let s = &report.stats;
-    let mut value = json!({
-        "id": report.metadata.id.as_ref().map(ToString::to_string),
-        "target": report.target,
-        "dry_run": report.dry_run,
-        "manifest_verified": report.manifest_verified,
-        "files": s.files,
-        "directories": s.directories,
-        "symlinks": s.symlinks,
-        "hard_links": s.hard_links,
-        "devices": s.devices,
-        "bytes": s.bytes,
-        "dump_collections": report.dump_collections,
-        "database": report.database.as_ref().map(|db| json!({
-            "collections": db.collections,
-            "indexes": db.indexes,
-            "oplog_entries": db.oplog_entries,
-            "warnings": db.warnings,
-        })),
+    let database = report.database.as_ref().map(|db| {
+        json!({
+            "Collections": db.collections, "Indexes": db.indexes,
+            "OplogEntries": db.oplog_entries, "Skipped": db.skipped,
+            "Warnings": db.warnings,
+        })
     });
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|(old, new)| json!({"Old": old, "New": new}))
+        .collect();
+    let mut value = json!({
+        "ID": report.metadata.id.as_ref().map(ToString::to_string),
+        "Target": report.target.display().to_string(),
+        "DryRun": report.dry_run,
+        "ManifestVerified": report.manifest_verified,
+        "Files": s.files, "Directories": s.directories, "Symlinks": s.symlinks,
+        "HardLinks": s.hard_links, "Devices": s.devices, "Setuid": s.setuid,
+        "Bytes": s.bytes, "Warnings": s.warnings,
+        "Database": database,
+        "DumpCollections": report.dump_collections,
+        "Rewrites": {
+            "Rules": rules, "Total": report.rewrites.total(),
+            "Files": report.rewrites.files, "Collections": report.rewrites.collections,
+        },
+    });
+    if let Some(steps) = steps {
+        value["Plan"] = steps.into();
+    }
     if let Some(diff) = diff {
-        value["diff"] = super::diff::json(diff);
+        value["Diff"] = super::diff::json(diff);
     }
     value
 }
@@ -363,7 +420,12 @@ fn journal_dir() -> Option<PathBuf> {
 }
 
 /// Prints what was (or, with --dry-run, would be) restored.
-fn print_report(report: &RestoreReport, options: ExtractOptions) -> CliResult {
+fn print_report(
+    report: &RestoreReport,
+    options: ExtractOptions,
+    rules: &[(String, String)],
+    loads: bool,
+) -> CliResult {
     let s = &report.stats;
     let from = report
         .metadata
@@ -399,6 +461,9 @@ fn print_report(report: &RestoreReport, options: ExtractOptions) -> CliResult {
             }
         ))?;
     }
+    if !rules.is_empty() {
+        out(&rewrites_text(report, rules, loads))?;
+    }
     if let Some(db) = &report.database {
         let docs: u64 = db.collections.values().sum();
         out(&format!(
@@ -422,4 +487,45 @@ fn print_report(report: &RestoreReport, options: ExtractOptions) -> CliResult {
         ))?;
     }
     Ok(())
+}
+
+/// `OLD -> NEW, ...`.
+fn rules_text(rules: &[(String, String)]) -> String {
+    rules
+        .iter()
+        .map(|(old, new)| format!("{old} -> {new}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The replacements --rewrite made (would make): a total, then one line
+/// per file and per collection (`loads`: the dump is loaded).
+fn rewrites_text(report: &RestoreReport, rules: &[(String, String)], loads: bool) -> String {
+    let r = &report.rewrites;
+    let verb = if report.dry_run {
+        "Would replace"
+    } else {
+        "Replaced"
+    };
+    let total = r.total();
+    if total == 0 {
+        return format!(
+            "{verb} no tokens ({}): no restored file{} holds OLD as a whole token\n",
+            rules_text(rules),
+            if loads { " or loaded document" } else { "" }
+        );
+    }
+    let mut text = format!(
+        "{verb} {total} whole tokens ({}) in {} files and {} collections:\n",
+        rules_text(rules),
+        r.files.len(),
+        r.collections.len()
+    );
+    for (path, n) in &r.files {
+        text.push_str(&format!("  {n:>6}  file {path}\n"));
+    }
+    for (ns, n) in &r.collections {
+        text.push_str(&format!("  {n:>6}  collection {ns}\n"));
+    }
+    text
 }

@@ -152,8 +152,8 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "{text}"
     );
     let dry = env.json(&["restore", id, "--target", "restored", "--dry-run", "--json"]);
-    assert_eq!(dry["dry_run"], true);
-    assert_eq!(dry["files"], 5, "{dry}");
+    assert_eq!(dry["DryRun"], true);
+    assert_eq!(dry["Files"], 5, "{dry}");
     let from_file = env.json(&[
         "diff",
         "--file",
@@ -162,12 +162,12 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "restored",
         "--json",
     ]);
-    assert_eq!(dry["diff"]["files"], from_file["files"]);
+    assert_eq!(dry["Diff"]["files"], from_file["files"]);
     assert_eq!(
-        dry["diff"]["files"]["only_live"],
+        dry["Diff"]["files"]["only_live"],
         json!([under(&tree, "etc/juju/new.txt")])
     );
-    // As a plan (a hook): the plan's steps are text, left out of --json.
+    // As a plan (a hook): the plan's steps are under "Plan", the diff too.
     let planned = env.json(&[
         "restore",
         id,
@@ -178,7 +178,13 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "--stop-cmd",
         "true",
     ]);
-    assert_eq!(planned["diff"]["files"], from_file["files"]);
+    assert_eq!(planned["Diff"]["files"], from_file["files"]);
+    assert!(
+        planned["Plan"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("verify the whole archive")
+    );
     let skipped = env.json(&[
         "restore",
         id,
@@ -188,7 +194,7 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "--json",
         "--no-diff",
     ]);
-    assert!(skipped.get("diff").is_none(), "{skipped}");
+    assert!(skipped.get("Diff").is_none(), "{skipped}");
     // The dry runs changed nothing.
     assert_eq!(
         std::fs::read(restored.join("etc/juju/agent.conf")).unwrap(),
@@ -351,7 +357,7 @@ fn diff_counts_documents_and_indexes_per_collection() {
         String::from_utf8_lossy(&dry.stderr)
     );
     let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
-    let machines = &dry["diff"]["collections"][0];
+    let machines = &dry["Diff"]["collections"][0];
     assert_eq!(machines["ns"], format!("{dst}.machines"), "{dry}");
     assert_eq!(
         (

@@ -3,13 +3,16 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::archive::reader::RootVisitor;
-use crate::database::check_bson_framing;
+use crate::database::{check_bson_framing, walk_bson};
 use crate::error::{Error, Result};
+use crate::rewrite::{RewriteCounts, Rewrites, dump_namespace};
 
 use super::path::sanitize_entry_path;
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::rewrite::{qualifies, rewrite_entry};
 
 /// Validates every entry of `root.tar` without writing anything.
 #[derive(Debug, Default)]
@@ -26,6 +29,10 @@ pub struct RootCheck {
     pub existing: Vec<PathBuf>,
     /// The dump's collection files (`db/coll.bson`), in archive order.
     pub dump_files: Vec<String>,
+    rewrites: Option<Arc<Rewrites>>,
+    /// With [`RootCheck::with_rewrites`]: the replacements a restore
+    /// would make in each file and in each dumped collection.
+    pub rewritten: RewriteCounts,
 }
 
 impl RootCheck {
@@ -38,6 +45,8 @@ impl RootCheck {
             target: None,
             existing: Vec::new(),
             dump_files: Vec::new(),
+            rewrites: None,
+            rewritten: RewriteCounts::default(),
         }
     }
 
@@ -47,6 +56,13 @@ impl RootCheck {
         self.target = Some(target);
         self
     }
+
+    /// Also counts the replacements `rewrites` would make in the files
+    /// and in the documents of the dump (nothing is written).
+    pub fn with_rewrites(mut self, rewrites: Option<Arc<Rewrites>>) -> Self {
+        self.rewrites = rewrites;
+        self
+    }
 }
 
 impl RootVisitor for RootCheck {
@@ -54,19 +70,27 @@ impl RootVisitor for RootCheck {
         let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (_, path, kind) = self.policy.check(&entry)?;
+            let mut entry = entry.map_err(|e| read_err("(header)", e))?;
+            let (name, rel, kind) = self.policy.check(&entry)?;
             count(&mut self.stats, &kind);
             if let Some(target) = &self.target
                 && !matches!(kind, CheckedKind::Directory)
             {
-                let live = target.join(&path);
+                let live = target.join(&rel);
                 if std::fs::symlink_metadata(&live).is_ok() {
                     self.existing.push(live);
                 }
             }
             if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
                 self.stats.setuid += 1;
+            }
+            if let (CheckedKind::File(size), Some(rw)) = (&kind, &self.rewrites)
+                && let Some(key) = qualifies(Some(rw), &rel, *size)
+            {
+                let n = rewrite_entry(&name, &mut entry, rw)?.replacements;
+                if n > 0 {
+                    self.rewritten.files.insert(key, n);
+                }
             }
         }
         Ok(())
@@ -92,6 +116,19 @@ impl RootVisitor for RootCheck {
             body.read_to_end(&mut buf).map_err(|e| read_err(path, e))?;
             serde_json::from_slice::<serde_json::Value>(&buf)
                 .map_err(|e| bad(format!("unreadable JSON: {e}")))?;
+        } else if let Some((rw, ns)) = self.rewrites.as_ref().and_then(|rw| {
+            dump_namespace(path)
+                .filter(|ns| is_collection_file(path) && rw.applies_to_namespace(ns))
+                .map(|ns| (rw.clone(), ns))
+        }) {
+            let mut n = 0;
+            walk_bson(body, path, &mut |doc| {
+                n += rw.count_bson(doc).map_err(|r| Error::invalid("", r))?;
+                Ok(())
+            })?;
+            if n > 0 {
+                *self.rewritten.collections.entry(ns).or_default() += n;
+            }
         } else if path.ends_with(".bson") {
             check_bson_framing(body, path)?;
         }

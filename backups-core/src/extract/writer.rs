@@ -1,7 +1,7 @@
 //! The extractor: writes `root.tar` into the target, checking every path
 //! again against the real disk, journaling what it creates and replaces.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -14,8 +14,10 @@ use crate::archive::reader::RootVisitor;
 use crate::error::{Error, Result};
 use crate::journal::RestoreJournal;
 use crate::progress::Progress;
+use crate::rewrite::Rewrites;
 
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::rewrite::{qualifies, rewrite_entry};
 use super::sys::{Attributes, chown, make_device, place};
 
 /// Extracts `root.tar` into a target directory.
@@ -31,8 +33,11 @@ pub struct Extractor {
     /// (this extraction never turns a directory into anything else).
     known_dirs: HashSet<PathBuf>,
     counter: u64,
+    rewrites: Option<Arc<Rewrites>>,
     /// What was restored.
     pub stats: ExtractStats,
+    /// Replacements made per rewritten file (path relative to the target).
+    pub rewritten: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for Extractor {
@@ -59,7 +64,9 @@ impl Extractor {
             dirs: Vec::new(),
             known_dirs: HashSet::new(),
             counter: 0,
+            rewrites: None,
             stats: ExtractStats::default(),
+            rewritten: BTreeMap::new(),
         })
     }
 
@@ -75,6 +82,14 @@ impl Extractor {
     /// the extraction exactly).
     pub fn with_journal(mut self, journal: RestoreJournal) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Rewrites the contents of the files the rules cover (UTF-8 text of
+    /// at most [`crate::MAX_REWRITE_FILE`] bytes) before they are written,
+    /// on the same temp name, rename and journal path as every file.
+    pub fn with_rewrites(mut self, rewrites: Arc<Rewrites>) -> Self {
+        self.rewrites = Some(rewrites);
         self
     }
 
@@ -264,11 +279,14 @@ impl Extractor {
                 let mode = self.mode(&name, mode);
                 self.dirs.push((dest.clone(), mode, mtime));
             }
-            CheckedKind::File(_) => {
+            CheckedKind::File(size) => {
                 refuse_dir(&name, &existing)?;
                 let tmp = self.temp_name(&dest)?;
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
+                let rewrite =
+                    qualifies(self.rewrites.as_deref(), &rel, *size).zip(self.rewrites.clone());
+                let mut replaced = None;
                 place(&tmp, &dest, attributes, |tmp| {
                     let mut out = OpenOptions::new()
                         .write(true)
@@ -276,9 +294,21 @@ impl Extractor {
                         .mode(0o600)
                         .open(tmp)
                         .map_err(|e| Error::io("creating", tmp, e))?;
-                    progress.advance(copy_entry(&name, &mut entry, &mut out, tmp)?);
+                    match &rewrite {
+                        Some((key, rw)) => {
+                            let new = rewrite_entry(&name, &mut entry, rw)?;
+                            io::Write::write_all(&mut out, &new.bytes)
+                                .map_err(|e| Error::io("writing", tmp, e))?;
+                            progress.advance(*size);
+                            replaced = Some((key.clone(), new.replacements));
+                        }
+                        None => progress.advance(copy_entry(&name, &mut entry, &mut out, tmp)?),
+                    }
                     Ok(())
                 })?;
+                if let Some((key, n)) = replaced.filter(|(_, n)| *n > 0) {
+                    self.rewritten.insert(key, n);
+                }
             }
             CheckedKind::Symlink(target) => {
                 refuse_dir(&name, &existing)?;

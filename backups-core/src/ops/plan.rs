@@ -4,6 +4,12 @@
 //! stopped restores the safety backup and starts services again, so a
 //! restore cannot leave the controller worse than it found it.
 //!
+//! With [`RestoreRequest::rewrites`] the old machine's identity is
+//! rewritten as the files are extracted and the documents loaded; the
+//! dry run (and the check before a real run) counts the replacements,
+//! and a rollback undoes rewritten files like every other (the safety
+//! backup itself is restored as it was, never rewritten).
+//!
 //! A rollback first takes the file changes back exactly, from the journal
 //! of the restore ([`crate::journal`]: what it created is deleted, what it
 //! replaced gets its previous version back), and drops the database
@@ -256,16 +262,13 @@ async fn check_plan(
 ) -> Result<RestoreReport> {
     progress.phase("checking", None);
     check_down(&preflight.ensure_down).await?;
+    // The database is kept (a dry run loads nothing) so that the check
+    // counts the replacements in the documents that will be loaded.
     let mut check = request.clone();
     check.dry_run = true;
-    check.database = None;
     let checked = restore::restore(backups, check, Verified::Nothing, progress.clone()).await?;
+    // (The dry run ran the database's preflight too.)
     check_identity(&checked.metadata, preflight, progress.as_ref())?;
-    if let Some(db) = &request.database {
-        for w in db.preflight(&checked.metadata).await? {
-            progress.warn(&w);
-        }
-    }
     if !ignore_free_space {
         let space = free_space(&request.target)?;
         check_space(&request.target, checked.stats.bytes, space)?;

@@ -16,6 +16,7 @@ use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
+use crate::rewrite::RewriteCounts;
 
 use super::{open_source, scan};
 
@@ -77,7 +78,9 @@ pub(crate) async fn restore(
             let reader = backups
                 .open_restore_source(&request.source, recorded.as_ref())
                 .await?;
-            let mut checker = RootCheck::new(request.options);
+            // A dry run counts the replacements the rewrite rules would make.
+            let rewrites = request.rewrites.clone().filter(|_| request.dry_run);
+            let mut checker = RootCheck::new(request.options).with_rewrites(rewrites);
             if request.dry_run {
                 // What the restore would replace (nothing exists under a
                 // target that does not exist yet).
@@ -118,9 +121,12 @@ pub(crate) async fn restore(
     }
     if request.dry_run {
         progress.finish();
-        let (summary, check) = summary
+        let (summary, mut check) = summary
             .zip(check)
             .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
+        if request.database.is_none() {
+            check.rewritten.collections.clear(); // nothing would be loaded
+        }
         return Ok(RestoreReport {
             metadata,
             target: request.target,
@@ -131,6 +137,7 @@ pub(crate) async fn restore(
             dump_collections: check.dump_collections,
             existing: check.existing,
             dump_files: check.dump_files,
+            rewrites: check.rewritten,
         });
     }
     // An interrupted restore is taken back before this one starts.
@@ -171,9 +178,12 @@ pub(crate) async fn restore(
     if let Some(journal) = &request.journal {
         extractor = extractor.with_journal(journal.clone());
     }
+    if let Some(rewrites) = &request.rewrites {
+        extractor = extractor.with_rewrites(rewrites.clone());
+    }
     let (forwarder, loader) = match &request.database {
         Some(db) => {
-            let (forwarder, source) = dump_channel();
+            let (forwarder, source) = dump_channel(request.rewrites.clone());
             let db = db.clone();
             (
                 Some(forwarder),
@@ -245,6 +255,13 @@ pub(crate) async fn restore(
         progress.warn(&e.to_string());
     }
     progress.finish();
+    let rewrites = RewriteCounts {
+        files: visitor.extractor.rewritten,
+        collections: database
+            .as_ref()
+            .map(|db| db.rewrites.clone())
+            .unwrap_or_default(),
+    };
     Ok(RestoreReport {
         metadata,
         target: request.target,
@@ -255,6 +272,7 @@ pub(crate) async fn restore(
         dump_collections: visitor.collections,
         existing: Vec::new(),
         dump_files: Vec::new(),
+        rewrites,
     })
 }
 

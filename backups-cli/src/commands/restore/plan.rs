@@ -18,7 +18,8 @@ use crate::hooks::{Hooks, shell_services};
 use crate::output::{confirm, out};
 
 /// Confirms (unless --yes or --dry-run), runs the plan and returns the
-/// restore's report.
+/// restore's report, and for a dry run with --json its steps (printed
+/// here otherwise).
 pub(super) async fn run(
     ctx: &Context,
     args: &Args,
@@ -26,7 +27,7 @@ pub(super) async fn run(
     request: RestoreRequest,
     loader: Option<Arc<dyn DatabaseLoader>>,
     journal_dir: Option<PathBuf>,
-) -> Result<RestoreReport, Failure> {
+) -> Result<(RestoreReport, Option<Vec<String>>), Failure> {
     if !args.dry_run && !args.yes {
         confirm(&format!(
             "Restore into {} (services will be stopped)?",
@@ -61,15 +62,32 @@ pub(super) async fn run(
     plan.journal_dir = journal_dir;
     let safety = plan.safety.is_some().then_some(&safety_paths[..]);
     let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
-    if args.dry_run && !args.json {
-        out(&plan_text(args, uri, safety, &done.restore.existing))?;
+    let mut steps = None;
+    if args.dry_run {
+        let planned = plan_steps(args, uri, safety, &done.restore.existing);
+        if args.json {
+            steps = Some(planned);
+        } else {
+            let mut text = String::from(
+                "Plan:
+",
+            );
+            for (i, step) in planned.iter().enumerate() {
+                text.push_str(&format!(
+                    "  {}. {step}
+",
+                    i + 1
+                ));
+            }
+            out(&text)?;
+        }
     }
     if let Some(id) = &done.safety_backup {
         ctx.say(&format!(
             "Safety backup {id} (label pre-restore) holds the state before this restore"
         ));
     }
-    Ok(done.restore)
+    Ok((done.restore, steps))
 }
 
 /// The safety backup of the live state: --safety-path and, with a MongoDB
@@ -167,12 +185,12 @@ fn services(args: &Args, quiet: bool) -> OrderedServices {
 }
 
 /// The steps a restore plan will take, for `--dry-run`.
-fn plan_text(
+fn plan_steps(
     args: &Args,
     uri: Option<&str>,
     safety_paths: Option<&[PathBuf]>,
     existing: &[PathBuf],
-) -> String {
+) -> Vec<String> {
     let mut steps = vec![
         "verify the whole archive (size, SHA-1, SHA-256 of every entry, every path, dump files)"
             .to_string(),
@@ -234,11 +252,35 @@ fn plan_text(
         "extract the files into {} (each to a temporary name, then renamed)",
         args.target.display()
     ));
+    if !args.rewrite.is_empty() {
+        steps.push(rewrite_step(args, uri.is_some()));
+    }
     steps.extend(hooks("post-restore", args.post_restore_cmd.as_slice()));
     steps.extend(hooks("start services", &args.start_cmd));
-    let mut text = String::from("Plan:\n");
-    for (i, step) in steps.iter().enumerate() {
-        text.push_str(&format!("  {}. {step}\n", i + 1));
-    }
-    text
+    steps
+}
+
+/// The --rewrite step: which rules, which files and documents.
+fn rewrite_step(args: &Args, loads: bool) -> String {
+    let rules: Vec<String> = args
+        .rewrite
+        .iter()
+        .map(|(old, new)| format!("{old} -> {new}"))
+        .collect();
+    let scope = |globs: &[String]| match globs.is_empty() {
+        true => String::new(),
+        false => format!(" matching {}", globs.join(", ")),
+    };
+    let documents = match loads {
+        true => format!(
+            " and in the loaded documents' string values{}",
+            scope(&args.rewrite_ns)
+        ),
+        false => String::new(),
+    };
+    format!(
+        "rewrite {} (whole tokens) as they are restored: in the text files{}{documents}; the files through the same temporary name, rename and journal (a rollback puts them back); counts below",
+        rules.join(", "),
+        scope(&args.rewrite_paths)
+    )
 }

@@ -120,7 +120,7 @@ pub(crate) async fn diff(
     progress.phase("comparing", recorded.as_ref().map(|m| m.stored_size()));
     let (forwarder, comparer) = match &request.database {
         Some(db) => {
-            let (forwarder, source) = dump_channel();
+            let (forwarder, source) = dump_channel(None);
             let db = db.clone();
             (
                 Some(forwarder),
