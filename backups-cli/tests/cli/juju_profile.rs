@@ -15,7 +15,7 @@ const MODEL_UUID: &str = "e2a6a1e5-abea-4393-8593-5a45ae53ab97";
 const CONTROLLER_UUID: &str = "8a293c6a-855b-47fd-8201-affdf29c9605";
 
 /// The bytes of `name` inside the gzip'd tar at `archive`.
-fn outer_entry(archive: &Path, name: &str) -> Vec<u8> {
+pub fn outer_entry(archive: &Path, name: &str) -> Vec<u8> {
     let file = std::fs::File::open(archive).unwrap();
     let mut outer = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in outer.entries().unwrap() {
@@ -65,7 +65,7 @@ fn juju_tree(root: &Path) -> PathBuf {
 /// `juju_tree`, its server.pem and agent.conf's cacert replaced by the test
 /// server's (the fixture's certificates are the real controller's); the
 /// agent.conf keeps everything else, its statepassword included.
-fn juju_tree_for_test_server(root: &Path) -> PathBuf {
+pub fn juju_tree_for_test_server(root: &Path) -> PathBuf {
     let data = juju_tree(root);
     let pem = std::env::var("BACKUPS_TEST_MONGO_TLS_PEM").expect("BACKUPS_TEST_MONGO_TLS_PEM");
     let ca = std::env::var("BACKUPS_TEST_MONGO_TLS_CA").expect("BACKUPS_TEST_MONGO_TLS_CA");
@@ -99,7 +99,7 @@ fn juju_tree_for_test_server(root: &Path) -> PathBuf {
 }
 
 /// agent.conf's `statepassword`.
-fn state_password(data: &Path) -> String {
+pub fn state_password(data: &Path) -> String {
     std::fs::read_to_string(data.join("agents/machine-0/agent.conf"))
         .unwrap()
         .lines()
@@ -110,7 +110,7 @@ fn state_password(data: &Path) -> String {
 
 /// Runs the binary against `env`'s store with no identity or MongoDB
 /// variables set (so only --juju and the flags give them).
-fn juju_run(env: &Env, args: &[&str]) -> Output {
+pub fn juju_run(env: &Env, args: &[&str]) -> Output {
     Command::new(BIN)
         .args([
             "--store",
@@ -129,7 +129,7 @@ fn juju_run(env: &Env, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn juju_ok(env: &Env, args: &[&str]) -> (String, String) {
+pub fn juju_ok(env: &Env, args: &[&str]) -> (String, String) {
     let out = juju_run(env, args);
     assert!(
         out.status.success(),
@@ -144,7 +144,7 @@ fn juju_ok(env: &Env, args: &[&str]) -> (String, String) {
 
 /// Runs a pymongo script with `sys.argv[1]` = the admin URI of the TLS
 /// server; returns its stdout.
-fn tls_mongo(admin_uri: &str, script: &str) -> String {
+pub fn tls_mongo(admin_uri: &str, script: &str) -> String {
     python_mongo(
         &format!(
             "import sys, json; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); {script}"

@@ -21,6 +21,7 @@ mod lock_hooks;
 mod mongo;
 mod mongo_dumps;
 mod plan;
+mod rebuild;
 mod rewrite;
 mod round_trip;
 mod schedule;
