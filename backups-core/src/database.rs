@@ -389,17 +389,52 @@ pub trait DatabaseLoader: Send + Sync {
     }
 }
 
-/// Drops the namespaces that exist now but did not in `before`.
+/// What a rollback needs to drop what a load added: the namespaces that
+/// exist now in the databases the load writes (`dump_files` mapped by the
+/// loader), and those databases as `db.` entries. Other databases are
+/// never looked at, so a rollback cannot drop what another program
+/// created meanwhile.
+pub(crate) async fn namespaces_before(
+    db: &dyn DatabaseLoader,
+    dump_files: &[String],
+) -> Result<Vec<String>> {
+    let scope: std::collections::BTreeSet<String> = db
+        .replaced_namespaces(dump_files)
+        .iter()
+        .filter_map(|ns| ns.split_once('.').map(|(d, _)| format!("{d}.")))
+        .collect();
+    let mut before: Vec<String> = db
+        .namespaces()
+        .await?
+        .into_iter()
+        .filter(|ns| in_scope(&scope, ns))
+        .collect();
+    before.extend(scope);
+    Ok(before)
+}
+
+fn in_scope(scope: &std::collections::BTreeSet<String>, ns: &str) -> bool {
+    ns.split_once('.')
+        .is_some_and(|(d, _)| scope.contains(&format!("{d}.")))
+}
+
+/// Drops the namespaces of the databases in `before` (its `db.` entries,
+/// see [`namespaces_before`]) that exist now but are not in `before`.
 pub(crate) async fn drop_added_namespaces(
     db: &dyn DatabaseLoader,
     before: &[String],
 ) -> Result<()> {
+    let scope: std::collections::BTreeSet<String> = before
+        .iter()
+        .filter(|n| n.ends_with('.'))
+        .cloned()
+        .collect();
     let before: std::collections::HashSet<&String> = before.iter().collect();
     let added: Vec<String> = db
         .namespaces()
         .await?
         .into_iter()
-        .filter(|n| !before.contains(n))
+        .filter(|n| in_scope(&scope, n) && !before.contains(n))
         .collect();
     db.drop_namespaces(&added).await
 }

@@ -154,13 +154,41 @@ pub fn tls_mongo(admin_uri: &str, script: &str) -> String {
     )
 }
 
+/// The TLS server's `juju`, `logs` and `backups` databases are shared by
+/// the tests that use that server: they take this lock, one at a time.
+pub static TLS_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The TLS server's admin URI and its lock (`None` when the services do not
+/// run and CI is not set).
+pub fn tls_server() -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
+    let uri = service_env("BACKUPS_TEST_MONGO_TLS_URI")?;
+    let guard = TLS_SERVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some((guard, uri))
+}
+
+/// The controller's agent user (`machine-0`, with `password`), as Juju
+/// creates it; then `then` (Python, `c` the client).
+pub fn agent_user(admin_uri: &str, password: &str, then: &str) {
+    tls_mongo(
+        admin_uri,
+        &format!(
+            "pw = {password:?}\n\
+             try:\n    c.admin.command('createUser', 'machine-0', pwd=pw, roles=['root'])\n\
+             except Exception:\n    c.admin.command('updateUser', 'machine-0', pwd=pw)\n\
+             {then}"
+        ),
+    );
+}
+
 /// A dump, its identity and root.tar as `juju create-backup` makes them,
 /// then a restore into an empty database that leaves logs and the status
 /// history alone, one with --include-status-history, and one that reads the
 /// backup's own agent.conf.
 #[test]
 fn juju_profile_backs_up_and_restores_a_controller_over_tls_with_auth() {
-    let Some(admin_uri) = service_env("BACKUPS_TEST_MONGO_TLS_URI") else {
+    let Some((_server, admin_uri)) = tls_server() else {
         return;
     };
     let address = std::env::var("BACKUPS_TEST_MONGO_TLS_ADDRESS").unwrap();
@@ -170,18 +198,14 @@ fn juju_profile_backs_up_and_restores_a_controller_over_tls_with_auth() {
     // The controller's agent user, as Juju creates it; its databases (the
     // only test that uses these names on this server).
     let password = state_password(&data);
-    tls_mongo(
+    agent_user(
         &admin_uri,
-        &format!(
-            "pw = {password:?}\n\
-             try:\n    c.admin.command('createUser', 'machine-0', pwd=pw, roles=['root'])\n\
-             except Exception:\n    c.admin.command('updateUser', 'machine-0', pwd=pw)\n\
-             [c.drop_database(d) for d in ('juju', 'logs', 'backups')]\n\
-             c.juju.machines.insert_many([{{'_id': str(i), 'life': 0}} for i in range(3)])\n\
-             c.juju.statuseshistory.insert_many([{{'_id': i, 'status': 'idle'}} for i in range(5)])\n\
-             c.logs.logs.insert_many([{{'_id': i}} for i in range(2)])\n\
-             c.backups.metadata.insert_one({{'_id': 'old-backup'}})"
-        ),
+        &password,
+        "[c.drop_database(d) for d in ('juju', 'logs', 'backups')]\n\
+             c.juju.machines.insert_many([{'_id': str(i), 'life': 0} for i in range(3)])\n\
+             c.juju.statuseshistory.insert_many([{'_id': i, 'status': 'idle'} for i in range(5)])\n\
+             c.logs.logs.insert_many([{'_id': i} for i in range(2)])\n\
+             c.backups.metadata.insert_one({'_id': 'old-backup'})",
     );
 
     let (stdout, _) = juju_ok(
@@ -384,7 +408,7 @@ fn juju_profile_backs_up_and_restores_a_controller_over_tls_with_auth() {
 /// certificate is refused (verification is never turned off).
 #[test]
 fn juju_profile_refuses_a_wrong_password_or_ca() {
-    let Some(_) = service_env("BACKUPS_TEST_MONGO_TLS_URI") else {
+    let Some((_server, _)) = tls_server() else {
         return;
     };
     let address = std::env::var("BACKUPS_TEST_MONGO_TLS_ADDRESS").unwrap();
@@ -525,7 +549,7 @@ fn juju_profile_names_what_is_missing() {
 /// over agent.conf's.
 #[test]
 fn juju_profile_takes_an_explicit_uri_and_identity_over_agent_conf() {
-    let Some(admin_uri) = service_env("BACKUPS_TEST_MONGO_TLS_URI") else {
+    let Some((_server, admin_uri)) = tls_server() else {
         return;
     };
     let env = Env::new();

@@ -6,10 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use backups_core::test_util::service_env;
-
 use crate::juju_profile::{
-    juju_ok, juju_run, juju_tree_for_test_server, outer_entry, state_password, tls_mongo,
+    agent_user, juju_ok, juju_run, juju_tree_for_test_server, outer_entry, state_password,
+    tls_mongo, tls_server,
 };
 use crate::support::*;
 
@@ -63,7 +62,7 @@ print("collections", sorted(c.juju.list_collection_names()), sorted(c.logs.list_
 
 #[test]
 fn a_lost_controller_is_rebuilt_on_a_new_machine() {
-    let Some(admin_uri) = service_env("BACKUPS_TEST_MONGO_TLS_URI") else {
+    let Some((_server, admin_uri)) = tls_server() else {
         return;
     };
     let address = std::env::var("BACKUPS_TEST_MONGO_TLS_ADDRESS").unwrap();
@@ -73,14 +72,10 @@ fn a_lost_controller_is_rebuilt_on_a_new_machine() {
     // agent user, and an empty target directory.
     let new_data = juju_tree_for_test_server(&env.path().join("new-machine"));
     let password = state_password(&new_data);
-    tls_mongo(
+    agent_user(
         &admin_uri,
-        &format!(
-            "pw = {password:?}\n\
-             try:\n    c.admin.command('createUser', 'machine-0', pwd=pw, roles=['root'])\n\
-             except Exception:\n    c.admin.command('updateUser', 'machine-0', pwd=pw)\n\
-             [c.drop_database(d) for d in ('juju', 'logs')]"
-        ),
+        &password,
+        "[c.drop_database(d) for d in ('juju', 'logs')]",
     );
     let target = env.path().join("empty-root");
     std::fs::create_dir(&target).unwrap();
@@ -149,26 +144,12 @@ fn a_lost_controller_is_rebuilt_on_a_new_machine() {
             && plan.contains("juju.machines"),
         "{plan}"
     );
-    let (report, _) = juju_ok(
-        &env,
-        &[
-            "restore",
-            ID,
-            "--target",
-            target.to_str().unwrap(),
-            "--juju",
-            "--juju-data-dir",
-            new_data.to_str().unwrap(),
-            "--juju-mongo-address",
-            &address,
-            "--ensure-down",
-            &gone_at,
-            "--ensure-down",
-            &alive_at,
-            "--rewrite",
-            &rewrite,
-            "--yes",
-        ],
+    let done = rebuild(&alive_at, &[]);
+    let report = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
     );
     assert!(
         report.contains("Loaded 7 documents into 3 collections"),
@@ -199,23 +180,7 @@ fn a_lost_controller_is_rebuilt_on_a_new_machine() {
     assert_eq!(api.trim(), format!("- {NEW}:17070"), "{conf_text}");
 
     // Documents: the fixture's, with the machines' addresses moved.
-    let out = std::process::Command::new(std::env::var("BACKUPS_TEST_PYTHON").unwrap())
-        .args([
-            "-c",
-            COMPARE,
-            &admin_uri,
-            OLD,
-            NEW,
-            fixture.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = python_args(COMPARE, &[&admin_uri, OLD, NEW, fixture.to_str().unwrap()]);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("clouds same"), "{text}");
     assert_eq!(lines.next(), Some("machines same"), "{text}");

@@ -206,10 +206,18 @@ pub fn metadata_json() -> Vec<u8> {
 
 /// Runs a pymongo `script` with `uri` and `db` as its arguments; returns its stdout.
 pub fn python_mongo(script: &str, uri: &str, db: &str) -> String {
+    python_args(script, &[uri, db])
+}
+
+/// Runs a Python script (the services' interpreter, with pymongo) with
+/// these arguments; returns its stdout.
+pub fn python_args(script: &str, args: &[&str]) -> String {
     let python =
         std::env::var("BACKUPS_TEST_PYTHON").expect("BACKUPS_TEST_PYTHON (scripts/services)");
     let out = Command::new(python)
-        .args(["-c", script, uri, db])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .unwrap();
     assert!(

@@ -333,7 +333,9 @@ async fn run_locked(
     }
     let prepared = async {
         let namespaces = match (&request.database, &rollback) {
-            (Some(db), Some(_)) => Some(db.namespaces().await?),
+            (Some(db), Some(_)) => {
+                Some(crate::database::namespaces_before(db.as_ref(), &checked.dump_files).await?)
+            }
             _ => None,
         };
         let journal = match (&journal_dir, &safety_id) {
