@@ -95,9 +95,10 @@ mod load;
 mod metadata;
 mod namespace;
 mod oplog;
+mod oplog_window;
 mod replay;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
-pub use dump::{DumpOptions, MongoDumper};
-pub use load::{LoadOptions, MongoLoader};
+pub use dump::{DUMP_PARALLEL_COLLECTIONS, DumpOptions, MongoDumper};
+pub use load::{LOAD_INSERTION_WORKERS, LOAD_PARALLEL_COLLECTIONS, LoadOptions, MongoLoader};
 pub use replay::OplogTimestamp;

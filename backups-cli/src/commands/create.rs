@@ -47,6 +47,10 @@ pub struct Args {
     /// Leave out these namespaces (repeatable glob on db.collection, e.g. 'logs.*').
     #[arg(long = "exclude-ns", value_name = "GLOB")]
     pub exclude_ns: Vec<String>,
+    /// Collections dumped at the same time (mongodump's -j), each spooled
+    /// to its own temporary file.
+    #[arg(long, default_value_t = backups_mongo::DUMP_PARALLEL_COLLECTIONS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub parallel_collections: usize,
     /// Leave out matching files and directories (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
@@ -176,6 +180,7 @@ pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
                 DumpOptions {
                     include_dbs: args.include_dbs,
                     exclude_ns: args.exclude_ns,
+                    parallel_collections: args.parallel_collections,
                 },
             )
             .await?,

@@ -95,6 +95,14 @@ pub struct Args {
     /// --oplogLimit).
     #[arg(long, value_name = "SECONDS[:ORDINAL]")]
     pub oplog_limit: Option<OplogTimestamp>,
+    /// Collections loaded at the same time (mongorestore's
+    /// --numParallelCollections).
+    #[arg(long, default_value_t = backups_mongo::LOAD_PARALLEL_COLLECTIONS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub parallel_collections: usize,
+    /// Batches of one collection inserted at the same time (mongorestore's
+    /// --numInsertionWorkersPerCollection).
+    #[arg(long, default_value_t = backups_mongo::LOAD_INSERTION_WORKERS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub insertion_workers: usize,
     /// Command that stops the controller's services before the restore.
     #[arg(long, value_name = "CMD")]
     pub stop_cmd: Option<String>,
@@ -190,6 +198,8 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                     restore_users_and_roles: args.restore_users_and_roles,
                     convert_legacy_indexes: args.convert_legacy_indexes,
                     oplog_limit: args.oplog_limit,
+                    parallel_collections: args.parallel_collections,
+                    insertion_workers: args.insertion_workers,
                 },
             )
             .await?,
