@@ -22,7 +22,7 @@ use crate::namespace::{DumpPath, Namespaces, dump_path, is_truncated, unescape_c
 use crate::replay::{OplogTimestamp, Replay};
 
 /// Bytes per insert batch.
-const BATCH_BYTES: usize = 2 * 1024 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 /// Documents per insert batch.
 const BATCH_DOCS: usize = 10_000;
 /// Collections loaded at the same time unless told otherwise
@@ -55,7 +55,7 @@ pub struct LoadOptions {
     pub parallel_collections: usize,
     /// Batches of one collection inserted at the same time (mongorestore's
     /// `--numInsertionWorkersPerCollection`); 0 means
-    /// [`LOAD_INSERTION_WORKERS`]. Each holds one batch of up to 2 MiB.
+    /// [`LOAD_INSERTION_WORKERS`]. Each holds one batch of up to 1 MiB.
     pub insertion_workers: usize,
 }
 
