@@ -68,9 +68,8 @@ async fn insert(db: &Database, plan: &[(&'static str, u64)], batch: u64, paralle
         .map(|(coll, start, end)| {
             let (db, bytes) = (db.clone(), bytes.clone());
             async move {
-                let docs: Vec<RawDocumentBuf> = (start..end)
-                    .map(|j| document(coll, j as i64))
-                    .collect();
+                let docs: Vec<RawDocumentBuf> =
+                    (start..end).map(|j| document(coll, j as i64)).collect();
                 let size: usize = docs.iter().map(|d| d.as_bytes().len()).sum();
                 db.collection::<RawDocumentBuf>(coll)
                     .insert_many(docs)
@@ -88,7 +87,8 @@ async fn insert(db: &Database, plan: &[(&'static str, u64)], batch: u64, paralle
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: db_bench seed URI DB N | drain URI DB | insert-limit URI N | drop URI DB...";
+    let usage =
+        "usage: db_bench seed URI DB N | drain URI DB | insert-limit URI N | drop URI DB...";
     let (cmd, uri) = (
         args.first().expect(usage).as_str(),
         args.get(1).expect(usage),
@@ -102,7 +102,11 @@ async fn main() {
             let bytes = insert(&db, &split(n), 2000, 4).await;
             for (coll, _) in COLLECTIONS {
                 db.collection::<RawDocumentBuf>(coll)
-                    .create_index(mongodb::IndexModel::builder().keys(doc! {"name": 1}).build())
+                    .create_index(
+                        mongodb::IndexModel::builder()
+                            .keys(doc! {"name": 1})
+                            .build(),
+                    )
                     .await
                     .unwrap();
             }

@@ -46,13 +46,22 @@ impl OplogWindow {
     /// (then every write after it is in the stream). `None` when the
     /// server refuses one (MongoDB before 6.0 knows no expanded events).
     pub(crate) async fn watch(client: &Client) -> Option<ChangeStream<Document>> {
-        client
+        let mut stream = client
             .watch()
             .show_expanded_events(true)
             .max_await_time(STREAM_AWAIT)
             .await
-            .ok()
-            .map(ChangeStream::with_type::<Document>)
+            .ok()?
+            .with_type::<Document>();
+        // The first call hands out the aggregate's own batch without asking
+        // the server; from then on each call makes one getMore, so that at
+        // the end an empty answer means the server has nothing more. A
+        // first batch that already holds events is not inspected: the
+        // range is then always queried.
+        match stream.next_if_any().await {
+            Ok(None) => Some(stream),
+            _ => None,
+        }
     }
 
     /// The window from `from`, watched by `stream` (opened before `from`
