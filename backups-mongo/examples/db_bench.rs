@@ -8,6 +8,8 @@
 //! db_bench drain URI DB           # prints: drain SECONDS BYTES DOCS
 //! db_bench insert-limit URI N     # prints: insert-limit MB_PER_S BATCH PARALLEL
 //!                                 # (the best of a few batch sizes x parallelisms)
+//! db_bench index-time URI DB     # prints: index-time SECONDS (drops and
+//!                                 # rebuilds DB's indexes as a load does)
 //! db_bench drop URI DB...
 //! ```
 //!
@@ -165,6 +167,39 @@ async fn main() {
                 }
             }
             println!("insert-limit {:.2} {} {}", best.0, best.1, best.2);
+        }
+        "index-time" => {
+            let db = client.database(args.get(2).expect(usage));
+            let mut jobs = Vec::new();
+            for coll in db.list_collection_names().await.unwrap() {
+                let c = db.collection::<mongodb::bson::Document>(&coll);
+                let specs: Vec<mongodb::bson::Document> = db
+                    .run_cursor_command(doc! {"listIndexes": &coll})
+                    .await
+                    .unwrap()
+                    .map(|d| d.unwrap())
+                    .filter(|d| futures::future::ready(d.get_str("name") != Ok("_id_")))
+                    .collect()
+                    .await;
+                if !specs.is_empty() {
+                    c.drop_indexes().await.unwrap();
+                    jobs.push((coll, specs));
+                }
+            }
+            let t = Instant::now();
+            futures::stream::iter(jobs)
+                .map(|(coll, specs)| {
+                    let db = db.clone();
+                    async move {
+                        db.run_command(doc! {"createIndexes": coll, "indexes": specs})
+                            .await
+                            .unwrap();
+                    }
+                })
+                .buffer_unordered(4)
+                .collect::<Vec<()>>()
+                .await;
+            println!("index-time {:.3}", t.elapsed().as_secs_f64());
         }
         "drop" => {
             for name in &args[2..] {
