@@ -1,6 +1,7 @@
-//! Loading: documents parsed from the archive stream into large ordered
-//! batches; collections dropped and re-created with their options first,
-//! views after the data, then the oplog replayed, then the indexes built.
+//! Loading: documents parsed from the archive stream into ordered batches,
+//! inserted by parallel workers; collections dropped and re-created with
+//! their options first, views after the data, then the oplog replayed, then
+//! the indexes built.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
