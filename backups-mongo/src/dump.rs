@@ -1,15 +1,19 @@
 //! Dumping: raw BSON from the cursor into spool files, then into the archive.
 
 use std::io::{BufWriter, Seek, Write};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backups_core::{DatabaseDumper, DumpEntry, DumpOrigin, DumpSink, DumpSummary, Error, Result};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::options::ServerAddress;
 use mongodb::{Client, Database};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use crate::client::{db_error, redact_uri};
 use crate::namespace::{Namespaces, escape_collection};
+use crate::oplog_window::OplogWindow;
 use crate::topology::{self, Member, ReadFrom};
 
 /// Documents per cursor batch.
@@ -30,7 +34,16 @@ pub struct DumpOptions {
     /// config (Juju leaves out `backups`); ignored when `include_dbs` names
     /// the databases.
     pub exclude_dbs: Vec<String>,
+    /// Collections dumped at the same time (mongodump's `-j`); 0 means
+    /// [`DUMP_PARALLEL_COLLECTIONS`]. Each holds one cursor batch and
+    /// spools to its own temporary file; the archive still receives one
+    /// collection after another.
+    pub parallel_collections: usize,
 }
+
+/// Collections dumped at the same time unless told otherwise (mongodump's
+/// default for `-j`).
+pub const DUMP_PARALLEL_COLLECTIONS: usize = 4;
 
 /// Dumps a MongoDB deployment into the archive's `dump/` directory.
 pub struct MongoDumper {
@@ -138,92 +151,48 @@ impl MongoDumper {
             .map_err(|e| db_error("reading local.oplog.rs", e))?;
         Ok(last.and_then(|d| d.get_timestamp("ts").ok()))
     }
-
-    async fn dump_collection(&self, db: &Database, name: &str, sink: &DumpSink) -> Result<u64> {
-        let ns = format!("{}.{name}", db.name());
-        let coll = db.collection::<RawDocumentBuf>(name);
-        // Bounded batches: memory is about FIND_BATCH x the average document,
-        // even on servers that would send one huge batch.
-        let mut cursor = coll
-            .find(doc! {})
-            .batch_size(FIND_BATCH)
-            .await
-            .map_err(|e| db_error(format!("reading {ns}"), e))?;
-        let mut spool = BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(spool_err)?);
-        let mut count = 0u64;
-        let mut size = 0u64;
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| db_error(format!("reading {ns}"), e))?
-        {
-            let bytes = cursor.current().as_bytes();
-            spool.write_all(bytes).map_err(spool_err)?;
-            size += bytes.len() as u64;
-            count += 1;
-        }
-        let mut file = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
-        file.rewind().map_err(spool_err)?;
-        sink.add(DumpEntry {
-            path: format!("{}/{}.bson", db.name(), escape_collection(name)),
-            size,
-            body: Box::new(file),
-        })
-        .await?;
-        Ok(count)
-    }
-
-    async fn dump_oplog(&self, dbs: &[String], from: Timestamp, sink: &DumpSink) -> Result<u64> {
-        let Some(to) = self.oplog_position().await? else {
-            return Ok(0);
-        };
-        if to <= from {
-            // Nothing was written during the dump: an empty oplog, no scan.
-            sink.add(DumpEntry {
-                path: "oplog.bson".into(),
-                size: 0,
-                body: Box::new(std::io::empty()),
-            })
-            .await?;
-            return Ok(0);
-        }
-        let oplog = self
-            .client
-            .database("local")
-            .collection::<RawDocumentBuf>("oplog.rs");
-        let mut cursor = oplog
-            .find(doc! {"ts": {"$gt": from, "$lte": to}})
-            .sort(doc! {"$natural": 1})
-            .await
-            .map_err(|e| db_error("reading local.oplog.rs", e))?;
-        let mut spool = BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(spool_err)?);
-        let (mut count, mut size) = (0u64, 0u64);
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| db_error("reading local.oplog.rs", e))?
-        {
-            let entry = cursor.current();
-            let ns = entry.get_str("ns").unwrap_or("");
-            let db = ns.split('.').next().unwrap_or("");
-            if !dbs.iter().any(|d| d == db) {
-                continue;
-            }
-            spool.write_all(entry.as_bytes()).map_err(spool_err)?;
-            size += entry.as_bytes().len() as u64;
-            count += 1;
-        }
-        let mut file = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
-        file.rewind().map_err(spool_err)?;
-        sink.add(DumpEntry {
-            path: "oplog.bson".into(),
-            size,
-            body: Box::new(file),
-        })
-        .await?;
-        Ok(count)
-    }
 }
+
+/// Spools every document of `db.name` (raw BSON as the cursor returns
+/// it) to a temporary file; returns it rewound, its size and the count.
+async fn spool_collection(db: Database, name: String) -> Result<(std::fs::File, u64, u64)> {
+    let ns = format!("{}.{name}", db.name());
+    let coll = db.collection::<RawDocumentBuf>(&name);
+    // Bounded batches: memory is about FIND_BATCH x the average document,
+    // even on servers that would send one huge batch.
+    let mut cursor = coll
+        .find(doc! {})
+        .batch_size(FIND_BATCH)
+        .await
+        .map_err(|e| db_error(format!("reading {ns}"), e))?;
+    let mut spool = BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(spool_err)?);
+    let mut count = 0u64;
+    let mut size = 0u64;
+    while cursor
+        .advance()
+        .await
+        .map_err(|e| db_error(format!("reading {ns}"), e))?
+    {
+        let bytes = cursor.current().as_bytes();
+        spool.write_all(bytes).map_err(spool_err)?;
+        size += bytes.len() as u64;
+        count += 1;
+    }
+    let mut file = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
+    file.rewind().map_err(spool_err)?;
+    Ok((file, size, count))
+}
+
+/// One collection or view to dump, with its metadata file.
+struct Planned {
+    db: String,
+    name: String,
+    is_view: bool,
+    metadata: Vec<u8>,
+}
+
+/// A planned collection once dumped: its spooled documents (none for a view).
+type Dumped = (Planned, Option<(std::fs::File, u64, u64)>);
 
 /// listCollections output for one collection or view.
 struct CollectionSpec {
@@ -282,6 +251,113 @@ async fn list_indexes(db: &Database, name: &str) -> Result<Vec<Bson>> {
     Ok(docs.into_iter().map(Bson::Document).collect())
 }
 
+impl MongoDumper {
+    /// Lists what to dump, with each collection's metadata file.
+    async fn plan(&self, dbs: &[String], only: Option<&[String]>) -> Result<Vec<Planned>> {
+        let whole = &self.options.include_dbs;
+        let wanted = |ns: &str, db: &str| match only {
+            None => true,
+            Some(only) => whole.iter().any(|w| w == db) || only.iter().any(|o| o == ns),
+        };
+        let mut plan = Vec::new();
+        for db_name in dbs {
+            let db = self.client.database(db_name);
+            for spec in list_collections(&db).await? {
+                let ns = format!("{db_name}.{}", spec.name);
+                if self.namespaces.excluded(&ns) || !wanted(&ns, db_name) {
+                    continue;
+                }
+                let is_view = spec.kind == "view";
+                let mut meta = doc! {
+                    "options": spec.options,
+                    "indexes": if is_view { vec![] } else { list_indexes(&db, &spec.name).await? },
+                };
+                if let Some(uuid) = spec.uuid {
+                    meta.insert("uuid", uuid);
+                }
+                meta.insert("collectionName", spec.name.clone());
+                meta.insert("type", spec.kind);
+                plan.push(Planned {
+                    db: db_name.clone(),
+                    name: spec.name,
+                    is_view,
+                    metadata: to_ext_json(meta),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Dumps the planned collections, up to `parallel_collections` at a
+    /// time, each into its own spool file; the sink receives each
+    /// collection's metadata then its documents as soon as it is complete.
+    /// At most twice `parallel_collections` spool files exist at once.
+    async fn dump_collections(
+        &self,
+        plan: Vec<Planned>,
+        sink: &DumpSink,
+        summary: &mut DumpSummary,
+    ) -> Result<()> {
+        let parallel = match self.options.parallel_collections {
+            0 => DUMP_PARALLEL_COLLECTIONS,
+            n => n,
+        };
+        let permits = Arc::new(Semaphore::new(parallel));
+        let (tx, mut rx) = mpsc::channel::<Result<Dumped>>(parallel);
+        // Dropped on return (an error included): unfinished dumps stop.
+        let mut tasks = JoinSet::new();
+        let total = plan.len();
+        for planned in plan {
+            let (db, permits, tx) = (
+                self.client.database(&planned.db),
+                permits.clone(),
+                tx.clone(),
+            );
+            tasks.spawn(async move {
+                if planned.is_view {
+                    let _ = tx.send(Ok((planned, None))).await;
+                    return;
+                }
+                // The permit is held until the result is queued, so finished
+                // spools waiting for the archive bound the running ones too.
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                let result = spool_collection(db, planned.name.clone()).await;
+                let _ = tx.send(result.map(|r| (planned, Some(r)))).await;
+            });
+        }
+        drop(tx);
+        for _ in 0..total {
+            let Some(result) = rx.recv().await else {
+                return Err(Error::internal(
+                    "a collection dump stopped without a result",
+                ));
+            };
+            let (planned, data) = result?;
+            let stem = format!("{}/{}", planned.db, escape_collection(&planned.name));
+            sink.add(DumpEntry {
+                path: format!("{stem}.metadata.json"),
+                size: planned.metadata.len() as u64,
+                body: Box::new(std::io::Cursor::new(planned.metadata)),
+            })
+            .await?;
+            if let Some((file, size, count)) = data {
+                sink.add(DumpEntry {
+                    path: format!("{stem}.bson"),
+                    size,
+                    body: Box::new(file),
+                })
+                .await?;
+                summary
+                    .collections
+                    .insert(format!("{}.{}", planned.db, planned.name), count);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl DatabaseDumper for MongoDumper {
     fn origin(&self) -> Option<DumpOrigin> {
@@ -306,80 +382,59 @@ impl MongoDumper {
     /// The dump, of every collection or of `only` these namespaces.
     async fn dump_only(&self, sink: DumpSink, only: Option<&[String]>) -> Result<DumpSummary> {
         let mut summary = DumpSummary::default();
-        let start = self.oplog_position().await?;
-        summary.point_in_time = start.is_some();
-        if start.is_none() {
+        // The stream first: every write after the start position is in it.
+        let stream = OplogWindow::watch(&self.client).await;
+        let window = self
+            .oplog_position()
+            .await?
+            .map(|from| OplogWindow::new(from, stream));
+        summary.point_in_time = window.is_some();
+        if window.is_none() {
             summary.warnings.push(format!(
                 "{} has no oplog (not a replica set): the database dump is not point-in-time",
                 self.uri_shown
             ));
         }
-        let whole = &self.options.include_dbs;
         let dbs = match only {
             None => self.databases().await?,
             Some(only) => {
                 let mut dbs: Vec<String> = only
                     .iter()
                     .filter_map(|ns| ns.split_once('.').map(|(db, _)| db.to_string()))
-                    .chain(whole.iter().cloned())
+                    .chain(self.options.include_dbs.iter().cloned())
                     .collect();
                 dbs.sort();
                 dbs.dedup();
                 dbs
             }
         };
-        let wanted = |ns: &str, db: &str| match only {
-            None => true,
-            Some(only) => whole.iter().any(|w| w == db) || only.iter().any(|o| o == ns),
-        };
-        for db_name in &dbs {
-            let db = self.client.database(db_name);
-            let specs = list_collections(&db).await?;
-            for spec in &specs {
-                let ns = format!("{db_name}.{}", spec.name);
-                if self.namespaces.excluded(&ns) || !wanted(&ns, db_name) {
-                    continue;
-                }
-                let mut meta = doc! {
-                    "options": spec.options.clone(),
-                    "indexes": if spec.kind == "view" { vec![] } else { list_indexes(&db, &spec.name).await? },
-                };
-                if let Some(uuid) = &spec.uuid {
-                    meta.insert("uuid", uuid.clone());
-                }
-                meta.insert("collectionName", spec.name.clone());
-                meta.insert("type", spec.kind.clone());
-                let json = to_ext_json(meta);
-                sink.add(DumpEntry {
-                    path: format!("{db_name}/{}.metadata.json", escape_collection(&spec.name)),
-                    size: json.len() as u64,
-                    body: Box::new(std::io::Cursor::new(json)),
-                })
-                .await?;
-                if spec.kind == "view" {
-                    continue;
-                }
-                let count = self.dump_collection(&db, &spec.name, &sink).await?;
-                summary.collections.insert(ns, count);
+        let plan = self.plan(&dbs, only).await?;
+        let dumped: Vec<(String, String)> = plan
+            .iter()
+            .map(|p| (p.db.clone(), p.name.clone()))
+            .collect();
+        self.dump_collections(plan, &sink, &mut summary).await?;
+        match window {
+            Some(window) => {
+                let to = self.oplog_position().await?;
+                let n = window.dump(&self.client, &dbs, to, &sink).await?;
+                summary
+                    .collections
+                    .insert("oplog.bson (replayed on restore)".into(), n);
             }
             // A collection dropped while we dumped it: tell, unless the oplog replays the drop.
-            if start.is_none() {
-                let after = list_collections(&db).await?;
-                for spec in &specs {
-                    if !after.iter().any(|a| a.name == spec.name) {
-                        summary.warnings.push(format!(
-                            "collection {db_name}.{} was dropped during the dump; its documents may be incomplete",
-                            spec.name
-                        ));
+            None => {
+                for db_name in &dbs {
+                    let after = list_collections(&self.client.database(db_name)).await?;
+                    for (_, name) in dumped.iter().filter(|(db, _)| db == db_name) {
+                        if !after.iter().any(|a| &a.name == name) {
+                            summary.warnings.push(format!(
+                                "collection {db_name}.{name} was dropped during the dump; its documents may be incomplete"
+                            ));
+                        }
                     }
                 }
             }
-        }
-        if let Some(from) = start {
-            let n = self.dump_oplog(&dbs, from, &sink).await?;
-            summary
-                .collections
-                .insert("oplog.bson (replayed on restore)".into(), n);
         }
         Ok(summary)
     }

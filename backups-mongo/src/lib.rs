@@ -5,8 +5,8 @@
 //! and `<collection>.metadata.json` (options, indexes, uuid, name and type,
 //! as canonical extended JSON like mongodump), plus `dump/oplog.bson` when
 //! the server has an oplog. [`MongoLoader`] drops and re-creates each
-//! collection with its options, inserts in large ordered batches (validation
-//! bypassed, as mongorestore does), creates
+//! collection with its options, inserts ordered batches with parallel
+//! insertion workers (validation bypassed, as mongorestore does), creates
 //! views, replays the oplog, then builds indexes. [`MongoComparer`]
 //! compares a dump with a live database (documents by `_id`, indexes by
 //! name) in bounded memory, changing nothing.
@@ -15,8 +15,11 @@
 //!
 //! The strongest mode the server supports is used:
 //! - **oplog** (replica sets): the newest oplog timestamp is read before the
-//!   first collection, every collection is dumped, then the oplog entries
-//!   written meanwhile go to `dump/oplog.bson`. Loading replays them (as
+//!   first collection (a change stream opened just before it watches every
+//!   write after), every collection is dumped, then the oplog entries
+//!   written meanwhile go to `dump/oplog.bson` — read with one range query,
+//!   and only when the change stream saw a change in a dumped database
+//!   (otherwise the file is empty). Loading replays them (as
 //!   idempotent upserts, `$set`/`$unset` and deletes), so the restored state
 //!   is the source's state at the end of the dump — one instant.
 //! - **none** (standalone servers): a plain dump; the metadata records that
@@ -99,14 +102,15 @@ mod load;
 mod metadata;
 mod namespace;
 mod oplog;
+mod oplog_window;
 mod replay;
 mod rewrite;
 mod topology;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use compare::{CompareOptions, MongoComparer};
-pub use dump::{DumpOptions, MongoDumper};
+pub use dump::{DUMP_PARALLEL_COLLECTIONS, DumpOptions, MongoDumper};
 pub use juju::JujuConnection;
-pub use load::{LoadOptions, MongoLoader};
+pub use load::{LOAD_INSERTION_WORKERS, LOAD_PARALLEL_COLLECTIONS, LoadOptions, MongoLoader};
 pub use replay::OplogTimestamp;
 pub use topology::{ReadFrom, ReplicaSet, SetMember, check_restore_target};

@@ -1,9 +1,10 @@
-//! Loading: documents parsed from the archive stream into large ordered
-//! batches; collections dropped and re-created with their options first,
-//! views after the data, then the oplog replayed, then the indexes built.
-//! The restore's rewrite rules ([`backups_core::DumpSource::rewrites`])
-//! apply to each document of a loaded collection as it is parsed (not to
-//! the oplog replay, nor to upserted users and roles).
+//! Loading: documents parsed from the archive stream into ordered batches,
+//! inserted by parallel workers; collections dropped and re-created with
+//! their options first, views after the data, then the oplog replayed, then
+//! the indexes built. The restore's rewrite rules
+//! ([`backups_core::DumpSource::rewrites`]) apply to each document of a
+//! loaded collection as it is parsed (not to the oplog replay, nor to
+//! upserted users and roles).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, Write};
@@ -26,11 +27,15 @@ use crate::replay::{OplogTimestamp, Replay};
 use crate::rewrite::DocumentRewriter;
 
 /// Bytes per insert batch.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 /// Documents per insert batch.
 const BATCH_DOCS: usize = 10_000;
-/// Collections loaded at the same time (each holds up to two batches).
-const LOAD_PARALLELISM: usize = 4;
+/// Collections loaded at the same time unless told otherwise
+/// (mongorestore's `--numParallelCollections`).
+pub const LOAD_PARALLEL_COLLECTIONS: usize = 4;
+/// Insertion workers per collection unless told otherwise (mongorestore's
+/// `--numInsertionWorkersPerCollection`).
+pub const LOAD_INSERTION_WORKERS: usize = 2;
 
 /// How to load.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +58,18 @@ pub struct LoadOptions {
     /// Load onto a replica set with more than one live member (refused
     /// otherwise: restore only when every controller is lost).
     pub force_ha: bool,
+    /// Collections loaded at the same time (mongorestore's
+    /// `--numParallelCollections`); 0 means [`LOAD_PARALLEL_COLLECTIONS`].
+    pub parallel_collections: usize,
+    /// Batches of one collection inserted at the same time (mongorestore's
+    /// `--numInsertionWorkersPerCollection`); 0 means
+    /// [`LOAD_INSERTION_WORKERS`]. Each holds one batch of up to 1 MiB.
+    pub insertion_workers: usize,
+}
+
+/// `n`, or `default` for 0.
+fn or_default(n: usize, default: usize) -> usize {
+    if n == 0 { default } else { n }
 }
 
 /// What a load does with a dumped collection, by its name.
@@ -145,8 +162,8 @@ impl MongoLoader {
     }
 
     /// Parses one `.bson` file into batches and hands them to a writer task,
-    /// which inserts them in order while this side goes on reading; up to
-    /// [`LOAD_PARALLELISM`] collections load at the same time.
+    /// whose insertion workers insert them while this side goes on reading;
+    /// up to `parallel_collections` collections load at the same time.
     async fn load_bson(
         &self,
         file: &mut DumpFile,
@@ -160,11 +177,13 @@ impl MongoLoader {
             .acquire_owned()
             .await
             .map_err(|_| Error::Cancelled("loader stopped".into()))?;
-        let (tx, rx) = mpsc::channel::<Vec<RawDocumentBuf>>(1);
+        let workers = or_default(self.options.insertion_workers, LOAD_INSERTION_WORKERS);
+        let (tx, rx) = mpsc::channel::<Vec<RawDocumentBuf>>(workers);
         let writer = tokio::spawn(insert_batches(
             db.collection::<RawDocumentBuf>(coll),
             format!("{}.{coll}", db.name()),
             rx,
+            workers,
             permit,
         ));
         let mut splitter = BsonSplitter::default();
@@ -210,20 +229,36 @@ impl MongoLoader {
     }
 }
 
-/// Inserts batches in order into one collection (ordered, validation
-/// bypassed, as mongorestore does).
+/// Inserts the batches into one collection with `workers` parallel
+/// insertion workers (each batch ordered, validation bypassed, as
+/// mongorestore does); the first failure stops the others.
 async fn insert_batches(
     coll: mongodb::Collection<RawDocumentBuf>,
     ns: String,
-    mut rx: mpsc::Receiver<Vec<RawDocumentBuf>>,
+    rx: mpsc::Receiver<Vec<RawDocumentBuf>>,
+    workers: usize,
     _permit: OwnedSemaphorePermit,
 ) -> Result<()> {
-    while let Some(batch) = rx.recv().await {
-        coll.insert_many(batch)
-            .ordered(true)
-            .bypass_document_validation(true)
-            .await
-            .map_err(|e| db_error(format!("loading {ns}"), e))?;
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    // Dropped on return: a failure aborts the other workers.
+    let mut set = tokio::task::JoinSet::<Result<()>>::new();
+    for _ in 0..workers.max(1) {
+        let (coll, ns, rx) = (coll.clone(), ns.clone(), rx.clone());
+        set.spawn(async move {
+            loop {
+                let Some(batch) = rx.lock().await.recv().await else {
+                    return Ok(());
+                };
+                coll.insert_many(batch)
+                    .ordered(true)
+                    .bypass_document_validation(true)
+                    .await
+                    .map_err(|e| db_error(format!("loading {ns}"), e))?;
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.map_err(|e| Error::task(&format!("loading {ns}"), e))??;
     }
     Ok(())
 }
@@ -282,7 +317,10 @@ impl DatabaseLoader for MongoLoader {
         let mut names: HashMap<(String, String), String> = HashMap::new();
         let mut prepared: HashMap<String, bool> = HashMap::new();
         let mut oplog: Option<std::fs::File> = None;
-        let permits = Arc::new(Semaphore::new(LOAD_PARALLELISM));
+        let permits = Arc::new(Semaphore::new(or_default(
+            self.options.parallel_collections,
+            LOAD_PARALLEL_COLLECTIONS,
+        )));
         let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
         while let Some(mut file) = source.next_file().await {
             let path = file.path.clone();

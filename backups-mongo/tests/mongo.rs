@@ -444,6 +444,69 @@ async fn juju_fixture_dumps_load_and_read_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_dumped_in_parallel_load_back_with_several_insertion_workers() {
+    let Some(uri) = mongo_uri() else { return };
+    let client = Client::with_uri_str(&uri).await.unwrap();
+    let src = unique_name("par");
+    let dst = unique_name("pardst");
+    let db = client.database(&src);
+    // Seven collections of different sizes, more than the two dumped at a
+    // time; the largest spans several 1 MiB insert batches.
+    for c in 0..7i64 {
+        let n = (c + 1) * 600;
+        db.collection::<Document>(&format!("c{c}"))
+            .insert_many((0..n).map(|i| doc! {"_id": i, "c": c, "pad": "x".repeat(500)}))
+            .await
+            .unwrap();
+    }
+    let backups = memory();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut req = request(vec![sample_tree(tmp.path())]);
+    let dumper = MongoDumper::connect(
+        &uri,
+        DumpOptions {
+            include_dbs: vec![src.clone()],
+            parallel_collections: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    req.database = Some(Arc::new(dumper));
+    let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
+    for c in 0..7u64 {
+        assert_eq!(meta.databases[&format!("{src}.c{c}")], (c + 1) * 600);
+    }
+    let loader = MongoLoader::connect(
+        &uri,
+        LoadOptions {
+            db_rename: vec![(src.clone(), dst.clone())],
+            parallel_collections: 2,
+            insertion_workers: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    restore_db(
+        &backups,
+        meta.id.as_ref().unwrap(),
+        loader,
+        &tmp.path().join("t"),
+    )
+    .await
+    .unwrap();
+    let r = client.database(&dst);
+    let (ca, cb) = (contents(&db).await, contents(&r).await);
+    assert_eq!(ca.keys().collect::<Vec<_>>(), cb.keys().collect::<Vec<_>>());
+    for (name, docs) in &ca {
+        assert!(docs == &cb[name], "{name}: documents differ");
+    }
+    db.drop().await.unwrap();
+    r.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_during_the_dump_restore_to_one_instant() {
     let Some(uri) = mongo_uri() else { return };
     let client = Client::with_uri_str(&uri).await.unwrap();

@@ -73,6 +73,10 @@ pub struct Args {
     /// pinned for the whole dump and recorded (DumpedFrom, ReplicaSet).
     #[arg(long, value_name = "MEMBER")]
     pub read_from: Option<ReadFrom>,
+    /// Collections dumped at the same time (mongodump's -j), each spooled
+    /// to its own temporary file.
+    #[arg(long, default_value_t = backups_mongo::DUMP_PARALLEL_COLLECTIONS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub parallel_collections: usize,
     /// Leave out matching files and directories (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
@@ -256,6 +260,7 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
                     exclude_ns: args.exclude_ns,
                     read_from: args.read_from,
                     exclude_dbs,
+                    parallel_collections: args.parallel_collections,
                 },
             )
             .await?,

@@ -160,6 +160,14 @@ pub struct Args {
     /// not reachable or not PRIMARY/SECONDARY are refused either way.
     #[arg(long)]
     pub force_ha: bool,
+    /// Collections loaded at the same time (mongorestore's
+    /// --numParallelCollections).
+    #[arg(long, default_value_t = backups_mongo::LOAD_PARALLEL_COLLECTIONS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub parallel_collections: usize,
+    /// Batches of one collection inserted at the same time (mongorestore's
+    /// --numInsertionWorkersPerCollection).
+    #[arg(long, default_value_t = backups_mongo::LOAD_INSERTION_WORKERS, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u16).range(1..), usize::from))]
+    pub insertion_workers: usize,
     /// Command that stops the controller's services before the restore
     /// (repeatable, run in the order given: the data nodes, then the
     /// leader). If one fails, what was stopped is started again.
@@ -304,6 +312,8 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                     convert_legacy_indexes: args.convert_legacy_indexes,
                     oplog_limit: args.oplog_limit,
                     force_ha: args.force_ha,
+                    parallel_collections: args.parallel_collections,
+                    insertion_workers: args.insertion_workers,
                 },
             )
             .await?,

@@ -116,7 +116,7 @@ async fn safety_backup(
                     include_dbs: args.safety_dbs.clone(),
                     exclude_ns,
                     exclude_dbs,
-                    read_from: None,
+                    ..Default::default()
                 },
             )
             .await?,
