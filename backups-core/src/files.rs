@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
+use crate::sparse::SparseMap;
 
 /// What to back up: absolute or relative paths (each followed through
 /// symlinks at the root, never below it) minus the excludes.
@@ -50,6 +51,11 @@ pub enum EntryKind {
     File {
         /// Size in bytes when stat'ed.
         size: u64,
+    },
+    /// A regular file with holes: only its data segments are stored.
+    Sparse {
+        /// Where its data is, and its size, at scan time.
+        map: SparseMap,
     },
     /// A symbolic link, kept as a link.
     Symlink {
@@ -185,7 +191,10 @@ fn push_entry(
     let kind = if ft.is_dir() {
         EntryKind::Directory
     } else if ft.is_file() {
-        EntryKind::File { size: meta.len() }
+        match sparse_map(path, meta) {
+            Some(map) => EntryKind::Sparse { map },
+            None => EntryKind::File { size: meta.len() },
+        }
     } else if ft.is_symlink() {
         let target = std::fs::read_link(path).map_err(|e| Error::io("reading link", path, e))?;
         EntryKind::Symlink { target }
@@ -206,6 +215,17 @@ fn push_entry(
         gid: meta.gid(),
     });
     Ok(())
+}
+
+/// The data map of a file that may have holes (fewer blocks allocated than
+/// its size needs); `None` for any other file, or one that cannot be
+/// opened here (reading it later reports that).
+fn sparse_map(path: &Path, meta: &std::fs::Metadata) -> Option<SparseMap> {
+    if meta.blocks().saturating_mul(512) >= meta.len() {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    SparseMap::probe(&file, meta.len()).ok().flatten()
 }
 
 /// `/var/lib/juju` -> `var/lib/juju`; refuses anything not absolute and normal.

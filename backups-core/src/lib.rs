@@ -65,6 +65,7 @@ mod progress;
 mod request;
 mod retention;
 mod schedule;
+mod sparse;
 mod storage;
 mod upload;
 

@@ -4,6 +4,7 @@
 use std::io::Read;
 
 use crate::archive::reader::RootVisitor;
+use crate::archive::{HeaderGuard, SparseSlot};
 use crate::database::check_bson_framing;
 use crate::error::{Error, Result};
 
@@ -33,11 +34,13 @@ impl RootCheck {
 
 impl RootVisitor for RootCheck {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let sparse = SparseSlot::default();
+        let guard = HeaderGuard::new(root).with_sparse_maps(sparse.clone());
+        let mut archive = tar::Archive::new(guard);
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (_, _, kind) = self.policy.check(&entry)?;
+            let (_, _, kind) = self.policy.check(&entry, sparse.take())?;
             count(&mut self.stats, &kind);
             if entry.header().mode().is_ok_and(|m| m & 0o6000 != 0) {
                 self.stats.setuid += 1;

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::archive::reader::RootVisitor;
+use crate::archive::{HeaderGuard, SparseSlot};
 use crate::error::{Error, Result};
 use crate::journal::RestoreJournal;
 use crate::progress::Progress;
+use crate::sparse::SparseMap;
 
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
 use super::sys::{Attributes, chown, make_device, place};
@@ -31,6 +33,8 @@ pub struct Extractor {
     /// (this extraction never turns a directory into anything else).
     known_dirs: HashSet<PathBuf>,
     counter: u64,
+    /// The copy buffer, reused from file to file.
+    buf: Vec<u8>,
     /// What was restored.
     pub stats: ExtractStats,
 }
@@ -59,6 +63,7 @@ impl Extractor {
             dirs: Vec::new(),
             known_dirs: HashSet::new(),
             counter: 0,
+            buf: Vec::new(),
             stats: ExtractStats::default(),
         })
     }
@@ -211,8 +216,12 @@ impl Extractor {
         Ok(())
     }
 
-    fn extract_entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
-        let (name, rel, kind) = self.policy.check(&entry)?;
+    fn extract_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        sparse: Option<SparseMap>,
+    ) -> Result<()> {
+        let (name, rel, kind) = self.policy.check(&entry, sparse)?;
         self.ensure_root()?;
         let dest = self.prepare_parents(&name, &rel)?;
         let header = entry.header();
@@ -252,11 +261,15 @@ impl Extractor {
                 let mode = self.mode(&name, mode);
                 self.dirs.push((dest.clone(), mode, mtime));
             }
-            CheckedKind::File(_) => {
+            CheckedKind::File(_) | CheckedKind::Sparse(_) => {
                 refuse_dir(&name, &existing)?;
                 let tmp = self.temp_name(&dest);
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
+                if self.buf.is_empty() {
+                    self.buf = vec![0u8; COPY_BUFFER];
+                }
+                let buf = &mut self.buf;
                 place(&tmp, &dest, attributes, |tmp| {
                     let mut out = OpenOptions::new()
                         .write(true)
@@ -264,7 +277,13 @@ impl Extractor {
                         .mode(0o600)
                         .open(tmp)
                         .map_err(|e| Error::io("creating", tmp, e))?;
-                    progress.advance(copy_entry(&name, &mut entry, &mut out, tmp)?);
+                    let written = match &kind {
+                        CheckedKind::Sparse(map) => {
+                            write_sparse(&name, &mut entry, &mut out, tmp, map, buf)?
+                        }
+                        _ => copy_entry(&name, &mut entry, &mut out, tmp, buf)?,
+                    };
+                    progress.advance(written);
                     Ok(())
                 })?;
             }
@@ -333,7 +352,9 @@ impl Extractor {
 
 impl RootVisitor for Extractor {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let sparse = SparseSlot::default();
+        let guard = HeaderGuard::new(root).with_sparse_maps(sparse.clone());
+        let mut archive = tar::Archive::new(guard);
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         let mut result = Ok(());
         for entry in entries {
@@ -344,7 +365,7 @@ impl RootVisitor for Extractor {
                     break;
                 }
             };
-            if let Err(e) = self.extract_entry(entry) {
+            if let Err(e) = self.extract_entry(entry, sparse.take()) {
                 result = Err(e);
                 break;
             }
@@ -353,6 +374,9 @@ impl RootVisitor for Extractor {
         result.and(dirs)
     }
 }
+
+/// Bytes copied at a time from an entry to its file.
+const COPY_BUFFER: usize = 256 * 1024;
 
 fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
     match existing {
@@ -364,16 +388,16 @@ fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
     }
 }
 
-fn copy_entry<R: Read>(
+fn copy_entry(
     name: &str,
-    entry: &mut tar::Entry<'_, R>,
+    entry: &mut impl Read,
     out: &mut File,
     tmp: &Path,
+    buf: &mut [u8],
 ) -> Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -382,6 +406,34 @@ fn copy_entry<R: Read>(
         io::Write::write_all(out, &buf[..n]).map_err(|e| Error::io("writing", tmp, e))?;
         total += n as u64;
     }
+}
+
+/// Writes a sparse file's data segments (the entry's contents, in order)
+/// at their offsets, then sets its length: the holes are never written.
+/// Returns the file's size.
+fn write_sparse<R: Read>(
+    name: &str,
+    entry: &mut tar::Entry<'_, R>,
+    out: &mut File,
+    tmp: &Path,
+    map: &SparseMap,
+    buf: &mut [u8],
+) -> Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    for segment in map.segments() {
+        out.seek(SeekFrom::Start(segment.offset))
+            .map_err(|e| Error::io("seeking in", tmp, e))?;
+        let copied = copy_entry(name, &mut entry.take(segment.len), out, tmp, buf)?;
+        if copied != segment.len {
+            return Err(read_err(
+                name,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "sparse data cut short"),
+            ));
+        }
+    }
+    out.set_len(map.size())
+        .map_err(|e| Error::io("setting the size of", tmp, e))?;
+    Ok(map.size())
 }
 
 #[cfg(test)]
