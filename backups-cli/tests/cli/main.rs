@@ -20,5 +20,6 @@ mod mongo_dumps;
 mod plan;
 mod round_trip;
 mod schedule;
+mod sparse;
 mod support;
 mod verify;
