@@ -131,12 +131,9 @@ pub(crate) struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
-    pub(crate) fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::default(),
-        }
+    /// Wraps `inner`, computing the digests `hasher` computes.
+    pub(crate) fn with_hasher(inner: R, hasher: Hasher) -> Self {
+        HashingReader { inner, hasher }
     }
 
     /// The digests of what was read.

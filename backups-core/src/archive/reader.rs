@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use flate2::bufread::GzDecoder;
 
 use super::{MANIFEST_ENTRY, METADATA_ENTRY, Manifest, ROOT_TAR_ENTRY, TOP_DIR};
-use crate::digest::{Digests, EntryHasher, HashingReader};
+use crate::digest::{Digests, EntryHasher, Hasher, HashingReader};
 use crate::error::{Error, Result};
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::progress::Progress;
@@ -150,11 +150,26 @@ pub(crate) fn describe_read_error(e: &io::Error) -> String {
 /// Decompression (and hashing of the compressed bytes) runs on its own
 /// thread, a bounded channel ahead of the tar parsing and whatever the
 /// visitor does with the entries — like `gzip -d | tar x`.
+// The benches and fuzz targets call it (the `internals` feature).
+#[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
 pub fn read_archive<R: Read + Send>(
     raw: R,
     subject: &str,
     root: Option<&mut dyn RootVisitor>,
     progress: Arc<dyn Progress>,
+) -> Result<ArchiveSummary> {
+    read_archive_hashed(raw, subject, root, progress, Hasher::default())
+}
+
+/// [`read_archive`], computing only the digests of the compressed bytes
+/// that `hasher` computes (a restore that checked the stored bytes already
+/// needs SHA-256 alone to see they did not change).
+pub(crate) fn read_archive_hashed<R: Read + Send>(
+    raw: R,
+    subject: &str,
+    root: Option<&mut dyn RootVisitor>,
+    progress: Arc<dyn Progress>,
+    hasher: Hasher,
 ) -> Result<ArchiveSummary> {
     let source_error = Arc::new(Mutex::new(None));
     let fail = Failure {
@@ -169,7 +184,7 @@ pub fn read_archive<R: Read + Send>(
     let (consumed, digests) = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DECODE_AHEAD);
         let fail_ref = &fail;
-        let decoder = scope.spawn(move || decode(source, tx, fail_ref, subject));
+        let decoder = scope.spawn(move || decode(source, hasher, tx, fail_ref, subject));
         // Buffered: tar reads 512-byte headers.
         let reader = BufReader::with_capacity(256 * 1024, ChannelReader::new(rx));
         let consumed = consume(reader, subject, root, &fail);
@@ -340,6 +355,7 @@ const DECODE_AHEAD: usize = 4;
 /// the digests of the compressed bytes.
 fn decode<R: Read>(
     source: SourceReader<R>,
+    hasher: Hasher,
     tx: SyncSender<io::Result<Vec<u8>>>,
     fail: &Failure,
     subject: &str,
@@ -349,7 +365,8 @@ fn decode<R: Read>(
         let _ = tx.send(Err(copy));
         e
     };
-    let mut buffered = BufReader::with_capacity(256 * 1024, HashingReader::new(source));
+    let mut buffered =
+        BufReader::with_capacity(256 * 1024, HashingReader::with_hasher(source, hasher));
     let head = buffered
         .fill_buf()
         .map_err(|e| fail.map("reading", send_err(e)))?;

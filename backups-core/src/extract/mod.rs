@@ -17,6 +17,7 @@
 
 mod path;
 mod policy;
+mod pool;
 mod sys;
 mod verify;
 mod writer;

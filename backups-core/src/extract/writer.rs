@@ -18,6 +18,7 @@ use crate::progress::Progress;
 use crate::sparse::SparseMap;
 
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::pool::{SMALL_FILE, WriteJob, WriterPool};
 use super::sys::{Attributes, chown, make_device, place};
 
 /// Extracts `root.tar` into a target directory.
@@ -35,6 +36,8 @@ pub struct Extractor {
     counter: u64,
     /// The copy buffer, reused from file to file.
     buf: Vec<u8>,
+    /// The writer threads for small files (started with the first).
+    pool: Option<WriterPool>,
     /// What was restored.
     pub stats: ExtractStats,
 }
@@ -64,6 +67,7 @@ impl Extractor {
             known_dirs: HashSet::new(),
             counter: 0,
             buf: Vec::new(),
+            pool: None,
             stats: ExtractStats::default(),
         })
     }
@@ -223,6 +227,12 @@ impl Extractor {
     ) -> Result<()> {
         let (name, rel, kind) = self.policy.check(&entry, sparse)?;
         self.ensure_root()?;
+        // What may depend on a small file still in flight waits for it.
+        if let Some(pool) = &self.pool
+            && (matches!(kind, CheckedKind::HardLink(_)) || pool.in_flight(&self.root.join(&rel)))
+        {
+            pool.drain()?;
+        }
         let dest = self.prepare_parents(&name, &rel)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);
@@ -234,6 +244,12 @@ impl Extractor {
         let is_new = existing
             .as_ref()
             .is_none_or(|m| matches!(kind, CheckedKind::Directory) && !m.is_dir());
+        if let CheckedKind::File(size) = kind
+            && size <= SMALL_FILE
+            && existing.is_none()
+        {
+            return self.write_small(entry, &name, dest, (owner, mode, mtime), &kind);
+        }
         if existing.as_ref().is_some_and(|m| !m.is_dir()) {
             self.keep_previous(&dest)?;
         }
@@ -336,6 +352,38 @@ impl Extractor {
         Ok(())
     }
 
+    /// A new small file: its contents read here, the file made by the
+    /// writer threads (which journal it).
+    fn write_small<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        name: &str,
+        dest: PathBuf,
+        (owner, mode, mtime): ((Option<u64>, Option<u64>), u32, u64),
+        kind: &CheckedKind,
+    ) -> Result<()> {
+        let mut data = Vec::new();
+        (&mut entry)
+            .take(SMALL_FILE)
+            .read_to_end(&mut data)
+            .map_err(|e| read_err(name, e))?;
+        let tmp = self.temp_name(&dest);
+        let attributes = self.attributes(name, owner, mode, mtime);
+        let (journal, progress) = (self.journal.clone(), self.progress.clone());
+        let pool = self
+            .pool
+            .get_or_insert_with(|| WriterPool::start(journal, progress));
+        pool.submit(WriteJob {
+            tmp,
+            dest,
+            attributes,
+            data,
+        })?;
+        count(&mut self.stats, kind);
+        self.progress.item(name);
+        Ok(())
+    }
+
     /// Applies directory modes and times, deepest first, so read-only
     /// directories do not block their own extraction.
     fn finish_dirs(&mut self) -> Result<()> {
@@ -370,8 +418,9 @@ impl RootVisitor for Extractor {
                 break;
             }
         }
+        let pooled = self.pool.take().map_or(Ok(()), WriterPool::finish);
         let dirs = self.finish_dirs();
-        result.and(dirs)
+        result.and(pooled).and(dirs)
     }
 }
 
