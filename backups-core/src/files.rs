@@ -67,8 +67,6 @@ pub enum EntryKind {
 /// One stat'ed entry of the file set.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
-    /// Where it is on disk.
-    pub source: PathBuf,
     /// Its name in `root.tar`: the absolute path without the leading `/`.
     pub name: String,
     /// What it is.
@@ -81,6 +79,14 @@ pub struct FileEntry {
     pub uid: u32,
     /// Owner group id.
     pub gid: u32,
+}
+
+impl FileEntry {
+    /// Where it is on disk: `/` and its name (kept once, not twice, so a
+    /// scan of many files holds less).
+    pub fn source(&self) -> PathBuf {
+        Path::new("/").join(&self.name)
+    }
 }
 
 /// The result of scanning a [`FileSet`].
@@ -206,7 +212,6 @@ fn push_entry(
         return Ok(());
     };
     out.entries.push(FileEntry {
-        source: path.to_path_buf(),
         name,
         kind,
         mode: meta.mode() & 0o7777,

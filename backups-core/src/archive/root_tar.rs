@@ -198,7 +198,7 @@ impl RootTar {
     fn current_path(&self) -> String {
         self.current
             .as_ref()
-            .map(|c| c.source.display().to_string())
+            .map(|c| c.source().display().to_string())
             .unwrap_or_default()
     }
 
@@ -209,12 +209,12 @@ impl RootTar {
             let stored = data_size(&entry);
             let segments = stored_segments(&entry);
             if let Some(first) = segments.first().copied() {
-                let file = match File::open(&entry.source) {
+                let file = match File::open(entry.source()) {
                     Ok(f) => Some(f),
                     Err(e) => {
                         self.warn(format!(
                             "{}: could not be read ({e}); stored as {stored} zero bytes",
-                            entry.source.display()
+                            entry.source().display()
                         ));
                         None
                     }
@@ -264,7 +264,7 @@ impl RootTar {
                     {
                         self.warn(format!(
                             "{}: data was written into its holes while it was read; stored as scanned",
-                            entry.source.display()
+                            entry.source().display()
                         ));
                     }
                     let _ = f.seek(io::SeekFrom::Start(map.size()));
@@ -276,7 +276,7 @@ impl RootTar {
             if matches!(f.read(&mut probe), Ok(n) if n > 0) {
                 self.warn(format!(
                     "{}: grew while being read; cut at {size} bytes",
-                    entry.source.display()
+                    entry.source().display()
                 ));
             }
         }

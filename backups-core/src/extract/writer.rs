@@ -594,6 +594,51 @@ mod tests {
         );
     }
 
+    #[test]
+    fn small_files_in_flight_keep_the_archive_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut file = |tar: &mut tar::Builder<Vec<u8>>, name: &str, body: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+        };
+        for i in 0..200 {
+            file(&mut tar, &format!("many/{i}"), &i.to_string());
+        }
+        file(&mut tar, "a", "first");
+        file(&mut tar, "a", "second");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_cksum();
+        tar.append_link(&mut h, "b", "a").unwrap();
+        file(&mut tar, "x", "a file");
+        file(&mut tar, "x/y", "below a file");
+        let bytes = tar.into_inner().unwrap();
+        let mut x = Extractor::new(&target, Arc::new(crate::progress::NoProgress)).unwrap();
+        let err = x.visit(&mut &bytes[..]).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+        let root = target.canonicalize().unwrap();
+        assert_eq!(fs::read_to_string(root.join("a")).unwrap(), "second");
+        assert_eq!(fs::read_to_string(root.join("b")).unwrap(), "second");
+        assert_eq!(fs::read_to_string(root.join("x")).unwrap(), "a file");
+        for i in 0..200 {
+            assert_eq!(
+                fs::read_to_string(root.join(format!("many/{i}"))).unwrap(),
+                i.to_string()
+            );
+        }
+        let left: Vec<_> = tree(&target)
+            .into_iter()
+            .filter(|(name, _)| name.contains(".backups-"))
+            .collect();
+        assert!(left.is_empty(), "no temp names left: {left:?}");
+    }
+
     /// (relative name, contents or link target or "dir") of a whole tree.
     fn tree(root: &Path) -> Vec<(String, String)> {
         let mut out = Vec::new();
