@@ -117,10 +117,14 @@ impl WriterPool {
             state.bytes += len;
             state.dests.insert(job.dest.clone());
         }
-        let sent = self.tx.as_ref().map(|tx| tx.send(job));
-        match sent {
-            Some(Ok(())) => Ok(()),
-            _ => Err(Error::internal("the file writer threads stopped")),
+        let sent = match &self.tx {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(Error::internal("the file writer threads stopped"))
         }
     }
 
