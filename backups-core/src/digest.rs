@@ -124,35 +124,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that hashes everything read through it.
-pub(crate) struct HashingReader<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
-    pub(crate) fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::default(),
-        }
-    }
-
-    /// The digests of what was read.
-    pub(crate) fn finish(self) -> Digests {
-        self.hasher.finish()
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// SHA-256 (hex) and size of one archive entry, for the manifest.
 pub(crate) struct EntryHasher<R> {
     pub(crate) inner: R,

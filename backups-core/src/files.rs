@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
+use crate::sparse::SparseMap;
 
 /// What to back up: absolute or relative paths (each followed through
 /// symlinks at the root, never below it) minus the excludes.
@@ -63,6 +64,11 @@ pub enum EntryKind {
         /// Size in bytes when stat'ed.
         size: u64,
     },
+    /// A regular file with holes: only its data segments are stored.
+    Sparse {
+        /// Where its data is, and its size, at scan time.
+        map: SparseMap,
+    },
     /// A symbolic link, kept as a link.
     Symlink {
         /// The link's target, exactly as stored on disk.
@@ -73,8 +79,6 @@ pub enum EntryKind {
 /// One stat'ed entry of the file set.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
-    /// Where it is on disk.
-    pub source: PathBuf,
     /// Its name in `root.tar`: the absolute path without the leading `/`.
     pub name: String,
     /// What it is.
@@ -87,6 +91,14 @@ pub struct FileEntry {
     pub uid: u32,
     /// Owner group id.
     pub gid: u32,
+}
+
+impl FileEntry {
+    /// Where it is on disk: `/` and its name (kept once, not twice, so a
+    /// scan of many files holds less).
+    pub fn source(&self) -> PathBuf {
+        Path::new("/").join(&self.name)
+    }
 }
 
 /// The result of scanning a [`FileSet`].
@@ -224,7 +236,10 @@ fn push_entry(
     let kind = if ft.is_dir() {
         EntryKind::Directory
     } else if ft.is_file() {
-        EntryKind::File { size: meta.len() }
+        match sparse_map(path, meta) {
+            Some(map) => EntryKind::Sparse { map },
+            None => EntryKind::File { size: meta.len() },
+        }
     } else if ft.is_symlink() {
         let target = std::fs::read_link(path).map_err(|e| Error::io("reading link", path, e))?;
         EntryKind::Symlink { target }
@@ -236,7 +251,6 @@ fn push_entry(
         return Ok(());
     };
     out.entries.push(FileEntry {
-        source: path.to_path_buf(),
         name,
         kind,
         mode: meta.mode() & 0o7777,
@@ -245,6 +259,17 @@ fn push_entry(
         gid: meta.gid(),
     });
     Ok(())
+}
+
+/// The data map of a file that may have holes (fewer blocks allocated than
+/// its size needs); `None` for any other file, or one that cannot be
+/// opened here (reading it later reports that).
+fn sparse_map(path: &Path, meta: &std::fs::Metadata) -> Option<SparseMap> {
+    if meta.blocks().saturating_mul(512) >= meta.len() {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    SparseMap::probe(&file, meta.len()).ok().flatten()
 }
 
 /// `/var/lib/juju` -> `var/lib/juju`; refuses anything not absolute and normal.

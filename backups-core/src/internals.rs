@@ -10,6 +10,7 @@ pub use crate::archive::writer::ArchiveWriter;
 pub use crate::digest::{Digests, Hasher};
 pub use crate::extract::{Extractor, RootCheck, sanitize_entry_path};
 pub use crate::files::{EntryKind, FileEntry, ScannedFiles};
+pub use crate::sparse::{MAX_SEGMENTS, Segment, SparseMap};
 
 use crate::error::Result;
 use crate::files::FileSet;

@@ -68,6 +68,7 @@ mod retention;
 mod rewrite;
 mod schedule;
 mod services;
+mod sparse;
 mod storage;
 mod upload;
 

@@ -263,6 +263,21 @@ impl Metadata {
 
     /// Compares `got`, the digests of the stored object's bytes, with what
     /// was recorded for them (an encrypted backup's own; else the archive's).
+    /// What a check of this backup's stored bytes must compute: SHA-256
+    /// alone when it is recorded (enough to know the bytes are the ones
+    /// recorded), both digests otherwise.
+    pub(crate) fn stored_hasher(&self) -> crate::digest::Hasher {
+        let sha256 = match &self.encryption {
+            Some(e) => &e.stored_sha256,
+            None => &self.sha256,
+        };
+        if sha256.is_empty() {
+            crate::digest::Hasher::default()
+        } else {
+            crate::digest::Hasher::sha256_only()
+        }
+    }
+
     pub(crate) fn check_stored_digests(&self, subject: &str, got: &Digests) -> Result<()> {
         match &self.encryption {
             None => self.check_digests(subject, got),
@@ -281,12 +296,14 @@ impl Metadata {
     /// (format 2 may record none); `subject` names the backup in the error.
     pub(crate) fn check_digests(&self, subject: &str, got: &Digests) -> Result<()> {
         let size = (self.size != 0).then(|| (self.size.to_string(), got.size.to_string()));
+        // Bytes whose SHA-256 matches need no SHA-1 as well (a hasher may
+        // leave it out, see [`Metadata::stored_hasher`]).
+        let by_sha256 = !self.sha256.is_empty() && !got.sha256_hex.is_empty();
+        let sha1 = (!(by_sha256 && got.sha1_base64.is_empty()))
+            .then(|| (self.checksum.clone(), got.sha1_base64.clone()));
         let checks = [
             ("size", size),
-            (
-                "SHA-1",
-                Some((self.checksum.clone(), got.sha1_base64.clone())),
-            ),
+            ("SHA-1", sha1),
             (
                 "SHA-256",
                 Some((self.sha256.clone(), got.sha256_hex.clone())),

@@ -296,6 +296,40 @@ fn tiny_root_tar() -> Vec<u8> {
     inner
 }
 
+/// An outer archive whose root.tar holds one GNU sparse entry `etc/disk`
+/// of `real` bytes listing `segments` (in extension blocks past the
+/// header's 4), with `stored` bytes of data.
+fn sparse_archive(real: u64, segments: &[(u64, u64)], stored: u64) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("etc/disk").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(stored);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.set_real_size(real);
+    for (slot, (o, l)) in gnu.sparse.iter_mut().zip(segments) {
+        slot.set_offset(*o);
+        slot.set_length(*l);
+    }
+    gnu.set_is_extended(segments.len() > 4);
+    h.set_cksum();
+    let mut inner = h.as_bytes().to_vec();
+    let rest: Vec<_> = segments.iter().skip(4).collect();
+    let chunks: Vec<_> = rest.chunks(21).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut ext = tar::GnuExtSparseHeader::new();
+        for (slot, (o, l)) in ext.sparse_mut().iter_mut().zip(chunk.iter()) {
+            slot.set_offset(*o);
+            slot.set_length(*l);
+        }
+        ext.set_is_extended(i + 1 < chunks.len());
+        inner.extend_from_slice(ext.as_bytes());
+    }
+    inner.resize(inner.len() + (stored.div_ceil(512) * 512) as usize, 7);
+    inner.extend_from_slice(&[0; 1024]);
+    juju_v1_archive("2021-01-01T00:00:00Z", &inner)
+}
+
 fn hostile_cases() -> Vec<Case> {
     let case = |file, says, build| Case {
         file,
@@ -304,6 +338,18 @@ fn hostile_cases() -> Vec<Case> {
         build,
     };
     vec![
+        // Sparse maps (issue 15): segments that overlap, that lie past the
+        // file's size, and a map of 100 000 segments.
+        case("sparse-overlapping.tar.gz", "overlaps", || {
+            sparse_archive(1 << 20, &[(0, 4096), (1024, 512)], 4608)
+        }),
+        case("sparse-beyond-size.tar.gz", "beyond the file size", || {
+            sparse_archive(4096, &[(0, 512), (1 << 40, 512)], 1024)
+        }),
+        case("sparse-huge-count.tar.gz", "sparse map longer than", || {
+            let segments: Vec<(u64, u64)> = (0..100_000).map(|i| (i * 4096, 0)).collect();
+            sparse_archive(1 << 40, &segments, 0)
+        }),
         case("parent-dir.tar.gz", "etc/../../escape", || {
             hostile_archive(&[
                 raw(b"etc/ok", tar::EntryType::Regular, b"", b"fine"),

@@ -26,5 +26,6 @@ mod rewrite;
 mod round_trip;
 mod schedule;
 mod services;
+mod sparse;
 mod support;
 mod verify;

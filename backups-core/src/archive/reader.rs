@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use flate2::bufread::GzDecoder;
 
 use super::{MANIFEST_ENTRY, METADATA_ENTRY, Manifest, ROOT_TAR_ENTRY, TOP_DIR};
-use crate::digest::{Digests, EntryHasher, HashingReader};
+use crate::digest::{Digests, EntryHasher, Hasher};
 use crate::error::{Error, Result};
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::progress::Progress;
@@ -150,11 +150,26 @@ pub(crate) fn describe_read_error(e: &io::Error) -> String {
 /// Decompression (and hashing of the compressed bytes) runs on its own
 /// thread, a bounded channel ahead of the tar parsing and whatever the
 /// visitor does with the entries — like `gzip -d | tar x`.
+// The benches and fuzz targets call it (the `internals` feature).
+#[cfg_attr(not(any(test, feature = "internals")), allow(dead_code))]
 pub fn read_archive<R: Read + Send>(
     raw: R,
     subject: &str,
     root: Option<&mut dyn RootVisitor>,
     progress: Arc<dyn Progress>,
+) -> Result<ArchiveSummary> {
+    read_archive_hashed(raw, subject, root, progress, Hasher::default())
+}
+
+/// [`read_archive`], computing only the digests of the compressed bytes
+/// that `hasher` computes (a restore that checked the stored bytes already
+/// needs SHA-256 alone to see they did not change).
+pub(crate) fn read_archive_hashed<R: Read + Send>(
+    raw: R,
+    subject: &str,
+    root: Option<&mut dyn RootVisitor>,
+    progress: Arc<dyn Progress>,
+    hasher: Hasher,
 ) -> Result<ArchiveSummary> {
     let source_error = Arc::new(Mutex::new(None));
     let fail = Failure {
@@ -167,17 +182,24 @@ pub fn read_archive<R: Read + Send>(
         progress,
     };
     let (consumed, digests) = std::thread::scope(|scope| {
+        let (raw_tx, raw_rx) = sync_channel::<io::Result<Vec<u8>>>(DECODE_AHEAD);
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DECODE_AHEAD);
         let fail_ref = &fail;
-        let decoder = scope.spawn(move || decode(source, tx, fail_ref, subject));
+        let hashing = scope.spawn(move || read_and_hash(source, hasher, raw_tx));
+        let decoder =
+            scope.spawn(move || decode(ChannelReader::new(raw_rx), tx, fail_ref, subject));
         // Buffered: tar reads 512-byte headers.
         let reader = BufReader::with_capacity(256 * 1024, ChannelReader::new(rx));
         let consumed = consume(reader, subject, root, &fail);
-        // The reader (and the channel) is gone: a decoder still sending stops.
-        let digests = decoder
+        // The reader (and the channel) is gone: a decoder still sending
+        // stops, and with it the reading thread.
+        let decoded = decoder
             .join()
             .unwrap_or_else(|_| Err(Error::internal("the decompression thread panicked")));
-        (consumed, digests)
+        let digests = hashing
+            .join()
+            .map_err(|_| Error::internal("the archive reading thread panicked"));
+        (consumed, decoded.and(digests))
     });
     let consumed = consumed?;
     let digests = digests?;
@@ -335,21 +357,56 @@ fn consume<B: Read>(
 const DECODE_CHUNK: usize = 1024 * 1024;
 const DECODE_AHEAD: usize = 4;
 
+/// Raw bytes read (and hashed) at a time, ahead of the decompression.
+const RAW_CHUNK: usize = 256 * 1024;
+
+/// The reading thread: reads the compressed bytes, hashes them and hands
+/// them to the decompression thread (so hashing runs beside inflating, not
+/// before it), until the end or until the decompression stops.
+fn read_and_hash<R: Read>(
+    mut source: SourceReader<R>,
+    mut hasher: Hasher,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+) -> Digests {
+    loop {
+        let mut chunk = vec![0u8; RAW_CHUNK];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match source.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return hasher.finish();
+                }
+            }
+        }
+        if filled == 0 {
+            return hasher.finish();
+        }
+        chunk.truncate(filled);
+        hasher.update(&chunk);
+        if tx.send(Ok(chunk)).is_err() {
+            return hasher.finish();
+        }
+    }
+}
+
 /// The decompression thread: detects the format, decompresses into the
-/// channel, then checks nothing follows the compressed stream and returns
-/// the digests of the compressed bytes.
-fn decode<R: Read>(
-    source: SourceReader<R>,
+/// channel, then checks nothing follows the compressed stream.
+fn decode<S: Read>(
+    source: S,
     tx: SyncSender<io::Result<Vec<u8>>>,
     fail: &Failure,
     subject: &str,
-) -> Result<Digests> {
+) -> Result<()> {
     let send_err = |e: io::Error| {
         let copy = io::Error::new(e.kind(), e.to_string());
         let _ = tx.send(Err(copy));
         e
     };
-    let mut buffered = BufReader::with_capacity(256 * 1024, HashingReader::new(source));
+    let mut buffered = BufReader::with_capacity(256 * 1024, source);
     let head = buffered
         .fill_buf()
         .map_err(|e| fail.map("reading", send_err(e)))?;
@@ -405,7 +462,7 @@ fn decode<R: Read>(
             "unexpected data after the gzip stream",
         ));
     }
-    Ok(buffered.into_inner().finish())
+    Ok(())
 }
 
 /// A [`Read`] over the chunks the decompression thread sends.

@@ -3,11 +3,12 @@
 //! before the first byte so the outer tar needs no temporary copy.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::sync::{Arc, Mutex};
 
 use crate::files::{EntryKind, FileEntry};
 use crate::progress::Progress;
+use crate::sparse::{Segment, SparseMap};
 
 const BLOCK: u64 = 512;
 
@@ -35,6 +36,16 @@ fn header_bytes(entry: &FileEntry) -> io::Result<Vec<u8>> {
             // Only the header is written here: the data follows from disk.
             out.append_data(&mut header, &entry.name, io::empty())?;
         }
+        EntryKind::Sparse { map } => {
+            header.set_entry_type(tar::EntryType::GNUSparse);
+            header.set_size(map.stored());
+            let extensions = sparse_header(&mut header, map);
+            out.append_data(&mut header, &entry.name, io::empty())?;
+            let mut bytes = out.into_inner()?;
+            bytes.truncate(bytes.len() - 2 * BLOCK as usize);
+            bytes.extend_from_slice(&extensions);
+            return Ok(bytes);
+        }
         EntryKind::Symlink { target } => {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
@@ -47,9 +58,57 @@ fn header_bytes(entry: &FileEntry) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The old GNU sparse format (what GNU tar and the tar crate read): the
+/// real size and the first 4 segments in the header, the others in 512-byte
+/// extension blocks of 21, returned to follow it; a map ending in a hole
+/// ends with an empty segment at the file's size, as GNU tar writes it.
+fn sparse_header(header: &mut tar::Header, map: &SparseMap) -> Vec<u8> {
+    let mut listed: Vec<Segment> = map.segments().to_vec();
+    if listed.last().is_none_or(|s| s.end() < map.size()) {
+        listed.push(Segment {
+            offset: map.size(),
+            len: 0,
+        });
+    }
+    let mut extensions = Vec::new();
+    if let Some(gnu) = header.as_gnu_mut() {
+        gnu.set_real_size(map.size());
+        for (slot, s) in gnu.sparse.iter_mut().zip(&listed) {
+            slot.set_offset(s.offset);
+            slot.set_length(s.len);
+        }
+        let in_header = gnu.sparse.len();
+        gnu.set_is_extended(listed.len() > in_header);
+        let mut rest = listed[listed.len().min(in_header)..].chunks(21).peekable();
+        while let Some(chunk) = rest.next() {
+            let mut ext = tar::GnuExtSparseHeader::new();
+            for (slot, s) in ext.sparse_mut().iter_mut().zip(chunk) {
+                slot.set_offset(s.offset);
+                slot.set_length(s.len);
+            }
+            ext.set_is_extended(rest.peek().is_some());
+            extensions.extend_from_slice(ext.as_bytes());
+        }
+    }
+    extensions
+}
+
+/// The data segments `root.tar` stores for an entry.
+fn stored_segments(entry: &FileEntry) -> Vec<Segment> {
+    match &entry.kind {
+        EntryKind::File { size } if *size > 0 => vec![Segment {
+            offset: 0,
+            len: *size,
+        }],
+        EntryKind::Sparse { map } => map.segments().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 fn data_size(entry: &FileEntry) -> u64 {
-    match entry.kind {
-        EntryKind::File { size } => size,
+    match &entry.kind {
+        EntryKind::File { size } => *size,
+        EntryKind::Sparse { map } => map.stored(),
         _ => 0,
     }
 }
@@ -66,20 +125,33 @@ pub fn root_tar_size(entries: &[FileEntry]) -> io::Result<u64> {
 enum State {
     /// Emitting `buf[pos..]` (a header, padding or the end blocks).
     Buffer,
-    /// Copying `remaining` bytes of the current file.
-    Data {
-        file: Option<File>,
-        remaining: u64,
-        size: u64,
-    },
+    /// Copying the current file's data segments.
+    Data(Data),
     Done,
+}
+
+/// Where the copy of one file's stored data is.
+struct Data {
+    file: Option<File>,
+    segments: Vec<Segment>,
+    /// The segment being copied, and its bytes still to copy.
+    index: usize,
+    remaining: u64,
+    /// The file offset must move to the segment's start first.
+    seek: bool,
+    /// Stored bytes still to copy, this segment's included.
+    left: u64,
+    /// Stored bytes in all.
+    stored: u64,
 }
 
 /// A `Read` that yields `root.tar` for the scanned entries.
 ///
 /// Files that shrink while read are padded with zeros, files that grow are
 /// cut at their scanned size, and files that vanish become zeros; each case
-/// is recorded in the shared warnings list.
+/// is recorded in the shared warnings list. A sparse file's data segments
+/// are read where the scan found them; data written into its holes since is
+/// reported, not stored.
 pub struct RootTar {
     entries: std::vec::IntoIter<FileEntry>,
     current: Option<FileEntry>,
@@ -123,28 +195,40 @@ impl RootTar {
         }
     }
 
+    fn current_path(&self) -> String {
+        self.current
+            .as_ref()
+            .map(|c| c.source().display().to_string())
+            .unwrap_or_default()
+    }
+
     /// Moves to the next piece once the buffer is drained.
     fn advance(&mut self) -> io::Result<()> {
         if let Some(entry) = self.current.take() {
             // The header of `entry` was emitted: now its data.
-            let size = data_size(&entry);
-            if size > 0 {
-                let file = match File::open(&entry.source) {
+            let stored = data_size(&entry);
+            let segments = stored_segments(&entry);
+            if let Some(first) = segments.first().copied() {
+                let file = match File::open(entry.source()) {
                     Ok(f) => Some(f),
                     Err(e) => {
                         self.warn(format!(
-                            "{}: could not be read ({e}); stored as {size} zero bytes",
-                            entry.source.display()
+                            "{}: could not be read ({e}); stored as {stored} zero bytes",
+                            entry.source().display()
                         ));
                         None
                     }
                 };
                 self.current = Some(entry);
-                self.state = State::Data {
+                self.state = State::Data(Data {
                     file,
-                    remaining: size,
-                    size,
-                };
+                    segments,
+                    index: 0,
+                    remaining: first.len,
+                    seek: first.offset > 0,
+                    left: stored,
+                    stored,
+                });
                 return Ok(());
             }
         }
@@ -166,21 +250,98 @@ impl RootTar {
         Ok(())
     }
 
-    fn finish_data(&mut self, mut file: Option<File>, size: u64) {
+    /// After a file's data: reports growth (and, for a sparse file, data
+    /// that appeared in its holes), then pads to the block size.
+    fn finish_data(&mut self, mut file: Option<File>, stored: u64) {
         let entry = self.current.take();
         if let (Some(f), Some(entry)) = (file.as_mut(), entry.as_ref()) {
+            let size = match &entry.kind {
+                EntryKind::Sparse { map } => {
+                    if SparseMap::probe(f, map.size())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|now| !map.covers(&now))
+                    {
+                        self.warn(format!(
+                            "{}: data was written into its holes while it was read; stored as scanned",
+                            entry.source().display()
+                        ));
+                    }
+                    let _ = f.seek(io::SeekFrom::Start(map.size()));
+                    map.size()
+                }
+                _ => stored,
+            };
             let mut probe = [0u8; 1];
             if matches!(f.read(&mut probe), Ok(n) if n > 0) {
                 self.warn(format!(
                     "{}: grew while being read; cut at {size} bytes",
-                    entry.source.display()
+                    entry.source().display()
                 ));
             }
         }
-        let pad = (padded(size) - size) as usize;
+        let pad = (padded(stored) - stored) as usize;
         self.buf = vec![0; pad];
         self.pos = 0;
         self.state = State::Buffer;
+    }
+
+    /// Copies the next bytes of the current file's data into `out`;
+    /// `Ok(None)` once it is all copied.
+    fn read_data(&mut self, out: &mut [u8]) -> io::Result<Option<usize>> {
+        let State::Data(d) = &mut self.state else {
+            return Ok(Some(0));
+        };
+        while d.remaining == 0 {
+            d.index += 1;
+            let Some(next) = d.segments.get(d.index).copied() else {
+                let (file, stored) = (d.file.take(), d.stored);
+                self.finish_data(file, stored);
+                return Ok(None);
+            };
+            d.remaining = next.len;
+            d.seek = true;
+        }
+        let want = d.remaining.min(out.len() as u64) as usize;
+        let n = match d.file.as_mut() {
+            Some(f) => {
+                let result = if d.seek {
+                    f.seek(io::SeekFrom::Start(d.segments[d.index].offset))
+                        .and_then(|_| f.read(&mut out[..want]))
+                } else {
+                    f.read(&mut out[..want])
+                };
+                match result {
+                    Ok(n) => {
+                        d.seek = false;
+                        n
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Some(0)),
+                    Err(e) => {
+                        let path = self.current_path();
+                        return Err(io::Error::new(e.kind(), format!("reading {path}: {e}")));
+                    }
+                }
+            }
+            None => {
+                out[..want].fill(0);
+                want
+            }
+        };
+        if n == 0 {
+            // Shrunk: pad with zeros up to the size in the header.
+            let missing = d.left;
+            d.file = None;
+            let path = self.current_path();
+            self.warn(format!(
+                "{path}: shrank while being read; padded {missing} zero bytes"
+            ));
+            return Ok(Some(0));
+        }
+        d.remaining -= n as u64;
+        d.left -= n as u64;
+        self.progress.advance(n as u64);
+        Ok(Some(n))
     }
 }
 
@@ -201,56 +362,10 @@ impl Read for RootTar {
                     }
                     self.advance()?;
                 }
-                State::Data {
-                    file,
-                    remaining,
-                    size,
-                } => {
-                    if *remaining == 0 {
-                        let (file, size) = (file.take(), *size);
-                        self.finish_data(file, size);
-                        continue;
-                    }
-                    let want = (*remaining).min(out.len() as u64) as usize;
-                    let n = match file.as_mut() {
-                        Some(f) => match f.read(&mut out[..want]) {
-                            Ok(n) => n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                let path = self
-                                    .current
-                                    .as_ref()
-                                    .map(|c| c.source.display().to_string())
-                                    .unwrap_or_default();
-                                return Err(io::Error::new(
-                                    e.kind(),
-                                    format!("reading {path}: {e}"),
-                                ));
-                            }
-                        },
-                        None => {
-                            out[..want].fill(0);
-                            want
-                        }
-                    };
-                    if n == 0 {
-                        // Shrunk: pad with zeros up to the size in the header.
-                        let missing = *remaining;
-                        let path = self
-                            .current
-                            .as_ref()
-                            .map(|c| c.source.display().to_string())
-                            .unwrap_or_default();
-                        *file = None;
-                        self.warn(format!(
-                            "{path}: shrank while being read; padded {missing} zero bytes"
-                        ));
-                        continue;
-                    }
-                    *remaining -= n as u64;
-                    self.progress.advance(n as u64);
-                    return Ok(n);
-                }
+                State::Data(_) => match self.read_data(out)? {
+                    Some(0) | None => continue,
+                    Some(n) => return Ok(n),
+                },
             }
         }
     }

@@ -17,6 +17,7 @@
 
 mod path;
 mod policy;
+mod pool;
 mod rewrite;
 mod sys;
 mod verify;

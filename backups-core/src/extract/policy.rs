@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::sparse::SparseMap;
 
 use super::path::sanitize_entry_path;
 
@@ -56,6 +57,9 @@ pub(crate) enum CheckedKind {
     Directory,
     /// A regular file of this many bytes.
     File(u64),
+    /// A sparse file: its data segments and size (its stored data is the
+    /// entry's contents).
+    Sparse(SparseMap),
     /// A symlink with this target (kept verbatim).
     Symlink(PathBuf),
     /// A hard link to this (sanitised, relative) path.
@@ -87,79 +91,87 @@ impl Policy {
         }
     }
 
+    /// Checks one entry; `sparse` is the map the header guard read for it
+    /// (see [`crate::archive::HeaderGuard::with_sparse_maps`]).
     pub(crate) fn check<R: Read>(
         &mut self,
         entry: &tar::Entry<'_, R>,
+        sparse: Option<SparseMap>,
     ) -> Result<(String, PathBuf, CheckedKind)> {
         let raw = entry.path_bytes();
         let name = String::from_utf8_lossy(&raw).into_owned();
         let path = sanitize_entry_path(&raw).map_err(|r| Error::unsafe_path(&name, r))?;
         let header = entry.header();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => CheckedKind::File(
-                header
-                    .size()
-                    .map_err(|e| Error::unsafe_path(&name, e.to_string()))?,
-            ),
-            tar::EntryType::Directory => CheckedKind::Directory,
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| Error::unsafe_path(&name, "symlink without a target"))?;
-                CheckedKind::Symlink(PathBuf::from(OsStr::from_bytes(&target)))
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| Error::unsafe_path(&name, "hard link without a target"))?;
-                let target = sanitize_entry_path(&target).map_err(|r| {
-                    Error::unsafe_path(
-                        &name,
-                        format!(
-                            "hard link to {:?} points outside the target ({r})",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    )
-                })?;
-                CheckedKind::HardLink(target)
-            }
-            t @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
-                let kind = match t {
-                    tar::EntryType::Char => DeviceKind::Char,
-                    tar::EntryType::Block => DeviceKind::Block,
-                    _ => DeviceKind::Fifo,
-                };
-                if !self.allow_devices {
-                    let what = if kind == DeviceKind::Fifo {
-                        "FIFOs"
-                    } else {
-                        "device nodes"
+        let sparse = sparse.filter(|_| header.entry_type() == tar::EntryType::Regular);
+        let kind = if let Some(map) = sparse {
+            CheckedKind::Sparse(map)
+        } else {
+            match header.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => CheckedKind::File(
+                    header
+                        .size()
+                        .map_err(|e| Error::unsafe_path(&name, e.to_string()))?,
+                ),
+                tar::EntryType::Directory => CheckedKind::Directory,
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| Error::unsafe_path(&name, "symlink without a target"))?;
+                    CheckedKind::Symlink(PathBuf::from(OsStr::from_bytes(&target)))
+                }
+                tar::EntryType::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .ok_or_else(|| Error::unsafe_path(&name, "hard link without a target"))?;
+                    let target = sanitize_entry_path(&target).map_err(|r| {
+                        Error::unsafe_path(
+                            &name,
+                            format!(
+                                "hard link to {:?} points outside the target ({r})",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        )
+                    })?;
+                    CheckedKind::HardLink(target)
+                }
+                t @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
+                    let kind = match t {
+                        tar::EntryType::Char => DeviceKind::Char,
+                        tar::EntryType::Block => DeviceKind::Block,
+                        _ => DeviceKind::Fifo,
                     };
+                    if !self.allow_devices {
+                        let what = if kind == DeviceKind::Fifo {
+                            "FIFOs"
+                        } else {
+                            "device nodes"
+                        };
+                        return Err(Error::unsafe_path(
+                            &name,
+                            format!("{what} are not restored unless allowed (--allow-devices)"),
+                        ));
+                    }
+                    let number = |n: io::Result<Option<u32>>| {
+                        n.map(Option::unwrap_or_default)
+                            .map_err(|e| Error::unsafe_path(&name, format!("device number: {e}")))
+                    };
+                    let (major, minor) = if kind == DeviceKind::Fifo {
+                        (0, 0)
+                    } else {
+                        (
+                            number(header.device_major())?,
+                            number(header.device_minor())?,
+                        )
+                    };
+                    CheckedKind::Device { kind, major, minor }
+                }
+                other => {
                     return Err(Error::unsafe_path(
                         &name,
-                        format!("{what} are not restored unless allowed (--allow-devices)"),
+                        format!("unsupported entry type {other:?}"),
                     ));
                 }
-                let number = |n: io::Result<Option<u32>>| {
-                    n.map(Option::unwrap_or_default)
-                        .map_err(|e| Error::unsafe_path(&name, format!("device number: {e}")))
-                };
-                let (major, minor) = if kind == DeviceKind::Fifo {
-                    (0, 0)
-                } else {
-                    (
-                        number(header.device_major())?,
-                        number(header.device_minor())?,
-                    )
-                };
-                CheckedKind::Device { kind, major, minor }
-            }
-            other => {
-                return Err(Error::unsafe_path(
-                    &name,
-                    format!("unsupported entry type {other:?}"),
-                ));
             }
         };
         for ancestor in path.ancestors().skip(1) {
@@ -218,6 +230,8 @@ pub struct ExtractStats {
     pub setuid: u64,
     /// Bytes of file contents.
     pub bytes: u64,
+    /// Of those, bytes in the holes of sparse files (which take no space).
+    pub hole_bytes: u64,
     /// Things adjusted on the way (dropped setuid bits...).
     pub warnings: Vec<String>,
 }
@@ -229,6 +243,11 @@ pub(crate) fn count(stats: &mut ExtractStats, kind: &CheckedKind) {
         CheckedKind::File(n) => {
             stats.files += 1;
             stats.bytes += n;
+        }
+        CheckedKind::Sparse(map) => {
+            stats.files += 1;
+            stats.bytes += map.size();
+            stats.hole_bytes += map.holes();
         }
         CheckedKind::Symlink(_) => stats.symlinks += 1,
         CheckedKind::HardLink(_) => stats.hard_links += 1,

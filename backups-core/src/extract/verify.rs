@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::archive::reader::RootVisitor;
+use crate::archive::{HeaderGuard, SparseSlot};
 use crate::database::{check_bson_framing, walk_bson};
 use crate::error::{Error, Result};
 use crate::rewrite::{RewriteCounts, Rewrites, dump_namespace};
@@ -67,11 +68,13 @@ impl RootCheck {
 
 impl RootVisitor for RootCheck {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let sparse = SparseSlot::default();
+        let guard = HeaderGuard::new(root).with_sparse_maps(sparse.clone());
+        let mut archive = tar::Archive::new(guard);
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (name, rel, kind) = self.policy.check(&entry)?;
+            let (name, rel, kind) = self.policy.check(&entry, sparse.take())?;
             count(&mut self.stats, &kind);
             if let Some(target) = &self.target
                 && !matches!(kind, CheckedKind::Directory)

@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::archive::reader::RootVisitor;
+use crate::archive::{HeaderGuard, SparseSlot};
 use crate::error::{Error, Result};
 use crate::journal::RestoreJournal;
 use crate::progress::Progress;
 use crate::rewrite::Rewrites;
+use crate::sparse::SparseMap;
 
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};
+use super::pool::{SMALL_FILE, WriteJob, WriterPool};
 use super::rewrite::{qualifies, rewrite_entry};
 use super::sys::{Attributes, chown, make_device, place};
 
@@ -34,6 +37,10 @@ pub struct Extractor {
     known_dirs: HashSet<PathBuf>,
     counter: u64,
     rewrites: Option<Arc<Rewrites>>,
+    /// The copy buffer, reused from file to file.
+    buf: Vec<u8>,
+    /// The writer threads for small files (started with the first).
+    pool: Option<WriterPool>,
     /// What was restored.
     pub stats: ExtractStats,
     /// Replacements made per rewritten file (path relative to the target).
@@ -65,6 +72,8 @@ impl Extractor {
             known_dirs: HashSet::new(),
             counter: 0,
             rewrites: None,
+            buf: Vec::new(),
+            pool: None,
             stats: ExtractStats::default(),
             rewritten: BTreeMap::new(),
         })
@@ -233,9 +242,19 @@ impl Extractor {
         Ok(())
     }
 
-    fn extract_entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
-        let (name, rel, kind) = self.policy.check(&entry)?;
+    fn extract_entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        sparse: Option<SparseMap>,
+    ) -> Result<()> {
+        let (name, rel, kind) = self.policy.check(&entry, sparse)?;
         self.ensure_root()?;
+        // What may depend on a small file still in flight waits for it.
+        if let Some(pool) = &self.pool
+            && (matches!(kind, CheckedKind::HardLink(_)) || pool.in_flight(&self.root.join(&rel)))
+        {
+            pool.drain()?;
+        }
         let dest = self.prepare_parents(&name, &rel)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);
@@ -247,6 +266,13 @@ impl Extractor {
         let is_new = existing
             .as_ref()
             .is_none_or(|m| matches!(kind, CheckedKind::Directory) && !m.is_dir());
+        if let CheckedKind::File(size) = kind
+            && size <= SMALL_FILE
+            && existing.is_none()
+            && qualifies(self.rewrites.as_deref(), &rel, size).is_none()
+        {
+            return self.write_small(entry, &name, dest, (owner, mode, mtime), &kind);
+        }
         if existing.as_ref().is_some_and(|m| !m.is_dir()) {
             self.keep_previous(&dest)?;
         }
@@ -279,14 +305,23 @@ impl Extractor {
                 let mode = self.mode(&name, mode);
                 self.dirs.push((dest.clone(), mode, mtime));
             }
-            CheckedKind::File(size) => {
+            CheckedKind::File(_) | CheckedKind::Sparse(_) => {
                 refuse_dir(&name, &existing)?;
                 let tmp = self.temp_name(&dest)?;
                 let attributes = self.attributes(&name, owner, mode, mtime);
                 let progress = self.progress.clone();
-                let rewrite =
-                    qualifies(self.rewrites.as_deref(), &rel, *size).zip(self.rewrites.clone());
+                let size = match &kind {
+                    CheckedKind::File(size) => Some(*size),
+                    _ => None,
+                };
+                let rewrite = size
+                    .and_then(|size| qualifies(self.rewrites.as_deref(), &rel, size))
+                    .zip(self.rewrites.clone());
                 let mut replaced = None;
+                if self.buf.is_empty() {
+                    self.buf = vec![0u8; COPY_BUFFER];
+                }
+                let buf = &mut self.buf;
                 place(&tmp, &dest, attributes, |tmp| {
                     let mut out = OpenOptions::new()
                         .write(true)
@@ -294,16 +329,20 @@ impl Extractor {
                         .mode(0o600)
                         .open(tmp)
                         .map_err(|e| Error::io("creating", tmp, e))?;
-                    match &rewrite {
-                        Some((key, rw)) => {
+                    let written = match (&kind, &rewrite) {
+                        (_, Some((key, rw))) => {
                             let new = rewrite_entry(&name, &mut entry, rw)?;
                             io::Write::write_all(&mut out, &new.bytes)
                                 .map_err(|e| Error::io("writing", tmp, e))?;
-                            progress.advance(*size);
                             replaced = Some((key.clone(), new.replacements));
+                            size.unwrap_or(0)
                         }
-                        None => progress.advance(copy_entry(&name, &mut entry, &mut out, tmp)?),
-                    }
+                        (CheckedKind::Sparse(map), None) => {
+                            write_sparse(&name, &mut entry, &mut out, tmp, map, buf)?
+                        }
+                        _ => copy_entry(&name, &mut entry, &mut out, tmp, buf)?,
+                    };
+                    progress.advance(written);
                     Ok(())
                 })?;
                 if let Some((key, n)) = replaced.filter(|(_, n)| *n > 0) {
@@ -356,6 +395,38 @@ impl Extractor {
         Ok(())
     }
 
+    /// A new small file: its contents read here, the file made by the
+    /// writer threads (which journal it).
+    fn write_small<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        name: &str,
+        dest: PathBuf,
+        (owner, mode, mtime): ((Option<u64>, Option<u64>), u32, u64),
+        kind: &CheckedKind,
+    ) -> Result<()> {
+        let mut data = Vec::new();
+        (&mut entry)
+            .take(SMALL_FILE)
+            .read_to_end(&mut data)
+            .map_err(|e| read_err(name, e))?;
+        // Journaled before the writer thread makes it (and its temporary).
+        self.record(&dest)?;
+        let tmp = self.temp_name(&dest)?;
+        let attributes = self.attributes(name, owner, mode, mtime);
+        let progress = self.progress.clone();
+        let pool = self.pool.get_or_insert_with(|| WriterPool::start(progress));
+        pool.submit(WriteJob {
+            tmp,
+            dest,
+            attributes,
+            data,
+        })?;
+        count(&mut self.stats, kind);
+        self.progress.item(name);
+        Ok(())
+    }
+
     /// Applies directory modes and times, deepest first, so read-only
     /// directories do not block their own extraction.
     fn finish_dirs(&mut self) -> Result<()> {
@@ -372,7 +443,9 @@ impl Extractor {
 
 impl RootVisitor for Extractor {
     fn visit(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let sparse = SparseSlot::default();
+        let guard = HeaderGuard::new(root).with_sparse_maps(sparse.clone());
+        let mut archive = tar::Archive::new(guard);
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         let mut result = Ok(());
         for entry in entries {
@@ -383,15 +456,19 @@ impl RootVisitor for Extractor {
                     break;
                 }
             };
-            if let Err(e) = self.extract_entry(entry) {
+            if let Err(e) = self.extract_entry(entry, sparse.take()) {
                 result = Err(e);
                 break;
             }
         }
+        let pooled = self.pool.take().map_or(Ok(()), WriterPool::finish);
         let dirs = self.finish_dirs();
-        result.and(dirs)
+        result.and(pooled).and(dirs)
     }
 }
+
+/// Bytes copied at a time from an entry to its file.
+const COPY_BUFFER: usize = 256 * 1024;
 
 fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
     match existing {
@@ -403,16 +480,16 @@ fn refuse_dir(name: &str, existing: &Option<fs::Metadata>) -> Result<()> {
     }
 }
 
-fn copy_entry<R: Read>(
+fn copy_entry(
     name: &str,
-    entry: &mut tar::Entry<'_, R>,
+    entry: &mut impl Read,
     out: &mut File,
     tmp: &Path,
+    buf: &mut [u8],
 ) -> Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -423,141 +500,34 @@ fn copy_entry<R: Read>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::sys::set_mtime_nofollow;
-    use super::*;
-
-    #[test]
-    fn a_journaled_extraction_is_undone_exactly() {
-        use crate::journal::JournalEntry;
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t");
-        std::fs::create_dir_all(target.join("old")).unwrap();
-        std::fs::write(target.join("old/kept.txt"), "previous").unwrap();
-        std::fs::set_permissions(target.join("old"), fs::Permissions::from_mode(0o700)).unwrap();
-        set_mtime_nofollow(&target.join("old"), 1_000_000).unwrap();
-        std::fs::write(target.join("x"), "was a file").unwrap();
-        std::os::unix::fs::symlink("somewhere", target.join("link")).unwrap();
-        let before = tree(&target);
-        let mut tar = tar::Builder::new(Vec::new());
-        let dir_header = || {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            h.set_cksum();
-            h
-        };
-        tar.append_data(&mut dir_header(), "old", &b""[..]).unwrap();
-        for (name, body) in [
-            ("old/kept.txt", "new"),
-            ("old/sub/new.txt", "n"),
-            ("n.txt", "n"),
-            ("link", "now a file"),
-        ] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+/// Writes a sparse file's data segments (the entry's contents, in order)
+/// at their offsets, then sets its length: the holes are never written.
+/// Returns the file's size.
+fn write_sparse<R: Read>(
+    name: &str,
+    entry: &mut tar::Entry<'_, R>,
+    out: &mut File,
+    tmp: &Path,
+    map: &SparseMap,
+    buf: &mut [u8],
+) -> Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    for segment in map.segments() {
+        out.seek(SeekFrom::Start(segment.offset))
+            .map_err(|e| Error::io("seeking in", tmp, e))?;
+        let copied = copy_entry(name, &mut entry.take(segment.len), out, tmp, buf)?;
+        if copied != segment.len {
+            return Err(read_err(
+                name,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "sparse data cut short"),
+            ));
         }
-        tar.append_data(&mut dir_header(), "x", &b""[..]).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, "x/y", &b"y"[..]).unwrap();
-        let bytes = tar.into_inner().unwrap();
-
-        let journal = extract_journaled(&target, &bytes);
-        let root = target.canonicalize().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(root.join("old/kept.txt")).unwrap(),
-            "new"
-        );
-        assert!(root.join("x").is_dir());
-        let entries = journal.entries();
-        assert!(entries.contains(&JournalEntry::Created(root.join("old/sub/new.txt"))));
-        let replaced: Vec<_> = entries
-            .iter()
-            .filter_map(|e| match e {
-                JournalEntry::Replaced { path, .. } => Some(path.clone()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            replaced,
-            vec![root.join("old/kept.txt"), root.join("link"), root.join("x")]
-        );
-        assert_eq!(
-            fs::metadata(root.join("old")).unwrap().permissions().mode() & 0o7777,
-            0o755
-        );
-        let undone = journal.undo().unwrap();
-        assert_eq!(
-            (undone.removed, undone.restored, undone.directories),
-            (5, 3, 1),
-            "{entries:?}"
-        );
-        assert_eq!(tree(&target), before, "exactly as it was, no stash left");
-        let old = fs::metadata(root.join("old")).unwrap();
-        assert_eq!(old.permissions().mode() & 0o7777, 0o700);
-        assert_eq!(
-            std::os::unix::fs::MetadataExt::mtime(&old),
-            1_000_000,
-            "directory metadata back too"
-        );
     }
-
-    #[test]
-    fn settling_a_journal_drops_the_previous_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("t");
-        std::fs::create_dir_all(&target).unwrap();
-        std::fs::write(target.join("a"), "previous").unwrap();
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(3);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, "a", &b"new"[..]).unwrap();
-        let journal = extract_journaled(&target, &tar.into_inner().unwrap());
-        assert_eq!(tree(&target).len(), 2, "the stash beside it");
-        journal.settle().unwrap();
-        assert_eq!(
-            tree(&target),
-            vec![("a".to_string(), "new".to_string())],
-            "only the restored file"
-        );
-    }
-
-    /// (relative name, contents or link target or "dir") of a whole tree.
-    fn tree(root: &Path) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
-            let e = e.unwrap();
-            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-            let ft = e.file_type();
-            let what = if ft.is_symlink() {
-                std::fs::read_link(e.path()).unwrap().display().to_string()
-            } else if ft.is_dir() {
-                "dir".into()
-            } else {
-                std::fs::read_to_string(e.path()).unwrap()
-            };
-            out.push((rel, what));
-        }
-        out
-    }
-
-    /// Extracts `root_tar` into `target`, returning the journal.
-    fn extract_journaled(target: &Path, root_tar: &[u8]) -> RestoreJournal {
-        let journal = RestoreJournal::default();
-        let mut x = Extractor::new(target, Arc::new(crate::progress::NoProgress))
-            .unwrap()
-            .with_journal(journal.clone());
-        x.visit(&mut &root_tar[..]).unwrap();
-        journal
-    }
+    out.set_len(map.size())
+        .map_err(|e| Error::io("setting the size of", tmp, e))?;
+    Ok(map.size())
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

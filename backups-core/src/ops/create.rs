@@ -102,6 +102,7 @@ async fn create_unlocked(
                 .iter()
                 .map(|e| match e.kind {
                     EntryKind::File { size } => size,
+                    EntryKind::Sparse { ref map } => map.size(),
                     _ => 0,
                 })
                 .sum(),

@@ -17,9 +17,10 @@ pub(crate) mod verify;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive};
+use crate::archive::reader::{ArchiveSummary, RootVisitor, read_archive_hashed};
 use crate::catalog::StoreBackups;
 use crate::crypt::{Identities, sniff_age};
+use crate::digest::Hasher;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::progress::Progress;
@@ -112,15 +113,38 @@ pub(crate) async fn scan<V>(
     reader: Box<dyn Read + Send>,
     sealed: Sealed,
     subject: String,
+    visitor: V,
+    progress: Arc<dyn Progress>,
+) -> Result<(ArchiveSummary, V)>
+where
+    V: RootVisitor + Send + 'static,
+{
+    scan_hashed(
+        reader,
+        sealed,
+        subject,
+        visitor,
+        progress,
+        Hasher::default(),
+    )
+    .await
+}
+
+/// [`scan`], computing only the archive digests `hasher` computes.
+pub(crate) async fn scan_hashed<V>(
+    reader: Box<dyn Read + Send>,
+    sealed: Sealed,
+    subject: String,
     mut visitor: V,
     progress: Arc<dyn Progress>,
+    hasher: Hasher,
 ) -> Result<(ArchiveSummary, V)>
 where
     V: RootVisitor + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
         let reader = sealed.open(reader, &subject)?;
-        let summary = read_archive(reader, &subject, Some(&mut visitor), progress)?;
+        let summary = read_archive_hashed(reader, &subject, Some(&mut visitor), progress, hasher)?;
         Ok((summary, visitor))
     })
     .await

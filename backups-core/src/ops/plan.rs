@@ -271,7 +271,11 @@ async fn check_plan(
     check_identity(&checked.metadata, preflight, progress.as_ref())?;
     if !ignore_free_space {
         let space = free_space(&request.target)?;
-        check_space(&request.target, checked.stats.bytes, space)?;
+        check_space(
+            &request.target,
+            checked.stats.bytes - checked.stats.hole_bytes,
+            space,
+        )?;
     }
     Ok(checked)
 }

@@ -18,7 +18,7 @@ use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
 use crate::rewrite::RewriteCounts;
 
-use super::{open_source, scan};
+use super::{open_source, scan, scan_hashed};
 
 /// What this process has already verified of the archive a restore reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,12 +200,20 @@ pub(crate) async fn restore(
     let reader = backups
         .open_restore_source(&request.source, recorded.as_ref())
         .await?;
-    let scanned = scan(
+    // Checked against the sidecar only (no pass-1 digests to match):
+    // SHA-256 alone tells the bytes did not change since pass 1.
+    let hasher = if summary.is_none() && !metadata.sha256.is_empty() {
+        Hasher::sha256_only()
+    } else {
+        Hasher::default()
+    };
+    let scanned = scan_hashed(
         reader,
         sealed,
         subject.clone(),
         visitor,
         Arc::new(NoProgress),
+        hasher,
     )
     .await;
     let (again, visitor) = match scanned {
@@ -285,11 +293,9 @@ pub(crate) async fn check_stored(
     progress: Arc<dyn Progress>,
 ) -> Result<()> {
     let reader = backups.archive_reader(id, meta).await?;
-    // An encrypted object's record is its size and SHA-256.
-    let hasher = match meta.encryption {
-        Some(_) => Hasher::sha256_only(),
-        None => Hasher::default(),
-    };
+    // SHA-256 alone where it is recorded (an encrypted object's record is
+    // its size and SHA-256).
+    let hasher = meta.stored_hasher();
     let subject = id.to_string();
     let digests = tokio::task::spawn_blocking(move || raw_digests(reader, hasher, progress))
         .await

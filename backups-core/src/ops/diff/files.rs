@@ -194,11 +194,13 @@ impl FileDiffer {
     /// Compares every entry of `root`, then lists the covered directories'
     /// live entries the backup lacks.
     pub(super) fn visit_root(&mut self, root: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(crate::archive::HeaderGuard::new(root));
+        let sparse = crate::archive::SparseSlot::default();
+        let guard = crate::archive::HeaderGuard::new(root).with_sparse_maps(sparse.clone());
+        let mut archive = tar::Archive::new(guard);
         let entries = archive.entries().map_err(|e| read_err("(start)", e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| read_err("(header)", e))?;
-            let (name, path, kind) = self.policy.check(&entry)?;
+            let (name, path, kind) = self.policy.check(&entry, sparse.take())?;
             let mode = entry.header().mode().map_err(|e| read_err(&name, e))? & 0o7777;
             let (backup, held) = match kind {
                 CheckedKind::File(size) => {
@@ -209,6 +211,15 @@ impl FileDiffer {
                             io::Error::new(io::ErrorKind::UnexpectedEof, "entry cut short"),
                         ));
                     }
+                    (
+                        FileState::file(size, mode, Some(sha256.clone())),
+                        Held::File { size, mode, sha256 },
+                    )
+                }
+                // Compared as the file it restores to, its holes read as zeros.
+                CheckedKind::Sparse(map) => {
+                    let sha256 = hash_sparse(&mut entry, &map).map_err(|e| read_err(&name, e))?;
+                    let size = map.size();
                     (
                         FileState::file(size, mode, Some(sha256.clone())),
                         Held::File { size, mode, sha256 },
@@ -402,6 +413,35 @@ fn live_state(path: &Path, meta: &fs::Metadata) -> FileState {
 }
 
 /// Bytes read and the hex SHA-256 of everything `reader` holds.
+/// The SHA-256 of a sparse entry's file: its data segments from `entry`,
+/// zeros in the holes (the map is checked: in order, within the size).
+fn hash_sparse(entry: &mut dyn Read, map: &crate::sparse::SparseMap) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let zeros = vec![0u8; 64 * 1024];
+    let feed_zeros = |hasher: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            hasher.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    for seg in map.segments() {
+        feed_zeros(&mut hasher, seg.offset.saturating_sub(pos));
+        let mut left = seg.len;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            entry.read_exact(&mut buf[..k])?;
+            hasher.update(&buf[..k]);
+            left -= k as u64;
+        }
+        pos = seg.end();
+    }
+    feed_zeros(&mut hasher, map.size().saturating_sub(pos));
+    Ok(hex::encode(hasher.finalize()))
+}
+
 fn hash(reader: &mut dyn Read) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
