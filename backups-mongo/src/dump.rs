@@ -17,7 +17,10 @@ use crate::oplog_window::OplogWindow;
 use crate::topology::{self, Member, ReadFrom};
 
 /// Documents per cursor batch.
-const FIND_BATCH: u32 = 2000;
+const FIND_BATCH: u32 = 1000;
+/// Write buffer of each collection's spool file (one per collection dumped
+/// at the same time, beside its cursor batch).
+const SPOOL_BUFFER: usize = 256 * 1024;
 
 /// What to dump.
 #[derive(Debug, Clone, Default)]
@@ -165,7 +168,8 @@ async fn spool_collection(db: Database, name: String) -> Result<(std::fs::File, 
         .batch_size(FIND_BATCH)
         .await
         .map_err(|e| db_error(format!("reading {ns}"), e))?;
-    let mut spool = BufWriter::with_capacity(1 << 20, tempfile::tempfile().map_err(spool_err)?);
+    let mut spool =
+        BufWriter::with_capacity(SPOOL_BUFFER, tempfile::tempfile().map_err(spool_err)?);
     let mut count = 0u64;
     let mut size = 0u64;
     while cursor
