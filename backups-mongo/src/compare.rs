@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::bson_stream::BsonSplitter;
 use crate::client::{db_error, redact_uri};
 use crate::metadata::{CollectionMeta, parse_metadata, read_small};
-use crate::namespace::{DumpPath, Namespaces, dump_path, is_truncated, unescape_collection};
+use crate::namespace::{DumpPath, Namespaces, collection_name, dump_path};
 use sort::{DEFAULT_CHUNK_BYTES, ExternalSort, Sorted};
 
 /// What to compare.
@@ -342,30 +342,6 @@ fn same_value(a: &Bson, b: &Bson) -> bool {
             (Some(x), Some(y)) => x == y,
             _ => a == b,
         },
-    }
-}
-
-/// The collection a dump file belongs to (its real name, from its
-/// metadata or its file name).
-fn collection_name(
-    path: &str,
-    db: &str,
-    stem: &str,
-    meta: Option<&CollectionMeta>,
-    names: &HashMap<(String, String), String>,
-) -> Result<String> {
-    let known = names.get(&(db.to_string(), stem.to_string()));
-    match (meta.and_then(|m| m.name.clone()), known) {
-        (Some(name), _) => Ok(name),
-        (None, Some(name)) => Ok(name.clone()),
-        (None, None) if meta.is_none() && is_truncated(stem) => Err(Error::InvalidArchive {
-            subject: format!("dump/{path}"),
-            reason: "the file name is a truncated collection name and its .metadata.json (which holds the real name) does not come before it".into(),
-        }),
-        (None, None) => unescape_collection(stem).ok_or_else(|| Error::InvalidArchive {
-            subject: format!("dump/{path}"),
-            reason: "the file name is not a percent-escaped collection name".into(),
-        }),
     }
 }
 

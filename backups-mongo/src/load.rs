@@ -22,7 +22,7 @@ use crate::bson_stream::BsonSplitter;
 use crate::client::{db_error, redact_uri};
 use crate::indexes::IndexCatalog;
 use crate::metadata::{CollectionMeta, parse_metadata, read_small};
-use crate::namespace::{DumpPath, Namespaces, dump_path, is_truncated, unescape_collection};
+use crate::namespace::{DumpPath, Namespaces, collection_name, dump_path};
 use crate::replay::{OplogTimestamp, Replay};
 use crate::rewrite::DocumentRewriter;
 
@@ -341,22 +341,8 @@ impl DatabaseLoader for MongoLoader {
             } else {
                 None
             };
-            let key = (src_db.to_string(), stem.to_string());
-            let coll = match (meta.as_ref().and_then(|m| m.name.clone()), names.get(&key)) {
-                (Some(name), _) => name,
-                (None, Some(name)) => name.clone(),
-                (None, None) if !is_meta && is_truncated(stem) => {
-                    return Err(Error::InvalidArchive {
-                        subject: format!("dump/{path}"),
-                        reason: "the file name is a truncated collection name and its .metadata.json (which holds the real name) does not come before it".into(),
-                    });
-                }
-                (None, None) => unescape_collection(stem).ok_or_else(|| Error::InvalidArchive {
-                    subject: format!("dump/{path}"),
-                    reason: "the file name is not a percent-escaped collection name".into(),
-                })?,
-            };
-            names.insert(key, coll.clone());
+            let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
+            names.insert((src_db.to_string(), stem.to_string()), coll.clone());
             let src_ns = format!("{src_db}.{coll}");
             let db_name = self.namespaces.target_db(src_db);
             let ns = format!("{db_name}.{coll}");

@@ -3,7 +3,11 @@
 //! and how dump file paths name them. Used by dump, load and the oplog
 //! replay alike.
 
+use std::collections::HashMap;
+
 use backups_core::{Error, InputKind, Result};
+
+use crate::metadata::CollectionMeta;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// The namespace rules of one dump or load.
@@ -185,6 +189,30 @@ fn globs(patterns: &[String]) -> Result<GlobSet> {
         value: patterns.join(","),
         reason: e.to_string(),
     })
+}
+
+/// The collection a dump file belongs to (its real name, from its
+/// metadata or its file name).
+pub(crate) fn collection_name(
+    path: &str,
+    db: &str,
+    stem: &str,
+    meta: Option<&CollectionMeta>,
+    names: &HashMap<(String, String), String>,
+) -> Result<String> {
+    let known = names.get(&(db.to_string(), stem.to_string()));
+    match (meta.and_then(|m| m.name.clone()), known) {
+        (Some(name), _) => Ok(name),
+        (None, Some(name)) => Ok(name.clone()),
+        (None, None) if meta.is_none() && is_truncated(stem) => Err(Error::InvalidArchive {
+            subject: format!("dump/{path}"),
+            reason: "the file name is a truncated collection name and its .metadata.json (which holds the real name) does not come before it".into(),
+        }),
+        (None, None) => unescape_collection(stem).ok_or_else(|| Error::InvalidArchive {
+            subject: format!("dump/{path}"),
+            reason: "the file name is not a percent-escaped collection name".into(),
+        }),
+    }
 }
 
 #[cfg(test)]
