@@ -23,7 +23,6 @@ mod context;
 mod failure;
 mod hooks;
 mod host;
-mod juju;
 mod keys;
 mod output;
 mod progress;

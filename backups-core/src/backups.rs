@@ -10,19 +10,18 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWrite;
 
-use crate::BackupId;
 use crate::catalog::StoreBackups;
 use crate::crypt::{Encryption, Identities};
 use crate::error::{Error, Result};
 use crate::gc::{self, Garbage};
+use crate::id::BackupId;
 use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::{Metadata, Verification};
 use crate::ops::diff::{DiffReport, DiffRequest};
 use crate::ops::edit::Edit;
-use crate::ops::plan::{PlanReport, RestorePlan};
-use crate::ops::restore::Verified;
+use crate::ops::plan::{PreparedRestore, RestorePlan};
 use crate::ops::verify::VerifyRequest;
-use crate::ops::{self, add, create, diff, download, edit, forget, plan, restore, verify};
+use crate::ops::{add, create, diff, download, edit, forget, plan, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
@@ -114,7 +113,8 @@ impl Backups for StoreBackups {
     }
 
     async fn remove(&self, id: &BackupId) -> Result<()> {
-        ops::locked(self, "remove", self.delete(id)).await
+        self.with_lease("remove", async |_| self.delete(id).await)
+            .await
     }
 
     async fn restore(
@@ -122,12 +122,7 @@ impl Backups for StoreBackups {
         request: RestoreRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport> {
-        let dry_run = request.dry_run;
-        let run = restore::restore(self, request, Verified::Nothing, progress);
-        if dry_run {
-            return run.await;
-        }
-        ops::locked(self, "restore", run).await
+        plan::run(self, RestorePlan::new(request), progress).await
     }
 }
 
@@ -218,13 +213,26 @@ impl StoreBackups {
         forget::forget(self, policy, Some(label)).await
     }
 
-    /// Runs a [`RestorePlan`] while holding the store's lease.
+    /// Runs a [`RestorePlan`]: [`StoreBackups::prepare_restore`], then
+    /// (unless a dry run) [`PreparedRestore::execute`].
     pub async fn run_restore_plan(
         &self,
         plan: RestorePlan,
         progress: Arc<dyn Progress>,
-    ) -> Result<PlanReport> {
+    ) -> Result<RestoreReport> {
         plan::run(self, plan, progress).await
+    }
+
+    /// Checks a restore in full — every entry and digest of the archive,
+    /// identity, version, free space, the old controller down — and
+    /// applies the safety rule ([`crate::Safety`]), changing nothing and
+    /// taking no lease. Inspect the [`PreparedRestore`], then execute it.
+    pub async fn prepare_restore(
+        &self,
+        plan: RestorePlan,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PreparedRestore<'_>> {
+        plan::prepare(self, plan, progress).await
     }
 
     /// Lists garbage older than `min_age` (younger objects may belong to an
@@ -236,7 +244,8 @@ impl StoreBackups {
     /// Deletes what [`StoreBackups::find_garbage`] returned (holding the
     /// store's lease).
     pub async fn delete_garbage(&self, garbage: &[Garbage]) -> Result<()> {
-        ops::locked(self, "gc", gc::delete(self.storage(), garbage)).await
+        self.with_lease("gc", async |_| gc::delete(self.storage(), garbage).await)
+            .await
     }
 
     /// Every lease record in the store, oldest first (unreadable ones are
@@ -263,12 +272,14 @@ impl StoreBackups {
         lease::release(self.storage(), guard).await
     }
 
-    /// Runs `work` while holding the lease, releasing it afterwards whatever
-    /// the outcome.
-    pub async fn with_lease<T, F>(&self, operation: &str, work: F) -> Result<T>
-    where
-        F: Future<Output = Result<T>>,
-    {
-        ops::locked(self, operation, work).await
+    /// Runs `work` while holding the store's lease for `operation`
+    /// (`work` may [`LeaseGuard::check`] that it still holds it), releasing
+    /// the lease afterwards whatever the outcome.
+    pub async fn with_lease<T>(
+        &self,
+        operation: &str,
+        work: impl AsyncFnOnce(&LeaseGuard) -> Result<T>,
+    ) -> Result<T> {
+        lease::with_lease(self.storage(), self.holder(), operation, work).await
     }
 }

@@ -10,7 +10,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::{Error, Identity, Result};
+use crate::error::{Error, Result};
+use crate::host::{host_name, os_series};
+use crate::request::Identity;
 
 /// Juju's data directory on a controller machine.
 pub const JUJU_DATA_DIR: &str = "/var/lib/juju";
@@ -177,6 +179,76 @@ impl JujuAgentConfig {
         identity.version = self.version.clone();
         identity
     }
+}
+
+/// The Juju profile: what a controller's backup takes and leaves out, the
+/// identity it records and what a restore leaves alone, as Juju's own
+/// `create-backup` and `juju-restore` do. The CLI's `--juju` is this.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JujuProfile {
+    /// The controller's data dir (`/var/lib/juju`).
+    pub data_dir: PathBuf,
+    /// Its machine agent's `agent.conf`.
+    pub agent: JujuAgentConfig,
+}
+
+impl JujuProfile {
+    /// Where a Juju controller's MongoDB listens by default.
+    pub const DEFAULT_MONGO_ADDRESS: &'static str = "localhost:37017";
+
+    /// The databases Juju's backups leave out, besides admin, local and
+    /// config (which are never dumped unless named).
+    pub const EXCLUDED_DBS: [&'static str; 1] = ["backups"];
+
+    /// The profile of the controller whose data dir is `data_dir` (its
+    /// machine agent's `agent.conf` is read: [`JujuAgentConfig::find`]).
+    pub fn load(data_dir: impl Into<PathBuf>) -> Result<Self> {
+        let data_dir = data_dir.into();
+        let agent = JujuAgentConfig::find(&data_dir)?;
+        Ok(JujuProfile { data_dir, agent })
+    }
+
+    /// The files a backup takes ([`juju_files`]).
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        juju_files(&self.data_dir)
+    }
+
+    /// The identity a backup of this controller records: agent.conf's
+    /// model, controller, machine and version, this host's name, and the
+    /// series in the name of the agent's tools (else this host's OS
+    /// release).
+    pub fn backup_identity(&self) -> Identity {
+        let mut identity = self.agent.identity();
+        identity.hostname = host_name();
+        identity.series = juju_tools_series(&self.data_dir, &self.agent.tag)
+            .filter(|s| !is_os_name(s))
+            .unwrap_or_else(os_series);
+        identity
+    }
+
+    /// The databases a dump of this controller leaves out.
+    pub fn excluded_dbs() -> Vec<String> {
+        Self::EXCLUDED_DBS.map(String::from).to_vec()
+    }
+
+    /// What a restore leaves alone, as juju-restore does: the logs and
+    /// (unless `include_status_history`) the status history.
+    pub fn restore_ns_excludes(include_status_history: bool) -> Vec<String> {
+        let mut excludes = vec!["logs.*".to_string()];
+        if !include_status_history {
+            excludes.push("juju.statuseshistory".to_string());
+        }
+        excludes
+    }
+}
+
+/// Juju 3 names tools by OS (`3.1.6-ubuntu-amd64`), not by series.
+fn is_os_name(series: &str) -> bool {
+    matches!(
+        series,
+        "ubuntu" | "centos" | "windows" | "opensuse" | "genericlinux" | "osx" | "kubernetes"
+    )
 }
 
 /// `machine-0` -> `0`, `machine-0-lxd-1` -> `0/lxd/1`, `controller-0` -> `0`.

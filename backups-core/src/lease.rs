@@ -390,18 +390,15 @@ pub(crate) async fn release(storage: &Storage, guard: LeaseGuard) -> Result<()> 
 }
 
 /// Runs `work` while holding the lease, releasing it afterwards whatever
-/// the outcome.
-pub(crate) async fn with_lease<T, F>(
+/// the outcome: the one acquire -> work -> release of the crate.
+pub(crate) async fn with_lease<T>(
     storage: &Storage,
     holder: &str,
     operation: &str,
-    work: F,
-) -> Result<T>
-where
-    F: std::future::Future<Output = Result<T>>,
-{
+    work: impl AsyncFnOnce(&LeaseGuard) -> Result<T>,
+) -> Result<T> {
     let guard = acquire(storage, holder, operation, DEFAULT_LEASE_TTL).await?;
-    let result = work.await;
+    let result = work(&guard).await;
     let released = release(storage, guard).await;
     let value = result?;
     released?;

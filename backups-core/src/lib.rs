@@ -56,6 +56,7 @@ mod error;
 mod extract;
 mod files;
 mod gc;
+pub mod host;
 mod id;
 mod journal;
 mod juju;
@@ -96,7 +97,7 @@ pub use crate::{
     gc::{Garbage, GarbageKind},
     id::{BackupId, InvalidId},
     journal::{JournalEntry, RestoreJournal, Undone},
-    juju::{JUJU_DATA_DIR, JujuAgentConfig, juju_files, juju_root, juju_tools_series},
+    juju::{JUJU_DATA_DIR, JujuAgentConfig, JujuProfile, juju_files, juju_root, juju_tools_series},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
         EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
@@ -105,13 +106,13 @@ pub use crate::{
         DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
     },
     ops::edit::Edit,
-    ops::plan::{PlanReport, RestorePlan, SafetyBackup, journal_path},
+    ops::plan::{PreparedRestore, RestorePlan, journal_path},
     ops::preflight::Preflight,
     ops::verify::{DrillDatabase, VerifyRequest},
     progress::{NoProgress, Progress},
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
-        RestoreRequest, RestoreSource,
+        RestoreRequest, RestoreSource, Safety, SafetyBackup,
     },
     retention::{
         Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,

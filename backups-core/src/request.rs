@@ -243,6 +243,15 @@ pub struct RestoreRequest {
     /// the loader, from [`crate::DumpSource::rewrites`]; the oplog replay
     /// and upserted users and roles are not rewritten).
     pub rewrites: Option<Arc<Rewrites>>,
+    /// Whether a safety backup is taken first ([`Safety::Auto`] unless
+    /// the caller opts out).
+    pub safety: Safety,
+    /// For [`Safety::Auto`]: dumps the live database into the safety
+    /// backup (and [`RestoreRequest::database`] loads it back on
+    /// rollback).
+    pub safety_dumper: Option<Arc<dyn DatabaseDumper>>,
+    /// For [`Safety::Auto`]: the identity the safety backup records.
+    pub safety_identity: Option<Identity>,
 }
 
 impl RestoreRequest {
@@ -259,7 +268,38 @@ impl RestoreRequest {
             identities: Identities::none(),
             require_encryption: false,
             rewrites: None,
+            safety: Safety::Auto,
+            safety_dumper: None,
+            safety_identity: None,
         }
+    }
+
+    /// Takes this safety backup first, whatever the target.
+    pub fn with_safety_backup(mut self, safety: SafetyBackup) -> Self {
+        self.safety = Safety::Take(safety);
+        self
+    }
+
+    /// Opts out of the safety backup (explicitly: a failure cannot be
+    /// rolled back, and a killed restore cannot be taken back).
+    pub fn without_safety_backup(mut self) -> Self {
+        self.safety = Safety::Off;
+        self
+    }
+
+    /// For the default safety backup ([`Safety::Auto`]): dumps the live
+    /// database with `dumper` (what the load replaces) so that a rollback
+    /// loads it back.
+    pub fn with_safety_database(mut self, dumper: Arc<dyn DatabaseDumper>) -> Self {
+        self.safety_dumper = Some(dumper);
+        self
+    }
+
+    /// For the default safety backup ([`Safety::Auto`]): the identity it
+    /// records.
+    pub fn with_safety_identity(mut self, identity: Identity) -> Self {
+        self.safety_identity = Some(identity);
+        self
     }
 
     /// Rewrites the old machine's identity as `rewrites` says.
@@ -327,8 +367,93 @@ impl fmt::Debug for RestoreRequest {
             .field("identities", &self.identities)
             .field("require_encryption", &self.require_encryption)
             .field("rewrites", &self.rewrites)
+            .field("safety", &self.safety)
+            .field("safety_dumper", &self.safety_dumper.is_some())
             .finish()
     }
+}
+
+/// What the safety backup holds: the live state the restore will replace.
+/// [`SafetyBackup::new`], then `with_*`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SafetyBackup {
+    /// Live files and directories (restored in place, at `/`, on rollback).
+    pub files: FileSet,
+    /// The live database, dumped into the safety backup.
+    pub dumper: Option<Arc<dyn DatabaseDumper>>,
+    /// Where to load it back on rollback.
+    pub loader: Option<Arc<dyn DatabaseLoader>>,
+    /// Identity recorded in the safety backup.
+    pub identity: Identity,
+    /// Also save what the restore will replace (on by default): the live
+    /// paths under the target that the archive writes (each as itself, a
+    /// symlink as a link) and, with a database, the namespaces the load
+    /// replaces. `files` and the dumper's own choice come on top.
+    pub replaced: bool,
+}
+
+impl SafetyBackup {
+    /// A safety backup of the live `files` (no database), recorded under
+    /// `identity`.
+    pub fn new(files: FileSet, identity: Identity) -> Self {
+        SafetyBackup {
+            files,
+            dumper: None,
+            loader: None,
+            identity,
+            replaced: true,
+        }
+    }
+
+    /// Saves (`true`, the default) or not what the restore will replace,
+    /// on top of `files` (see [`SafetyBackup::replaced`]).
+    pub fn with_replaced(mut self, replaced: bool) -> Self {
+        self.replaced = replaced;
+        self
+    }
+
+    /// Dumps the live database with `dumper` and, on rollback, loads it
+    /// back with `loader`.
+    pub fn with_database(
+        mut self,
+        dumper: Arc<dyn DatabaseDumper>,
+        loader: Arc<dyn DatabaseLoader>,
+    ) -> Self {
+        self.dumper = Some(dumper);
+        self.loader = Some(loader);
+        self
+    }
+}
+
+impl fmt::Debug for SafetyBackup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SafetyBackup")
+            .field("files", &self.files)
+            .field("database", &self.dumper.is_some())
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// Whether a restore takes a safety backup of the live state first (and
+/// rolls back to it when it fails).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum Safety {
+    /// The library's rule, the CLI's default: a restore in place (its
+    /// target is `/`) or one that replaces live files under its target
+    /// takes a safety backup of what it replaces, labelled `pre-restore`,
+    /// recorded under [`RestoreRequest::safety_identity`] (else
+    /// [`Identity::safety_default`]); with a database loader it needs a
+    /// dumper for the live database ([`RestoreRequest::with_safety_database`]).
+    /// A restore into an empty or new directory takes none.
+    #[default]
+    Auto,
+    /// This safety backup, whatever the target.
+    Take(SafetyBackup),
+    /// None: an explicit opt-out (a failure cannot be rolled back).
+    Off,
 }
 
 /// What a restore did (or, for a dry run, would do).
@@ -360,4 +485,7 @@ pub struct RestoreReport {
     /// make) per file and per collection (collections only when a
     /// database is loaded).
     pub rewrites: RewriteCounts,
+    /// The `pre-restore` safety backup the restore took first (the one to
+    /// restore to undo it), if any.
+    pub safety_backup: Option<BackupId>,
 }

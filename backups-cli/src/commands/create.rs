@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use backups_core::{
     ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, JUJU_DATA_DIR,
-    JujuAgentConfig, Metadata, juju_files,
+    Identity, JujuProfile, Metadata,
 };
 use backups_mongo::{DumpOptions, JujuConnection, MongoDumper, ReadFrom};
 use clap::ValueEnum;
@@ -15,7 +15,6 @@ use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
 use crate::hooks::{Hooks, ShellLock};
-use crate::host::{MODEL_UUID_ENV, backup_identity};
 use crate::keys::EncryptArgs;
 use crate::output::{self, out};
 
@@ -92,7 +91,7 @@ pub struct Args {
     pub download: Option<PathBuf>,
     /// Model UUID used in the backup id (default: with --juju agent.conf's,
     /// else derived from the host name).
-    #[arg(long, env = MODEL_UUID_ENV, value_name = "UUID")]
+    #[arg(long, env = backups_core::host::MODEL_UUID_ENV, value_name = "UUID")]
     pub model_uuid: Option<String>,
     /// Controller UUID recorded in the metadata (default: with --juju
     /// agent.conf's, else none).
@@ -165,7 +164,7 @@ impl Args {
     pub fn juju_mongo_address(&self) -> &str {
         self.juju_mongo_address
             .as_deref()
-            .unwrap_or(crate::juju::DEFAULT_MONGO_ADDRESS)
+            .unwrap_or(JujuProfile::DEFAULT_MONGO_ADDRESS)
     }
 }
 
@@ -218,9 +217,7 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
         ));
     }
     let juju = if args.juju {
-        let data_dir = args.juju_data_dir();
-        let agent = JujuAgentConfig::find(&data_dir)?;
-        Some((data_dir, agent))
+        Some(JujuProfile::load(args.juju_data_dir())?)
     } else {
         None
     };
@@ -229,14 +226,14 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
     let mut _juju_connection = None;
     let mut identity = None;
     let mut exclude_dbs = Vec::new();
-    if let Some((data_dir, agent)) = &juju {
-        let mut paths = juju_files(data_dir)?;
+    if let Some(profile) = &juju {
+        let mut paths = profile.files()?;
         paths.append(&mut args.paths);
         args.paths = paths;
-        identity = Some(crate::juju::backup_identity(agent, data_dir));
-        exclude_dbs = crate::juju::EXCLUDED_DBS.map(String::from).to_vec();
+        identity = Some(profile.backup_identity());
+        exclude_dbs = JujuProfile::excluded_dbs();
         if uri.is_none() {
-            let connection = JujuConnection::new(agent, args.juju_mongo_address())?;
+            let connection = JujuConnection::new(&profile.agent, args.juju_mongo_address())?;
             uri = Some(connection.uri().to_string());
             _juju_connection = Some(connection);
         }
@@ -275,7 +272,14 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
             identity.machine = args.machine.unwrap_or(identity.machine);
             identity
         }
-        None => backup_identity(args.model_uuid, args.controller_uuid, args.machine),
+        None => {
+            let mut identity = Identity::this_host(args.model_uuid);
+            identity.controller_uuid = args.controller_uuid.unwrap_or_default();
+            if let Some(machine) = args.machine {
+                identity.machine = machine;
+            }
+            identity
+        }
     };
     let mut request = CreateRequest::new(
         FileSet::new(args.paths).with_excludes(args.excludes),

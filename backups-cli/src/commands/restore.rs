@@ -4,11 +4,11 @@
 mod agent;
 mod plan;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    Backups, DatabaseLoader, DiffReport, ExtractOptions, RestoreReport, RestoreRequest,
+    DatabaseLoader, DiffReport, ExtractOptions, JujuProfile, RestoreReport, RestoreRequest,
     RestoreSource, Rewrites, journal_path, parse_rewrite_rule,
 };
 use backups_mongo::{JujuConnection, LoadOptions, MongoLoader, OplogTimestamp};
@@ -234,7 +234,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "juju", help_heading = "Juju")]
     pub juju_data_dir: Option<PathBuf>,
     /// Where the controller's MongoDB listens.
-    #[arg(long, value_name = "HOST:PORT", default_value = crate::juju::DEFAULT_MONGO_ADDRESS, help_heading = "Juju")]
+    #[arg(long, value_name = "HOST:PORT", default_value = JujuProfile::DEFAULT_MONGO_ADDRESS, help_heading = "Juju")]
     pub juju_mongo_address: String,
     /// Also load juju.statuseshistory (logs.* stay out).
     #[arg(long, requires = "juju", help_heading = "Juju")]
@@ -264,13 +264,13 @@ impl Args {
             .unwrap_or_else(|| self.target.join("var/lib/juju"))
     }
 
-    /// Whether the restore runs as a plan: in place (`--target /`, always
-    /// checked in full and confirmed first), with a hook, a safety path or
-    /// a named target.
+    /// Whether the restore runs with hooks: a stop/start/post-restore
+    /// command, a safety path, a named target or an old controller that
+    /// must be down (then it is confirmed first and always takes a safety
+    /// backup). Whether any other restore takes one is the library's rule
+    /// (in place, or replacing live files: see `backups_core::Safety`).
     fn as_plan(&self) -> bool {
-        let in_place = std::fs::canonicalize(&self.target).is_ok_and(|p| p == Path::new("/"));
-        in_place
-            || !self.stop_cmd.is_empty()
+        !self.stop_cmd.is_empty()
             || self.target_identity.names_target()
             || !self.start_cmd.is_empty()
             || self.post_restore_cmd.is_some()
@@ -291,7 +291,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     // Kept until the restore is done: its CA file is the connection's.
     let mut _juju_connection = None;
     if args.juju {
-        ns_exclude.extend(crate::juju::restore_ns_excludes(
+        ns_exclude.extend(JujuProfile::restore_ns_excludes(
             args.include_status_history,
         ));
         if uri.is_none() {
@@ -342,11 +342,8 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 .with_namespaces(&args.rewrite_ns, &args.ns_exclude)?,
         );
     }
-    let (report, steps) = if args.as_plan() {
-        plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?
-    } else {
-        (ctx.backups.restore(request, ctx.progress()).await?, None)
-    };
+    let (report, steps) =
+        plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?;
     let collections = report.dump_collections;
     if report.dry_run && collections > 0 && uri.is_none() {
         ctx.say(&format!(

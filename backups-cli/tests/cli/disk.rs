@@ -80,33 +80,47 @@ fn full_disks_are_clear_errors_and_lose_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing left in the store: {left:?}");
 
-    // A plan refuses before touching anything: the free-space preflight.
+    // Every restore refuses before touching anything: the free-space
+    // preflight, with a plan (hooks), plainly, and in a dry run (exit 7,
+    // what it needs and what is free).
     let target = disk.0.join("t");
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("keep"), "keep").unwrap();
     let before = snapshot(&disk.0);
+    let t = target.to_str().unwrap();
+    for args in [
+        &["restore", &id, "--target", t, "--stop-cmd", "true", "--no-safety-backup", "--yes"][..],
+        &["restore", &id, "--target", t],
+        &["restore", &id, "--target", t, "--dry-run"],
+    ] {
+        let (code, err) = env.fail(args);
+        assert_eq!(code, 7, "{args:?}: {err}");
+        assert!(
+            err.contains("not enough free disk space: needs 3.6 MiB")
+                && err.contains("free on its filesystem")
+                && err.contains(t),
+            "{args:?}: {err}"
+        );
+        assert_eq!(snapshot(&disk.0), before, "{args:?}: nothing changed");
+    }
+
+    // Past the check (--ignore-free-space) a restore runs out of space
+    // midway: a clear error naming the file, and what it wrote is taken
+    // back (no temporary file, no partial file left behind).
     let (code, err) = env.fail(&[
         "restore",
         &id,
         "--target",
-        target.to_str().unwrap(),
-        "--stop-cmd",
-        "true",
+        t,
+        "--ignore-free-space",
         "--no-safety-backup",
-        "--yes",
     ]);
-    assert_eq!(code, 5, "{err}");
-    assert!(err.contains("not enough free disk space"), "{err}");
-    assert_eq!(snapshot(&disk.0), before, "nothing changed");
-
-    // A plain restore runs out of space midway: a clear error naming the
-    // file, and no temporary file left behind.
-    let (code, err) = env.fail(&["restore", &id, "--target", target.to_str().unwrap()]);
     assert_eq!(code, 7, "{err}");
     assert!(
         err.contains("No space left on device") && err.contains("blob"),
         "{err}"
     );
+    assert_eq!(snapshot(&disk.0), before, "what the restore wrote was taken back");
     let mut temps = Vec::new();
     for e in walk_all(&target) {
         if e.to_string_lossy().contains(".backups-tmp-") {

@@ -3,7 +3,6 @@
 
 use crate::catalog::StoreBackups;
 use crate::error::{Error, Result};
-use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::retention::{ForgetReport, RetentionPolicy};
 
 /// Takes the store's lease once, lists the backups, applies `policy` and
@@ -18,14 +17,8 @@ pub(crate) async fn forget(
     policy: &RetentionPolicy,
     only_label: Option<&str>,
 ) -> Result<ForgetReport> {
-    let guard = lease::acquire(
-        backups.storage(),
-        backups.holder(),
-        "forget",
-        DEFAULT_LEASE_TTL,
-    )
-    .await?;
-    let run = async {
+    backups
+        .with_lease("forget", async |guard| {
         let mut candidates = backups.all_committed().await?;
         if let Some(label) = only_label {
             candidates.retain(|m| m.labels.iter().any(|l| l == label));
@@ -44,11 +37,7 @@ pub(crate) async fn forget(
                 failed.push((id.clone(), e));
             }
         }
-        Ok::<_, Error>(ForgetReport { decision, failed })
-    };
-    let result = run.await;
-    let released = lease::release(backups.storage(), guard).await;
-    let report = result?;
-    released?;
-    Ok(report)
+        Ok(ForgetReport { decision, failed })
+        })
+        .await
 }

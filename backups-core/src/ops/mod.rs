@@ -8,6 +8,7 @@ pub(crate) mod create;
 pub(crate) mod diff;
 pub(crate) mod download;
 pub(crate) mod edit;
+pub(crate) mod execute;
 pub(crate) mod forget;
 pub(crate) mod plan;
 pub(crate) mod preflight;
@@ -149,13 +150,4 @@ where
     })
     .await
     .map_err(|e| Error::task("the archive reader", e))?
-}
-
-/// Runs `work` while holding the store's lease for `operation`.
-pub(crate) async fn locked<T>(
-    backups: &StoreBackups,
-    operation: &str,
-    work: impl Future<Output = Result<T>>,
-) -> Result<T> {
-    crate::lease::with_lease(backups.storage(), backups.holder(), operation, work).await
 }

@@ -145,14 +145,40 @@ pub(crate) fn space_margin(needed: u64, total: u64) -> u64 {
 pub(crate) fn check_space(target: &Path, needed: u64, (free, total): (u64, u64)) -> Result<()> {
     let margin = space_margin(needed, total);
     if free < needed.saturating_add(margin) {
-        return Err(Error::Incompatible {
-            subject: target.display().to_string(),
-            reason: format!(
-                "not enough free disk space: the restore needs {needed} bytes plus a margin of {margin}, but only {free} are free"
+        return Err(Error::Io {
+            action: "restoring into",
+            path: target.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "not enough free disk space: needs {} ({} and a margin of {}), {} free on its filesystem (of {} in all); nothing was written",
+                    size(needed.saturating_add(margin)),
+                    size(needed),
+                    size(margin),
+                    size(free),
+                    size(total)
+                ),
             ),
         });
     }
     Ok(())
+}
+
+/// `3.2 MiB`: a byte count for a message.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // Precision is not needed in a message: f64 is exact to 2^53 bytes.
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]

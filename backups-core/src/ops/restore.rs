@@ -138,6 +138,7 @@ pub(crate) async fn restore(
             existing: check.existing,
             dump_files: check.dump_files,
             rewrites: check.rewritten,
+            safety_backup: None,
         });
     }
     // An interrupted restore is taken back before this one starts.
@@ -281,6 +282,7 @@ pub(crate) async fn restore(
         existing: Vec::new(),
         dump_files: Vec::new(),
         rewrites,
+        safety_backup: None,
     })
 }
 

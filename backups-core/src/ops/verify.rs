@@ -187,12 +187,11 @@ async fn drill(
     if let Some(db) = &request.database {
         restore_request.database = Some(db.loader.clone());
     }
-    let restored = super::locked(
-        backups,
-        "verify",
-        restore(backups, restore_request, Verified::Nothing, progress),
-    )
-    .await;
+    let restored = backups
+        .with_lease("verify", async |_| {
+            restore(backups, restore_request, Verified::Nothing, progress).await
+        })
+        .await;
     // The scratch data goes, whatever happened.
     let dropped = match &request.database {
         Some(db) => drop_scratch(db).await,

@@ -2,12 +2,12 @@
 //! live state, the service hooks and a preflight check of the target; and
 //! the plan's steps as `--dry-run` prints them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuAgentConfig, OrderedServices, Preflight,
-    RestorePlan, RestoreReport, RestoreRequest, SafetyBackup, juju_files,
+    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuProfile, OrderedServices, Preflight,
+    RestorePlan, RestoreReport, RestoreRequest, SafetyBackup,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 
@@ -17,9 +17,11 @@ use crate::failure::Failure;
 use crate::hooks::{Hooks, shell_services};
 use crate::output::{confirm, out};
 
-/// Confirms (unless --yes or --dry-run), runs the plan and returns the
-/// restore's report, and for a dry run with --json its steps (printed
-/// here otherwise).
+/// Confirms (unless --yes or --dry-run) an in-place restore or one with
+/// hooks, prepares the restore (the library checks everything and applies
+/// its safety rule: an in-place restore, or one that replaces live files,
+/// takes a safety backup unless --no-safety-backup), prints a dry run's
+/// steps (or returns them for --json) and executes it.
 pub(super) async fn run(
     ctx: &Context,
     args: &Args,
@@ -28,10 +30,13 @@ pub(super) async fn run(
     loader: Option<Arc<dyn DatabaseLoader>>,
     journal_dir: Option<PathBuf>,
 ) -> Result<(RestoreReport, Option<Vec<String>>), Failure> {
-    if !args.dry_run && !args.yes {
+    let hooks = args.as_plan();
+    let in_place = std::fs::canonicalize(&args.target).is_ok_and(|p| p == Path::new("/"));
+    if !args.dry_run && !args.yes && (hooks || in_place) {
         confirm(&format!(
-            "Restore into {} (services will be stopped)?",
-            args.target.display()
+            "Restore into {}{}?",
+            args.target.display(),
+            if hooks { " (services will be stopped)" } else { "" }
         ))?;
     }
     let live = live_juju(ctx, args);
@@ -39,15 +44,25 @@ pub(super) async fn run(
         Some(live) if args.safety_paths.is_empty() => live.files.clone(),
         _ => args.safety_paths.clone(),
     };
-    let safety = if args.no_safety_backup {
+    let identity = match &live {
+        Some(live) => live.identity.clone(),
+        None => args.target_identity.safety_identity(),
+    };
+    let request = if args.no_safety_backup {
         ctx.say("warning: no safety backup (--no-safety-backup): a failure cannot be rolled back and leaves the services stopped");
-        None
+        request.without_safety_backup()
     } else {
-        let identity = match &live {
-            Some(live) => live.identity.clone(),
-            None => args.target_identity.safety_identity(),
-        };
-        Some(safety_backup(args, uri, &safety_paths, identity, loader).await?)
+        let safety = safety_backup(args, uri, &safety_paths, identity.clone(), loader).await?;
+        if hooks || !safety_paths.is_empty() {
+            request.with_safety_backup(safety)
+        } else {
+            // The library's rule decides (the same one an embedder gets).
+            let request = request.with_safety_identity(identity);
+            match safety.dumper {
+                Some(dumper) => request.with_safety_database(dumper),
+                None => request,
+            }
+        }
     };
     let mut preflight = Preflight::default();
     preflight.target = args.target_identity.identity();
@@ -55,39 +70,34 @@ pub(super) async fn run(
     preflight.allow_downgrade = args.allow_downgrade;
     preflight.ensure_down = args.ensure_down.clone();
     let mut plan = RestorePlan::new(request)
-        .with_services(Arc::new(services(args, ctx.quiet)))
         .with_ignore_free_space(args.ignore_free_space)
-        .with_preflight(preflight);
-    plan.safety = safety;
-    plan.journal_dir = journal_dir;
-    let safety = plan.safety.is_some().then_some(&safety_paths[..]);
-    let done = ctx.backups.run_restore_plan(plan, ctx.progress()).await?;
+        .with_preflight(preflight)
+        .with_journal_dir(journal_dir);
+    if hooks {
+        plan = plan.with_services(Arc::new(services(args, ctx.quiet)));
+    }
+    let prepared = ctx.backups.prepare_restore(plan, ctx.progress()).await?;
     let mut steps = None;
-    if args.dry_run {
-        let planned = plan_steps(args, uri, safety, &done.restore.existing);
+    if args.dry_run && (hooks || in_place || prepared.safety_backup().is_some()) {
+        let safety = prepared.safety_backup().map(|_| &safety_paths[..]);
+        let planned = plan_steps(args, uri, safety, &prepared.check().existing);
         if args.json {
             steps = Some(planned);
         } else {
-            let mut text = String::from(
-                "Plan:
-",
-            );
+            let mut text = String::from("Plan:\n");
             for (i, step) in planned.iter().enumerate() {
-                text.push_str(&format!(
-                    "  {}. {step}
-",
-                    i + 1
-                ));
+                text.push_str(&format!("  {}. {step}\n", i + 1));
             }
             out(&text)?;
         }
     }
+    let done = prepared.execute(ctx.progress()).await?;
     if let Some(id) = &done.safety_backup {
         ctx.say(&format!(
             "Safety backup {id} (label pre-restore) holds the state before this restore"
         ));
     }
-    Ok((done.restore, steps))
+    Ok((done, steps))
 }
 
 /// The safety backup of the live state: --safety-path and, with a MongoDB
@@ -102,8 +112,8 @@ async fn safety_backup(
     // With --juju, what the restore leaves alone need not be saved.
     let (exclude_dbs, exclude_ns) = if args.juju {
         (
-            crate::juju::EXCLUDED_DBS.map(String::from).to_vec(),
-            crate::juju::restore_ns_excludes(args.include_status_history),
+            JujuProfile::excluded_dbs(),
+            JujuProfile::restore_ns_excludes(args.include_status_history),
         )
     } else {
         (Vec::new(), Vec::new())
@@ -143,9 +153,8 @@ fn live_juju(ctx: &Context, args: &Args) -> Option<LiveJuju> {
     if !args.juju {
         return None;
     }
-    let data_dir = args.juju_data_dir();
-    let agent = JujuAgentConfig::find(&data_dir).ok()?;
-    let files = juju_files(&data_dir).unwrap_or_else(|e| {
+    let profile = JujuProfile::load(args.juju_data_dir()).ok()?;
+    let files = profile.files().unwrap_or_else(|e| {
         ctx.say(&format!(
             "warning: the safety backup leaves out the live Juju files: {e}"
         ));
@@ -153,7 +162,7 @@ fn live_juju(ctx: &Context, args: &Args) -> Option<LiveJuju> {
     });
     Some(LiveJuju {
         files,
-        identity: crate::juju::backup_identity(&agent, &data_dir),
+        identity: profile.backup_identity(),
     })
 }
 
