@@ -276,7 +276,7 @@ impl RestoreRequest {
 
     /// Takes this safety backup first, whatever the target.
     pub fn with_safety_backup(mut self, safety: SafetyBackup) -> Self {
-        self.safety = Safety::Take(safety);
+        self.safety = Safety::Take(Box::new(safety));
         self
     }
 
@@ -451,7 +451,7 @@ pub enum Safety {
     #[default]
     Auto,
     /// This safety backup, whatever the target.
-    Take(SafetyBackup),
+    Take(Box<SafetyBackup>),
     /// None: an explicit opt-out (a failure cannot be rolled back).
     Off,
 }

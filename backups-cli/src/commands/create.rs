@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backups_core::{
-    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, JUJU_DATA_DIR,
-    Identity, JujuProfile, Metadata,
+    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Identity, JUJU_DATA_DIR,
+    JujuProfile, Metadata,
 };
 use backups_mongo::{DumpOptions, JujuConnection, MongoDumper, ReadFrom};
 use clap::ValueEnum;
@@ -309,34 +309,15 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
 }
 
 /// The archive compression --compression, --compression-level and
-/// --compression-threads ask for; an out-of-range level is a usage error.
+/// --compression-threads ask for (the library refuses a level out of
+/// range: a usage error).
 fn compression(
     kind: CompressionKind,
     level: Option<u32>,
     threads: usize,
 ) -> Result<ArchiveCompression, Failure> {
-    let bad = |max: u32| {
-        Failure::usage(format!(
-            "--compression-level must be at most {max} for {kind:?}"
-        ))
-    };
     Ok(match kind {
-        CompressionKind::Gzip => {
-            let level = level.unwrap_or(6);
-            if level > 9 {
-                return Err(bad(9));
-            }
-            ArchiveCompression::Gzip { level, threads }
-        }
-        CompressionKind::Zstd => {
-            let level = level.unwrap_or(3).max(1);
-            if level > 19 {
-                return Err(bad(19));
-            }
-            ArchiveCompression::Zstd {
-                level: level as i32,
-                threads,
-            }
-        }
+        CompressionKind::Gzip => ArchiveCompression::gzip(level, threads)?,
+        CompressionKind::Zstd => ArchiveCompression::zstd(level, threads)?,
     })
 }

@@ -89,7 +89,16 @@ fn full_disks_are_clear_errors_and_lose_nothing() {
     let before = snapshot(&disk.0);
     let t = target.to_str().unwrap();
     for args in [
-        &["restore", &id, "--target", t, "--stop-cmd", "true", "--no-safety-backup", "--yes"][..],
+        &[
+            "restore",
+            &id,
+            "--target",
+            t,
+            "--stop-cmd",
+            "true",
+            "--no-safety-backup",
+            "--yes",
+        ][..],
         &["restore", &id, "--target", t],
         &["restore", &id, "--target", t, "--dry-run"],
     ] {
@@ -120,7 +129,11 @@ fn full_disks_are_clear_errors_and_lose_nothing() {
         err.contains("No space left on device") && err.contains("blob"),
         "{err}"
     );
-    assert_eq!(snapshot(&disk.0), before, "what the restore wrote was taken back");
+    assert_eq!(
+        snapshot(&disk.0),
+        before,
+        "what the restore wrote was taken back"
+    );
     let mut temps = Vec::new();
     for e in walk_all(&target) {
         if e.to_string_lossy().contains(".backups-tmp-") {

@@ -330,6 +330,13 @@ fn juju_profile_backs_up_and_restores_a_controller_over_tls_with_auth() {
         tls_mongo(&admin_uri, state).trim(),
         r#"[["0", "1", "2"], ["0", "1", "2", "3", "4"], ["live"]]"#
     );
+    // That restore replaced the live files the first one wrote: the
+    // library's rule took a safety backup of them (and of the collections
+    // the load replaced), without hooks.
+    let rule = safety_backup(&env);
+    assert!(rule["FileCount"].as_u64().unwrap() >= 25, "{rule}");
+    assert!(rule["Databases"].get("juju.machines").is_some(), "{rule}");
+    env.ok(&["remove", rule["ID"].as_str().unwrap()]);
 
     // No live agent.conf under the (new) target: the backup's is used.
     tls_mongo(&admin_uri, live);

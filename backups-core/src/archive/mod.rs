@@ -56,6 +56,52 @@ impl Default for ArchiveCompression {
     }
 }
 
+impl ArchiveCompression {
+    /// gzip at `level` (0 stores, 9 is smallest; `None`: 6, gzip's
+    /// default) on `threads` threads (0: one per core); a level above 9 is
+    /// refused.
+    pub fn gzip(level: Option<u32>, threads: usize) -> crate::error::Result<Self> {
+        let level = level.unwrap_or(6);
+        if level > 9 {
+            return Err(bad_level(
+                level,
+                "gzip levels are 0 (store) to 9 (smallest)",
+            ));
+        }
+        Ok(ArchiveCompression::Gzip { level, threads })
+    }
+
+    /// zstd at `level` (1 is fastest, 19 smallest; `None`: 3, zstd's
+    /// default) on `threads` threads (0: one per core); 0 and levels above
+    /// 19 are refused.
+    pub fn zstd(level: Option<u32>, threads: usize) -> crate::error::Result<Self> {
+        let level = level.unwrap_or(3);
+        match i32::try_from(level) {
+            Ok(level @ 1..=19) => Ok(ArchiveCompression::Zstd { level, threads }),
+            _ => Err(bad_level(
+                level,
+                "zstd levels are 1 (fastest) to 19 (smallest)",
+            )),
+        }
+    }
+
+    /// The name the CLI and config file give it: `gzip` or `zstd`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ArchiveCompression::Gzip { .. } => "gzip",
+            ArchiveCompression::Zstd { .. } => "zstd",
+        }
+    }
+}
+
+fn bad_level(level: u32, reason: &str) -> crate::error::Error {
+    crate::error::Error::InvalidInput {
+        what: crate::error::InputKind::CompressionLevel,
+        value: level.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 pub(crate) fn resolve_threads(threads: usize) -> usize {
     if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -65,12 +65,16 @@ async fn run_locked(
         if now.sha256 != checked.metadata.sha256 || now.checksum != checked.metadata.checksum {
             return Err(Error::Incompatible {
                 subject: id.to_string(),
-                reason: "the backup changed in the store after it was checked: run the restore again".into(),
+                reason:
+                    "the backup changed in the store after it was checked: run the restore again"
+                        .into(),
             });
         }
     }
     let rollback = match &safety {
-        Some(s) => Some(take_safety_backup(backups, s, &request, &checked, progress.clone()).await?),
+        Some(s) => {
+            Some(take_safety_backup(backups, s, &request, &checked, progress.clone()).await?)
+        }
         None => None,
     };
     // Verifying and the safety backup take long: still ours?
@@ -80,7 +84,14 @@ async fn run_locked(
     if let Some(s) = &services {
         s.stop().await?;
     }
-    let undo = match open_undo(&request, &checked, rollback.as_ref(), plan.journal_dir.as_deref()).await {
+    let undo = match open_undo(
+        &request,
+        &checked,
+        rollback.as_ref(),
+        plan.journal_dir.as_deref(),
+    )
+    .await
+    {
         Ok(undo) => undo,
         Err(e) => {
             // Nothing was changed: start the services again.
@@ -90,7 +101,14 @@ async fn run_locked(
             return Err(e);
         }
     };
-    let applied = apply(backups, &request, &undo, services.as_deref(), progress.clone()).await;
+    let applied = apply(
+        backups,
+        &request,
+        &undo,
+        services.as_deref(),
+        progress.clone(),
+    )
+    .await;
     match applied {
         Ok(mut report) => {
             settle(&undo.journal, progress.as_ref());
@@ -99,8 +117,16 @@ async fn run_locked(
         }
         Err(cause) => match rollback {
             Some(rollback) => {
-                roll_back(backups, &request, undo, rollback, services.as_deref(), cause, progress)
-                    .await
+                roll_back(
+                    backups,
+                    &request,
+                    undo,
+                    rollback,
+                    services.as_deref(),
+                    cause,
+                    progress,
+                )
+                .await
             }
             None => {
                 // What this restore wrote is taken back (what it added is

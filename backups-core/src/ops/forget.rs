@@ -19,25 +19,25 @@ pub(crate) async fn forget(
 ) -> Result<ForgetReport> {
     backups
         .with_lease("forget", async |guard| {
-        let mut candidates = backups.all_committed().await?;
-        if let Some(label) = only_label {
-            candidates.retain(|m| m.labels.iter().any(|l| l == label));
-        }
-        let decision = policy.apply(&candidates);
-        let mut failed = Vec::new();
-        for id in &decision.remove {
-            let outcome = match guard.check() {
-                Err(e) => Err(e),
-                Ok(()) if backups.cancellation().is_cancelled() => Err(Error::Cancelled(format!(
-                    "forget was cancelled before removing {id}"
-                ))),
-                Ok(()) => backups.delete(id).await,
-            };
-            if let Err(e) = outcome {
-                failed.push((id.clone(), e));
+            let mut candidates = backups.all_committed().await?;
+            if let Some(label) = only_label {
+                candidates.retain(|m| m.labels.iter().any(|l| l == label));
             }
-        }
-        Ok(ForgetReport { decision, failed })
+            let decision = policy.apply(&candidates);
+            let mut failed = Vec::new();
+            for id in &decision.remove {
+                let outcome = match guard.check() {
+                    Err(e) => Err(e),
+                    Ok(()) if backups.cancellation().is_cancelled() => Err(Error::Cancelled(
+                        format!("forget was cancelled before removing {id}"),
+                    )),
+                    Ok(()) => backups.delete(id).await,
+                };
+                if let Err(e) = outcome {
+                    failed.push((id.clone(), e));
+                }
+            }
+            Ok(ForgetReport { decision, failed })
         })
         .await
 }

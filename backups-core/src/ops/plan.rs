@@ -79,7 +79,7 @@ impl RestorePlan {
     /// Takes this safety backup first (and rolls back to it on failure),
     /// whatever the target: [`RestoreRequest::with_safety_backup`].
     pub fn with_safety(mut self, safety: SafetyBackup) -> Self {
-        self.request.safety = Safety::Take(safety);
+        self.request.safety = Safety::Take(Box::new(safety));
         self
     }
 
@@ -219,10 +219,12 @@ pub(crate) fn in_place(target: &Path) -> bool {
 fn safety_for(request: &RestoreRequest, checked: &RestoreReport) -> Result<Option<SafetyBackup>> {
     match &request.safety {
         Safety::Off => Ok(None),
-        Safety::Take(safety) => Ok(Some(safety.clone())),
+        Safety::Take(safety) => Ok(Some(safety.as_ref().clone())),
         Safety::Auto => {
-            let replaces_live = in_place(&request.target) || !checked.existing.is_empty();
-            if !replaces_live && request.safety_dumper.is_none() {
+            // Files decide: a database load into a new directory is not
+            // protected by default (a caller wanting it names a safety
+            // backup: Safety::Take).
+            if !in_place(&request.target) && checked.existing.is_empty() {
                 return Ok(None);
             }
             let identity = request

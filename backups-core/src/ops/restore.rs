@@ -88,14 +88,25 @@ pub(crate) async fn restore(
                     checker = checker.with_target(target);
                 }
             }
-            let (summary, check) = scan(
+            let scanned = scan(
                 reader,
                 sealed.clone(),
                 subject.clone(),
                 checker,
                 progress.clone(),
             )
-            .await?;
+            .await;
+            let (summary, check) = match (scanned, &request.source, &recorded) {
+                (Ok(scanned), _, _) => scanned,
+                // A stored backup that cannot be read (a flipped byte breaks
+                // decryption or inflation first): the sidecar's digests say
+                // whether the stored bytes changed, the clearer error.
+                (Err(e), RestoreSource::Id(id), Some(meta)) if meta.size > 0 => {
+                    check_stored(backups, id, meta, Arc::new(NoProgress)).await?;
+                    return Err(e);
+                }
+                (Err(e), _, _) => return Err(e),
+            };
             if let Some(meta) = &recorded {
                 meta.check_digests(&subject, &summary.digests)?;
             }

@@ -36,7 +36,11 @@ pub(super) async fn run(
         confirm(&format!(
             "Restore into {}{}?",
             args.target.display(),
-            if hooks { " (services will be stopped)" } else { "" }
+            if hooks {
+                " (services will be stopped)"
+            } else {
+                ""
+            }
         ))?;
     }
     let live = live_juju(ctx, args);
@@ -53,7 +57,7 @@ pub(super) async fn run(
         request.without_safety_backup()
     } else {
         let safety = safety_backup(args, uri, &safety_paths, identity.clone(), loader).await?;
-        if hooks || !safety_paths.is_empty() {
+        if hooks {
             request.with_safety_backup(safety)
         } else {
             // The library's rule decides (the same one an embedder gets).
