@@ -80,7 +80,7 @@ pub struct Args {
     /// Only print what would be kept and removed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print JSON: {"keep": [{"ID", "Reasons"}], "remove": [{"ID"}]}.
+    /// Print JSON: {"Keep": [{"ID", "Reasons"}], "Remove": [{"ID"}]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -157,7 +157,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     some_failed(first_error, "some backups could not be removed (see above)")
 }
 
-/// `{"keep": [{"ID": ..., "Reasons": [...]}], "remove": [{"ID": ...}]}`.
+/// `{"Keep": [{"ID": ..., "Reasons": [...]}], "Remove": [{"ID": ...}]}`.
 fn decision_json(d: &Decision) -> serde_json::Value {
     let keep: Vec<_> = d
         .keep
@@ -169,7 +169,7 @@ fn decision_json(d: &Decision) -> serde_json::Value {
         .iter()
         .map(|id| json!({"ID": id.as_str()}))
         .collect();
-    json!({"keep": keep, "remove": remove})
+    json!({"Keep": keep, "Remove": remove})
 }
 
 /// Every backup newest first (by id): ID, KEEP or REMOVE, the reasons.

@@ -1,6 +1,6 @@
 //! `backups remove`: backups by id, or all but the newest N.
 
-use backups_core::{BackupId, Backups};
+use backups_core::{BackupId, Backups, GroupBy, KeepCount, RetentionPolicy};
 
 use crate::args::parse_id;
 use crate::context::Context;
@@ -23,9 +23,11 @@ pub struct Args {
         conflicts_with = "keep_latest"
     )]
     pub ids: Vec<String>,
-    /// Remove all backups except the newest N.
-    #[arg(long, value_name = "N")]
-    pub keep_latest: Option<usize>,
+    /// Remove all backups except the newest N: a retention policy
+    /// (`forget --keep-last N --group-by none`), so the newest verified
+    /// backup and `pinned` ones are kept too.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_latest: Option<u32>,
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -34,21 +36,14 @@ pub struct Args {
 /// Removes each backup; one that cannot be removed is reported and the
 /// rest are still tried (the exit code is the first failure's).
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let ids: Vec<BackupId> = match args.keep_latest {
-        Some(n) => ctx
-            .backups
-            .list()
-            .await?
-            .into_iter()
-            .skip(n)
-            .filter_map(|m| m.id)
-            .collect(),
-        None => args
-            .ids
-            .iter()
-            .map(|s| parse_id(s))
-            .collect::<Result<_, _>>()?,
-    };
+    if let Some(n) = args.keep_latest {
+        return keep_latest(ctx, n, args.dry_run).await;
+    }
+    let ids: Vec<BackupId> = args
+        .ids
+        .iter()
+        .map(|s| parse_id(s))
+        .collect::<Result<_, _>>()?;
     if ids.is_empty() {
         out("Nothing to remove.\n")?;
     }
@@ -66,6 +61,47 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 first_error.get_or_insert(f);
             }
         }
+    }
+    some_failed(first_error, "some backups could not be removed (see above)")
+}
+
+/// `--keep-latest N`: the library's retention run (one lease, forget's
+/// protections), printing what it removed and what it kept beyond the N.
+async fn keep_latest(ctx: &Context, n: u32, dry_run: bool) -> CliResult {
+    let policy = RetentionPolicy::new()
+        .with_keep_last(KeepCount::Count(n))
+        .with_group_by(GroupBy::None);
+    let (decision, failed) = if dry_run {
+        (policy.apply(&ctx.backups.list().await?), Vec::new())
+    } else {
+        let report = ctx.backups.forget(&policy).await?;
+        (report.decision, report.failed)
+    };
+    if decision.remove.is_empty() {
+        out("Nothing to remove.\n")?;
+    }
+    for kept in &decision.keep {
+        let protected: Vec<&str> = kept
+            .reasons
+            .iter()
+            .map(String::as_str)
+            .filter(|r| *r != "last backup" && *r != "newest backup")
+            .collect();
+        if !protected.is_empty() {
+            out(&format!("Kept backup {} ({})\n", kept.id, protected.join(", ")))?;
+        }
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    for id in &decision.remove {
+        if !failed.iter().any(|(f, _)| f == id) {
+            out(&format!("{verb} backup {id}\n"))?;
+        }
+    }
+    let mut first_error = None;
+    for (id, e) in failed {
+        let f = Failure::from(e);
+        stderr_line!("error: could not remove {id}: {}", f.message);
+        first_error.get_or_insert(f);
     }
     some_failed(first_error, "some backups could not be removed (see above)")
 }

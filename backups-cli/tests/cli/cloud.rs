@@ -344,7 +344,7 @@ fn labels_verification_and_forget_on_moto() {
     assert_eq!(meta["Verification"]["Ok"], true);
     let plan: Value =
         serde_json::from_str(&run(&["forget", "--keep-last", "1", "--dry-run", "--json"])).unwrap();
-    assert_eq!(plan["remove"], serde_json::json!([{"ID": first}]), "{plan}");
+    assert_eq!(plan["Remove"], serde_json::json!([{"ID": first}]), "{plan}");
     run(&["forget", "--keep-last", "1", "--keep-label", "golden"]);
     let listed = run(&["list"]);
     assert!(

@@ -71,7 +71,7 @@ fn decided(json: &Value) -> (Vec<String>, Vec<String>) {
             .map(|e| e["ID"].as_str().unwrap().to_string())
             .collect()
     };
-    (ids("keep"), ids("remove"))
+    (ids("Keep"), ids("Remove"))
 }
 
 #[test]
@@ -142,11 +142,11 @@ fn json_is_exactly_keep_with_reasons_and_remove() {
     assert_eq!(
         out,
         json!({
-            "keep": [
+            "Keep": [
                 {"ID": ids[0], "Reasons": ["within 3d", "monthly backup", "newest backup"]},
                 {"ID": ids[1], "Reasons": ["within 3d"]},
             ],
-            "remove": [{"ID": ids[2]}, {"ID": ids[3]}],
+            "Remove": [{"ID": ids[2]}, {"ID": ids[3]}],
         })
     );
     assert_eq!(listed(&env), strs(&[&ids[0], &ids[1]]));
@@ -222,15 +222,40 @@ fn the_newest_the_newest_verified_and_pinned_are_never_removed() {
     assert_eq!(
         out,
         json!({
-            "keep": [
+            "Keep": [
                 {"ID": newest, "Reasons": ["newest backup"]},
                 {"ID": good, "Reasons": ["newest verified backup"]},
                 {"ID": pinned, "Reasons": ["pinned"]},
             ],
-            "remove": [{"ID": plain}, {"ID": older_good}, {"ID": oldest}],
+            "Remove": [{"ID": plain}, {"ID": older_good}, {"ID": oldest}],
         })
     );
     assert_eq!(listed(&env), [newest, good, pinned]);
+}
+
+/// `remove --keep-latest` is a retention run with forget's protections:
+/// the newest verified and `pinned` backups stay, whatever N.
+#[test]
+fn remove_keep_latest_never_removes_a_pinned_or_the_newest_verified_backup() {
+    let env = Env::new();
+    let newest = upload(&env, "2024-01-05T00:00:00Z", MODEL, &[]);
+    let plain = upload(&env, "2024-01-04T00:00:00Z", MODEL, &[]);
+    let good = upload(&env, "2024-01-03T00:00:00Z", MODEL, &[]);
+    let pinned = upload(&env, "2024-01-01T00:00:00Z", OTHER_MODEL, &["pinned"]);
+    mark_verified(&env, &good, true);
+    let dry = env.ok(&["remove", "--keep-latest", "1", "--dry-run"]);
+    assert_eq!(
+        dry,
+        format!(
+            "Kept backup {good} (newest verified backup)\nKept backup {pinned} (pinned)\nWould remove backup {plain}\n"
+        )
+    );
+    assert_eq!(listed(&env).len(), 4, "a dry run removes nothing");
+    let done = env.ok(&["remove", "--keep-latest", "1"]);
+    assert!(done.contains(&format!("Removed backup {plain}\n")), "{done}");
+    assert_eq!(listed(&env), [newest, good, pinned]);
+    let (code, err) = env.fail(&["remove", "--keep-latest", "0"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]
@@ -248,7 +273,7 @@ fn keep_label_keeps_the_labelled_backups() {
         "--json",
     ]);
     assert_eq!(
-        out["keep"][1],
+        out["Keep"][1],
         json!({"ID": release, "Reasons": ["has label release"]})
     );
     assert_eq!(decided(&out).1, [other]);
