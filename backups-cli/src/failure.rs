@@ -172,6 +172,8 @@ fn exit_code(e: &Error) -> u8 {
         Error::RollbackFailed { .. } => ROLLBACK_FAILED,
         Error::Hook { .. } => HOOK,
         Error::Encrypted { .. } | Error::NotEncrypted { .. } => ENCRYPTION,
+        Error::VerificationFailed { .. } => VERIFICATION,
+        Error::RetentionFailed { cause, .. } => exit_code(cause),
         Error::Cancelled(_) => INTERRUPTED,
         Error::Internal { .. } => OTHER,
         _ => OTHER,

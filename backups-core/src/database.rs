@@ -443,9 +443,11 @@ pub(crate) async fn drop_added_namespaces(
 /// documents matched by `_id`, indexes by name. [`CollectionDiff::new`],
 /// then set the fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct CollectionDiff {
     /// `db.collection` (the live name, after any database rename).
+    #[serde(rename = "Namespace")]
     pub ns: String,
     /// Documents in the backup's dump.
     pub backup_documents: u64,

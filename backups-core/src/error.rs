@@ -145,6 +145,23 @@ pub enum Error {
         /// Why it was lost.
         reason: String,
     },
+    /// A new backup was committed but failed its verification (a
+    /// schedule's run: retention was not applied, the older backups stay).
+    #[error("backup {id} was made but failed verification: {detail}")]
+    VerificationFailed {
+        /// The backup.
+        id: BackupId,
+        /// What the verification found.
+        detail: String,
+    },
+    /// A retention run could not remove a backup it decided to remove.
+    #[error("retention: removing {id}: {cause}")]
+    RetentionFailed {
+        /// The backup.
+        id: BackupId,
+        /// Why it could not be removed.
+        cause: Box<Error>,
+    },
     /// A restore step failed after services were stopped; the safety backup
     /// was restored and services started again.
     #[error("restore failed and was rolled back to safety backup {safety_backup}: {cause}")]

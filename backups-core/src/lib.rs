@@ -108,7 +108,7 @@ pub use crate::{
     ops::edit::Edit,
     ops::plan::{PreparedRestore, RestorePlan, journal_path},
     ops::preflight::Preflight,
-    ops::verify::{DrillDatabase, VerifyRequest},
+    ops::verify::{DrillDatabase, VerifyRequest, drill_renames},
     progress::{NoProgress, Progress},
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
@@ -120,8 +120,8 @@ pub use crate::{
     },
     rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     schedule::{
-        CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
-        ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
+        BackupJob, BackupSource, CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult,
+        JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
     services::{OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},

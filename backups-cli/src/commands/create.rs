@@ -210,7 +210,16 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 
 /// Makes the backup `args` describe (after the profile was applied);
 /// returns its metadata.
-pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
+pub async fn make(ctx: &Context, args: Args) -> Result<Metadata, Failure> {
+    let request = request(ctx.quiet, args).await?;
+    Ok(ctx.backups.create(request, ctx.progress()).await?)
+}
+
+/// The library's request for the backup `args` describe: the Juju
+/// profile's files and identity, the database dumper (connected), the
+/// labels, compression, encryption and lock hooks. `quiet` silences the
+/// hooks' output.
+pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failure> {
     if !args.juju && (args.juju_data_dir.is_some() || args.juju_mongo_address.is_some()) {
         return Err(Failure::usage(
             "--juju-data-dir and --juju-mongo-address need --juju (or juju = true in the profile)",
@@ -299,13 +308,13 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
             hooks: Hooks {
                 timeout: args.hook_timeout,
                 env: Vec::new(),
-                quiet: ctx.quiet,
+                quiet,
             },
             lock: args.lock_cmd,
             unlock: args.unlock_cmd,
         }));
     }
-    Ok(ctx.backups.create(request, ctx.progress()).await?)
+    Ok(request)
 }
 
 /// The archive compression --compression, --compression-level and

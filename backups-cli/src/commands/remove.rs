@@ -88,7 +88,11 @@ async fn keep_latest(ctx: &Context, n: u32, dry_run: bool) -> CliResult {
             .filter(|r| *r != "last backup" && *r != "newest backup")
             .collect();
         if !protected.is_empty() {
-            out(&format!("Kept backup {} ({})\n", kept.id, protected.join(", ")))?;
+            out(&format!(
+                "Kept backup {} ({})\n",
+                kept.id,
+                protected.join(", ")
+            ))?;
         }
     }
     let verb = if dry_run { "Would remove" } else { "Removed" };

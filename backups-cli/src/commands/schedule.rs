@@ -115,7 +115,7 @@ fn scheduler(
         scheduler = scheduler.with_metrics_file(path);
     }
     for entry in &config.file.schedule {
-        let (cron, job) = job::ScheduledBackup::build(global, config, entry)?;
+        let (cron, job) = job::build(global, config, entry)?;
         scheduler.add_job(&entry.name, cron, entry.catch_up, job)?;
     }
     Ok(scheduler)
@@ -146,9 +146,12 @@ async fn run_jobs(
             }),
             RunResult::Failed(e) => Err(match e.downcast::<Failure>() {
                 Ok(f) => *f,
-                Err(e) => Failure {
-                    message: e.to_string(),
-                    code: OTHER,
+                Err(e) => match e.downcast::<backups_core::Error>() {
+                    Ok(e) => Failure::from(*e),
+                    Err(e) => Failure {
+                        message: e.to_string(),
+                        code: OTHER,
+                    },
                 },
             }),
         };
@@ -190,7 +193,7 @@ fn list(global: &GlobalArgs, config: &Config, args: ListArgs) -> CliResult {
             "Cron": cron.to_string(),
             "Profile": profile,
             "Labels": job::labels_of(entry),
-            "Verify": format!("{:?}", entry.verify).to_lowercase(),
+            "Verify": entry.verify.map_or(json!("none"), |l| json!(l)),
             "CatchUp": entry.catch_up,
             "Retention": entry.retention.is_some(),
             "LastRun": status.last_run.map(rfc3339),

@@ -91,7 +91,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         if args.json {
             results.push(serde_json::json!({
                 "ID": id.to_string(),
-                "Level": format!("{:?}", record.level),
+                "Level": record.level,
                 "Ok": record.ok,
                 "Detail": record.detail,
             }));
@@ -125,31 +125,26 @@ async fn chosen(ctx: &Context, args: &Args) -> Result<Vec<BackupId>, Failure> {
     })
 }
 
-/// A loader into fresh scratch databases, one per database of the dump.
+/// A loader into fresh scratch databases, one per database of the dump
+/// (named by the library: [`backups_core::drill_renames`]).
 pub async fn scratch_databases(uri: &str, meta: &Metadata) -> Result<DrillDatabase, Failure> {
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let mut dbs: Vec<String> = meta
-        .databases
-        .keys()
-        .filter(|ns| !ns.starts_with("oplog"))
-        .filter_map(|ns| ns.split_once('.').map(|(d, _)| d.to_string()))
-        .collect();
-    dbs.dedup();
-    let renames: Vec<(String, String)> = dbs
-        .into_iter()
-        .map(|d| {
-            let scratch = format!("backups_drill_{d}_{}", &suffix[..8]);
-            (d, scratch)
-        })
-        .collect();
+    let renames = backups_core::drill_renames(meta);
+    let loader = scratch_loader(uri, &renames).await?;
+    Ok(DrillDatabase { loader, renames })
+}
+
+/// A loader that loads each dump database into its scratch database.
+pub async fn scratch_loader(
+    uri: &str,
+    renames: &[(String, String)],
+) -> Result<std::sync::Arc<dyn DatabaseLoader>, Failure> {
     let loader = MongoLoader::connect(
         uri,
         LoadOptions {
-            db_rename: renames.clone(),
+            db_rename: renames.to_vec(),
             ..Default::default()
         },
     )
     .await?;
-    let loader: std::sync::Arc<dyn DatabaseLoader> = std::sync::Arc::new(loader);
-    Ok(DrillDatabase { loader, renames })
+    Ok(std::sync::Arc::new(loader))
 }

@@ -16,6 +16,7 @@ pub mod show;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use backups_core::VerifyLevel;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::{Failure, USAGE, io_failure};
@@ -112,9 +113,9 @@ pub struct ScheduleEntry {
     pub labels: Vec<String>,
     /// Applied after each successful create.
     pub retention: Option<Retention>,
-    /// Run after each create: none, stored, read-data or drill.
-    #[serde(default)]
-    pub verify: VerifyChoice,
+    /// Run after each create: none (`None`), stored, read-data or drill.
+    #[serde(default, deserialize_with = "verify_level")]
+    pub verify: Option<VerifyLevel>,
     /// Where a drill makes its scratch directory.
     pub scratch_dir: Option<PathBuf>,
     /// Run a missed run once at start.
@@ -122,19 +123,22 @@ pub struct ScheduleEntry {
     pub catch_up: bool,
 }
 
-/// `verify = "none" | "stored" | "read-data" | "drill"`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerifyChoice {
-    /// No verification.
-    #[default]
-    None,
-    /// The stored bytes against the sidecar.
-    Stored,
-    /// Every entry read.
-    ReadData,
-    /// Restored into scratch space and compared.
-    Drill,
+/// `verify = "none" | "stored" | "read-data" | "drill"`: the library's
+/// [`VerifyLevel`] (kebab-case), or `none`.
+fn verify_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<VerifyLevel>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Choice {
+        Level(VerifyLevel),
+        Word(String),
+    }
+    match Choice::deserialize(d)? {
+        Choice::Level(level) => Ok(Some(level)),
+        Choice::Word(w) if w == "none" => Ok(None),
+        Choice::Word(w) => Err(serde::de::Error::custom(format!(
+            "unknown verify level {w:?}: expected none, stored, read-data or drill"
+        ))),
+    }
 }
 
 /// A retention policy, keys named like `backups forget`'s flags.
@@ -285,7 +289,7 @@ mod tests {
         assert_eq!(p.compression, Some(Compression::Zstd));
         assert_eq!(p.store_option["virtual_hosted_style_request"], "false");
         let s = &file.schedule[0];
-        assert_eq!(s.verify, VerifyChoice::ReadData);
+        assert_eq!(s.verify, Some(VerifyLevel::ReadData));
         let r = s.retention.as_ref().unwrap();
         assert_eq!(r.keep_daily, Some(Keep::Count(7)));
         assert_eq!(r.keep_weekly, Some(Keep::Word("unlimited".into())));

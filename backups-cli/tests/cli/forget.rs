@@ -252,7 +252,10 @@ fn remove_keep_latest_never_removes_a_pinned_or_the_newest_verified_backup() {
     );
     assert_eq!(listed(&env).len(), 4, "a dry run removes nothing");
     let done = env.ok(&["remove", "--keep-latest", "1"]);
-    assert!(done.contains(&format!("Removed backup {plain}\n")), "{done}");
+    assert!(
+        done.contains(&format!("Removed backup {plain}\n")),
+        "{done}"
+    );
     assert_eq!(listed(&env), [newest, good, pinned]);
     let (code, err) = env.fail(&["remove", "--keep-latest", "0"]);
     assert_eq!(code, 2, "{err}");

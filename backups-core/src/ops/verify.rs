@@ -47,6 +47,27 @@ impl fmt::Debug for DrillDatabase {
     }
 }
 
+/// The scratch databases a drill of the backup `meta` loads into: one per
+/// database of its dump, `backups_drill_<db>_<8 random hex digits>`
+/// (dump database -> scratch database; every one is dropped afterwards).
+pub fn drill_renames(meta: &Metadata) -> Vec<(String, String)> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let mut dbs: Vec<String> = meta
+        .databases
+        .keys()
+        .filter(|ns| !ns.starts_with("oplog"))
+        .filter_map(|ns| ns.split_once('.').map(|(d, _)| d.to_string()))
+        .collect();
+    dbs.sort();
+    dbs.dedup();
+    dbs.into_iter()
+        .map(|d| {
+            let scratch = format!("backups_drill_{d}_{}", &suffix[..8]);
+            (d, scratch)
+        })
+        .collect()
+}
+
 /// What to verify, how.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

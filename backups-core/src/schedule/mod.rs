@@ -9,6 +9,7 @@
 //! [`Scheduler`] never prints: it reports each event to a callback.
 
 mod cron;
+mod job;
 mod runner;
 mod status;
 
@@ -22,6 +23,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub use self::cron::CronSchedule;
+pub use self::job::{BackupJob, BackupSource};
 pub use self::runner::Scheduler;
 pub use self::status::{JobStatus, metrics_text, status_path};
 

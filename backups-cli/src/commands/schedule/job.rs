@@ -1,38 +1,49 @@
-//! One schedule's job: make a backup with the schedule's profile and
-//! labels, verify it at the schedule's level, then apply its retention
-//! policy to the schedule's own backups.
+//! One schedule's job: the library's [`BackupJob`] (create -> verify ->
+//! retention) over the backups this schedule's profile describes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use backups_core::{
-    CancellationToken, CronSchedule, Job, JobError, JobFuture, JobOutcome, RetentionPolicy,
-    VerifyLevel, VerifyRequest,
+    BackupJob, BackupSource, CancellationToken, CreateRequest, CronSchedule, DatabaseLoader, Job,
+    JobError,
 };
-use time::OffsetDateTime;
 
 use crate::args::{GlobalArgs, ProgressMode};
 use crate::commands::{create, verify};
-use crate::config::{Config, ScheduleEntry, VerifyChoice, apply};
+use crate::config::{Config, ScheduleEntry, apply};
 use crate::context::Context;
-use crate::failure::{Failure, OTHER, VERIFICATION};
+use crate::failure::Failure;
 
-/// What a scheduled backup is made with, resolved when the service starts.
+/// What a scheduled backup is made with, resolved when the service starts:
+/// the `create` flags the profile gives.
 #[derive(Debug, Clone)]
-pub struct ScheduledBackup {
-    name: String,
-    global: GlobalArgs,
+struct ProfileSource {
     create: create::Args,
-    verify: VerifyChoice,
-    scratch_dir: Option<PathBuf>,
-    retention: Option<RetentionPolicy>,
+}
+
+#[async_trait]
+impl BackupSource for ProfileSource {
+    async fn create_request(&self) -> Result<CreateRequest, JobError> {
+        Ok(create::request(true, self.create.clone()).await?)
+    }
+
+    async fn drill_loader(
+        &self,
+        renames: &[(String, String)],
+    ) -> Result<Option<Arc<dyn DatabaseLoader>>, JobError> {
+        match self.create.mongo.uri()? {
+            Some(uri) => Ok(Some(verify::scratch_loader(&uri, renames).await?)),
+            None => Ok(None),
+        }
+    }
 }
 
 /// The labels a schedule's backups get: its own, then `scheduled` and
 /// `schedule:<name>` (the profile's come first, added in `build`).
 pub fn labels_of(entry: &ScheduleEntry) -> Vec<String> {
     let mut labels = entry.labels.clone();
-    for l in ["scheduled".to_string(), format!("schedule:{}", entry.name)] {
+    for l in BackupJob::labels(&entry.name) {
         if !labels.contains(&l) {
             labels.push(l);
         }
@@ -40,105 +51,46 @@ pub fn labels_of(entry: &ScheduleEntry) -> Vec<String> {
     labels
 }
 
-impl ScheduledBackup {
-    /// The schedule's cron expression and job: the global flags, then the
-    /// schedule's profile (else the selected one), then the defaults.
-    pub fn build(
-        global: &GlobalArgs,
-        config: &Config,
-        entry: &ScheduleEntry,
-    ) -> Result<(CronSchedule, Arc<dyn Job>), Failure> {
-        let cron = CronSchedule::parse(&entry.cron).map_err(|e| {
-            Failure::usage(format!(
-                "schedule {} in {}: {e}",
-                entry.name,
-                config.describe()
-            ))
-        })?;
-        let wanted = entry.profile.as_deref().or(global.profile.as_deref());
-        let (_, profile) = config.profile(wanted)?;
-        let mut global = global.clone();
-        apply::global(&mut global, &profile);
-        global.progress = ProgressMode::None;
-        global.quiet = true;
-        let mut create = create::from_env()?;
-        apply::create(&mut create, &profile);
-        let mut labels = create.labels.clone();
-        for l in labels_of(entry) {
-            if !labels.contains(&l) {
-                labels.push(l);
-            }
+/// The schedule's cron expression and job: the global flags, then the
+/// schedule's profile (else the selected one), then the defaults.
+pub fn build(
+    global: &GlobalArgs,
+    config: &Config,
+    entry: &ScheduleEntry,
+) -> Result<(CronSchedule, Arc<dyn Job>), Failure> {
+    let cron = CronSchedule::parse(&entry.cron).map_err(|e| {
+        Failure::usage(format!(
+            "schedule {} in {}: {e}",
+            entry.name,
+            config.describe()
+        ))
+    })?;
+    let wanted = entry.profile.as_deref().or(global.profile.as_deref());
+    let (_, profile) = config.profile(wanted)?;
+    let mut global = global.clone();
+    apply::global(&mut global, &profile);
+    global.progress = ProgressMode::None;
+    global.quiet = true;
+    let mut create = create::from_env()?;
+    apply::create(&mut create, &profile);
+    for l in labels_of(entry) {
+        if !create.labels.contains(&l) {
+            create.labels.push(l);
         }
-        create.labels = labels;
-        if create.notes.is_empty() {
-            create.notes = format!("scheduled backup ({})", entry.name);
-        }
-        let job = ScheduledBackup {
-            name: entry.name.clone(),
-            global,
-            create,
-            verify: entry.verify,
-            scratch_dir: entry.scratch_dir.clone(),
-            retention: entry
-                .retention
-                .as_ref()
-                .map(|r| super::retention::policy(&entry.name, r))
-                .transpose()?,
-        };
-        Ok((cron, Arc::new(job)))
     }
-
-    async fn once(self, cancel: CancellationToken) -> Result<JobOutcome, Failure> {
-        let ctx = Context::new(&self.global, false, cancel)?;
-        let meta = create::make(&ctx, self.create.clone()).await?;
-        let id = meta.id.clone().ok_or_else(|| Failure {
-            message: "created backup has no id".into(),
-            code: OTHER,
-        })?;
-        let mut outcome = JobOutcome::backup(id.to_string(), meta.size);
-        if let Some(level) = level(self.verify) {
-            let mut request = VerifyRequest::new(level);
-            if let Some(dir) = &self.scratch_dir {
-                request = request.with_scratch_dir(dir);
-            }
-            if level == VerifyLevel::Drill
-                && let Some(uri) = self.create.mongo.uri()?
-            {
-                request = request.with_database(verify::scratch_databases(&uri, &meta).await?);
-            }
-            let record = ctx.backups.verify(&id, &request, ctx.progress()).await?;
-            if !record.ok {
-                // Retention is not applied: the older backups stay.
-                return Err(Failure {
-                    message: format!(
-                        "backup {id} was made but failed verification: {}",
-                        record.detail
-                    ),
-                    code: VERIFICATION,
-                });
-            }
-            outcome = outcome.with_verified(record.time.unwrap_or_else(OffsetDateTime::now_utc));
-        }
-        if let Some(retention) = &self.retention {
-            let detail = super::retention::apply(&ctx, &self.name, retention).await?;
-            outcome = outcome.with_detail(detail);
-        }
-        Ok(outcome)
-    }
-}
-
-impl Job for ScheduledBackup {
-    fn run(&self, cancel: CancellationToken) -> JobFuture {
-        let me = self.clone();
-        Box::pin(async move { me.once(cancel).await.map_err(|f| Box::new(f) as JobError) })
-    }
-}
-
-fn level(choice: VerifyChoice) -> Option<VerifyLevel> {
-    match choice {
-        VerifyChoice::None => None,
-        VerifyChoice::Stored => Some(VerifyLevel::Stored),
-        VerifyChoice::ReadData => Some(VerifyLevel::ReadData),
-        VerifyChoice::Drill => Some(VerifyLevel::Drill),
-    }
+    let backups = Context::new(&global, false, CancellationToken::new())?.backups;
+    let retention = entry
+        .retention
+        .as_ref()
+        .map(|r| super::retention::policy(&entry.name, r))
+        .transpose()?;
+    let job = BackupJob::new(
+        entry.name.clone(),
+        backups,
+        Arc::new(ProfileSource { create }),
+    )
+    .with_verify(entry.verify)
+    .with_scratch_dir(entry.scratch_dir.clone())
+    .with_retention(retention);
+    Ok((cron, Arc::new(job)))
 }

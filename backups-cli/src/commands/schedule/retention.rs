@@ -8,7 +8,6 @@ use std::str::FromStr;
 use backups_core::{GroupBy, KeepCount, RetentionDuration, RetentionPolicy};
 
 use crate::config::{Keep, Retention};
-use crate::context::Context;
 use crate::failure::Failure;
 
 /// The policy the table describes; a bad value or an empty policy is a
@@ -56,31 +55,4 @@ pub fn policy(name: &str, r: &Retention) -> Result<RetentionPolicy, Failure> {
         )));
     }
     Ok(policy)
-}
-
-/// Applies `policy` to schedule `name`'s backups; returns what it did, for
-/// the log. A backup that could not be removed fails the run.
-pub async fn apply(ctx: &Context, name: &str, policy: &RetentionPolicy) -> Result<String, Failure> {
-    let report = ctx
-        .backups
-        .forget_labelled(policy, &format!("schedule:{name}"))
-        .await?;
-    if let Some((id, e)) = report.failed.into_iter().next() {
-        let mut failure = Failure::from(e);
-        failure.message = format!("retention: removing {id}: {}", failure.message);
-        return Err(failure);
-    }
-    let removed = &report.decision.remove;
-    Ok(match removed.len() {
-        0 => format!("retention kept all {}", report.decision.keep.len()),
-        n => format!(
-            "retention kept {} and removed {n}: {}",
-            report.decision.keep.len(),
-            removed
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
 }

@@ -48,10 +48,11 @@ pub enum FileKind {
 
 /// One side of a [`FileDifference`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct FileState {
     /// What it is.
-    #[serde(rename = "type")]
+    #[serde(rename = "Type")]
     pub kind: FileKind,
     /// Size in bytes (regular files).
     pub size: Option<u64>,
@@ -59,6 +60,7 @@ pub struct FileState {
     pub mode: Option<String>,
     /// SHA-256 of the contents, hex (regular files; on the live side only
     /// when the sizes are equal).
+    #[serde(rename = "SHA256")]
     pub sha256: Option<String>,
     /// A symlink's target.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +96,7 @@ impl FileState {
 
 /// A path both sides have, differently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct FileDifference {
     /// The path under the target, as the backup names it (no leading `/`).
@@ -108,6 +111,7 @@ pub struct FileDifference {
 
 /// How many paths fall in each group.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct FileCounts {
     /// Paths only the backup has.
@@ -124,6 +128,7 @@ pub struct FileCounts {
 /// are relative to the target, as the backup names them; an only-live
 /// directory ends in `/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct FilesDiff {
     /// The size of each group.

@@ -80,6 +80,7 @@ impl fmt::Debug for DiffRequest {
 /// How a backup and the live state differ (`backups diff --json` prints
 /// it as it is).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct DiffReport {
     /// The backup id or archive file compared.
