@@ -12,8 +12,8 @@ use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::BackupId;
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 use crate::lease;
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::request::{ArchiveSource, RestoreSource};

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use crate::BackupId;
+use crate::id::BackupId;
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::BackupId;
 use crate::digest::Digests;
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 
 /// The checksum format Juju records for its SHA-1 checksums.
 pub(crate) const CHECKSUM_FORMAT: &str = "SHA-1, base64 encoded";

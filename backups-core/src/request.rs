@@ -11,13 +11,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::BackupId;
 use crate::archive::ArchiveCompression;
 use crate::crypt::{Encryption, Identities};
 use crate::database::{BackupLock, DatabaseDumper, DatabaseLoader, LoadSummary};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractOptions, ExtractStats};
 use crate::files::FileSet;
+use crate::id::BackupId;
 use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
 use crate::rewrite::{RewriteCounts, Rewrites};

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::BackupId;
+use crate::id::BackupId;
 use crate::metadata::Metadata;
 
 /// The label that keeps a backup whatever the policy says.
@@ -345,7 +345,7 @@ pub struct ForgetReport {
     pub decision: Decision,
     /// The backups of [`Decision::remove`] that could not be removed, and
     /// why; the others were removed.
-    pub failed: Vec<(BackupId, crate::Error)>,
+    pub failed: Vec<(BackupId, crate::error::Error)>,
 }
 
 /// One backup as the policy sees it.

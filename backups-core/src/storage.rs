@@ -26,8 +26,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig};
 use url::Url;
 
-use crate::BackupId;
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 use crate::metadata::Metadata;
 
 /// A store of backups: an object store and a key prefix.

@@ -7,11 +7,12 @@ use async_trait::async_trait;
 
 use super::{archive_bytes, assert_same_tree, request, restore_to};
 use crate::archive::writer::ArchiveWriter;
+use crate::backups::Backups;
+use crate::database::{DatabaseDumper, DumpEntry, DumpSink, DumpSummary};
+use crate::error::{Error, Result};
+use crate::progress::NoProgress;
+use crate::request::ArchiveSource;
 use crate::test_util::{MODEL, sample_tree};
-use crate::{
-    ArchiveSource, Backups, DatabaseDumper, DumpEntry, DumpSink, DumpSummary, Error, NoProgress,
-    Result,
-};
 
 /// create -> list -> metadata -> get -> restore -> remove.
 pub async fn create_list_restore_remove(b: &dyn Backups) {

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
 use crate::crypt::AGE_MAGIC;
+use crate::crypt::{Encryption, Identities, generate_identity};
 use crate::digest::Hasher;
-use crate::{
-    Backups, Encryption, Error, Identities, NoProgress, RestoreRequest, RestoreSource,
-    StoreBackups, generate_identity,
-};
+use crate::error::Error;
+use crate::progress::NoProgress;
+use crate::request::{RestoreRequest, RestoreSource};
 
 use super::{archive_bytes, assert_same_tree, request};
 

@@ -8,7 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::{BackupId, Backups, Edit, Error, NoProgress, StoreBackups, VerifyLevel, VerifyRequest};
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Error;
+use crate::id::BackupId;
+use crate::metadata::VerifyLevel;
+use crate::ops::edit::Edit;
+use crate::ops::verify::VerifyRequest;
+use crate::progress::NoProgress;
 
 use super::{archive_bytes, request};
 

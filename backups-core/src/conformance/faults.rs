@@ -9,9 +9,15 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::{all_keys, archive_bytes, random_tree, request, restore_to, with_faults};
 use crate::archive::writer::ArchiveWriter;
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Error;
 use crate::fault::FaultPlan;
+use crate::progress::NoProgress;
+use crate::request::ArchiveSource;
+use crate::storage::Storage;
 use crate::test_util::{MODEL, sample_tree};
-use crate::{ArchiveSource, Backups, Error, NoProgress, Storage, StoreBackups, UploadOptions};
+use crate::upload::UploadOptions;
 
 /// A tampered archive is refused by restore and download, and download
 /// leaves no output file behind.
@@ -67,7 +73,7 @@ pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
 /// store ends with one sidecar naming an intact archive that matches it.
 pub async fn concurrent_adds_of_one_id_stay_consistent(storage: Storage) {
     let b = StoreBackups::new(storage.clone());
-    let mut meta = crate::Metadata {
+    let mut meta = crate::metadata::Metadata {
         format_version: 1,
         started: Some(time::macros::datetime!(2024-05-06 07:08:09 UTC)),
         model_uuid: MODEL.into(),

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::request;
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::progress::NoProgress;
+use crate::storage::Storage;
 use crate::test_util::sample_tree;
-use crate::{Backups, NoProgress, Storage, StoreBackups};
 
 /// gc finds orphan archives and sidecars without archives, never a
 /// committed backup's archive, and deletes only what it listed.

@@ -3,8 +3,12 @@
 use std::sync::Arc;
 
 use super::request;
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Error;
+use crate::progress::NoProgress;
+use crate::storage::Storage;
 use crate::test_util::sample_tree;
-use crate::{Backups, Error, NoProgress, Storage, StoreBackups};
 
 /// The store's lease: a live one refuses a second holder (naming the first),
 /// a stale one is taken over, and restore/remove hold it.

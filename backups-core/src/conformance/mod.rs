@@ -16,12 +16,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Result;
 use crate::fault::{FaultPlan, FaultStore};
+use crate::files::FileSet;
+use crate::id::BackupId;
+use crate::progress::NoProgress;
+use crate::request::{CreateRequest, Identity, RestoreRequest, RestoreSource};
+use crate::storage::Storage;
 use crate::test_util::{MODEL, noise};
-use crate::{
-    BackupId, Backups, CreateRequest, FileSet, Identity, NoProgress, RestoreRequest, RestoreSource,
-    Result, Storage, StoreBackups,
-};
 
 pub mod contract;
 pub mod crypt;
@@ -55,7 +59,7 @@ pub fn request(paths: Vec<PathBuf>) -> CreateRequest {
 }
 
 /// Restores backup `id` (files only) into `target`.
-async fn restore_to(b: &dyn Backups, id: &BackupId, target: &Path) -> Result<crate::RestoreReport> {
+async fn restore_to(b: &dyn Backups, id: &BackupId, target: &Path) -> Result<crate::request::RestoreReport> {
     b.restore(
         RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf()),
         Arc::new(NoProgress),

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::BackupId;
 use crate::catalog::StoreBackups;
 use crate::crypt::Identities;
 use crate::digest::{Digests, Hasher, HashingWriter};
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 use crate::metadata::Metadata;
 use crate::progress::Progress;
 use crate::request::ArchiveStream;

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use crate::BackupId;
 use crate::catalog::StoreBackups;
 use crate::error::{Error, Result};
+use crate::id::BackupId;
 use crate::lease;
 use crate::metadata::{Metadata, Verification};
 

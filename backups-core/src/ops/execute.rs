@@ -4,10 +4,15 @@
 //! hook -> start; a failure after the stop rolls back to the safety
 //! backup. Each step is one function.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::catalog::StoreBackups;
-use crate::database::{DatabaseLoader, drop_added_namespaces, namespaces_before};
+use crate::database::{
+    DatabaseDumper, DatabaseLoader, OnlyNamespaces, drop_added_namespaces, namespaces_before,
+};
+use crate::files::FileSet;
 use crate::error::{Error, Result};
 use crate::extract::ExtractOptions;
 use crate::id::BackupId;
@@ -18,7 +23,6 @@ use crate::request::{CreateRequest, RestoreReport, RestoreRequest, RestoreSource
 use crate::services::ServiceController;
 
 use super::create;
-use super::plan::{PreparedRestore, journal_path, saved_state};
 use super::restore::{self, Verified};
 
 /// The safety backup taken, and how to load its database back.
@@ -33,9 +37,101 @@ struct Undo {
     journal: Option<RestoreJournal>,
 }
 
+/// The journal of a restore whose safety backup is `safety_backup`:
+/// `<dir>/restore-<safety_backup>.journal`. Restoring that safety backup
+/// with it (see [`RestoreRequest::undo_journal`]) takes its changes back.
+pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
+    dir.join(format!("restore-{safety_backup}.journal"))
+}
+
+/// A restore that has been checked and has changed nothing yet:
+/// [`StoreBackups::prepare_restore`]. Look at what it will do
+/// ([`PreparedRestore::check`], [`PreparedRestore::safety_backup`]),
+/// then [`PreparedRestore::execute`] it (or drop it).
+pub struct PreparedRestore<'a> {
+    pub(super) backups: &'a StoreBackups,
+    pub(super) request: RestoreRequest,
+    pub(super) services: Option<Arc<dyn ServiceController>>,
+    pub(super) journal_dir: Option<PathBuf>,
+    pub(super) safety: Option<SafetyBackup>,
+    pub(super) checked: RestoreReport,
+}
+
+impl fmt::Debug for PreparedRestore<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedRestore")
+            .field("request", &self.request)
+            .field("services", &self.services.is_some())
+            .field("journal_dir", &self.journal_dir)
+            .field("safety", &self.safety)
+            .field("checked", &self.checked)
+            .finish()
+    }
+}
+
+impl PreparedRestore<'_> {
+    /// The check's report: what would be restored (files, bytes, the dump),
+    /// the live paths it replaces ([`RestoreReport::existing`]) and the
+    /// replacements the rewrite rules would make.
+    pub fn check(&self) -> &RestoreReport {
+        &self.checked
+    }
+
+    /// The safety backup the restore takes first (the library's rule for
+    /// [`Safety::Auto`] already applied), or `None`.
+    pub fn safety_backup(&self) -> Option<&SafetyBackup> {
+        self.safety.as_ref()
+    }
+
+    /// The live paths the safety backup saves (those the restore replaces
+    /// and the safety backup's own), empty without one.
+    pub fn saved_paths(&self) -> Vec<PathBuf> {
+        match &self.safety {
+            Some(s) => {
+                let files = saved_state(s, &self.checked, None).0;
+                files.paths.into_iter().chain(files.single).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Runs the restore while holding the store's lease: the safety
+    /// backup, stop, load and extract (journaled), post-restore hook,
+    /// start; a failure rolls back to the safety backup. A dry run's
+    /// preparation is returned as it is.
+    pub async fn execute(self, progress: Arc<dyn Progress>) -> Result<RestoreReport> {
+        if self.request.dry_run {
+            return Ok(self.checked);
+        }
+        execute(self, progress).await
+    }
+}
+
+/// What the safety backup saves: its own files and dumper and, unless
+/// told not to, what the checked restore will replace.
+fn saved_state(
+    safety: &SafetyBackup,
+    checked: &RestoreReport,
+    loader: Option<&dyn DatabaseLoader>,
+) -> (FileSet, Option<Arc<dyn DatabaseDumper>>) {
+    if !safety.replaced {
+        return (safety.files.clone(), safety.dumper.clone());
+    }
+    let mut files = safety.files.clone();
+    files.single.extend(checked.existing.iter().cloned());
+    let dumper = safety.dumper.clone().map(|dumper| {
+        let namespaces = match loader {
+            Some(l) => l.replaced_namespaces(&checked.dump_files),
+            None => crate::database::dump_namespaces(&checked.dump_files),
+        };
+        Arc::new(OnlyNamespaces { dumper, namespaces }) as Arc<dyn DatabaseDumper>
+    });
+    (files, dumper)
+}
+
 /// [`PreparedRestore::execute`] for a real run: takes the lease, runs, and
 /// gives the lease back whatever the outcome.
-pub(super) async fn execute(
+async fn execute(
     prepared: PreparedRestore<'_>,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
@@ -54,11 +150,12 @@ async fn run_locked(
 ) -> Result<RestoreReport> {
     let PreparedRestore {
         backups,
-        plan,
+        request,
+        services,
+        journal_dir,
         safety,
         checked,
     } = prepared;
-    let request = plan.request;
     // What was checked is what is restored: the sidecar did not change.
     if let RestoreSource::Id(id) = &request.source {
         let now = backups.committed(id).await?;
@@ -79,7 +176,6 @@ async fn run_locked(
     };
     // Verifying and the safety backup take long: still ours?
     lease.check()?;
-    let services = plan.services;
     // A stop that fails has started again what it stopped.
     if let Some(s) = &services {
         s.stop().await?;
@@ -88,7 +184,7 @@ async fn run_locked(
         &request,
         &checked,
         rollback.as_ref(),
-        plan.journal_dir.as_deref(),
+        journal_dir.as_deref(),
     )
     .await
     {
@@ -192,7 +288,7 @@ async fn open_undo(
     request: &RestoreRequest,
     checked: &RestoreReport,
     rollback: Option<&Rollback>,
-    journal_dir: Option<&std::path::Path>,
+    journal_dir: Option<&Path>,
 ) -> Result<Undo> {
     let namespaces = match (&request.database, rollback) {
         (Some(db), Some(_)) => Some(namespaces_before(db.as_ref(), &checked.dump_files).await?),

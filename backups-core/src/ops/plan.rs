@@ -25,15 +25,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::catalog::StoreBackups;
-use crate::database::{DatabaseDumper, DatabaseLoader, OnlyNamespaces};
 use crate::error::{Error, Result};
 use crate::files::FileSet;
-use crate::id::BackupId;
 use crate::progress::Progress;
 use crate::request::{Identity, RestoreReport, RestoreRequest, Safety, SafetyBackup};
 use crate::services::ServiceController;
 
-use super::execute;
+use super::execute::PreparedRestore;
 use super::preflight::{Preflight, check_down, check_identity, check_space, free_space};
 use super::restore::{self, Verified};
 
@@ -115,72 +113,6 @@ impl fmt::Debug for RestorePlan {
     }
 }
 
-/// The journal of a restore whose safety backup is `safety_backup`:
-/// `<dir>/restore-<safety_backup>.journal`. Restoring that safety backup
-/// with it (see [`RestoreRequest::undo_journal`]) takes its changes back.
-pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
-    dir.join(format!("restore-{safety_backup}.journal"))
-}
-
-/// A restore that has been checked and has changed nothing yet:
-/// [`StoreBackups::prepare_restore`]. Look at what it will do
-/// ([`PreparedRestore::check`], [`PreparedRestore::safety_backup`]),
-/// then [`PreparedRestore::execute`] it (or drop it).
-pub struct PreparedRestore<'a> {
-    pub(super) backups: &'a StoreBackups,
-    pub(super) plan: RestorePlan,
-    pub(super) safety: Option<SafetyBackup>,
-    pub(super) checked: RestoreReport,
-}
-
-impl fmt::Debug for PreparedRestore<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreparedRestore")
-            .field("plan", &self.plan)
-            .field("safety", &self.safety)
-            .field("checked", &self.checked)
-            .finish()
-    }
-}
-
-impl PreparedRestore<'_> {
-    /// The check's report: what would be restored (files, bytes, the dump),
-    /// the live paths it replaces ([`RestoreReport::existing`]) and the
-    /// replacements the rewrite rules would make.
-    pub fn check(&self) -> &RestoreReport {
-        &self.checked
-    }
-
-    /// The safety backup the restore takes first (the library's rule for
-    /// [`Safety::Auto`] already applied), or `None`.
-    pub fn safety_backup(&self) -> Option<&SafetyBackup> {
-        self.safety.as_ref()
-    }
-
-    /// The live paths the safety backup saves (those the restore replaces
-    /// and the safety backup's own), empty without one.
-    pub fn saved_paths(&self) -> Vec<PathBuf> {
-        match &self.safety {
-            Some(s) => {
-                let files = saved_state(s, &self.checked, None).0;
-                files.paths.into_iter().chain(files.single).collect()
-            }
-            None => Vec::new(),
-        }
-    }
-
-    /// Runs the restore while holding the store's lease: the safety
-    /// backup, stop, load and extract (journaled), post-restore hook,
-    /// start; a failure rolls back to the safety backup. A dry run's
-    /// preparation is returned as it is.
-    pub async fn execute(self, progress: Arc<dyn Progress>) -> Result<RestoreReport> {
-        if self.plan.request.dry_run {
-            return Ok(self.checked);
-        }
-        execute::execute(self, progress).await
-    }
-}
-
 /// Verifies the archive in full and runs every preflight check (identity,
 /// version, free space, old controller down), then applies the safety
 /// rule; changes nothing, takes no lease.
@@ -203,7 +135,9 @@ pub(crate) async fn prepare<'a>(
     }
     Ok(PreparedRestore {
         backups,
-        plan,
+        request: plan.request,
+        services: plan.services,
+        journal_dir: plan.journal_dir,
         safety,
         checked,
     })
@@ -247,28 +181,6 @@ fn safety_for(request: &RestoreRequest, checked: &RestoreReport) -> Result<Optio
             Ok(Some(safety))
         }
     }
-}
-
-/// What the safety backup saves: its own files and dumper and, unless
-/// told not to, what the checked restore will replace.
-pub(super) fn saved_state(
-    safety: &SafetyBackup,
-    checked: &RestoreReport,
-    loader: Option<&dyn DatabaseLoader>,
-) -> (FileSet, Option<Arc<dyn DatabaseDumper>>) {
-    if !safety.replaced {
-        return (safety.files.clone(), safety.dumper.clone());
-    }
-    let mut files = safety.files.clone();
-    files.single.extend(checked.existing.iter().cloned());
-    let dumper = safety.dumper.clone().map(|dumper| {
-        let namespaces = match loader {
-            Some(l) => l.replaced_namespaces(&checked.dump_files),
-            None => crate::database::dump_namespaces(&checked.dump_files),
-        };
-        Arc::new(OnlyNamespaces { dumper, namespaces }) as Arc<dyn DatabaseDumper>
-    });
-    (files, dumper)
 }
 
 /// Runs a [`RestorePlan`]: [`prepare`], then (unless a dry run) execute.

@@ -5,13 +5,13 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::BackupId;
 use crate::archive::reader::RootVisitor;
 use crate::catalog::StoreBackups;
 use crate::database::{DumpForwarder, drop_added_namespaces, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::{Extractor, RootCheck};
+use crate::id::BackupId;
 use crate::journal::RestoreJournal;
 use crate::metadata::Metadata;
 use crate::progress::{NoProgress, Progress};

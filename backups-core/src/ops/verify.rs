@@ -15,12 +15,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::BackupId;
 use crate::catalog::StoreBackups;
 use crate::crypt::Identities;
 use crate::database::DatabaseLoader;
 use crate::error::{Error, Result};
 use crate::extract::ExtractOptions;
+use crate::id::BackupId;
 use crate::metadata::{Metadata, Verification, VerifyLevel};
 use crate::progress::Progress;
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
