@@ -59,7 +59,11 @@ pub fn request(paths: Vec<PathBuf>) -> CreateRequest {
 }
 
 /// Restores backup `id` (files only) into `target`.
-async fn restore_to(b: &dyn Backups, id: &BackupId, target: &Path) -> Result<crate::request::RestoreReport> {
+async fn restore_to(
+    b: &dyn Backups,
+    id: &BackupId,
+    target: &Path,
+) -> Result<crate::request::RestoreReport> {
     b.restore(
         RestoreRequest::new(RestoreSource::Id(id.clone()), target.to_path_buf()),
         Arc::new(NoProgress),

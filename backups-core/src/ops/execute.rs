@@ -12,12 +12,13 @@ use crate::catalog::StoreBackups;
 use crate::database::{
     DatabaseDumper, DatabaseLoader, OnlyNamespaces, drop_added_namespaces, namespaces_before,
 };
-use crate::files::FileSet;
 use crate::error::{Error, Result};
 use crate::extract::ExtractOptions;
+use crate::files::FileSet;
 use crate::id::BackupId;
 use crate::journal::RestoreJournal;
 use crate::lease::LeaseGuard;
+use crate::metadata::Metadata;
 use crate::progress::Progress;
 use crate::request::{CreateRequest, RestoreReport, RestoreRequest, RestoreSource, SafetyBackup};
 use crate::services::ServiceController;
@@ -156,18 +157,7 @@ async fn run_locked(
         safety,
         checked,
     } = prepared;
-    // What was checked is what is restored: the sidecar did not change.
-    if let RestoreSource::Id(id) = &request.source {
-        let now = backups.committed(id).await?;
-        if now.sha256 != checked.metadata.sha256 || now.checksum != checked.metadata.checksum {
-            return Err(Error::Incompatible {
-                subject: id.to_string(),
-                reason:
-                    "the backup changed in the store after it was checked: run the restore again"
-                        .into(),
-            });
-        }
-    }
+    unchanged(backups, &request.source, &checked.metadata).await?;
     let rollback = match &safety {
         Some(s) => {
             Some(take_safety_backup(backups, s, &request, &checked, progress.clone()).await?)
@@ -225,31 +215,56 @@ async fn run_locked(
                 .await
             }
             None => {
-                // What this restore wrote is taken back (what it added is
-                // removed, what it replaced put back), so that a full disk
-                // or a bad entry leaves the target as it was; the database
-                // is left as the load left it.
-                if let Some(journal) = &undo.journal {
-                    match journal.undo() {
-                        Ok(undone) => progress.warn(&format!(
-                            "took back what the failed restore wrote: removed {} paths, put back {}",
-                            undone.removed, undone.restored
-                        )),
-                        Err(e) => progress.warn(&format!(
-                            "could not take back what the failed restore wrote: {e}"
-                        )),
-                    }
-                }
-                // Without a safety backup the state is half restored:
-                // starting on it could make things worse.
-                if services.is_some() {
-                    progress.warn(
-                        "the services were left stopped: the restore failed after they were stopped and there is no safety backup to go back to; fix the cause and restore again",
-                    );
-                }
+                take_back(&undo, services.is_some(), progress.as_ref());
                 Err(cause)
             }
         },
+    }
+}
+
+/// What was checked is what is restored: the stored backup's sidecar did
+/// not change since (under the lease now).
+async fn unchanged(
+    backups: &StoreBackups,
+    source: &RestoreSource,
+    checked: &Metadata,
+) -> Result<()> {
+    if let RestoreSource::Id(id) = source {
+        let now = backups.committed(id).await?;
+        if now.sha256 != checked.sha256 || now.checksum != checked.checksum {
+            return Err(Error::Incompatible {
+                subject: id.to_string(),
+                reason:
+                    "the backup changed in the store after it was checked: run the restore again"
+                        .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A restore without a safety backup failed: what it wrote is taken back
+/// (what it added is removed, what it replaced put back), so that a full
+/// disk or a bad entry leaves the target as it was; the database is left
+/// as the load left it, and stopped services stay stopped.
+fn take_back(undo: &Undo, stopped: bool, progress: &dyn Progress) {
+    if let Some(journal) = &undo.journal {
+        match journal.undo() {
+            Ok(undone) => progress.warn(&format!(
+                "took back what the failed restore wrote: removed {} paths, put back {}",
+                undone.removed, undone.restored
+            )),
+            Err(e) => progress.warn(&format!(
+                "could not take back what the failed restore wrote: {e}"
+            )),
+        }
+    }
+    // Without a safety backup the state is half restored: starting on it
+    // could make things worse.
+    if stopped {
+        progress.warn(
+            "the services were left stopped: the restore failed after they were stopped and there is no safety backup to go back to; fix the cause and restore again",
+        );
     }
 }
 
