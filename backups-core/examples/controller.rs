@@ -180,10 +180,8 @@ async fn scheduled_backups(
     let mut scheduler = Scheduler::new(dir.join("state")).on_event(move |event| {
         println!("scheduler: {event}");
         match event {
-            ScheduleEvent::Succeeded { .. } => {
-                if seen.0.fetch_add(1, Ordering::SeqCst) + 1 >= 3 {
-                    stop.cancel();
-                }
+            ScheduleEvent::Succeeded { .. } if seen.0.fetch_add(1, Ordering::SeqCst) + 1 >= 3 => {
+                stop.cancel();
             }
             ScheduleEvent::Failed { .. } => {
                 seen.1.fetch_add(1, Ordering::SeqCst);
