@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::{BackupLock, Error, OrderedServices, Result, ServiceStep};
+use backups_core::{Error, OrderedLock, OrderedServices, Result, ServiceStep};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// How hooks run: their time limit, extra environment and output.
@@ -211,28 +211,50 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// `create --lock-cmd CMD --unlock-cmd CMD`: shell commands that quiesce
-/// the controller's writers around a backup. The unlock runs whatever
-/// happened, with `BACKUPS_BACKUP_OK=1` or `0`.
-pub struct ShellLock {
-    /// Runs the hooks (timeout, output, environment).
-    pub hooks: Hooks,
-    /// `--lock-cmd`.
-    pub lock: Option<String>,
-    /// `--unlock-cmd`.
-    pub unlock: Option<String>,
+/// `create --lock-cmd CMD... --unlock-cmd CMD...`: shell commands that
+/// quiesce the controller's writers around a backup, as the library's
+/// [`OrderedLock`]: the locks run in the order given, and a lock failing
+/// part-way unlocks what the locks that ran locked (one unlock per lock,
+/// in reverse order: exactly those; else every unlock). The unlocks run
+/// whatever happened, in the order given, with `BACKUPS_BACKUP_OK=1` or `0`.
+pub fn shell_lock(hooks: Hooks, lock: &[String], unlock: &[String]) -> OrderedLock {
+    let hooks = Arc::new(hooks);
+    let steps = |hook: &'static str, commands: &[String]| {
+        commands
+            .iter()
+            .map(|c| {
+                Arc::new(LockStep {
+                    hooks: hooks.clone(),
+                    hook,
+                    command: c.clone(),
+                }) as Arc<dyn ServiceStep>
+            })
+            .collect::<Vec<_>>()
+    };
+    OrderedLock::new(steps("lock", lock), steps("unlock", unlock))
+}
+
+/// One lock hook: a shell command; an unlock sees the backup's outcome.
+struct LockStep {
+    hooks: Arc<Hooks>,
+    hook: &'static str,
+    command: String,
 }
 
 #[async_trait]
-impl BackupLock for ShellLock {
-    async fn lock(&self) -> Result<()> {
-        self.hooks.run("lock", &self.lock, &[]).await
+impl ServiceStep for LockStep {
+    fn describe(&self) -> String {
+        format!("{}: `{}`", self.hook, self.command)
     }
 
-    async fn unlock(&self, ok: bool) -> Result<()> {
-        let ok = if ok { "1" } else { "0" };
+    async fn run(&self, failed: bool) -> Result<()> {
+        let env: &[(&str, &str)] = match (self.hook, failed) {
+            ("lock", _) => &[],
+            (_, true) => &[("BACKUPS_BACKUP_OK", "0")],
+            (_, false) => &[("BACKUPS_BACKUP_OK", "1")],
+        };
         self.hooks
-            .run("unlock", &self.unlock, &[("BACKUPS_BACKUP_OK", ok)])
+            .run(self.hook, &Some(self.command.clone()), env)
             .await
     }
 }

@@ -348,7 +348,9 @@ pub struct LoadSummary {
 /// whatever its outcome, so that files and database describe one moment.
 #[async_trait]
 pub trait BackupLock: Send + Sync {
-    /// Stops the writers; a failure stops the backup before it starts.
+    /// Stops the writers; a failure stops the backup before it starts. A
+    /// lock that fails part-way has undone what it did (unlock is not
+    /// called after a failed lock).
     async fn lock(&self) -> Result<()>;
     /// Lets them go on; `ok` says whether the backup was committed.
     async fn unlock(&self, ok: bool) -> Result<()>;

@@ -124,7 +124,7 @@ pub use crate::{
         BackupJob, BackupSource, CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult,
         JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
-    services::{OrderedServices, ServiceController, ServiceStep},
+    services::{OrderedLock, OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,
 };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::database::BackupLock;
 use crate::error::Result;
 
 /// The embedding controller's services, stopped around a restore.
@@ -70,14 +71,79 @@ impl fmt::Debug for OrderedServices {
     }
 }
 
+/// The steps of `undo` that take back the first `done` of `done_steps`:
+/// with one undo step per step, given in reverse order, the last `done`
+/// of them; else all of them.
+fn undoing<'a>(
+    undo: &'a [Arc<dyn ServiceStep>],
+    done_steps: &[Arc<dyn ServiceStep>],
+    done: usize,
+) -> &'a [Arc<dyn ServiceStep>] {
+    if undo.len() == done_steps.len() {
+        &undo[undo.len() - done.min(undo.len())..]
+    } else {
+        undo
+    }
+}
+
 impl OrderedServices {
     /// The start steps that undo the first `stopped` stop steps.
     fn undoing(&self, stopped: usize) -> &[Arc<dyn ServiceStep>] {
-        if self.start.len() == self.stop.len() {
-            &self.start[self.start.len() - stopped..]
-        } else {
-            &self.start
+        undoing(&self.start, &self.stop, stopped)
+    }
+}
+
+/// A [`BackupLock`] from ordered steps across nodes (BOSH's consistent
+/// backup: lock every node, then dump, then unlock in reverse): `lock`
+/// runs in the order given; `unlock` runs every step in the order given,
+/// each with `true` when the backup was not committed. A lock step that
+/// fails stops the lock and unlocks what the lock steps that ran locked
+/// (the failing one included: it may have locked part of what it locks):
+/// with one unlock step per lock step, given in reverse order, exactly
+/// those; else every unlock step.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct OrderedLock {
+    /// Steps that lock, in order.
+    pub lock: Vec<Arc<dyn ServiceStep>>,
+    /// Steps that unlock, in order.
+    pub unlock: Vec<Arc<dyn ServiceStep>>,
+}
+
+impl OrderedLock {
+    /// A lock of these steps.
+    pub fn new(lock: Vec<Arc<dyn ServiceStep>>, unlock: Vec<Arc<dyn ServiceStep>>) -> Self {
+        OrderedLock { lock, unlock }
+    }
+}
+
+impl fmt::Debug for OrderedLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |steps: &[Arc<dyn ServiceStep>]| -> Vec<String> {
+            steps.iter().map(|s| s.describe()).collect()
+        };
+        f.debug_struct("OrderedLock")
+            .field("lock", &names(&self.lock))
+            .field("unlock", &names(&self.unlock))
+            .finish()
+    }
+}
+
+#[async_trait]
+impl BackupLock for OrderedLock {
+    async fn lock(&self) -> Result<()> {
+        for (done, step) in self.lock.iter().enumerate() {
+            if let Err(e) = step.run(false).await {
+                // Best effort: the lock's own failure is what is reported.
+                let _ = run_all(undoing(&self.unlock, &self.lock, done + 1), true).await;
+                return Err(e);
+            }
         }
+        Ok(())
+    }
+
+    async fn unlock(&self, ok: bool) -> Result<()> {
+        run_all(&self.unlock, !ok).await
     }
 }
 

@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, OTHER};
-use crate::hooks::{Hooks, ShellLock};
+use crate::hooks::{Hooks, shell_lock};
 use crate::keys::EncryptArgs;
 use crate::output::{self, out};
 
@@ -126,13 +126,17 @@ pub struct Args {
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     /// Run this (sh -c) before reading anything, to quiesce the
-    /// controller's writers (BOSH's pre-backup-lock).
+    /// controller's writers (BOSH's pre-backup-lock). Repeatable, run in
+    /// the order given (lock every node, then back up): one failing stops
+    /// the backup and unlocks what was locked.
     #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
-    pub lock_cmd: Option<String>,
+    pub lock_cmd: Vec<String>,
     /// Run this after the backup, whatever happened (even after Ctrl-C);
-    /// it sees BACKUPS_BACKUP_OK=1 or 0.
+    /// it sees BACKUPS_BACKUP_OK=1 or 0. Repeatable, run in the order
+    /// given: give one per --lock-cmd, in reverse order, and a lock failing
+    /// part-way unlocks exactly what it locked.
     #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
-    pub unlock_cmd: Option<String>,
+    pub unlock_cmd: Vec<String>,
     /// How long a lock hook may run before its process group is killed.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
     pub hook_timeout: std::time::Duration,
@@ -303,16 +307,17 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
     )?);
     request.database = database;
     request.encryption = args.encrypt.encryption()?;
-    if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
-        request.lock = Some(Arc::new(ShellLock {
-            hooks: Hooks {
-                timeout: args.hook_timeout,
-                env: Vec::new(),
-                quiet,
-            },
-            lock: args.lock_cmd,
-            unlock: args.unlock_cmd,
-        }));
+    if !args.lock_cmd.is_empty() || !args.unlock_cmd.is_empty() {
+        let hooks = Hooks {
+            timeout: args.hook_timeout,
+            env: Vec::new(),
+            quiet,
+        };
+        request.lock = Some(Arc::new(shell_lock(
+            hooks,
+            &args.lock_cmd,
+            &args.unlock_cmd,
+        )));
     }
     Ok(request)
 }

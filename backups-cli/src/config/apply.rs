@@ -55,10 +55,10 @@ pub fn create(args: &mut create::Args, p: &Profile) {
     if args.compression_level.is_none() {
         args.compression_level = p.compression_level;
     }
-    if args.lock_cmd.is_none() {
+    if args.lock_cmd.is_empty() {
         args.lock_cmd.clone_from(&p.lock_cmd);
     }
-    if args.unlock_cmd.is_none() {
+    if args.unlock_cmd.is_empty() {
         args.unlock_cmd.clone_from(&p.unlock_cmd);
     }
     args.juju |= p.juju.unwrap_or(false);

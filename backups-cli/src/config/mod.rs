@@ -76,10 +76,12 @@ pub struct Profile {
     pub recipients: Vec<String>,
     /// --recipients-file.
     pub recipients_file: Option<PathBuf>,
-    /// --lock-cmd.
-    pub lock_cmd: Option<String>,
-    /// --unlock-cmd.
-    pub unlock_cmd: Option<String>,
+    /// --lock-cmd: one command or a list, run in order.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub lock_cmd: Vec<String>,
+    /// --unlock-cmd: one command or a list, run in order.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub unlock_cmd: Vec<String>,
     /// --juju.
     pub juju: Option<bool>,
     /// --juju-data-dir.
@@ -121,6 +123,20 @@ pub struct ScheduleEntry {
     /// Run a missed run once at start.
     #[serde(default)]
     pub catch_up: bool,
+}
+
+/// A string or a list of strings (`lock_cmd = "..."` or `["...", "..."]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// `verify = "none" | "stored" | "read-data" | "drill"`: the library's

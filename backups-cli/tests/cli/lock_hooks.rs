@@ -95,3 +95,71 @@ fn ctrl_c_during_a_locked_backup_still_unlocks() {
     assert_eq!(hooks_log(&env), "locked\nunlocked 0\n");
     assert_eq!(env.ok(&["list"]), "No backups to display.\n");
 }
+
+/// BOSH's consistent backup across nodes: `--lock-cmd` and `--unlock-cmd`
+/// repeat and run in the order given (lock every node, back up, unlock in
+/// reverse); a lock failing part-way unlocks exactly what was locked (the
+/// failing node's included), and the backup is not made.
+#[test]
+fn ordered_locks_unlock_in_reverse_and_a_partial_lock_unlocks_what_it_locked() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let hook = |what: &str, node: &str| match what {
+        "lock" => format!("echo 'lock {node}' >> hooks.log"),
+        _ => format!("echo \"unlock {node} $BACKUPS_BACKUP_OK\" >> hooks.log"),
+    };
+    let (la, lb, lc) = (hook("lock", "a"), hook("lock", "b"), hook("lock", "c"));
+    let (uc, ub, ua) = (
+        hook("unlock", "c"),
+        hook("unlock", "b"),
+        hook("unlock", "a"),
+    );
+    let t = tree.to_str().unwrap();
+    env.ok(&[
+        "create",
+        "--path",
+        t,
+        "--lock-cmd",
+        &la,
+        "--lock-cmd",
+        &lb,
+        "--lock-cmd",
+        &lc,
+        "--unlock-cmd",
+        &uc,
+        "--unlock-cmd",
+        &ub,
+        "--unlock-cmd",
+        &ua,
+    ]);
+    assert_eq!(
+        hooks_log(&env),
+        "lock a\nlock b\nlock c\nunlock c 1\nunlock b 1\nunlock a 1\n"
+    );
+
+    // Node b's lock fails: a and b are unlocked (in reverse), c is never
+    // locked nor unlocked, and nothing is stored.
+    std::fs::remove_file(env.path().join("hooks.log")).unwrap();
+    let fail_b = "echo 'lock b' >> hooks.log; echo 'node b refused' >&2; exit 4".to_string();
+    let (code, err) = env.fail(&[
+        "create",
+        "--path",
+        t,
+        "--lock-cmd",
+        &la,
+        "--lock-cmd",
+        &fail_b,
+        "--lock-cmd",
+        &lc,
+        "--unlock-cmd",
+        &uc,
+        "--unlock-cmd",
+        &ub,
+        "--unlock-cmd",
+        &ua,
+    ]);
+    assert_eq!(code, 12, "{err}");
+    assert!(err.contains("node b refused"), "{err}");
+    assert_eq!(hooks_log(&env), "lock a\nlock b\nunlock b 0\nunlock a 0\n");
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+}

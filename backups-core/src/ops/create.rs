@@ -44,11 +44,8 @@ pub(crate) async fn create(
     let Some(lock) = request.lock.clone() else {
         return create_unlocked(backups, request, progress).await;
     };
-    if let Err(e) = lock.lock().await {
-        // A lock that failed half-way may have stopped something.
-        let _ = lock.unlock(false).await;
-        return Err(e);
-    }
+    // A lock that fails part-way has undone what it did.
+    lock.lock().await?;
     let made = create_unlocked(backups, request, progress.clone()).await;
     let unlocked = lock.unlock(made.is_ok()).await;
     match (made, unlocked) {
