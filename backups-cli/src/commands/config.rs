@@ -62,13 +62,33 @@ pub fn run(global: &GlobalArgs, config: &Config, args: Args) -> CliResult {
     };
     let settings = Settings::effective(config.path.clone(), profile_name, store, &global, &create);
     if show.json {
-        let json =
-            serde_json::to_string_pretty(&settings).map_err(|e| crate::failure::Failure {
-                message: format!("cannot print the settings: {e}"),
-                code: crate::failure::OTHER,
-            })?;
-        out(&format!("{json}\n"))
+        // One JSON style: PascalCase keys (the values, and the store
+        // options' own names, as they are).
+        let value = serde_json::to_value(&settings).map_err(|e| crate::failure::Failure {
+            message: format!("cannot print the settings: {e}"),
+            code: crate::failure::OTHER,
+        })?;
+        let pascal: serde_json::Map<String, serde_json::Value> = match value {
+            serde_json::Value::Object(map) => {
+                map.into_iter().map(|(k, v)| (pascal_case(&k), v)).collect()
+            }
+            _ => serde_json::Map::new(),
+        };
+        out(&format!("{:#}\n", serde_json::Value::Object(pascal)))
     } else {
         out(&settings.to_toml())
     }
+}
+
+/// `mongo_uri_file` -> `MongoUriFile`.
+fn pascal_case(key: &str) -> String {
+    key.split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
 }

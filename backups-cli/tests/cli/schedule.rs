@@ -114,11 +114,11 @@ fn config_precedence_is_flag_then_profile_then_default() {
 
     // No config file: the built-in defaults.
     let s = show(&[], &[]);
-    assert_eq!(s["config"], Value::Null);
+    assert_eq!(s["Config"], Value::Null);
     let home_store = env.path().join("home/.local/share/backups");
-    assert_eq!(s["store"], home_store.to_str().unwrap());
-    assert_eq!(s["labels"], serde_json::json!(["manual"]));
-    assert_eq!(s["compression"], "gzip");
+    assert_eq!(s["Store"], home_store.to_str().unwrap());
+    assert_eq!(s["Labels"], serde_json::json!(["manual"]));
+    assert_eq!(s["Compression"], "gzip");
 
     // The user's config file is found in ~/.config/backups.
     let profile_store = env.path().join("profile-store");
@@ -133,21 +133,21 @@ fn config_precedence_is_flag_then_profile_then_default() {
         ),
     );
     let s = show(&[], &[]);
-    assert_eq!(s["config"], user.to_str().unwrap());
-    assert_eq!(s["profile"], "default");
-    assert_eq!(s["store"], profile_store.to_str().unwrap());
-    assert_eq!(s["labels"], serde_json::json!(["prod"]));
-    assert_eq!(s["compression"], "zstd");
+    assert_eq!(s["Config"], user.to_str().unwrap());
+    assert_eq!(s["Profile"], "default");
+    assert_eq!(s["Store"], profile_store.to_str().unwrap());
+    assert_eq!(s["Labels"], serde_json::json!(["prod"]));
+    assert_eq!(s["Compression"], "zstd");
 
     // A flag, or its variable, beats the profile; --profile picks another.
-    assert_eq!(show(&["--store", "/srv/flag"], &[])["store"], "/srv/flag");
+    assert_eq!(show(&["--store", "/srv/flag"], &[])["Store"], "/srv/flag");
     assert_eq!(
-        show(&[], &[("BACKUPS_STORE", "/srv/env")])["store"],
+        show(&[], &[("BACKUPS_STORE", "/srv/env")])["Store"],
         "/srv/env"
     );
-    assert_eq!(show(&["--profile", "other"], &[])["store"], "/srv/other");
+    assert_eq!(show(&["--profile", "other"], &[])["Store"], "/srv/other");
     assert_eq!(
-        show(&[], &[("BACKUPS_PROFILE", "other")])["store"],
+        show(&[], &[("BACKUPS_PROFILE", "other")])["Store"],
         "/srv/other"
     );
 
@@ -190,8 +190,8 @@ fn config_precedence_is_flag_then_profile_then_default() {
         "[profile.default]\nstore = \"/srv/elsewhere\"\n",
     );
     let s = show(&["--config", other.to_str().unwrap()], &[]);
-    assert_eq!(s["store"], "/srv/elsewhere");
-    assert_eq!(show(&[], &with_config(&other))["store"], "/srv/elsewhere");
+    assert_eq!(s["Store"], "/srv/elsewhere");
+    assert_eq!(show(&[], &with_config(&other))["Store"], "/srv/elsewhere");
 
     // A profile that is not there is a usage error.
     let out = bare(&env, &["--profile", "nope", "config", "show"], &[]);
@@ -250,7 +250,7 @@ fn config_show_redacts_passwords_and_secret_keys() {
         &["config", "show", "--json"],
         &with_config(&config),
     ));
-    assert_eq!(s["store_option"]["aws_secret_access_key"], "***");
+    assert_eq!(s["StoreOption"]["aws_secret_access_key"], "***");
 }
 
 /// A config with one profile storing in `env`'s store and backing up the
