@@ -189,6 +189,52 @@ impl Replay<'_> {
         })
     }
 
+    /// `applyOps`: each inner entry, in order.
+    async fn apply_ops(&mut self, src_db: &str, ops: Bson) -> Result<()> {
+        let Bson::Array(ops) = ops else {
+            return Err(bad_entry(format!(
+                "applyOps that is not an array on {src_db}"
+            )));
+        };
+        for inner in ops {
+            let Bson::Document(inner) = inner else {
+                return Err(bad_entry(format!(
+                    "applyOps entry that is not a document on {src_db}"
+                )));
+            };
+            self.op(inner).await?;
+        }
+        Ok(())
+    }
+
+    /// `collMod`: an index change goes to the catalog (built at the end),
+    /// the rest to the server.
+    async fn coll_mod(
+        &mut self,
+        db: &mongodb::Database,
+        db_name: &str,
+        coll: &str,
+        mut o: Document,
+    ) -> Result<()> {
+        let ns = format!("{db_name}.{coll}");
+        o.remove("noPadding");
+        o.remove("usePowerOf2Sizes");
+        if let Some(index) = o.remove("index") {
+            let Bson::Document(index) = index else {
+                return Err(bad_entry(format!(
+                    "collMod index that is not a document on {ns}"
+                )));
+            };
+            self.catalog.coll_mod(db_name, coll, &index)?;
+        }
+        if o.len() > 1 {
+            db.run_command(o)
+                .await
+                .map_err(|e| db_error(format!("replaying oplog collMod on {ns}"), e))?;
+        }
+        Ok(())
+    }
+
     /// Applies one command entry of database `src_db`.
     async fn command(&mut self, src_db: &str, entry: &Document) -> Result<()> {
         let empty = Document::new();
@@ -199,20 +245,7 @@ impl Replay<'_> {
             )));
         };
         if name == "applyOps" {
-            let Bson::Array(ops) = first else {
-                return Err(bad_entry(format!(
-                    "applyOps that is not an array on {src_db}"
-                )));
-            };
-            for inner in ops {
-                let Bson::Document(inner) = inner else {
-                    return Err(bad_entry(format!(
-                        "applyOps entry that is not a document on {src_db}"
-                    )));
-                };
-                self.op(inner).await?;
-            }
-            return Ok(());
+            return self.apply_ops(src_db, first).await;
         }
         if IGNORED_COMMANDS.contains(&name.as_str()) {
             return Ok(());
@@ -247,23 +280,7 @@ impl Replay<'_> {
             "dropIndexes" | "dropIndex" | "deleteIndexes" | "deleteIndex" => {
                 self.catalog.drop_indexes(&db_name, &coll, o.get("index"));
             }
-            "collMod" => {
-                o.remove("noPadding");
-                o.remove("usePowerOf2Sizes");
-                if let Some(index) = o.remove("index") {
-                    let Bson::Document(index) = index else {
-                        return Err(bad_entry(format!(
-                            "collMod index that is not a document on {ns}"
-                        )));
-                    };
-                    self.catalog.coll_mod(&db_name, &coll, &index)?;
-                }
-                if o.len() > 1 {
-                    db.run_command(o)
-                        .await
-                        .map_err(|e| db_error(format!("replaying oplog collMod on {ns}"), e))?;
-                }
-            }
+            "collMod" => self.coll_mod(&db, &db_name, &coll, o).await?,
             "create" => {
                 o.remove("idIndex");
                 if let Some(p) = o.remove("viewPipeline") {

@@ -98,16 +98,45 @@ pub async fn encrypted_backups_round_trip_and_refuse_tampering(b: &StoreBackups)
     assert_eq!(digests.size, meta.size);
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip file");
 
+    let plain_id = refuse_tampering(b, &meta, &stored, &tree, &identities, tmp.path()).await;
+    let target = tmp.path().join("plain-restore");
+
+    // --require-encryption refuses the plain backup.
+    let err = b
+        .restore(
+            RestoreRequest::new(RestoreSource::Id(plain_id.clone()), &target)
+                .with_require_encryption(true),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect_err("plain where encryption is required");
+    assert!(matches!(err, Error::NotEncrypted { .. }), "{err}");
+    b.remove(&id).await.expect("remove needs no key");
+    b.remove(&plain_id).await.expect("remove");
+}
+
+/// A flipped byte in the first, a middle and the last chunk, then a plain
+/// archive where the sidecar says encrypted: each refused before anything
+/// is written. Returns the plain backup it made.
+async fn refuse_tampering(
+    b: &StoreBackups,
+    meta: &crate::metadata::Metadata,
+    stored: &Bytes,
+    tree: &std::path::Path,
+    identities: &Identities,
+    tmp: &std::path::Path,
+) -> crate::id::BackupId {
     // A flipped byte in the first, a middle and the last chunk, then a
     // plain archive where the sidecar says encrypted: each refused before
     // anything is written.
     let plain_meta = b
-        .create(request(vec![tree.clone()]), Arc::new(NoProgress))
+        .create(request(vec![tree.to_path_buf()]), Arc::new(NoProgress))
         .await
         .expect("plain create");
     let plain_id = plain_meta.id.clone().expect("id");
+    let id = meta.id.clone().expect("id");
     let plain_stored = archive_bytes(b, &plain_id).await;
-    let key_of = b.storage().archive_key(&id, &meta);
+    let key_of = b.storage().archive_key(&id, meta);
     let flipped = |at: usize| {
         let mut tampered = stored.to_vec();
         tampered[at] ^= 0x40;
@@ -125,7 +154,7 @@ pub async fn encrypted_backups_round_trip_and_refuse_tampering(b: &StoreBackups)
             .put(&key_of, PutPayload::from(bytes))
             .await
             .expect("tamper");
-        let target = tmp.path().join(format!("tampered-{i}"));
+        let target = tmp.join(format!("tampered-{i}"));
         let err = b
             .restore(
                 RestoreRequest::new(RestoreSource::Id(id.clone()), &target)
@@ -140,18 +169,5 @@ pub async fn encrypted_backups_round_trip_and_refuse_tampering(b: &StoreBackups)
         );
         assert!(!target.exists(), "{what}: nothing written");
     }
-    let target = tmp.path().join("plain-restore");
-
-    // --require-encryption refuses the plain backup.
-    let err = b
-        .restore(
-            RestoreRequest::new(RestoreSource::Id(plain_id.clone()), &target)
-                .with_require_encryption(true),
-            Arc::new(NoProgress),
-        )
-        .await
-        .expect_err("plain where encryption is required");
-    assert!(matches!(err, Error::NotEncrypted { .. }), "{err}");
-    b.remove(&id).await.expect("remove needs no key");
-    b.remove(&plain_id).await.expect("remove");
+    plain_id
 }
