@@ -323,6 +323,17 @@ impl Scheduler {
             .entry(name.to_string())
             .or_insert_with(|| JobStatus::new(name));
         change(status);
+        // Every job's expected interval as of now (a weekday schedule's
+        // changes over a weekend), for the staleness alerts.
+        let now = OffsetDateTime::now_utc();
+        for j in &self.jobs {
+            if let Some(s) = statuses.get_mut(&j.name) {
+                s.expected_interval_seconds = j.cron.interval_after(now).map(|d| d.as_secs_f64());
+            }
+        }
+        let status = statuses
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("job {name} has no status")))?;
         status::save(&self.state_dir, status)?;
         if let Some(path) = &self.metrics {
             let all: Vec<JobStatus> = self

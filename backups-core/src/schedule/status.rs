@@ -48,6 +48,11 @@ pub struct JobStatus {
     /// Why the last run failed; `None` after a success.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// How far apart the job's runs are expected to be, in seconds (the
+    /// gap between its cron expression's next two matches when the status
+    /// was written).
+    #[serde(default)]
+    pub expected_interval_seconds: Option<f64>,
 }
 
 impl JobStatus {
@@ -173,6 +178,12 @@ const METRICS: &[Metric] = &[
         },
     ),
     (
+        "backups_schedule_expected_interval_seconds",
+        "gauge",
+        "How far apart the job's runs are expected to be (the gap between its cron expression's next two matches).",
+        |s| s.expected_interval_seconds,
+    ),
+    (
         "backups_schedule_runs_total",
         "counter",
         "Runs of the job started.",
@@ -248,6 +259,7 @@ mod tests {
         ok.last_success = ok.last_run;
         ok.last_size_bytes = Some(1024);
         ok.runs = 3;
+        ok.expected_interval_seconds = Some(86_400.0);
         let mut bad = JobStatus::new("hourly");
         bad.last_run = Some(datetime!(2026-12-01 04:00:00 UTC));
         bad.runs = 1;
@@ -262,6 +274,8 @@ mod tests {
             "backups_schedule_last_run_ok{schedule=\"nightly\"} 1",
             "# TYPE backups_schedule_failures_total counter",
             "backups_schedule_failures_total{schedule=\"hourly\"} 1",
+            "# TYPE backups_schedule_expected_interval_seconds gauge",
+            "backups_schedule_expected_interval_seconds{schedule=\"nightly\"} 86400",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
