@@ -328,11 +328,8 @@ pub fn man(cli: clap::Command, args: ManArgs) -> CliResult {
 /// success) when the store is slow, unreachable or a local directory that
 /// does not exist (opening it would create it).
 pub async fn ids(ctx: Context, args: IdsArgs) -> CliResult {
-    let list = tokio::time::timeout(
-        Duration::from_millis(args.timeout_ms),
-        ctx.backups.list(),
-    )
-    .await;
+    let list =
+        tokio::time::timeout(Duration::from_millis(args.timeout_ms), ctx.backups.list()).await;
     let Ok(Ok(list)) = list else {
         return Ok(());
     };

@@ -53,6 +53,14 @@ pub struct JobStatus {
     /// was written).
     #[serde(default)]
     pub expected_interval_seconds: Option<f64>,
+    /// Whether the last verification of a run's backup passed (`false`:
+    /// the last run failed verification); `None` until one is verified.
+    #[serde(default)]
+    pub last_verify_ok: Option<bool>,
+    /// Whether the last run that got as far as the store reached it
+    /// (`false`: it failed with a storage error).
+    #[serde(default)]
+    pub store_reachable: Option<bool>,
 }
 
 impl JobStatus {
@@ -182,6 +190,18 @@ const METRICS: &[Metric] = &[
         "gauge",
         "How far apart the job's runs are expected to be (the gap between its cron expression's next two matches).",
         |s| s.expected_interval_seconds,
+    ),
+    (
+        "backups_schedule_last_verify_ok",
+        "gauge",
+        "1 when the last verification of the job's backup passed, 0 when the last run failed verification.",
+        |s| s.last_verify_ok.map(|ok| f64::from(u8::from(ok))),
+    ),
+    (
+        "backups_schedule_store_reachable",
+        "gauge",
+        "1 when the job's last run reached its store, 0 when it failed with a storage error.",
+        |s| s.store_reachable.map(|ok| f64::from(u8::from(ok))),
     ),
     (
         "backups_schedule_runs_total",
