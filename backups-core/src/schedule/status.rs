@@ -100,18 +100,19 @@ pub(crate) fn save(state_dir: &Path, status: &JobStatus) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::internal(format!("serialising a job status: {e}")))?;
     bytes.push(b'\n');
-    write_atomically(&path, &bytes)
+    write_atomically(&path, &bytes, None)
 }
 
 /// Writes the Prometheus textfile of `statuses` at `path` (temp file, then
-/// rename).
+/// rename), mode 0644 whatever the umask: node_exporter reads it as
+/// another user.
 pub(crate) fn save_metrics(path: &Path, statuses: &[JobStatus]) -> Result<()> {
-    write_atomically(path, metrics_text(statuses).as_bytes())
+    write_atomically(path, metrics_text(statuses).as_bytes(), Some(0o644))
 }
 
-/// Writes `bytes` to a temp file in `path`'s directory, then renames it
-/// over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a temp file in `path`'s directory (mode 0600, or
+/// `mode`), then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -128,6 +129,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temp file in", dir, e))?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting the mode of", path, e))?;
+    }
     std::io::Write::write_all(&mut temp, bytes).map_err(|e| Error::io("writing", path, e))?;
     temp.as_file()
         .sync_all()
@@ -300,6 +307,13 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
         assert!(!text.contains("last_success_timestamp_seconds{schedule=\"hourly\"}"));
+        // node_exporter reads the textfile as another user.
+        let dir = tempfile::tempdir().unwrap();
+        let prom = dir.path().join("backups.prom");
+        save_metrics(&prom, &[JobStatus::new("x")]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&prom).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }
