@@ -157,6 +157,17 @@ impl Words {
         Words { globals, valued }
     }
 
+    /// `--opt=*` for each global option taking a value (a word the shell
+    /// did not split at `=`).
+    fn joined_pattern(&self) -> String {
+        self.globals
+            .iter()
+            .filter(|(_, v)| *v)
+            .map(|(s, _)| format!("{s}=*"))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
     fn global_pattern(&self, valued: bool) -> String {
         self.globals
             .iter()
@@ -188,7 +199,7 @@ _backups_with_ids() {{
                     args+=("$w" "${{COMP_WORDS[i+1]}}"); i=$((i + 1))
                 fi
                 continue ;;
-            {flag_globals}) args+=("$w"); continue ;;
+            {flag_globals}|{joined_globals}) args+=("$w"); continue ;;
             -*) continue ;;
         esac
         if [[ -z $cmd ]]; then cmd=$w; fi
@@ -212,6 +223,7 @@ fi
 "#,
         valued_globals = w.global_pattern(true),
         flag_globals = w.global_pattern(false),
+        joined_globals = w.joined_pattern(),
     )
 }
 
@@ -237,7 +249,7 @@ _backups() {{
         w=${{words[i]}}
         case $w in
             ({valued_globals}) args+=($w ${{words[i+1]}}); (( i++ )); continue ;;
-            ({flag_globals}) args+=($w); continue ;;
+            ({flag_globals}|{joined_globals}) args+=($w); continue ;;
             (-*) continue ;;
         esac
         [[ -z $cmd ]] && cmd=$w
@@ -256,6 +268,7 @@ _backups() {{
 "#,
         valued_globals = w.global_pattern(true),
         flag_globals = w.global_pattern(false),
+        joined_globals = w.joined_pattern(),
     );
     match renamed.find(ZSH_TAIL) {
         Some(at) => format!("{}{wrapper}{}", &renamed[..at], &renamed[at..]),
