@@ -19,10 +19,23 @@ fn after_help() -> String {
     format!("Exit codes:\n{}\n{STORE_HELP}", failure::exit_codes_help())
 }
 
+/// What `backups --version` prints after the name, on one line: the
+/// version, the git commit it was built from (`unknown` outside a git
+/// checkout; see build.rs) and the optional parts and whether they are in.
+/// zstd compression and age encryption are always built in (they are not
+/// optional dependencies); the HTTP server (`backups serve`) does not exist
+/// yet, so this build has none.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BACKUPS_GIT_COMMIT"),
+    "; features: +zstd +age -server)"
+);
+
 /// Back up and restore a cluster controller (its files and its MongoDB
 /// database) into an object store, in Juju's archive format.
 #[derive(Debug, Parser)]
-#[command(name = "backups", version, after_help = after_help())]
+#[command(name = "backups", version = VERSION, after_help = after_help())]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]

@@ -30,7 +30,7 @@ mod progress;
 use std::process::ExitCode;
 
 use backups_core::CancellationToken;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::cli::Cli;
 use crate::config::Config;
@@ -38,9 +38,15 @@ use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER};
 
 /// Reads the config file, opens the store and runs the command.
 async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
-    // Making a key needs no store and no config.
-    if let commands::Command::Key(args) = cli.command {
-        return commands::key::run(cli.global.quiet, args);
+    // Making a key, completion scripts and man pages need no store and no
+    // config.
+    match cli.command {
+        commands::Command::Key(args) => return commands::key::run(cli.global.quiet, args),
+        commands::Command::Completions(args) => {
+            return commands::completions::print(Cli::command(), args.shell);
+        }
+        commands::Command::Man(args) => return commands::completions::man(Cli::command(), args),
+        _ => {}
     }
     let config = Config::load(cli.global.config.as_deref())?;
     commands::run_configured(cli.global, cli.command, &config, cancel).await

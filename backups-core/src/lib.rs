@@ -121,8 +121,8 @@ pub use crate::{
     },
     rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     schedule::{
-        BackupJob, BackupSource, CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult,
-        JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
+        BackupJob, BackupSource, CronSchedule, FailureKind, Job, JobError, JobFuture, JobOutcome,
+        JobResult, JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
     services::{OrderedLock, OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},

@@ -1,6 +1,7 @@
 //! The commands: one module each, holding its arguments (`Args`) and its
 //! `run`. This module is the dispatch table.
 
+pub mod completions;
 pub mod config;
 pub mod create;
 pub mod diff;
@@ -96,6 +97,18 @@ pub enum Command {
     /// Run or list the config file's backup schedules.
     #[command(after_help = schedule::AFTER_HELP)]
     Schedule(schedule::Args),
+
+    /// Print a shell completion script (bash, zsh or fish).
+    #[command(after_help = completions::AFTER_HELP)]
+    Completions(completions::Args),
+
+    /// Write a man page for every command (for packaging).
+    #[command(hide = true)]
+    Man(completions::ManArgs),
+
+    /// Print the store's backup ids, one a line (for the completion scripts).
+    #[command(name = "__complete-ids", hide = true)]
+    CompleteIds(completions::IdsArgs),
 }
 
 impl Command {
@@ -121,6 +134,21 @@ pub async fn run_configured(
     }
     let (_, profile) = config.profile(global.profile.as_deref())?;
     apply::global(&mut global, &profile);
+    if let Command::CompleteIds(args) = command {
+        // Quietly nothing when the store cannot be opened, and no local
+        // store directory created by a press of TAB.
+        let url = match global.store.clone() {
+            Some(url) => url,
+            None => crate::context::default_store()?,
+        };
+        if completions::missing_local_store(&url) {
+            return Ok(());
+        }
+        return match Context::new(&global, false, cancel) {
+            Ok(ctx) => completions::ids(ctx, args).await,
+            Err(_) => Ok(()),
+        };
+    }
     if let Command::Create(args) = &mut command {
         apply::create(args, &profile);
     }
@@ -147,8 +175,12 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Label(args) => label::run_label(ctx, args).await,
         Command::Notes(args) => label::run_notes(ctx, args).await,
         // They need no store; run_configured runs them before opening one.
-        Command::Config(_) | Command::Schedule(_) => Err(crate::failure::Failure {
-            message: "internal error: config and schedule run before a store is opened".into(),
+        Command::Config(_)
+        | Command::Schedule(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::CompleteIds(_) => Err(crate::failure::Failure {
+            message: "internal error: this command runs before a store is opened".into(),
             code: crate::failure::OTHER,
         }),
     }

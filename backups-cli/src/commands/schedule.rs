@@ -7,7 +7,7 @@ mod retention;
 
 use std::path::PathBuf;
 
-use backups_core::{CancellationToken, RunResult, Scheduler};
+use backups_core::{CancellationToken, FailureKind, RunResult, Scheduler};
 use clap::Subcommand;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::args::GlobalArgs;
 use crate::config::Config;
 use crate::context::state_dir;
-use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER};
+use crate::failure::{CliResult, Failure, INTERRUPTED, OTHER, STORAGE, VERIFICATION};
 use crate::output::out;
 
 /// Examples and notes after `backups schedule --help`.
@@ -108,9 +108,15 @@ fn scheduler(
             "cannot find a state directory for the schedules' status; set BACKUPS_STATE_DIR",
         )
     })?;
-    let mut scheduler = Scheduler::new(dir).on_event(|event| {
-        stderr_line!("{} {event}", now());
-    });
+    let mut scheduler = Scheduler::new(dir)
+        .on_event(|event| {
+            stderr_line!("{} {event}", now());
+        })
+        .with_failure_kinds(|e| match e.downcast_ref::<Failure>().map(|f| f.code) {
+            Some(STORAGE) => FailureKind::Storage,
+            Some(VERIFICATION) => FailureKind::Verification,
+            _ => FailureKind::Other,
+        });
     if let Some(path) = metrics {
         scheduler = scheduler.with_metrics_file(path);
     }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cloud;
+mod completions;
 mod crash;
 mod crypt;
 mod diff;

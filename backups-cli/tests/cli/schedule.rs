@@ -421,6 +421,13 @@ fn schedule_run_once_makes_a_labelled_verified_backup_and_writes_status_and_metr
     assert_eq!(value("backups_schedule_last_run_ok"), 1.0);
     assert!(value("backups_schedule_last_success_timestamp_seconds") > 1.7e9);
     assert!(value("backups_schedule_last_verified_timestamp_seconds") > 1.7e9);
+    // 03:00 daily: a day between the next two runs.
+    assert_eq!(
+        value("backups_schedule_expected_interval_seconds"),
+        86_400.0
+    );
+    assert_eq!(value("backups_schedule_last_verify_ok"), 1.0);
+    assert_eq!(value("backups_schedule_store_reachable"), 1.0);
     let leftovers: Vec<_> = std::fs::read_dir(metrics.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name())

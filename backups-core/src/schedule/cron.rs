@@ -91,6 +91,18 @@ impl CronSchedule {
         out
     }
 
+    /// How far apart runs are expected to be, seen from `after`: the gap
+    /// between the next two matches (`None` when there are not two more).
+    /// For `0 3 * * *` a day; for `0 9 * * 1-5` a day or, over a weekend,
+    /// three. Exported as `backups_schedule_expected_interval_seconds`, so
+    /// an alert on staleness needs no hand-written interval.
+    pub fn interval_after(&self, after: OffsetDateTime) -> Option<std::time::Duration> {
+        match self.upcoming(after, 2).as_slice() {
+            [a, b] => Some((*b - *a).unsigned_abs()),
+            _ => None,
+        }
+    }
+
     /// Whether a job that last ran at `last_run` missed a run before `now`:
     /// the expression matched after its last run and at or before now.
     /// A job that never ran has missed nothing (there is no run to catch
@@ -138,6 +150,35 @@ mod tests {
         assert_eq!(
             weekdays.next_after(datetime!(2026-12-05 10:00:00 UTC)),
             Some(datetime!(2026-12-07 09:00:00 UTC))
+        );
+    }
+
+    #[test]
+    fn the_interval_is_the_gap_between_the_next_two_runs() {
+        let at = datetime!(2026-12-01 12:00:00 UTC);
+        let secs = |e: &str| {
+            CronSchedule::parse(e)
+                .unwrap()
+                .interval_after(at)
+                .map(|d| d.as_secs())
+        };
+        assert_eq!(secs("0 * * * *"), Some(3600));
+        assert_eq!(secs("30 3 * * *"), Some(86_400));
+        assert_eq!(secs("*/2 * * * * *"), Some(2));
+        // 2026-12-04 is a Friday: from Friday 10:00 the next two weekday
+        // runs are Monday and Tuesday.
+        let weekdays = CronSchedule::parse("0 9 * * 1-5").unwrap();
+        assert_eq!(
+            weekdays
+                .interval_after(datetime!(2026-12-04 10:00:00 UTC))
+                .map(|d| d.as_secs()),
+            Some(86_400)
+        );
+        assert_eq!(
+            weekdays
+                .interval_after(datetime!(2026-12-04 08:00:00 UTC))
+                .map(|d| d.as_secs()),
+            Some(3 * 86_400)
         );
     }
 

@@ -30,6 +30,22 @@ pub use self::status::{JobStatus, metrics_text, status_path};
 /// Why a job failed: any error (the CLI passes its own, with an exit code).
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What kind of failure a failed run was, as far as the metrics tell them
+/// apart: the store could not be reached (or refused us), the new backup
+/// failed its verification, or anything else. The [`Scheduler`] classifies
+/// this library's own errors itself; a job with errors of its own says how
+/// through [`Scheduler::with_failure_kinds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The store failed: unreachable, access denied, bad URL.
+    Storage,
+    /// The backup was made but failed verification.
+    Verification,
+    /// Anything else.
+    Other,
+}
+
 /// What a job's run returns.
 pub type JobResult = std::result::Result<JobOutcome, JobError>;
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::status::{self, JobStatus};
-use super::{CronSchedule, Job, JobOutcome, RunResult, ScheduleEvent};
+use super::{CronSchedule, FailureKind, Job, JobOutcome, RunResult, ScheduleEvent};
 use crate::error::{Error, InputKind, Result};
 
 /// The longest single sleep: the wall clock is looked at again at least
@@ -23,6 +23,20 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Where events go.
 type EventSink = Arc<dyn Fn(&ScheduleEvent) + Send + Sync>;
+
+/// Says what kind of failure a job's error is.
+type Classifier = Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> FailureKind + Send + Sync>;
+
+/// This library's errors: storage errors and verification failures.
+fn own_kind(e: &(dyn std::error::Error + 'static)) -> FailureKind {
+    match e.downcast_ref::<Error>() {
+        Some(Error::Storage { .. }) => FailureKind::Storage,
+        Some(Error::ChecksumMismatch { .. } | Error::InvalidArchive { .. }) => {
+            FailureKind::Verification
+        }
+        _ => FailureKind::Other,
+    }
+}
 
 struct Entry {
     name: String,
@@ -56,6 +70,7 @@ pub struct Scheduler {
     state_dir: PathBuf,
     metrics: Option<PathBuf>,
     events: EventSink,
+    classify: Classifier,
     statuses: Mutex<BTreeMap<String, JobStatus>>,
 }
 
@@ -85,6 +100,7 @@ impl Scheduler {
             state_dir: state_dir.into(),
             metrics: None,
             events: Arc::new(|_| {}),
+            classify: Arc::new(own_kind),
             statuses: Mutex::new(BTreeMap::new()),
         }
     }
@@ -93,6 +109,20 @@ impl Scheduler {
     /// each run.
     pub fn with_metrics_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.metrics = Some(path.into());
+        self
+    }
+
+    /// Classifies a failed run's error with `kind` (for the metrics'
+    /// `store_reachable` and `last_verify_ok`) when it is not one of this
+    /// library's own errors, which are classified without being asked.
+    pub fn with_failure_kinds(
+        mut self,
+        kind: impl Fn(&(dyn std::error::Error + 'static)) -> FailureKind + Send + Sync + 'static,
+    ) -> Self {
+        self.classify = Arc::new(move |e| match own_kind(e) {
+            FailureKind::Other => kind(e),
+            own => own,
+        });
         self
     }
 
@@ -309,7 +339,8 @@ impl Scheduler {
             }
             RunResult::Failed(e) => {
                 let error = error_chain(e.as_ref());
-                self.record(&entry.name, |s| failed(s, started, duration, error))
+                let kind = (self.classify)(e.as_ref());
+                self.record(&entry.name, |s| failed(s, started, duration, error, kind))
             }
         };
         (result, written)
@@ -323,6 +354,17 @@ impl Scheduler {
             .entry(name.to_string())
             .or_insert_with(|| JobStatus::new(name));
         change(status);
+        // Every job's expected interval as of now (a weekday schedule's
+        // changes over a weekend), for the staleness alerts.
+        let now = OffsetDateTime::now_utc();
+        for j in &self.jobs {
+            if let Some(s) = statuses.get_mut(&j.name) {
+                s.expected_interval_seconds = j.cron.interval_after(now).map(|d| d.as_secs_f64());
+            }
+        }
+        let status = statuses
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("job {name} has no status")))?;
         status::save(&self.state_dir, status)?;
         if let Some(path) = &self.metrics {
             let all: Vec<JobStatus> = self
@@ -349,11 +391,26 @@ fn succeeded(s: &mut JobStatus, started: OffsetDateTime, took: Duration, outcome
     s.last_size_bytes = outcome.size.or(s.last_size_bytes);
     s.last_backup = outcome.backup.clone().or(s.last_backup.take());
     s.last_verified = outcome.verified.or(s.last_verified);
+    if outcome.verified.is_some() {
+        s.last_verify_ok = Some(true);
+    }
+    s.store_reachable = Some(true);
     s.consecutive_failures = 0;
     s.last_error = None;
 }
 
-fn failed(s: &mut JobStatus, started: OffsetDateTime, took: Duration, error: String) {
+fn failed(
+    s: &mut JobStatus,
+    started: OffsetDateTime,
+    took: Duration,
+    error: String,
+    kind: FailureKind,
+) {
+    match kind {
+        FailureKind::Storage => s.store_reachable = Some(false),
+        FailureKind::Verification => s.last_verify_ok = Some(false),
+        FailureKind::Other => {}
+    }
     s.runs += 1;
     s.last_run = Some(started);
     s.last_duration_seconds = Some(took.as_secs_f64());

@@ -200,3 +200,81 @@ async fn stopping_aborts_a_run_in_flight_and_leaves_its_status_as_it_was() {
     );
     assert_eq!(st.last_run, Some(datetime!(2020-01-01 03:00:00 UTC)));
 }
+
+#[tokio::test]
+async fn failures_are_classified_for_the_metrics_with_the_expected_interval() {
+    #[derive(Debug)]
+    struct NotVerified;
+    impl fmt::Display for NotVerified {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("failed verification")
+        }
+    }
+    impl std::error::Error for NotVerified {}
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("backups.prom");
+    let mut s = Scheduler::new(dir.path())
+        .with_metrics_file(&metrics)
+        .with_failure_kinds(|e| {
+            if e.downcast_ref::<NotVerified>().is_some() {
+                FailureKind::Verification
+            } else {
+                FailureKind::Other
+            }
+        });
+    let hourly = || CronSchedule::parse("0 * * * *").unwrap();
+    s.add_job(
+        "ok",
+        hourly(),
+        false,
+        job_fn(|_| async {
+            Ok(JobOutcome::backup("x", 1).with_verified(OffsetDateTime::now_utc()))
+        }),
+    )
+    .unwrap();
+    s.add_job(
+        "offline",
+        hourly(),
+        false,
+        job_fn(|_| async {
+            let refused = object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            };
+            Err(Error::storage("s3://b/p", refused).into())
+        }),
+    )
+    .unwrap();
+    s.add_job(
+        "corrupt",
+        hourly(),
+        false,
+        job_fn(|_| async { Err(Box::new(NotVerified) as crate::schedule::JobError) }),
+    )
+    .unwrap();
+    for job in ["ok", "offline", "corrupt"] {
+        s.run_now(job, CancellationToken::new()).await.unwrap();
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "backups_schedule_store_reachable{schedule=\"ok\"} 1",
+        "backups_schedule_store_reachable{schedule=\"offline\"} 0",
+        "backups_schedule_last_verify_ok{schedule=\"ok\"} 1",
+        "backups_schedule_last_verify_ok{schedule=\"corrupt\"} 0",
+        "backups_schedule_expected_interval_seconds{schedule=\"ok\"} 3600",
+        "backups_schedule_expected_interval_seconds{schedule=\"offline\"} 3600",
+        "backups_schedule_expected_interval_seconds{schedule=\"corrupt\"} 3600",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    // Neither failure says anything about what it did not get to.
+    assert!(
+        !text.contains("last_verify_ok{schedule=\"offline\"}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("store_reachable{schedule=\"corrupt\"}"),
+        "{text}"
+    );
+}

@@ -48,6 +48,19 @@ pub struct JobStatus {
     /// Why the last run failed; `None` after a success.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// How far apart the job's runs are expected to be, in seconds (the
+    /// gap between its cron expression's next two matches when the status
+    /// was written).
+    #[serde(default)]
+    pub expected_interval_seconds: Option<f64>,
+    /// Whether the last verification of a run's backup passed (`false`:
+    /// the last run failed verification); `None` until one is verified.
+    #[serde(default)]
+    pub last_verify_ok: Option<bool>,
+    /// Whether the last run that got as far as the store reached it
+    /// (`false`: it failed with a storage error).
+    #[serde(default)]
+    pub store_reachable: Option<bool>,
 }
 
 impl JobStatus {
@@ -87,18 +100,19 @@ pub(crate) fn save(state_dir: &Path, status: &JobStatus) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::internal(format!("serialising a job status: {e}")))?;
     bytes.push(b'\n');
-    write_atomically(&path, &bytes)
+    write_atomically(&path, &bytes, None)
 }
 
 /// Writes the Prometheus textfile of `statuses` at `path` (temp file, then
-/// rename).
+/// rename), mode 0644 whatever the umask: node_exporter reads it as
+/// another user.
 pub(crate) fn save_metrics(path: &Path, statuses: &[JobStatus]) -> Result<()> {
-    write_atomically(path, metrics_text(statuses).as_bytes())
+    write_atomically(path, metrics_text(statuses).as_bytes(), Some(0o644))
 }
 
-/// Writes `bytes` to a temp file in `path`'s directory, then renames it
-/// over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a temp file in `path`'s directory (mode 0600, or
+/// `mode`), then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -115,6 +129,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temp file in", dir, e))?;
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting the mode of", path, e))?;
+    }
     std::io::Write::write_all(&mut temp, bytes).map_err(|e| Error::io("writing", path, e))?;
     temp.as_file()
         .sync_all()
@@ -171,6 +191,24 @@ const METRICS: &[Metric] = &[
             s.last_run
                 .map(|_| f64::from(u8::from(s.last_error.is_none())))
         },
+    ),
+    (
+        "backups_schedule_expected_interval_seconds",
+        "gauge",
+        "How far apart the job's runs are expected to be (the gap between its cron expression's next two matches).",
+        |s| s.expected_interval_seconds,
+    ),
+    (
+        "backups_schedule_last_verify_ok",
+        "gauge",
+        "1 when the last verification of the job's backup passed, 0 when the last run failed verification.",
+        |s| s.last_verify_ok.map(|ok| f64::from(u8::from(ok))),
+    ),
+    (
+        "backups_schedule_store_reachable",
+        "gauge",
+        "1 when the job's last run reached its store, 0 when it failed with a storage error.",
+        |s| s.store_reachable.map(|ok| f64::from(u8::from(ok))),
     ),
     (
         "backups_schedule_runs_total",
@@ -248,6 +286,7 @@ mod tests {
         ok.last_success = ok.last_run;
         ok.last_size_bytes = Some(1024);
         ok.runs = 3;
+        ok.expected_interval_seconds = Some(86_400.0);
         let mut bad = JobStatus::new("hourly");
         bad.last_run = Some(datetime!(2026-12-01 04:00:00 UTC));
         bad.runs = 1;
@@ -262,10 +301,19 @@ mod tests {
             "backups_schedule_last_run_ok{schedule=\"nightly\"} 1",
             "# TYPE backups_schedule_failures_total counter",
             "backups_schedule_failures_total{schedule=\"hourly\"} 1",
+            "# TYPE backups_schedule_expected_interval_seconds gauge",
+            "backups_schedule_expected_interval_seconds{schedule=\"nightly\"} 86400",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
         assert!(!text.contains("last_success_timestamp_seconds{schedule=\"hourly\"}"));
+        // node_exporter reads the textfile as another user.
+        let dir = tempfile::tempdir().unwrap();
+        let prom = dir.path().join("backups.prom");
+        save_metrics(&prom, &[JobStatus::new("x")]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&prom).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }
