@@ -20,25 +20,46 @@ pub struct Context {
 }
 
 impl Context {
-    /// Opens the store the global options name. `verbose` shows each item
-    /// (restore's --verbose); `cancel` aborts uploads (Ctrl-C).
+    /// Opens the store the global options name, creating a local store's
+    /// directory if it is missing. `verbose` shows each item (restore's
+    /// --verbose); `cancel` aborts uploads (Ctrl-C).
     pub fn new(
         global: &GlobalArgs,
         verbose: bool,
         cancel: CancellationToken,
     ) -> Result<Self, Failure> {
+        Self::open(global, verbose, cancel, true)
+    }
+
+    /// [`Context::new`]; without `create`, a local store that does not
+    /// exist is an error (exit 6) rather than an empty store: only the
+    /// commands that write backups create one.
+    pub fn open(
+        global: &GlobalArgs,
+        verbose: bool,
+        cancel: CancellationToken,
+        create: bool,
+    ) -> Result<Self, Failure> {
         let store_url = match global.store.clone() {
             Some(s) => s,
             None => default_store()?,
         };
-        let storage = Storage::from_url(&store_url, store_options(global))?;
-        let backups = StoreBackups::new(storage)
+        let storage = if create {
+            Storage::from_url(&store_url, store_options(global))?
+        } else {
+            Storage::from_url_existing(&store_url, store_options(global))?
+        };
+        let mut backups = StoreBackups::new(storage)
             .with_upload_options(UploadOptions::new(
                 global.part_size as usize * 1024 * 1024,
                 global.upload_concurrency as usize,
             ))
             .with_cancellation(cancel)
             .with_holder(crate::host::lease_holder());
+        // Backups that pending restore journals need are protected.
+        if let Some(dir) = state_dir() {
+            backups = backups.with_journal_dir(dir);
+        }
         let progress: Arc<dyn Progress> =
             Arc::new(CliProgress::new(global.progress, global.quiet, verbose));
         Ok(Context {

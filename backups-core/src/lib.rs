@@ -84,7 +84,7 @@ pub mod test_util;
 pub use crate::{
     archive::ArchiveCompression,
     backups::Backups,
-    catalog::StoreBackups,
+    catalog::{Listing, StoreBackups, UnreadableSidecar},
     crypt::{Encryption, Identities, generate_identity},
     database::{
         BackupLock, CollectionDiff, DatabaseComparer, DatabaseDumper, DatabaseLoader, DumpEntry,
@@ -105,7 +105,7 @@ pub use crate::{
         DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
     },
     ops::edit::Edit,
-    ops::plan::{PlanReport, RestorePlan, SafetyBackup, journal_path},
+    ops::plan::{PlanReport, RestorePlan, SafetyBackup, journal_path, pending_journals},
     ops::preflight::Preflight,
     ops::verify::{DrillDatabase, VerifyRequest},
     progress::{NoProgress, Progress},

@@ -10,8 +10,10 @@
 //! backups; while a count is left over, the oldest backup is kept too.
 //! `within` durations are measured back from the newest backup that is not
 //! in the future. Beyond restic, whatever the policy: the newest backup of
-//! each group, the newest one that passed verification in each group, and
-//! every backup labelled [`PINNED_LABEL`] are kept.
+//! each group, the newest one that passed verification in each group,
+//! every backup labelled [`PINNED_LABEL`], and every backup a pending
+//! restore journal needs ([`RetentionPolicy::with_pending_recovery`]) are
+//! kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +27,9 @@ use crate::metadata::Metadata;
 
 /// The label that keeps a backup whatever the policy says.
 pub const PINNED_LABEL: &str = "pinned";
+
+/// The reason a backup that a pending restore journal needs is kept.
+const PENDING_RECOVERY: &str = "pending-recovery";
 
 /// A retention count or duration that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +85,29 @@ impl KeepCount {
 impl FromStr for KeepCount {
     type Err = InvalidRetention;
 
-    /// `unlimited` or a non-negative number, as restic takes them.
+    /// `unlimited` or a positive number. `0` is refused: it keeps nothing,
+    /// so the option would do nothing (leave it out instead).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "unlimited" {
             return Ok(KeepCount::Unlimited);
         }
-        s.parse()
-            .map(KeepCount::Count)
-            .map_err(|_| InvalidRetention::new(s, "expected a non-negative number or `unlimited`"))
+        if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+            return match s.parse::<u32>() {
+                Ok(0) => Err(InvalidRetention::new(
+                    s,
+                    "0 keeps nothing: give at least 1 (or `unlimited`), or leave the option out",
+                )),
+                Ok(n) => Ok(KeepCount::Count(n)),
+                Err(_) => Err(InvalidRetention::new(
+                    s,
+                    format!("too large (at most {})", u32::MAX),
+                )),
+            };
+        }
+        Err(InvalidRetention::new(
+            s,
+            "expected a positive number or `unlimited`",
+        ))
     }
 }
 
@@ -312,6 +332,7 @@ pub struct RetentionPolicy {
     within_buckets: [RetentionDuration; 5],
     labels: Vec<String>,
     group_by: GroupBy,
+    pending_recovery: Vec<BackupId>,
 }
 
 /// Why one backup is kept.
@@ -322,7 +343,8 @@ pub struct Kept {
     pub id: BackupId,
     /// restic's reasons, with "backup" for "snapshot" (`last backup`,
     /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`),
-    /// then ours (`newest backup`, `newest verified backup`, `pinned`).
+    /// then ours (`newest backup`, `newest verified backup`, `pinned`,
+    /// `pending-recovery`).
     pub reasons: Vec<String>,
 }
 
@@ -346,6 +368,9 @@ pub struct ForgetReport {
     /// The backups of [`Decision::remove`] that could not be removed, and
     /// why; the others were removed.
     pub failed: Vec<(BackupId, crate::Error)>,
+    /// The sidecars the listing skipped because they cannot be read
+    /// (neither counted by the policy nor removed; `gc` collects them).
+    pub unreadable: Vec<crate::UnreadableSidecar>,
 }
 
 /// One backup as the policy sees it.
@@ -428,6 +453,14 @@ impl RetentionPolicy {
     /// Which backups the policy is applied to together.
     pub fn with_group_by(mut self, group_by: GroupBy) -> Self {
         self.group_by = group_by;
+        self
+    }
+    /// Keeps these backups whatever the policy (reason `pending-recovery`):
+    /// the pre-restore backups that pending restore journals need
+    /// ([`crate::StoreBackups::pending_recoveries`]). Not a rule: a policy
+    /// with only these is still [`RetentionPolicy::is_empty`].
+    pub fn with_pending_recovery(mut self, ids: impl IntoIterator<Item = BackupId>) -> Self {
+        self.pending_recovery.extend(ids);
         self
     }
 
@@ -559,6 +592,9 @@ impl RetentionPolicy {
         for (e, r) in group.iter().zip(out.iter_mut()) {
             if e.meta.labels.iter().any(|l| l == PINNED_LABEL) {
                 r.push(PINNED_LABEL.into());
+            }
+            if self.pending_recovery.contains(e.id) {
+                r.push(PENDING_RECOVERY.into());
             }
         }
         out
