@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use backups_core::{CancellationToken, Progress, Storage, StoreBackups, UploadOptions};
+use std::path::PathBuf;
+
+use backups_core::{
+    BackupId, CancellationToken, Metadata, Progress, Storage, StoreBackups, UnreadableSidecar,
+    UploadOptions,
+};
 
 use crate::args::GlobalArgs;
 use crate::failure::Failure;
@@ -78,6 +83,49 @@ impl Context {
     pub fn say(&self, text: &str) {
         output::say(self.quiet, text);
     }
+
+    /// The store's backups, newest first; each sidecar the listing skipped
+    /// (it cannot be read) is named in one warning line.
+    pub async fn list(&self) -> Result<Vec<Metadata>, Failure> {
+        let listing = self.backups.listing().await?;
+        self.warn_unreadable(&listing.unreadable);
+        Ok(listing.backups)
+    }
+
+    /// One warning line for each sidecar a listing skipped.
+    pub fn warn_unreadable(&self, skipped: &[UnreadableSidecar]) {
+        for u in skipped {
+            self.say(&format!(
+                "warning: skipping {u} (`backups gc` lists it, `backups remove {}` deletes it)",
+                u.id
+            ));
+        }
+    }
+
+    /// The backups that restores which did not finish need (each with its
+    /// journal); a state directory that cannot be read is a warning.
+    pub fn pending_recoveries(&self) -> Vec<(BackupId, PathBuf)> {
+        self.backups.pending_recoveries().unwrap_or_else(|e| {
+            self.say(&format!("warning: {e}"));
+            Vec::new()
+        })
+    }
+
+    /// A warning for each restore that did not finish, with how to recover.
+    pub fn warn_pending_recoveries(&self) {
+        for (id, journal) in self.pending_recoveries() {
+            self.say(&pending_recovery_warning(&id, &journal));
+        }
+    }
+}
+
+/// The warning for a pending restore journal: what it is and the two ways
+/// out (undo the restore, or keep what it did).
+pub fn pending_recovery_warning(id: &BackupId, journal: &std::path::Path) -> String {
+    format!(
+        "warning: a restore did not finish: its journal {} is pending. Undo it with `backups restore {id} --target / --yes` (with that restore's --mongo-uri and hooks), or keep what it did by deleting the journal and the .<name>.backups-old-* files it names; until then {id} is protected",
+        journal.display()
+    )
 }
 
 /// The object_store options: --store-option, then --endpoint, --region and

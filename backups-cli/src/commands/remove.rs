@@ -12,7 +12,11 @@ pub const AFTER_HELP: &str = "\
 Examples:
   backups remove 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
   backups remove --keep-latest 5
-  backups remove --keep-latest 5 --dry-run";
+  backups remove --keep-latest 5 --dry-run
+
+A backup that a pending restore journal needs (the pre-restore backup of a
+restore that did not finish) is refused unless --force. A sidecar that
+cannot be read is removed like a backup.";
 
 /// `backups remove`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +33,10 @@ pub struct Args {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove even a backup that a pending restore journal needs to undo
+    /// a restore that did not finish (with a warning).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Removes each backup; one that cannot be removed is reported and the
@@ -36,7 +44,6 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let ids: Vec<BackupId> = match args.keep_latest {
         Some(n) => ctx
-            .backups
             .list()
             .await?
             .into_iter()
@@ -58,7 +65,19 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             out(&format!("Would remove backup {id}\n"))?;
             continue;
         }
-        match ctx.backups.remove(&id).await {
+        let removed = if args.force {
+            if let Some((_, journal)) = ctx.pending_recoveries().into_iter().find(|(p, _)| *p == id)
+            {
+                stderr_line!(
+                    "warning: removing {id} although the pending restore journal {} needs it (--force): that restore can no longer be undone from it",
+                    journal.display()
+                );
+            }
+            ctx.backups.remove_forced(&id).await
+        } else {
+            ctx.backups.remove(&id).await
+        };
+        match removed {
             Ok(()) => out(&format!("Removed backup {id}\n"))?,
             Err(e) => {
                 let f = Failure::from(e);

@@ -342,6 +342,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 .with_namespaces(&args.rewrite_ns, &args.ns_exclude)?,
         );
     }
+    if args.dry_run {
+        ctx.warn_pending_recoveries();
+    }
     let (report, steps) = if args.as_plan() {
         plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?
     } else {

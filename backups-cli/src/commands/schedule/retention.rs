@@ -19,7 +19,7 @@ pub fn policy(name: &str, r: &Retention) -> Result<RetentionPolicy, Failure> {
     let count = |key: &str, k: &Option<Keep>| -> Result<KeepCount, Failure> {
         match k {
             None => Ok(KeepCount::Count(0)),
-            Some(Keep::Count(n)) => Ok(KeepCount::Count(*n)),
+            Some(Keep::Count(n)) => KeepCount::from_str(&n.to_string()).map_err(|e| bad(key, e.to_string())),
             Some(Keep::Word(w)) => KeepCount::from_str(w).map_err(|e| bad(key, e.to_string())),
         }
     };
@@ -71,7 +71,20 @@ pub async fn apply(ctx: &Context, name: &str, policy: &RetentionPolicy) -> Resul
         return Err(failure);
     }
     let removed = &report.decision.remove;
-    Ok(match removed.len() {
+    // Unreadable sidecars fail nothing; the log names them.
+    let skipped = match report.unreadable.len() {
+        0 => String::new(),
+        n => format!(
+            "; skipped {n} unreadable sidecar(s) (`backups gc` lists them): {}",
+            report
+                .unreadable
+                .iter()
+                .map(|u| u.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let summary = match removed.len() {
         0 => format!("retention kept all {}", report.decision.keep.len()),
         n => format!(
             "retention kept {} and removed {n}: {}",
@@ -82,5 +95,6 @@ pub async fn apply(ctx: &Context, name: &str, policy: &RetentionPolicy) -> Resul
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    })
+    };
+    Ok(summary + &skipped)
 }
