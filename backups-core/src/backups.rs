@@ -116,7 +116,11 @@ impl Backups for StoreBackups {
     }
 
     async fn remove(&self, id: &BackupId) -> Result<()> {
-        if let Some((_, journal)) = self.pending_recoveries()?.into_iter().find(|(p, _)| p == id) {
+        if let Some((_, journal)) = self
+            .pending_recoveries()?
+            .into_iter()
+            .find(|(p, _)| p == id)
+        {
             return Err(Error::PendingRecovery {
                 id: id.clone(),
                 journal,

@@ -205,11 +205,9 @@ impl StoreBackups {
             match found {
                 Ok(Some(meta)) => listing.backups.push(meta),
                 Ok(None) => {}
-                Err(Error::UnreadableSidecar { key, reason }) => {
-                    listing
-                        .unreadable
-                        .push(UnreadableSidecar { id, key, reason })
-                }
+                Err(Error::UnreadableSidecar { key, reason }) => listing
+                    .unreadable
+                    .push(UnreadableSidecar { id, key, reason }),
                 Err(e) => return Err(e),
             }
         }

@@ -129,7 +129,10 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let (decision, failed) = if args.dry_run {
         let pending = ctx.pending_recoveries().into_iter().map(|(id, _)| id);
         let list = ctx.list().await?;
-        (policy.with_pending_recovery(pending).apply(&list), Vec::new())
+        (
+            policy.with_pending_recovery(pending).apply(&list),
+            Vec::new(),
+        )
     } else {
         let report = ctx.backups.forget(&policy).await?;
         ctx.warn_unreadable(&report.unreadable);

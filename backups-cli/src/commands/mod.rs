@@ -162,9 +162,12 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Label(args) => label::run_label(ctx, args).await,
         Command::Notes(args) => label::run_notes(ctx, args).await,
         // They need no store; run_configured runs them before opening one.
-        Command::Config(_) | Command::Schedule(_) | Command::Key(_) => Err(crate::failure::Failure {
-            message: "internal error: config, schedule and key run before a store is opened".into(),
-            code: crate::failure::OTHER,
-        }),
+        Command::Config(_) | Command::Schedule(_) | Command::Key(_) => {
+            Err(crate::failure::Failure {
+                message: "internal error: config, schedule and key run before a store is opened"
+                    .into(),
+                code: crate::failure::OTHER,
+            })
+        }
     }
 }

@@ -319,7 +319,13 @@ mod tests {
         for relative in ["store", "./store", "../backups/store"] {
             assert!(is_relative_dir(relative), "{relative}");
         }
-        for not in ["/var/backups", "file:///var/backups", "s3://b/p", "memory://", ""] {
+        for not in [
+            "/var/backups",
+            "file:///var/backups",
+            "s3://b/p",
+            "memory://",
+            "",
+        ] {
             assert!(!is_relative_dir(not), "{not}");
         }
     }

@@ -18,7 +18,11 @@ fn bad_sidecars() -> Vec<(BackupId, Vec<u8>, &'static str)> {
     let id = |stamp: &str| format!("{stamp}.{MODEL}").parse::<BackupId>().expect("id");
     let other = id("20200101-000000");
     vec![
-        (id("20261001-000000"), b"{bad\n".to_vec(), "not valid metadata JSON"),
+        (
+            id("20261001-000000"),
+            b"{bad\n".to_vec(),
+            "not valid metadata JSON",
+        ),
         (id("20261002-000000"), Vec::new(), "empty"),
         (
             id("20261003-000000"),
@@ -102,11 +106,11 @@ pub async fn unreadable_sidecars_are_skipped_and_collected(storage: Storage) {
     assert_eq!(report.unreadable.len(), bad.len());
 
     // gc lists every bad sidecar, even a fresh one.
-    let garbage = b
-        .find_garbage(Duration::from_secs(3600))
-        .await
-        .expect("gc");
-    let kinds: Vec<_> = garbage.iter().map(|g| (g.kind.clone(), g.key.clone())).collect();
+    let garbage = b.find_garbage(Duration::from_secs(3600)).await.expect("gc");
+    let kinds: Vec<_> = garbage
+        .iter()
+        .map(|g| (g.kind.clone(), g.key.clone()))
+        .collect();
     let expected: Vec<_> = want
         .iter()
         .map(|k| (GarbageKind::UnreadableSidecar, k.clone()))
@@ -115,7 +119,9 @@ pub async fn unreadable_sidecars_are_skipped_and_collected(storage: Storage) {
 
     // remove deletes one; gc deletes the rest.
     let (first_bad, _, _) = &bad[0];
-    b.remove(first_bad).await.expect("remove an unreadable sidecar");
+    b.remove(first_bad)
+        .await
+        .expect("remove an unreadable sidecar");
     assert!(matches!(
         b.metadata(first_bad).await,
         Err(Error::NotFound { .. })

@@ -268,7 +268,8 @@ mod tests {
         // Never succeeded: 0, so `time() - last_success > N` alerts at once.
         assert!(
             text.lines()
-                .any(|l| l == "backups_schedule_last_success_timestamp_seconds{schedule=\"hourly\"} 0"),
+                .any(|l| l
+                    == "backups_schedule_last_success_timestamp_seconds{schedule=\"hourly\"} 0"),
             "{text}"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
