@@ -132,7 +132,8 @@ fn the_service_runs_a_job_whose_status_file_is_corrupt() {
         .unwrap();
     // Polls for the outcome (a generous deadline, never a decision on time).
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !parsed_status(&env, "nc").is_some_and(|s| s["runs"].as_u64() >= Some(1)) {
+    let ran = || parsed_status(&env, "nc").is_some_and(|s| s["runs"].as_u64() >= Some(1));
+    while !ran() {
         assert!(Instant::now() < deadline, "the job never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
