@@ -10,10 +10,8 @@
 //! backups; while a count is left over, the oldest backup is kept too.
 //! `within` durations are measured back from the newest backup that is not
 //! in the future. Beyond restic, whatever the policy: the newest backup of
-//! each group, the newest one that passed verification in each group,
-//! every backup labelled [`PINNED_LABEL`], and every backup a pending
-//! restore journal needs ([`RetentionPolicy::with_pending_recovery`]) are
-//! kept.
+//! each group, the newest one that passed verification in each group, and
+//! every backup labelled [`PINNED_LABEL`] or a pending restore needs are kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,9 +25,6 @@ use crate::metadata::Metadata;
 
 /// The label that keeps a backup whatever the policy says.
 pub const PINNED_LABEL: &str = "pinned";
-
-/// The reason a backup that a pending restore journal needs is kept.
-const PENDING_RECOVERY: &str = "pending-recovery";
 
 /// A retention count or duration that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,29 +80,18 @@ impl KeepCount {
 impl FromStr for KeepCount {
     type Err = InvalidRetention;
 
-    /// `unlimited` or a positive number. `0` is refused: it keeps nothing,
-    /// so the option would do nothing (leave it out instead).
+    /// `unlimited` or a positive number (`0` keeps nothing: refused).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "unlimited" {
-            return Ok(KeepCount::Unlimited);
-        }
-        if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
-            return match s.parse::<u32>() {
-                Ok(0) => Err(InvalidRetention::new(
-                    s,
-                    "0 keeps nothing: give at least 1 (or `unlimited`), or leave the option out",
-                )),
-                Ok(n) => Ok(KeepCount::Count(n)),
-                Err(_) => Err(InvalidRetention::new(
-                    s,
-                    format!("too large (at most {})", u32::MAX),
-                )),
-            };
-        }
-        Err(InvalidRetention::new(
-            s,
-            "expected a positive number or `unlimited`",
-        ))
+        let why = match s.parse::<u32>() {
+            _ if s == "unlimited" => return Ok(KeepCount::Unlimited),
+            Ok(0) => "0 keeps nothing: give at least 1 (or `unlimited`), or leave it out".into(),
+            Ok(n) => return Ok(KeepCount::Count(n)),
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                format!("too large (at most {})", u32::MAX)
+            }
+            Err(_) => "expected a positive number or `unlimited`".into(),
+        };
+        Err(InvalidRetention::new(s, why))
     }
 }
 
@@ -342,14 +326,12 @@ pub struct Kept {
     /// The backup.
     pub id: BackupId,
     /// restic's reasons, with "backup" for "snapshot" (`last backup`,
-    /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`),
-    /// then ours (`newest backup`, `newest verified backup`, `pinned`,
-    /// `pending-recovery`).
+    /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`), then
+    /// ours (`newest backup`, `newest verified backup`, `pinned`, `pending-recovery`).
     pub reasons: Vec<String>,
 }
 
-/// What a policy decided: every backup with an id is in exactly one list,
-/// each newest first.
+/// What a policy decided: each backup with an id is in one list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Decision {
@@ -365,11 +347,9 @@ pub struct Decision {
 pub struct ForgetReport {
     /// What the policy decided.
     pub decision: Decision,
-    /// The backups of [`Decision::remove`] that could not be removed, and
-    /// why; the others were removed.
+    /// The backups of [`Decision::remove`] not removed, and why (the rest were).
     pub failed: Vec<(BackupId, crate::Error)>,
-    /// The sidecars the listing skipped because they cannot be read
-    /// (neither counted by the policy nor removed; `gc` collects them).
+    /// The sidecars skipped as unreadable (not counted, not removed).
     pub unreadable: Vec<crate::UnreadableSidecar>,
 }
 
@@ -456,9 +436,7 @@ impl RetentionPolicy {
         self
     }
     /// Keeps these backups whatever the policy (reason `pending-recovery`):
-    /// the pre-restore backups that pending restore journals need
-    /// ([`crate::StoreBackups::pending_recoveries`]). Not a rule: a policy
-    /// with only these is still [`RetentionPolicy::is_empty`].
+    /// those pending restore journals need (not a rule for `is_empty`).
     pub fn with_pending_recovery(mut self, ids: impl IntoIterator<Item = BackupId>) -> Self {
         self.pending_recovery.extend(ids);
         self
@@ -594,7 +572,7 @@ impl RetentionPolicy {
                 r.push(PINNED_LABEL.into());
             }
             if self.pending_recovery.contains(e.id) {
-                r.push(PENDING_RECOVERY.into());
+                r.push("pending-recovery".into());
             }
         }
         out
