@@ -48,7 +48,9 @@ pub trait Backups: Send + Sync {
     /// is left out (it never fails the listing; `StoreBackups::listing`
     /// names it).
     async fn list(&self) -> Result<Vec<Metadata>>;
-    /// Deletes a backup (sidecar first, then archive).
+    /// Deletes a backup (sidecar first, then archive). [`StoreBackups`]
+    /// refuses one that a pending restore journal needs
+    /// ([`Error::PendingRecovery`]; see [`StoreBackups::remove_forced`]).
     async fn remove(&self, id: &BackupId) -> Result<()>;
     /// Verifies an archive, then restores its files into the target.
     async fn restore(
