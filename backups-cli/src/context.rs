@@ -1,9 +1,8 @@
 //! What every command runs against: the store, opened from the global
 //! options, and how progress and messages are shown.
 
-use std::sync::Arc;
-
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use backups_core::{
     BackupId, CancellationToken, Metadata, Progress, Storage, StoreBackups, UnreadableSidecar,
