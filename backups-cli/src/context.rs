@@ -1,9 +1,13 @@
 //! What every command runs against: the store, opened from the global
 //! options, and how progress and messages are shown.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::{CancellationToken, Progress, Storage, StoreBackups, UploadOptions};
+use backups_core::{
+    BackupId, CancellationToken, Metadata, Progress, Storage, StoreBackups, UnreadableSidecar,
+    UploadOptions,
+};
 
 use crate::args::GlobalArgs;
 use crate::failure::Failure;
@@ -20,25 +24,46 @@ pub struct Context {
 }
 
 impl Context {
-    /// Opens the store the global options name. `verbose` shows each item
-    /// (restore's --verbose); `cancel` aborts uploads (Ctrl-C).
+    /// Opens the store the global options name, creating a local store's
+    /// directory if it is missing. `verbose` shows each item (restore's
+    /// --verbose); `cancel` aborts uploads (Ctrl-C).
     pub fn new(
         global: &GlobalArgs,
         verbose: bool,
         cancel: CancellationToken,
     ) -> Result<Self, Failure> {
+        Self::open(global, verbose, cancel, true)
+    }
+
+    /// [`Context::new`]; without `create`, a local store that does not
+    /// exist is an error (exit 6) rather than an empty store: only the
+    /// commands that write backups create one.
+    pub fn open(
+        global: &GlobalArgs,
+        verbose: bool,
+        cancel: CancellationToken,
+        create: bool,
+    ) -> Result<Self, Failure> {
         let store_url = match global.store.clone() {
             Some(s) => s,
             None => default_store()?,
         };
-        let storage = Storage::from_url(&store_url, store_options(global))?;
-        let backups = StoreBackups::new(storage)
+        let storage = if create {
+            Storage::from_url(&store_url, store_options(global))?
+        } else {
+            Storage::from_url_existing(&store_url, store_options(global))?
+        };
+        let mut backups = StoreBackups::new(storage)
             .with_upload_options(UploadOptions::new(
                 global.part_size as usize * 1024 * 1024,
                 global.upload_concurrency as usize,
             ))
             .with_cancellation(cancel)
             .with_holder(crate::host::lease_holder());
+        // Backups that pending restore journals need are protected.
+        if let Some(dir) = state_dir() {
+            backups = backups.with_journal_dir(dir);
+        }
         let progress: Arc<dyn Progress> =
             Arc::new(CliProgress::new(global.progress, global.quiet, verbose));
         Ok(Context {
@@ -57,6 +82,49 @@ impl Context {
     pub fn say(&self, text: &str) {
         output::say(self.quiet, text);
     }
+
+    /// The store's backups, newest first; each sidecar the listing skipped
+    /// (it cannot be read) is named in one warning line.
+    pub async fn list(&self) -> Result<Vec<Metadata>, Failure> {
+        let listing = self.backups.listing().await?;
+        self.warn_unreadable(&listing.unreadable);
+        Ok(listing.backups)
+    }
+
+    /// One warning line for each sidecar a listing skipped.
+    pub fn warn_unreadable(&self, skipped: &[UnreadableSidecar]) {
+        for u in skipped {
+            self.say(&format!(
+                "warning: skipping {u} (`backups gc` lists it, `backups remove {}` deletes it)",
+                u.id
+            ));
+        }
+    }
+
+    /// The backups that restores which did not finish need (each with its
+    /// journal); a state directory that cannot be read is a warning.
+    pub fn pending_recoveries(&self) -> Vec<(BackupId, PathBuf)> {
+        self.backups.pending_recoveries().unwrap_or_else(|e| {
+            self.say(&format!("warning: {e}"));
+            Vec::new()
+        })
+    }
+
+    /// A warning for each restore that did not finish, with how to recover.
+    pub fn warn_pending_recoveries(&self) {
+        for (id, journal) in self.pending_recoveries() {
+            self.say(&pending_recovery_warning(&id, &journal));
+        }
+    }
+}
+
+/// The warning for a pending restore journal: what it is and the two ways
+/// out (undo the restore, or keep what it did).
+pub fn pending_recovery_warning(id: &BackupId, journal: &std::path::Path) -> String {
+    format!(
+        "warning: a restore did not finish: its journal {} is pending. Undo it with `backups restore {id} --target / --yes` (with that restore's --mongo-uri and hooks), or keep what it did by deleting the journal and the .<name>.backups-old-* files it names; until then {id} is protected",
+        journal.display()
+    )
 }
 
 /// The object_store options: --store-option, then --endpoint, --region and

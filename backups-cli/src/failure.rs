@@ -157,9 +157,11 @@ fn exit_code(e: &Error) -> u8 {
         Error::AlreadyExists { .. } => CONFLICT,
         Error::ChecksumMismatch { .. }
         | Error::InvalidArchive { .. }
+        | Error::UnreadableSidecar { .. }
         | Error::UnsafePath { .. }
         | Error::Incompatible { .. } => VERIFICATION,
-        Error::Storage { .. } => STORAGE,
+        Error::Storage { .. } | Error::NoStore { .. } => STORAGE,
+        Error::PendingRecovery { .. } => USAGE,
         Error::InvalidInput {
             what: InputKind::StoreUrl,
             ..
@@ -184,6 +186,13 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = exit_code(&e);
         let mut message = e.to_string();
+        if let Error::NoStore {
+            not_a_directory: false,
+            ..
+        } = &e
+        {
+            message.push_str(" (create one with `backups create`)");
+        }
         // A database error's message already says what the server said; its
         // source, the driver's error, would add a hex dump of the reply.
         let mut source = match &e {
@@ -205,6 +214,8 @@ impl From<Error> for Failure {
 }
 
 const HINT_LIST: &str = "run `backups list` to see the backups in this store";
+const HINT_UNREADABLE_SIDECAR: &str = "`backups list` skips this sidecar; `backups gc` lists it and `backups gc --yes` (or `backups remove ID`) deletes it";
+const HINT_PENDING_RECOVERY: &str = "to undo the unfinished restore: `backups restore ID --target / --yes` with this id (and the restore's --mongo-uri and hooks); `remove --force` removes it anyway";
 const HINT_LOCKED: &str = "another restore, remove or gc is running; wait for it. A holder that crashed on this host is taken over at once; one from another host once its lease expires (or, if it is surely gone, `backups unlock --force`)";
 const HINT_NO_CREDENTIALS: &str = "no usable credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_NAME/KEY)";
 const HINT_NO_BUCKET: &str = "the bucket or container does not exist: create it first";
@@ -222,6 +233,8 @@ const HINT_UNREACHABLE: &str =
 fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some(HINT_LIST),
+        Error::UnreadableSidecar { .. } => Some(HINT_UNREADABLE_SIDECAR),
+        Error::PendingRecovery { .. } => Some(HINT_PENDING_RECOVERY),
         Error::Locked { .. } => Some(HINT_LOCKED),
         Error::Encrypted { .. } => Some(HINT_ENCRYPTED),
         Error::NotEncrypted { .. } => Some(HINT_NOT_ENCRYPTED),

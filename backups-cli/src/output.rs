@@ -97,18 +97,25 @@ fn short_time(meta: &Metadata) -> String {
     }
 }
 
-/// The `list` table.
-pub fn table(list: &[Metadata]) -> String {
+/// The `list` table; a backup whose `pending` flag is set (a pending
+/// restore journal needs it) gets `(pending recovery)` after its labels.
+pub fn table(list: &[Metadata], pending: &[bool]) -> String {
     let rows: Vec<[String; 7]> = list
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
+            let mut labels = m.labels.join(",");
+            if pending.get(i).copied().unwrap_or(false) {
+                labels.push_str(if labels.is_empty() { "" } else { " " });
+                labels.push_str("(pending recovery)");
+            }
             [
                 m.id.as_ref().map(ToString::to_string).unwrap_or_default(),
                 short_time(m),
                 human_size(m.size),
                 verified_column(m),
                 if m.clean() { "yes" } else { "no" }.to_string(),
-                m.labels.join(","),
+                labels,
                 m.notes.lines().next().unwrap_or("").to_string(),
             ]
         })
@@ -294,6 +301,7 @@ pub fn garbage_kind(kind: &GarbageKind) -> &'static str {
         GarbageKind::OrphanArchive => "orphan-archive",
         GarbageKind::StagingFile => "staging-file",
         GarbageKind::BrokenSidecar => "broken-sidecar",
+        GarbageKind::UnreadableSidecar => "unreadable-sidecar",
         _ => "other",
     }
 }
@@ -322,7 +330,7 @@ pub fn lease_json(lease: &LeaseInfo, removed: bool) -> serde_json::Value {
 
 /// The `gc` table.
 pub fn garbage_table(items: &[Garbage]) -> String {
-    let mut out = format!("{:<15} {:>10} {:>8}  KEY\n", "KIND", "SIZE", "AGE");
+    let mut out = format!("{:<18} {:>10} {:>8}  KEY\n", "KIND", "SIZE", "AGE");
     for g in items {
         let age = match g.age_secs {
             s if s >= 86400 => format!("{}d", s / 86400),
@@ -331,7 +339,7 @@ pub fn garbage_table(items: &[Garbage]) -> String {
             s => format!("{s}s"),
         };
         out.push_str(&format!(
-            "{:<15} {:>10} {:>8}  {}\n",
+            "{:<18} {:>10} {:>8}  {}\n",
             garbage_kind(&g.kind),
             human_size(g.size),
             age,

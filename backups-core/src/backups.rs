@@ -22,7 +22,7 @@ use crate::ops::edit::Edit;
 use crate::ops::execute::PreparedRestore;
 use crate::ops::plan::RestorePlan;
 use crate::ops::verify::VerifyRequest;
-use crate::ops::{add, create, diff, download, edit, forget, plan, verify};
+use crate::ops::{add, create, diff, download, edit, execute, forget, plan, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
@@ -44,9 +44,13 @@ pub trait Backups: Send + Sync {
     async fn metadata(&self, id: &BackupId) -> Result<Metadata>;
     /// The metadata and archive bytes of one backup.
     async fn get(&self, id: &BackupId) -> Result<(Metadata, ArchiveStream)>;
-    /// All committed backups, newest first.
+    /// All committed backups, newest first. A sidecar that cannot be read
+    /// is left out (it never fails the listing; `StoreBackups::listing`
+    /// names it).
     async fn list(&self) -> Result<Vec<Metadata>>;
-    /// Deletes a backup (sidecar first, then archive).
+    /// Deletes a backup (sidecar first, then archive). [`StoreBackups`]
+    /// refuses one that a pending restore journal needs
+    /// ([`Error::PendingRecovery`]; see [`StoreBackups::remove_forced`]).
     async fn remove(&self, id: &BackupId) -> Result<()>;
     /// Verifies an archive, then restores its files into the target.
     async fn restore(
@@ -114,6 +118,16 @@ impl Backups for StoreBackups {
     }
 
     async fn remove(&self, id: &BackupId) -> Result<()> {
+        if let Some((_, journal)) = self
+            .pending_recoveries()?
+            .into_iter()
+            .find(|(p, _)| p == id)
+        {
+            return Err(Error::PendingRecovery {
+                id: id.clone(),
+                journal,
+            });
+        }
         self.with_lease("remove", async |_| self.delete(id).await)
             .await
     }
@@ -128,6 +142,23 @@ impl Backups for StoreBackups {
 }
 
 impl StoreBackups {
+    /// The backups that restores which did not finish need to be undone:
+    /// each pending journal in [`StoreBackups::journal_dir`] (see
+    /// [`crate::pending_journals`]) with the pre-restore backup it names.
+    /// Empty without a journal directory.
+    pub fn pending_recoveries(&self) -> Result<Vec<(BackupId, std::path::PathBuf)>> {
+        match self.journal_dir() {
+            Some(dir) => execute::pending_journals(dir),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`Backups::remove`] even of a backup a pending restore journal needs
+    /// (which [`Backups::remove`] refuses with [`Error::PendingRecovery`]).
+    pub async fn remove_forced(&self, id: &BackupId) -> Result<()> {
+        self.with_lease("remove", async |_| self.delete(id).await).await
+    }
+
     /// [`Backups::add`], storing the archive encrypted as `encryption` says.
     pub async fn add_encrypted(
         &self,
@@ -237,9 +268,10 @@ impl StoreBackups {
     }
 
     /// Lists garbage older than `min_age` (younger objects may belong to an
-    /// upload in progress, between its archive and its commit).
+    /// upload in progress, between its archive and its commit), and every
+    /// unreadable sidecar whatever its age.
     pub async fn find_garbage(&self, min_age: Duration) -> Result<Vec<Garbage>> {
-        gc::find(self.storage(), &self.all_committed().await?, min_age).await
+        gc::find(self.storage(), &self.listing().await?, min_age).await
     }
 
     /// Deletes what [`StoreBackups::find_garbage`] returned (holding the

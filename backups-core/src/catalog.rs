@@ -36,6 +36,7 @@ pub struct StoreBackups {
     upload: UploadOptions,
     cancel: CancellationToken,
     holder: String,
+    journal_dir: Option<std::path::PathBuf>,
 }
 
 /// How a commit ended.
@@ -60,7 +61,23 @@ impl StoreBackups {
             upload: UploadOptions::default(),
             cancel: CancellationToken::new(),
             holder: format!("process {}", std::process::id()),
+            journal_dir: None,
         }
+    }
+
+    /// Where restore plans keep their journals on this host
+    /// ([`crate::RestorePlan::journal_dir`]): a backup that a journal there
+    /// names ([`crate::pending_journals`]) is needed to undo a restore that
+    /// did not finish, so `forget` keeps it (reason `pending-recovery`)
+    /// and `remove` refuses it ([`Error::PendingRecovery`]).
+    pub fn with_journal_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.journal_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory given to [`StoreBackups::with_journal_dir`].
+    pub fn journal_dir(&self) -> Option<&std::path::Path> {
+        self.journal_dir.as_deref()
     }
 
     /// Names this process in the store's lease (e.g. `host-1 pid 4242`).
@@ -106,6 +123,8 @@ impl StoreBackups {
     }
 
     /// The committed metadata of `id`, or `None` when there is no sidecar.
+    /// A sidecar that cannot be read, or that fails its checks
+    /// ([`check_sidecar`]), is [`Error::UnreadableSidecar`].
     pub(crate) async fn sidecar(&self, id: &BackupId) -> Result<Option<Metadata>> {
         let key = self.storage.sidecar_key(id);
         let result = match self.store().get(&key).await {
@@ -113,49 +132,90 @@ impl StoreBackups {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(Error::storage(&key, e)),
         };
+        let unreadable = |reason: String| Error::UnreadableSidecar {
+            key: key.to_string(),
+            reason,
+        };
         if result.meta.size > MAX_METADATA_BYTES {
-            return Err(Error::invalid(key.to_string(), "sidecar is too large"));
+            return Err(unreadable(format!(
+                "it is larger than {MAX_METADATA_BYTES} bytes"
+            )));
         }
-        let bytes = result.bytes().await.map_err(|e| Error::storage(&key, e))?;
-        Metadata::from_json(&bytes, key.as_ref()).map(Some)
+        let bytes = match result.bytes().await {
+            Ok(b) => b,
+            // Deleted between the listing and the read: no backup.
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(&key, e)),
+        };
+        if bytes.is_empty() {
+            return Err(unreadable("it is empty (0 bytes)".into()));
+        }
+        let meta: Metadata = serde_json::from_slice(&bytes)
+            .map_err(|e| unreadable(format!("it is not valid metadata JSON: {e}")))?;
+        check_sidecar(&meta, id).map_err(unreadable)?;
+        Ok(Some(meta))
+    }
+
+    /// Whether a sidecar of `id` exists, readable or not (an id whose
+    /// sidecar is unreadable is not free for a new backup).
+    async fn id_taken(&self, id: &BackupId) -> Result<bool> {
+        match self.sidecar(id).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(Error::UnreadableSidecar { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// The metadata of a committed backup, or [`Error::NotFound`].
     pub(crate) async fn committed(&self, id: &BackupId) -> Result<Metadata> {
-        let mut meta = self
-            .sidecar(id)
+        self.sidecar(id)
             .await?
-            .ok_or_else(|| Error::NotFound { id: id.clone() })?;
-        meta.id.get_or_insert_with(|| id.clone());
-        Ok(meta)
+            .ok_or_else(|| Error::NotFound { id: id.clone() })
     }
 
     /// Every committed backup, newest first.
     pub(crate) async fn all_committed(&self) -> Result<Vec<Metadata>> {
+        Ok(self.listing().await?.backups)
+    }
+
+    /// Every committed backup, newest first, and the sidecars that could
+    /// not be read (skipped: one such object never blocks a listing).
+    pub async fn listing(&self) -> Result<Listing> {
         let prefix = self.storage.prefix().clone();
-        let listing: Vec<_> = self
+        let objects: Vec<_> = self
             .store()
             .list(Some(&prefix))
             .try_collect()
             .await
             .map_err(|e| Error::storage(format!("{} (listing)", self.storage.url()), e))?;
-        let ids: Vec<BackupId> = listing
+        let ids: Vec<BackupId> = objects
             .iter()
             .filter_map(|o| self.storage.id_of_sidecar(&o.location))
             .collect();
-        let mut all: Vec<Metadata> = futures::stream::iter(ids)
-            .map(|id| async move { self.sidecar(&id).await.map(|m| (id, m)) })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_filter_map(|(id, m)| async move {
-                Ok(m.map(|mut m| {
-                    m.id.get_or_insert(id);
-                    m
-                }))
+        let fetched: Vec<(BackupId, Result<Option<Metadata>>)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let found = self.sidecar(&id).await;
+                (id, found)
             })
-            .try_collect()
-            .await?;
-        all.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.id.cmp(&a.id)));
-        Ok(all)
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut listing = Listing::default();
+        for (id, found) in fetched {
+            match found {
+                Ok(Some(meta)) => listing.backups.push(meta),
+                Ok(None) => {}
+                Err(Error::UnreadableSidecar { key, reason }) => listing
+                    .unreadable
+                    .push(UnreadableSidecar { id, key, reason }),
+                Err(e) => return Err(e),
+            }
+        }
+        listing
+            .backups
+            .sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.id.cmp(&a.id)));
+        listing.unreadable.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listing)
     }
 
     /// Writes the sidecar: the commit point. Create-only where the store
@@ -214,7 +274,7 @@ impl StoreBackups {
             .ok_or_else(|| Error::invalid(first.to_string(), "no start time"))?;
         for step in 0..MAX_ID_STEPS {
             let id = BackupId::new(base + time::Duration::seconds(step), first.model_uuid())?;
-            if self.sidecar(&id).await?.is_none() {
+            if !self.id_taken(&id).await? {
                 meta.id = Some(id);
                 return Ok(());
             }
@@ -298,7 +358,7 @@ impl StoreBackups {
         for _ in 0..3 {
             let started = OffsetDateTime::now_utc();
             let id = BackupId::new(started, model_uuid)?;
-            if self.sidecar(&id).await?.is_none() {
+            if !self.id_taken(&id).await? {
                 return Ok((started, id));
             }
             let wait = 1_000_000_000 - started.nanosecond() as u64;
@@ -354,16 +414,73 @@ impl StoreBackups {
     }
 
     /// Deletes a backup: its sidecar first (from then on it does not
-    /// exist), then its archive. The caller holds the lease.
+    /// exist), then its archive. The caller holds the lease. A sidecar that
+    /// cannot be read is deleted all the same, with the archive its id
+    /// would have without one (`<id>.tar.gz`); an archive it may have named
+    /// under a nonce is then an orphan that `gc` finds.
     pub(crate) async fn delete(&self, id: &BackupId) -> Result<()> {
-        let meta = self.committed(id).await?;
+        let archive = match self.committed(id).await {
+            Ok(meta) => self.storage.archive_key(id, &meta),
+            Err(Error::UnreadableSidecar { .. }) => self.storage.key(&format!("{id}.tar.gz")),
+            Err(e) => return Err(e),
+        };
         let sidecar = self.storage.sidecar_key(id);
         self.store()
             .delete(&sidecar)
             .await
             .map_err(|e| Error::storage(&sidecar, e))?;
-        self.storage
-            .delete_if_exists(&self.storage.archive_key(id, &meta))
-            .await
+        self.storage.delete_if_exists(&archive).await
+    }
+}
+
+/// What a sidecar must hold to describe a backup: the id its name gives,
+/// a start time, a checksum and a size. `Err` says what is wrong.
+fn check_sidecar(meta: &Metadata, id: &BackupId) -> std::result::Result<(), String> {
+    match &meta.id {
+        None => return Err("it has no ID".into()),
+        Some(own) if own != id => {
+            return Err(format!("its ID {own} is not {id}, the id its name gives"));
+        }
+        Some(_) => {}
+    }
+    if meta.started.is_none() {
+        return Err("it has no Started time".into());
+    }
+    if meta.checksum.is_empty() {
+        return Err("it has no Checksum".into());
+    }
+    if meta.size == 0 {
+        return Err("its Size is 0".into());
+    }
+    Ok(())
+}
+
+/// What a store's listing found ([`StoreBackups::listing`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The committed backups, newest first.
+    pub backups: Vec<Metadata>,
+    /// The sidecars skipped because they cannot be read or fail their
+    /// checks, by key. `gc` lists them as garbage; `remove ID` deletes one.
+    pub unreadable: Vec<UnreadableSidecar>,
+}
+
+/// A sidecar that a listing skipped: it cannot be read (not JSON, empty,
+/// too large) or does not describe a backup (another id, missing fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnreadableSidecar {
+    /// The id its name gives.
+    pub id: BackupId,
+    /// Its object key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnreadableSidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unreadable sidecar {}: {}", self.key, self.reason)
     }
 }

@@ -57,6 +57,29 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A backup's sidecar (`<id>.json`) cannot be read or does not describe
+    /// a backup (not JSON, empty, another id, required fields missing).
+    /// Listings skip such a sidecar; `gc` lists it as garbage.
+    #[error("unreadable sidecar {key}: {reason}")]
+    UnreadableSidecar {
+        /// The sidecar's object key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backup is needed to undo a restore that did not finish: a
+    /// pending restore journal names it as that restore's pre-restore
+    /// backup. Removing it would make the recovery impossible.
+    #[error(
+        "refusing to remove backup {id}: it is the pre-restore backup a restore that did not finish needs (journal {}); undo that restore first by restoring {id}, or delete the journal to keep what it did",
+        journal.display()
+    )]
+    PendingRecovery {
+        /// The protected backup.
+        id: BackupId,
+        /// The journal that names it.
+        journal: PathBuf,
+    },
     /// An archive entry would write outside the target or is of a refused kind.
     #[error("refusing archive entry {entry:?}: {reason}")]
     UnsafePath {
@@ -91,6 +114,16 @@ pub enum Error {
         /// The underlying object_store error.
         #[source]
         source: object_store::Error,
+    },
+    /// A local store's directory does not exist (and was not to be
+    /// created: [`crate::Storage::from_url_existing`]), or its path is not
+    /// a directory.
+    #[error("no store at {}{}", path.display(), if *not_a_directory { ": it is not a directory" } else { "" })]
+    NoStore {
+        /// The store's directory.
+        path: PathBuf,
+        /// The path exists but is not a directory.
+        not_a_directory: bool,
     },
     /// The database dumper or loader failed.
     #[error("database error: {message}")]

@@ -1,7 +1,8 @@
 //! Finding and deleting what interrupted work leaves behind: archives no
 //! sidecar names (a create killed between upload and commit, a writer that
-//! lost a race), staging files of interrupted uploads in local stores, and
-//! sidecars whose archive is gone.
+//! lost a race), staging files of interrupted uploads in local stores,
+//! sidecars whose archive is gone, and sidecars that cannot be read (which
+//! every listing skips).
 //!
 //! Incomplete S3/Azure multipart uploads are invisible through object_store
 //! (it cannot list them): a failed upload aborts its own, and for uploads cut
@@ -15,6 +16,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 
+use crate::catalog::Listing;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::storage::Storage;
@@ -29,6 +31,10 @@ pub enum GarbageKind {
     StagingFile,
     /// A sidecar whose archive is missing (the backup cannot be restored).
     BrokenSidecar,
+    /// A sidecar that cannot be read or does not describe a backup (see
+    /// [`crate::UnreadableSidecar`]); listed whatever its age, since a
+    /// sidecar is written in one put and is never half-written.
+    UnreadableSidecar,
 }
 
 /// One object `gc` would delete.
@@ -47,12 +53,13 @@ pub struct Garbage {
 
 /// Lists the garbage in `storage` older than `min_age` (younger objects may
 /// belong to an upload in progress, between its archive and its commit);
-/// `backups` are the committed backups (every sidecar).
+/// `catalog` is the store's listing (every sidecar, readable or not).
 pub(crate) async fn find(
     storage: &Storage,
-    backups: &[Metadata],
+    catalog: &Listing,
     min_age: Duration,
 ) -> Result<Vec<Garbage>> {
+    let backups: &[Metadata] = &catalog.backups;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let age = |ts: i64| (now - ts).max(0) as u64;
     let listing: Vec<_> = storage
@@ -69,6 +76,16 @@ pub(crate) async fn find(
     }
     let existing: HashSet<String> = listing.iter().map(|o| o.location.to_string()).collect();
     let mut out = Vec::new();
+    for bad in &catalog.unreadable {
+        if let Some(object) = listing.iter().find(|o| o.location.as_ref() == bad.key) {
+            out.push(Garbage {
+                key: bad.key.clone(),
+                size: object.size,
+                age_secs: age(object.last_modified.timestamp()),
+                kind: GarbageKind::UnreadableSidecar,
+            });
+        }
+    }
     for meta in backups {
         if let Some(id) = &meta.id {
             let archive = storage.archive_key(id, meta).to_string();
@@ -126,7 +143,7 @@ pub(crate) async fn find(
             });
         }
     }
-    out.retain(|g| g.age_secs >= min_age.as_secs());
+    out.retain(|g| g.kind == GarbageKind::UnreadableSidecar || g.age_secs >= min_age.as_secs());
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }

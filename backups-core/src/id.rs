@@ -87,6 +87,15 @@ impl FromStr for BackupId {
         if !stamp_ok {
             return Err(invalid(s, "bad timestamp"));
         }
+        // A real date and time (no month 13, no 24:60:60).
+        if time::PrimitiveDateTime::parse(
+            stamp,
+            format_description!("[year][month][day]-[hour][minute][second]"),
+        )
+        .is_err()
+        {
+            return Err(invalid(s, "its timestamp is not a valid date and time"));
+        }
         let uuid_ok = uuid.len() == 36
             && uuid.bytes().enumerate().all(|(i, c)| match i {
                 8 | 13 | 18 | 23 => c == b'-',
@@ -147,6 +156,9 @@ mod tests {
             "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97/..",
             "2020022x-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
             "20200225-041241.E2A6A1E5-abea-4393-8593-5a45ae53ab97",
+            "20200225-246060.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+            "20201325-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+            "20200230-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97",
         ] {
             let err = bad.parse::<BackupId>().unwrap_err();
             assert!(err.to_string().contains("invalid backup id"), "{err}");

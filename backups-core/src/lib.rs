@@ -85,7 +85,7 @@ pub mod test_util;
 pub use crate::{
     archive::ArchiveCompression,
     backups::Backups,
-    catalog::StoreBackups,
+    catalog::{Listing, StoreBackups, UnreadableSidecar},
     crypt::{Encryption, Identities, generate_identity},
     database::{
         BackupLock, CollectionDiff, DatabaseComparer, DatabaseDumper, DatabaseLoader, DumpEntry,
@@ -108,6 +108,7 @@ pub use crate::{
     ops::edit::Edit,
     ops::execute::{PreparedRestore, journal_path},
     ops::plan::RestorePlan,
+    ops::execute::pending_journals,
     ops::preflight::Preflight,
     ops::verify::{DrillDatabase, VerifyRequest, drill_renames},
     progress::{NoProgress, Progress},

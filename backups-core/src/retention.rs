@@ -11,7 +11,7 @@
 //! `within` durations are measured back from the newest backup that is not
 //! in the future. Beyond restic, whatever the policy: the newest backup of
 //! each group, the newest one that passed verification in each group, and
-//! every backup labelled [`PINNED_LABEL`] are kept.
+//! every backup labelled [`PINNED_LABEL`] or a pending restore needs are kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,14 +80,18 @@ impl KeepCount {
 impl FromStr for KeepCount {
     type Err = InvalidRetention;
 
-    /// `unlimited` or a non-negative number, as restic takes them.
+    /// `unlimited` or a positive number (`0` keeps nothing: refused).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "unlimited" {
-            return Ok(KeepCount::Unlimited);
-        }
-        s.parse()
-            .map(KeepCount::Count)
-            .map_err(|_| InvalidRetention::new(s, "expected a non-negative number or `unlimited`"))
+        let why = match s.parse::<u32>() {
+            _ if s == "unlimited" => return Ok(KeepCount::Unlimited),
+            Ok(0) => "0 keeps nothing: give at least 1 (or `unlimited`), or leave it out".into(),
+            Ok(n) => return Ok(KeepCount::Count(n)),
+            Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => {
+                format!("too large (at most {})", u32::MAX)
+            }
+            Err(_) => "expected a positive number or `unlimited`".into(),
+        };
+        Err(InvalidRetention::new(s, why))
     }
 }
 
@@ -312,6 +316,7 @@ pub struct RetentionPolicy {
     within_buckets: [RetentionDuration; 5],
     labels: Vec<String>,
     group_by: GroupBy,
+    pending_recovery: Vec<BackupId>,
 }
 
 /// Why one backup is kept.
@@ -321,13 +326,12 @@ pub struct Kept {
     /// The backup.
     pub id: BackupId,
     /// restic's reasons, with "backup" for "snapshot" (`last backup`,
-    /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`),
-    /// then ours (`newest backup`, `newest verified backup`, `pinned`).
+    /// `daily backup`, `within 7d`, `daily within 1m`, `has label L`), then
+    /// ours (`newest backup`, `newest verified backup`, `pinned`, `pending-recovery`).
     pub reasons: Vec<String>,
 }
 
-/// What a policy decided: every backup with an id is in exactly one list,
-/// each newest first.
+/// What a policy decided: each backup with an id is in one list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Decision {
@@ -343,9 +347,10 @@ pub struct Decision {
 pub struct ForgetReport {
     /// What the policy decided.
     pub decision: Decision,
-    /// The backups of [`Decision::remove`] that could not be removed, and
-    /// why; the others were removed.
+    /// The backups of [`Decision::remove`] not removed, and why (the rest were).
     pub failed: Vec<(BackupId, crate::error::Error)>,
+    /// The sidecars skipped as unreadable (not counted, not removed).
+    pub unreadable: Vec<crate::catalog::UnreadableSidecar>,
 }
 
 /// One backup as the policy sees it.
@@ -428,6 +433,12 @@ impl RetentionPolicy {
     /// Which backups the policy is applied to together.
     pub fn with_group_by(mut self, group_by: GroupBy) -> Self {
         self.group_by = group_by;
+        self
+    }
+    /// Keeps these backups whatever the policy (reason `pending-recovery`):
+    /// those pending restore journals need (not a rule for `is_empty`).
+    pub fn with_pending_recovery(mut self, ids: impl IntoIterator<Item = BackupId>) -> Self {
+        self.pending_recovery.extend(ids);
         self
     }
 
@@ -559,6 +570,9 @@ impl RetentionPolicy {
         for (e, r) in group.iter().zip(out.iter_mut()) {
             if e.meta.labels.iter().any(|l| l == PINNED_LABEL) {
                 r.push(PINNED_LABEL.into());
+            }
+            if self.pending_recovery.contains(e.id) {
+                r.push("pending-recovery".into());
             }
         }
         out

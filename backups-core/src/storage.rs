@@ -160,8 +160,32 @@ impl Storage {
     /// path), `memory://` (fresh and empty each time), `s3://bucket/prefix`,
     /// `az://container/prefix`, `gs://bucket/prefix`. Cloud credentials come
     /// from the environment; `options` are passed to the object_store builder
-    /// (e.g. `("aws_endpoint", "http://127.0.0.1:9000")`).
+    /// (e.g. `("aws_endpoint", "http://127.0.0.1:9000")`). A local store's
+    /// directory is created if missing (see [`Storage::from_url_existing`]
+    /// to refuse that); a local or memory store takes no option but
+    /// [`GROUP_ACCESS_OPTION`], and an unknown option is an error.
     pub fn from_url<I, K, V>(url: &str, options: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        Self::open(url, options, true)
+    }
+
+    /// [`Storage::from_url`] for reading a store that must already exist: a
+    /// local directory that is missing is [`Error::NoStore`] instead of
+    /// being created (a wrong path must not look like an empty store).
+    pub fn from_url_existing<I, K, V>(url: &str, options: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        Self::open(url, options, false)
+    }
+
+    fn open<I, K, V>(url: &str, options: I, create: bool) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
@@ -179,7 +203,20 @@ impl Storage {
             }
         }
         let options = passed;
-        let local = |path: PathBuf| Self::local(path, url, group_access);
+        // A local or memory store has no object_store options to take.
+        let no_options = |kind: &str| match options.first() {
+            Some((k, _)) => Err(bad_url(
+                url,
+                format!(
+                    "unknown store option {k:?} (a {kind} store takes only {GROUP_ACCESS_OPTION})"
+                ),
+            )),
+            None => Ok(()),
+        };
+        let local = |path: PathBuf| {
+            no_options("local")?;
+            Self::local(path, url, group_access, create)
+        };
         if url.starts_with('/') {
             return local(PathBuf::from(url));
         }
@@ -200,11 +237,14 @@ impl Storage {
                     .map_err(|_| bad_url(url, "not an absolute local path"))?;
                 local(path)
             }
-            "memory" => Ok(Storage::new(
-                Arc::new(InMemory::new()),
-                ObjectPath::default(),
-                url,
-            )),
+            "memory" => {
+                no_options("memory")?;
+                Ok(Storage::new(
+                    Arc::new(InMemory::new()),
+                    ObjectPath::default(),
+                    url,
+                ))
+            }
             "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
                 let store = cloud_store(&parsed, url, options)?;
                 let prefix = ObjectPath::from_url_path(parsed.path())
@@ -220,24 +260,41 @@ impl Storage {
         }
     }
 
-    /// A store in a local directory. One this creates is private to its
-    /// owner (`0700`; `0750` with group access); an existing one keeps its
-    /// mode: it is not re-moded behind the operator's back.
-    fn local(path: PathBuf, url: &str, group_access: bool) -> Result<Self> {
+    /// A store in a local directory. One this creates (only with `create`)
+    /// is private to its owner (`0700`; `0750` with group access); an
+    /// existing one keeps its mode: it is not re-moded behind the
+    /// operator's back. A path that is not a directory is no store.
+    fn local(path: PathBuf, url: &str, group_access: bool, create: bool) -> Result<Self> {
         let modes = if group_access {
             (0o750, 0o640)
         } else {
             (0o700, 0o600)
         };
-        if !path.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(modes.0)
-                .create(&path)
-                .map_err(|e| Error::io("creating store directory", &path, e))?;
-            // The mode asked for, whatever the umask.
-            set_mode(&path, modes.0)?;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::NoStore {
+                    path,
+                    not_a_directory: true,
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !create {
+                    return Err(Error::NoStore {
+                        path,
+                        not_a_directory: false,
+                    });
+                }
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(modes.0)
+                    .create(&path)
+                    .map_err(|e| Error::io("creating store directory", &path, e))?;
+                // The mode asked for, whatever the umask.
+                set_mode(&path, modes.0)?;
+            }
+            Err(e) => return Err(Error::io("opening store directory", &path, e)),
         }
         let fs = LocalFileSystem::new_with_prefix(&path).map_err(|e| Error::storage(url, e))?;
         let mut storage = Storage::new(Arc::new(fs), ObjectPath::default(), url);

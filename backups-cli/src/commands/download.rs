@@ -6,7 +6,7 @@ use backups_core::{BackupId, Backups};
 
 use crate::args::parse_id;
 use crate::context::Context;
-use crate::failure::CliResult;
+use crate::failure::{CliResult, Failure};
 use crate::keys::IdentityArgs;
 
 /// Examples and notes after `backups download --help`.
@@ -20,7 +20,8 @@ The file appears only once its checksum is verified (it is written to a
 temporary name first). With '-o -' the bytes go to stdout and a mismatch is
 reported after they were written. An encrypted backup downloads as its
 stored .tar.gz.age (age -d -i KEY reads it) unless --decrypt --identity
-KEY, which gives the plain .tar.gz whose SHA-1 `show` prints.";
+KEY, which gives the plain .tar.gz whose SHA-1 `show` prints. An existing
+file is not replaced without --force; a directory is refused.";
 
 /// `backups download`.
 #[derive(Debug, clap::Args)]
@@ -34,25 +35,50 @@ pub struct Args {
     /// read (needs --identity).
     #[arg(long)]
     pub decrypt: bool,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub keys: IdentityArgs,
+}
+
+/// The file to write (`None`: stdout), refused before anything is fetched
+/// when it is a directory, or exists and --force was not given.
+fn destination(args: &Args, id: &BackupId) -> Result<Option<PathBuf>, Failure> {
+    let path = match &args.output {
+        Some(p) if p.as_os_str() == "-" => return Ok(None),
+        Some(p) => p.clone(),
+        None => PathBuf::from(format!("juju-backup-{id}.tar.gz")),
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => Err(Failure::usage(format!(
+            "refusing to download into {}: it is a directory; give a file name (-o {}/NAME)",
+            path.display(),
+            path.display()
+        ))),
+        Ok(_) if !args.force => Err(Failure::usage(format!(
+            "refusing to overwrite {}: it exists (pass --force to replace it)",
+            path.display()
+        ))),
+        _ => Ok(Some(path)),
+    }
 }
 
 /// Downloads the archive, checking its size and checksum.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let id = parse_id(&args.id)?;
+    let dest = destination(&args, &id)?;
     if args.decrypt {
-        return decrypt(ctx, &id, args).await;
+        return decrypt(ctx, &id, dest, args).await;
     }
-    match args.output {
-        Some(p) if p.as_os_str() == "-" => {
+    match dest {
+        None => {
             let mut stdout = tokio::io::stdout();
             ctx.backups
                 .download_to(&id, &mut stdout, ctx.progress())
                 .await?;
         }
-        other => {
-            let path = other.unwrap_or_else(|| PathBuf::from(format!("juju-backup-{id}.tar.gz")));
+        Some(path) => {
             let meta = ctx.backups.download(&id, &path, ctx.progress()).await?;
             ctx.say(&format!(
                 "Downloaded {id} to {} ({} bytes, checksum verified)",
@@ -65,16 +91,15 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 }
 
 /// `--decrypt`: the plain archive of an encrypted backup.
-async fn decrypt(ctx: &Context, id: &BackupId, args: Args) -> CliResult {
+async fn decrypt(ctx: &Context, id: &BackupId, dest: Option<PathBuf>, args: Args) -> CliResult {
     let identities = args.keys.identities()?;
-    match args.output {
-        Some(p) if p.as_os_str() == "-" => {
+    match dest {
+        None => {
             ctx.backups
                 .download_decrypted_to(id, identities, std::io::stdout(), ctx.progress())
                 .await?;
         }
-        other => {
-            let path = other.unwrap_or_else(|| PathBuf::from(format!("juju-backup-{id}.tar.gz")));
+        Some(path) => {
             let meta = ctx
                 .backups
                 .download_decrypted(id, identities, &path, ctx.progress())

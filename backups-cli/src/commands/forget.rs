@@ -2,7 +2,7 @@
 //! `--keep-*` flags) does not keep.
 
 use backups_core::{
-    Backups, Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration, RetentionPolicy,
+    Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration, RetentionPolicy,
 };
 use serde_json::json;
 
@@ -28,9 +28,12 @@ A backup any rule keeps is kept. Each model's backups are a group of their
 own unless --group-by none.
 
 Whatever the policy, forget never removes the newest backup of a group, the
-newest backup of a group that passed verification, nor a backup labelled
-`pinned`. Without any --keep-* option it refuses to run. It holds the store's
-lease while it lists and removes.";
+newest backup of a group that passed verification, a backup labelled
+`pinned`, nor one that a pending restore journal in the state directory
+needs to undo a restore that did not finish (reason `pending-recovery`).
+Without any --keep-* option it refuses to run, and a count of 0 is refused
+(it keeps nothing). Sidecars that cannot be read are skipped with a
+warning. It holds the store's lease while it lists and removes.";
 
 /// `backups forget`.
 #[derive(Debug, clap::Args)]
@@ -124,9 +127,15 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         )));
     }
     let (decision, failed) = if args.dry_run {
-        (policy.apply(&ctx.backups.list().await?), Vec::new())
+        let pending = ctx.pending_recoveries().into_iter().map(|(id, _)| id);
+        let list = ctx.list().await?;
+        (
+            policy.with_pending_recovery(pending).apply(&list),
+            Vec::new(),
+        )
     } else {
         let report = ctx.backups.forget(&policy).await?;
+        ctx.warn_unreadable(&report.unreadable);
         (report.decision, report.failed)
     };
     if args.json {

@@ -13,9 +13,12 @@ Examples:
   backups gc --older-than 1h --yes
 
 Garbage is: archives no sidecar names (a create killed before its commit),
-staging files of interrupted uploads in local stores, and sidecars whose
-archive is missing. Objects younger than --older-than are left alone, since
-they may belong to an upload still in progress. Incomplete S3 multipart
+staging files of interrupted uploads in local stores, sidecars whose
+archive is missing, and sidecars that cannot be read (unreadable-sidecar:
+not JSON, empty, another id, fields missing; listed whatever their age).
+Other objects younger than --older-than are left alone, since they may
+belong to an upload still in progress. A restore journal that is pending
+(a restore that did not finish) is reported with how to recover. Incomplete S3 multipart
 uploads cannot be listed through object_store: use a bucket lifecycle rule
 (AbortIncompleteMultipartUpload), see the README.";
 
@@ -36,6 +39,7 @@ pub struct Args {
 /// Lists the garbage (table or JSON) and, with --yes, deletes it.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let garbage = ctx.backups.find_garbage(args.older_than).await?;
+    ctx.warn_pending_recoveries();
     let open = ctx.backups.storage().world_readable();
     if !open.is_empty() {
         let shown: Vec<String> = open

@@ -49,6 +49,11 @@ pub async fn run_label(ctx: &Context, args: LabelArgs) -> CliResult {
     if args.add.is_empty() && args.remove.is_empty() {
         return Err(Failure::usage("give --add LABEL or --remove LABEL"));
     }
+    if let Some(both) = args.add.iter().find(|l| args.remove.contains(l)) {
+        return Err(Failure::usage(format!(
+            "label {both:?} is both added and removed: give it to --add or to --remove, not both"
+        )));
+    }
     let edit = Edit::labels(args.add, args.remove);
     for id in &args.ids {
         let id = parse_id(id)?;

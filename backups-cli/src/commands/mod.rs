@@ -117,6 +117,20 @@ impl Command {
     pub fn verbose(&self) -> bool {
         matches!(self, Command::Restore(r) if r.verbose)
     }
+
+    /// Whether the command writes a new backup, and so may create a local
+    /// store that does not exist yet (create, upload, and a restore from a
+    /// file, whose safety backup goes to the store; a diff of a file reads
+    /// no store). The others read a store: a missing one is an error,
+    /// never an empty store.
+    pub fn creates_store(&self) -> bool {
+        match self {
+            Command::Create(_) | Command::Upload(_) => true,
+            Command::Restore(r) => r.file.is_some(),
+            Command::Diff(d) => d.file.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// Runs the command with the config file's profile filling in what the
@@ -130,6 +144,8 @@ pub async fn run_configured(
     match command {
         Command::Config(args) => return config::run(&global, config, args),
         Command::Schedule(args) => return schedule::run(&global, config, args, cancel).await,
+        // It needs no store.
+        Command::Key(args) => return key::run(global.quiet, args),
         _ => {}
     }
     let (_, profile) = config.profile(global.profile.as_deref())?;
@@ -152,7 +168,7 @@ pub async fn run_configured(
     if let Command::Create(args) = &mut command {
         apply::create(args, &profile);
     }
-    let ctx = Context::new(&global, command.verbose(), cancel)?;
+    let ctx = Context::open(&global, command.verbose(), cancel, command.creates_store())?;
     run(&ctx, command).await
 }
 
@@ -169,7 +185,6 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Gc(args) => gc::run(ctx, args).await,
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
-        Command::Key(args) => key::run(ctx.quiet, args),
         Command::Verify(args) => verify::run(ctx, args).await,
         Command::Diff(args) => diff::run(ctx, args).await,
         Command::Label(args) => label::run_label(ctx, args).await,
@@ -177,6 +192,7 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         // They need no store; run_configured runs them before opening one.
         Command::Config(_)
         | Command::Schedule(_)
+        | Command::Key(_)
         | Command::Completions(_)
         | Command::Man(_)
         | Command::CompleteIds(_) => Err(crate::failure::Failure {

@@ -12,7 +12,11 @@ pub const AFTER_HELP: &str = "\
 Examples:
   backups remove 20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97
   backups remove --keep-latest 5
-  backups remove --keep-latest 5 --dry-run";
+  backups remove --keep-latest 5 --dry-run
+
+A backup that a pending restore journal needs (the pre-restore backup of a
+restore that did not finish) is refused unless --force. A sidecar that
+cannot be read is removed like a backup.";
 
 /// `backups remove`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +35,10 @@ pub struct Args {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove even a backup that a pending restore journal needs to undo
+    /// a restore that did not finish (with a warning).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Removes each backup; one that cannot be removed is reported and the
@@ -53,7 +61,19 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             out(&format!("Would remove backup {id}\n"))?;
             continue;
         }
-        match ctx.backups.remove(&id).await {
+        let removed = if args.force {
+            if let Some((_, journal)) = ctx.pending_recoveries().into_iter().find(|(p, _)| *p == id)
+            {
+                stderr_line!(
+                    "warning: removing {id} although the pending restore journal {} needs it (--force): that restore can no longer be undone from it",
+                    journal.display()
+                );
+            }
+            ctx.backups.remove_forced(&id).await
+        } else {
+            ctx.backups.remove(&id).await
+        };
+        match removed {
             Ok(()) => out(&format!("Removed backup {id}\n"))?,
             Err(e) => {
                 let f = Failure::from(e);
@@ -72,9 +92,10 @@ async fn keep_latest(ctx: &Context, n: u32, dry_run: bool) -> CliResult {
         .with_keep_last(KeepCount::Count(n))
         .with_group_by(GroupBy::None);
     let (decision, failed) = if dry_run {
-        (policy.apply(&ctx.backups.list().await?), Vec::new())
+        (policy.apply(&ctx.list().await?), Vec::new())
     } else {
         let report = ctx.backups.forget(&policy).await?;
+        ctx.warn_unreadable(&report.unreadable);
         (report.decision, report.failed)
     };
     if decision.remove.is_empty() {

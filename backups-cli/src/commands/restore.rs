@@ -342,6 +342,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                 .with_namespaces(&args.rewrite_ns, &args.ns_exclude)?,
         );
     }
+    if args.dry_run {
+        ctx.warn_pending_recoveries();
+    }
     let (report, steps) =
         plan::run(ctx, &args, uri.as_deref(), request, database, journals).await?;
     let collections = report.dump_collections;

@@ -180,7 +180,14 @@ fn list(global: &GlobalArgs, config: &Config, args: ListArgs) -> CliResult {
     let mut rows = Vec::new();
     let mut text = String::from("NAME\tCRON\tPROFILE\tLAST SUCCESS\tNEXT RUNS (UTC)\n");
     for (entry, (name, cron)) in config.file.schedule.iter().zip(scheduler.jobs()) {
-        let status = scheduler.status(&name)?;
+        // A status file that cannot be read stops nothing: the job is
+        // shown as never run (its next run rewrites the file).
+        let status = scheduler.status(&name).unwrap_or_else(|e| {
+            stderr_line!(
+                "warning: schedule {name}: status file unreadable ({e}); shown as never run (the file is rewritten at its next run)"
+            );
+            backups_core::JobStatus::new(&name)
+        });
         let next: Vec<String> = cron
             .upcoming(now_t, args.next)
             .into_iter()

@@ -23,16 +23,34 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Prints one backup's metadata, as fields or JSON.
+/// Prints one backup's metadata, as fields or JSON; one that a pending
+/// restore journal needs is marked (`pending recovery:`, and
+/// `"PendingRecovery": true`).
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let meta = ctx.backups.metadata(&parse_id(&args.id)?).await?;
+    let id = parse_id(&args.id)?;
+    let meta = ctx.backups.metadata(&id).await?;
+    let pending = ctx
+        .pending_recoveries()
+        .into_iter()
+        .find(|(p, _)| *p == id)
+        .map(|(_, journal)| journal);
     if args.json {
-        let v = output::json_value(&meta);
+        let mut v = output::json_value(&meta);
+        if pending.is_some() {
+            v["PendingRecovery"] = true.into();
+        }
         out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&v).unwrap_or_default()
         ))
     } else {
-        out(&output::details(&meta))
+        let mut text = output::details(&meta);
+        if let Some(journal) = pending {
+            text.push_str(&format!(
+                "pending recovery: yes: the restore journal {} needs it to undo a restore that did not finish (`backups restore {id} --target / --yes`); forget keeps it and remove refuses it\n",
+                journal.display()
+            ));
+        }
+        out(&text)
     }
 }

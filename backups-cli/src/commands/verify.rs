@@ -64,6 +64,14 @@ pub struct Args {
 /// Verifies each backup; prints one line (or JSON object) a backup.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let ids = chosen(ctx, &args).await?;
+    if ids.is_empty() {
+        // --latest or --all on an empty store: say so, and succeed.
+        if args.json {
+            ctx.say("No backups to verify.");
+            return out("[]\n");
+        }
+        return out("No backups to verify.\n");
+    }
     let level = if args.drill {
         VerifyLevel::Drill
     } else if args.read_data {
@@ -116,7 +124,7 @@ async fn chosen(ctx: &Context, args: &Args) -> Result<Vec<BackupId>, Failure> {
     if !(args.all || args.latest) {
         return args.ids.iter().map(|s| parse_id(s)).collect();
     }
-    let list = ctx.backups.list().await?;
+    let list = ctx.list().await?;
     let ids = list.into_iter().filter_map(|m| m.id);
     Ok(if args.latest {
         ids.take(1).collect()

@@ -224,7 +224,7 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| io_failure(&format!("reading config file {}", path.display()), e))?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| Failure {
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| Failure {
             message: format!(
                 "config file {}: {}",
                 path.display(),
@@ -232,6 +232,18 @@ impl Config {
             ),
             code: USAGE,
         })?;
+        // A relative store directory is relative to the file, not to
+        // wherever the command happens to run.
+        let base = std::path::absolute(&path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        if let Some(base) = base {
+            for profile in file.profile.values_mut() {
+                if let Some(store) = profile.store.as_mut().filter(|s| is_relative_dir(s)) {
+                    *store = base.join(&*store).display().to_string();
+                }
+            }
+        }
         Ok(Config {
             path: Some(path),
             file,
@@ -263,6 +275,17 @@ impl Config {
             None => "the config (no config file found)".into(),
         }
     }
+}
+
+/// Whether a store value is a relative directory: not absolute and not a
+/// URL (`scheme:...`).
+fn is_relative_dir(store: &str) -> bool {
+    let scheme = store.split_once(':').is_some_and(|(s, _)| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    !store.is_empty() && !store.starts_with('/') && !scheme
 }
 
 /// The user's, then the system's config file.
@@ -309,6 +332,22 @@ mod tests {
         let r = s.retention.as_ref().unwrap();
         assert_eq!(r.keep_daily, Some(Keep::Count(7)));
         assert_eq!(r.keep_weekly, Some(Keep::Word("unlimited".into())));
+    }
+
+    #[test]
+    fn only_relative_directories_count_as_relative() {
+        for relative in ["store", "./store", "../backups/store"] {
+            assert!(is_relative_dir(relative), "{relative}");
+        }
+        for not in [
+            "/var/backups",
+            "file:///var/backups",
+            "s3://b/p",
+            "memory://",
+            "",
+        ] {
+            assert!(!is_relative_dir(not), "{not}");
+        }
     }
 
     #[test]

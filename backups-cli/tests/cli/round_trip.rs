@@ -9,6 +9,8 @@ use crate::support::*;
 #[test]
 fn empty_store_lists_nothing() {
     let env = Env::new();
+    // An existing, empty store (a missing one is no store: store_paths.rs).
+    std::fs::create_dir(env.store()).unwrap();
     assert_eq!(env.ok(&["list"]), "No backups to display.\n");
     assert_eq!(env.json(&["list", "--json"]), Value::Array(vec![]));
 }

@@ -33,6 +33,8 @@ pub mod edit;
 pub mod faults;
 pub mod gc;
 pub mod lease;
+pub mod recovery;
+pub mod sidecars;
 
 pub use contract::{
     add_is_idempotent_and_refuses_conflicts, concurrent_creates_all_commit,
@@ -48,6 +50,8 @@ pub use faults::{
 };
 pub use gc::gc_finds_and_deletes_garbage;
 pub use lease::{lease_excludes_a_second_holder, racing_callers_never_share_the_lease};
+pub use recovery::backups_pending_journals_need_are_protected;
+pub use sidecars::unreadable_sidecars_are_skipped_and_collected;
 
 /// A create request backing up `paths`.
 pub fn request(paths: Vec<PathBuf>) -> CreateRequest {
@@ -162,6 +166,8 @@ where
     failed_commit_leaves_nothing(make()).await;
     truncated_reads_are_detected(make()).await;
     gc_finds_and_deletes_garbage(make()).await;
+    unreadable_sidecars_are_skipped_and_collected(make()).await;
+    backups_pending_journals_need_are_protected(make()).await;
     lease_excludes_a_second_holder(make()).await;
     racing_callers_never_share_the_lease(make()).await;
     encrypted_backups_round_trip_and_refuse_tampering(&StoreBackups::new(make())).await;

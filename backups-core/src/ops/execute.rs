@@ -108,6 +108,32 @@ impl PreparedRestore<'_> {
     }
 }
 
+/// The journals in `dir` that restores which did not finish (killed, or
+/// whose rollback failed) left behind, each with the pre-restore backup
+/// that undoes it, by id. A missing `dir` holds none.
+pub fn pending_journals(dir: &Path) -> Result<Vec<(BackupId, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing restore journals in", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing restore journals in", dir, e))?;
+        let name = entry.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("restore-"))
+            .and_then(|n| n.strip_suffix(".journal"))
+            .and_then(|n| n.parse::<BackupId>().ok());
+        if let Some(id) = id {
+            found.push((id, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// What the safety backup saves: its own files and dumper and, unless
 /// told not to, what the checked restore will replace.
 fn saved_state(

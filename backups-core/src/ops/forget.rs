@@ -10,7 +10,8 @@ use crate::retention::{ForgetReport, RetentionPolicy};
 /// then gives the lease back. A backup that cannot be removed does not
 /// stop the others; once the lease is lost or the run is cancelled, the
 /// rest are not touched and are reported as failed with that error.
-/// With `only_label`, the policy sees (and removes) only the backups that
+/// Backups that pending restore journals need are always kept
+/// ([`StoreBackups::pending_recoveries`]). With `only_label`, the policy sees (and removes) only the backups that
 /// carry that label (a schedule's own backups).
 pub(crate) async fn forget(
     backups: &StoreBackups,
@@ -19,7 +20,11 @@ pub(crate) async fn forget(
 ) -> Result<ForgetReport> {
     backups
         .with_lease("forget", async |guard| {
-            let mut candidates = backups.all_committed().await?;
+            // A backup a pending restore journal needs is kept, whatever the policy.
+            let pending = backups.pending_recoveries()?.into_iter().map(|(id, _)| id);
+            let policy = policy.clone().with_pending_recovery(pending);
+            let listing = backups.listing().await?;
+            let mut candidates = listing.backups;
             if let Some(label) = only_label {
                 candidates.retain(|m| m.labels.iter().any(|l| l == label));
             }
@@ -37,7 +42,11 @@ pub(crate) async fn forget(
                     failed.push((id.clone(), e));
                 }
             }
-            Ok(ForgetReport { decision, failed })
+            Ok(ForgetReport {
+                decision,
+                failed,
+                unreadable: listing.unreadable,
+            })
         })
         .await
 }

@@ -96,9 +96,16 @@ fn counts_parse_numbers_and_unlimited() {
         "unlimited".parse::<KeepCount>().unwrap(),
         KeepCount::Unlimited
     );
-    assert!("0".parse::<KeepCount>().unwrap().is_off());
-    for bad in ["-1", "many", ""] {
-        assert!(bad.parse::<KeepCount>().is_err(), "{bad}");
+    assert!(KeepCount::default().is_off());
+    for (bad, why) in [
+        ("-1", "positive number"),
+        ("many", "positive number"),
+        ("", "positive number"),
+        ("0", "0 keeps nothing"),
+        ("4294967296", "too large"),
+    ] {
+        let e = bad.parse::<KeepCount>().unwrap_err().to_string();
+        assert!(e.contains(why), "{bad}: {e}");
     }
     assert_eq!("none".parse::<GroupBy>().unwrap(), GroupBy::None);
     assert_eq!("model".parse::<GroupBy>().unwrap(), GroupBy::Model);

@@ -61,10 +61,17 @@ impl CronSchedule {
             .build()
             .parse(expression)
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(CronSchedule {
+        let schedule = CronSchedule {
             expression: expression.trim().to_string(),
             cron,
-        })
+        };
+        // An expression no date satisfies (`0 0 31 2 *`) would never run.
+        if schedule.next_after(OffsetDateTime::now_utc()).is_none() {
+            return Err(invalid(
+                "it never fires: no date matches its day, month and weekday".into(),
+            ));
+        }
+        Ok(schedule)
     }
 
     /// The first time the expression matches strictly after `after` (whole
@@ -184,7 +191,14 @@ mod tests {
 
     #[test]
     fn bad_expressions_say_why() {
-        for bad in ["* * * *", "* * * * * * *", "61 * * * *", "nonsense x y z w"] {
+        for bad in [
+            "* * * *",
+            "* * * * * * *",
+            "61 * * * *",
+            "nonsense x y z w",
+            "0 0 31 2 *",
+            "0 0 30 2 *",
+        ] {
             let e = CronSchedule::parse(bad).unwrap_err();
             assert!(
                 matches!(

@@ -193,7 +193,20 @@ impl BackupJob {
             }));
         }
         let removed = &report.decision.remove;
-        Ok(match removed.len() {
+        // Unreadable sidecars fail nothing; the log names them.
+        let skipped = match report.unreadable.len() {
+            0 => String::new(),
+            n => format!(
+                "; skipped {n} unreadable sidecar(s) (`backups gc` lists them): {}",
+                report
+                    .unreadable
+                    .iter()
+                    .map(|u| u.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let summary = match removed.len() {
             0 => format!("retention kept all {}", report.decision.keep.len()),
             n => format!(
                 "retention kept {} and removed {n}: {}",
@@ -204,7 +217,8 @@ impl BackupJob {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        })
+        };
+        Ok(summary + &skipped)
     }
 }
 

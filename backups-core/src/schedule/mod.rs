@@ -181,6 +181,14 @@ pub enum ScheduleEvent {
         /// How many.
         runs: usize,
     },
+    /// A job's status file could not be read or parsed: the job is treated
+    /// as never run, and the file is rewritten at its next run.
+    StatusUnreadable {
+        /// The job.
+        job: String,
+        /// Why (names the file).
+        error: String,
+    },
     /// A status or metrics file could not be written.
     StatusNotWritten {
         /// The job.
@@ -246,6 +254,10 @@ impl fmt::Display for ScheduleEvent {
             ScheduleEvent::Skipped { job, runs } => write!(
                 f,
                 "schedule {job}: skipped {runs} run(s) that came due while it was running"
+            ),
+            ScheduleEvent::StatusUnreadable { job, error } => write!(
+                f,
+                "schedule {job}: warning: status file unreadable ({error}); treating the job as never run (the file is rewritten at its next run)"
             ),
             ScheduleEvent::StatusNotWritten { job, error } => {
                 write!(f, "schedule {job}: status not written: {error}")

@@ -175,7 +175,9 @@ impl Scheduler {
             .collect()
     }
 
-    /// A job's status as its status file records it.
+    /// A job's status as its status file records it; an error when the
+    /// file cannot be read or parsed (the scheduler itself then treats the
+    /// job as never run, see [`ScheduleEvent::StatusUnreadable`]).
     pub fn status(&self, name: &str) -> Result<JobStatus> {
         status::load(&self.state_dir, name)
     }
@@ -198,7 +200,7 @@ impl Scheduler {
                             .join(", ")
                     ),
                 })?;
-        self.load_statuses()?;
+        self.load_statuses();
         let (result, written) = self.run_entry(entry, false, &cancel).await;
         written?;
         Ok(result)
@@ -209,7 +211,7 @@ impl Scheduler {
     /// aborted; an aborted run leaves its status as it was, so a catch-up
     /// job runs again at the next start.
     pub async fn run(&self, cancel: CancellationToken) -> Result<()> {
-        self.load_statuses()?;
+        self.load_statuses();
         let loops = futures::future::join_all(self.jobs.iter().map(|j| self.job_loop(j, &cancel)));
         tokio::pin!(loops);
         // Biased: when the token is cancelled, the loops end at once too,
@@ -234,13 +236,25 @@ impl Scheduler {
         (self.events)(&event);
     }
 
-    fn load_statuses(&self) -> Result<()> {
+    /// Reads every job's status file. One that cannot be read or parsed
+    /// stops no job: it is reported, the job is treated as never run, and
+    /// the file is rewritten at the job's next run.
+    fn load_statuses(&self) {
         let mut loaded = BTreeMap::new();
         for j in &self.jobs {
-            loaded.insert(j.name.clone(), status::load(&self.state_dir, &j.name)?);
+            let status = match status::load(&self.state_dir, &j.name) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.emit(ScheduleEvent::StatusUnreadable {
+                        job: j.name.clone(),
+                        error: e.to_string(),
+                    });
+                    JobStatus::new(&j.name)
+                }
+            };
+            loaded.insert(j.name.clone(), status);
         }
         *self.lock() = loaded;
-        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JobStatus>> {

@@ -162,8 +162,8 @@ const METRICS: &[Metric] = &[
     (
         "backups_schedule_last_success_timestamp_seconds",
         "gauge",
-        "When the job's last successful run started (Unix time).",
-        |s| s.last_success.map(unix),
+        "When the job's last successful run started (Unix time; 0: never).",
+        |s| Some(s.last_success.map_or(0.0, unix)),
     ),
     (
         "backups_schedule_last_duration_seconds",
@@ -306,7 +306,13 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
-        assert!(!text.contains("last_success_timestamp_seconds{schedule=\"hourly\"}"));
+        // Never succeeded: 0, so `time() - last_success > N` alerts at once.
+        assert!(
+            text.lines()
+                .any(|l| l
+                    == "backups_schedule_last_success_timestamp_seconds{schedule=\"hourly\"} 0"),
+            "{text}"
+        );
         // node_exporter reads the textfile as another user.
         let dir = tempfile::tempdir().unwrap();
         let prom = dir.path().join("backups.prom");

@@ -18,7 +18,9 @@ pub fn policy(name: &str, r: &Retention) -> Result<RetentionPolicy, Failure> {
     let count = |key: &str, k: &Option<Keep>| -> Result<KeepCount, Failure> {
         match k {
             None => Ok(KeepCount::Count(0)),
-            Some(Keep::Count(n)) => Ok(KeepCount::Count(*n)),
+            Some(Keep::Count(n)) => {
+                KeepCount::from_str(&n.to_string()).map_err(|e| bad(key, e.to_string()))
+            }
             Some(Keep::Word(w)) => KeepCount::from_str(w).map_err(|e| bad(key, e.to_string())),
         }
     };
