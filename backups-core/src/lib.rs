@@ -67,6 +67,7 @@ mod request;
 mod retention;
 mod rewrite;
 mod schedule;
+mod secret;
 mod services;
 mod sparse;
 mod storage;
@@ -122,6 +123,7 @@ pub use crate::{
         CronSchedule, Job, JobError, JobFuture, JobOutcome, JobResult, JobStatus, RunResult,
         ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
     },
+    secret::{REDACTED, is_secret_name, redact_uri, redact_value},
     services::{OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,

@@ -11,6 +11,7 @@ mod crash;
 mod crypt;
 mod diff;
 mod disk;
+mod edges;
 mod forget;
 mod ha;
 mod hostile;
