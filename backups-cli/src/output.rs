@@ -54,16 +54,10 @@ pub fn confirm(question: &str) -> CliResult {
     }
 }
 
-/// Keys never printed (the CA private key Juju keeps in its metadata).
-const SECRET_KEYS: &[&str] = &["CAPrivateKey"];
-
-/// Metadata as JSON for `--json`, secrets removed.
+/// Metadata as JSON for `--json`, secrets removed at any depth (as
+/// sidecars leave them out, so sidecars written before that rule too).
 pub fn json_value(meta: &Metadata) -> serde_json::Value {
-    let mut m = meta.clone();
-    for k in SECRET_KEYS {
-        m.extra.remove(*k);
-    }
-    serde_json::to_value(&m).unwrap_or_default()
+    serde_json::to_value(meta.for_sidecar()).unwrap_or_default()
 }
 
 /// `12.3 MiB`-style sizes.

@@ -26,6 +26,7 @@ mod rebuild;
 mod rewrite;
 mod round_trip;
 mod schedule;
+mod secrets;
 mod services;
 mod sparse;
 mod support;
