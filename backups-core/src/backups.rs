@@ -89,6 +89,9 @@ impl Backups for StoreBackups {
         request: CreateRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<Metadata> {
+        for label in &request.labels {
+            crate::metadata::check_label(label)?;
+        }
         create::create(self, request, progress).await
     }
 

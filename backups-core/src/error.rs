@@ -235,6 +235,8 @@ pub enum InputKind {
     RewriteRule,
     /// A restored-file path pattern (glob).
     PathPattern,
+    /// A backup's label (`[A-Za-z0-9._:/-]{1,64}`).
+    Label,
 }
 
 impl std::fmt::Display for InputKind {
@@ -253,6 +255,7 @@ impl std::fmt::Display for InputKind {
             InputKind::MongoAddress => "MongoDB address",
             InputKind::RewriteRule => "rewrite rule",
             InputKind::PathPattern => "path pattern",
+            InputKind::Label => "label",
         })
     }
 }

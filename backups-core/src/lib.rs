@@ -100,7 +100,8 @@ pub use crate::{
     juju::{JUJU_DATA_DIR, JujuAgentConfig, juju_files, juju_root, juju_tools_series},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
-        EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
+        EncryptionInfo, MAX_LABEL_LEN, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel,
+        check_label, format_time,
     },
     ops::diff::{
         DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,

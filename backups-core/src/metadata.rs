@@ -219,6 +219,34 @@ impl Verification {
     }
 }
 
+/// Longest label accepted.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Checks a label a backup is given: 1 to [`MAX_LABEL_LEN`] of
+/// `A-Z a-z 0-9 . _ : / -` (no spaces, commas or control characters, so
+/// every label prints as itself and `list`'s comma-joined column reads
+/// back).
+pub fn check_label(label: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:/-".contains(c);
+    let reason = if label.is_empty() {
+        Some("a label cannot be empty".to_string())
+    } else if label.len() > MAX_LABEL_LEN {
+        Some(format!("longer than {MAX_LABEL_LEN} characters"))
+    } else {
+        label.chars().find(|c| !allowed(*c)).map(|c| {
+            format!("{c:?} is not allowed (use A-Z a-z 0-9 . _ : / -)")
+        })
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidInput {
+            what: crate::error::InputKind::Label,
+            value: label.to_string(),
+            reason,
+        }),
+    }
+}
+
 /// Removes the secrets ([`crate::is_secret_name`]) from `value` at every
 /// depth, pushing the path of each (`Cloud.Credentials`, `Items[0].token`)
 /// to `found`.

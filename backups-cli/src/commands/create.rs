@@ -85,7 +85,7 @@ pub struct Args {
     pub notes: String,
     /// Labels stored with the backup (repeatable; default: the profile's,
     /// else manual).
-    #[arg(long = "label", value_name = "LABEL")]
+    #[arg(long = "label", value_name = "LABEL", value_parser = crate::args::parse_label)]
     pub labels: Vec<String>,
     /// Also download the new archive to this file.
     #[arg(long, value_name = "FILE")]
@@ -135,7 +135,7 @@ pub struct Args {
     #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
     pub unlock_cmd: Option<String>,
     /// How long a lock hook may run before its process group is killed.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
+    #[arg(long, default_value = "10min", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
     pub hook_timeout: std::time::Duration,
 }
 

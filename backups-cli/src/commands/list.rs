@@ -29,6 +29,6 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     } else if list.is_empty() {
         out("No backups to display.\n")
     } else {
-        out(&output::table(&list))
+        out(&output::table(&list, output::terminal_width()))
     }
 }

@@ -183,8 +183,8 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub post_restore_cmd: Option<String>,
     /// How long each hook may run before its process group is killed and
-    /// the hook counts as failed: 30s, 10m, 1h.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    /// the hook counts as failed: 30s, 10min, 1h.
+    #[arg(long, default_value = "10min", value_parser = parse_duration, value_name = "DURATION")]
     pub hook_timeout: std::time::Duration,
     /// More live files and directories to save in the `pre-restore`
     /// safety backup (repeatable). Without it the safety backup still

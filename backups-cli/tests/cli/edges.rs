@@ -83,3 +83,93 @@ fn a_symlink_over_a_live_directory_is_refused_before_anything_runs() {
         assert_eq!(snapshot(env.path()), before, "{extra:?}: nothing written or run");
     }
 }
+
+/// Issue 20 item 8: notes with ESC, BEL and CR (from an uploaded archive
+/// and from `backups notes`) reach the terminal escaped; `list` cuts
+/// them to the terminal's width, `show` prints them whole; `--json` is
+/// unchanged.
+#[test]
+fn control_characters_in_notes_are_escaped_and_list_fits_the_terminal() {
+    let env = Env::new();
+    let notes = "\u{1b}[31mred\u{7}\rforged\nsecond line of a long note that goes on and on";
+    let meta = serde_json::json!({
+        "ID": "", "FormatVersion": 1, "Started": "2021-01-01T00:00:00Z",
+        "ModelUUID": MODEL, "Notes": notes,
+    });
+    let archive = gz_tar(&[
+        ("juju-backup/metadata.json", meta.to_string().into_bytes()),
+        ("juju-backup/root.tar", vec![0u8; 1024]),
+    ]);
+    std::fs::write(env.path().join("a.tar.gz"), archive).unwrap();
+    env.ok(&["upload", "a.tar.gz"]);
+    let id = first_id(&env);
+    let escaped = "\\x1b[31mred\\x07\\rforged\\nsecond line of a long note that goes on and on";
+    let raw_control = |s: &str| s.chars().any(|c| c.is_control() && c != '\n');
+
+    let list = env.ok(&["list"]);
+    assert!(!raw_control(&list), "{list:?}");
+    assert!(list.contains(escaped), "not cut without a terminal: {list:?}");
+    assert_eq!(list.lines().count(), 2, "one line per backup: {list:?}");
+    let shown = env.ok(&["show", &id]);
+    assert!(!raw_control(&shown), "{shown:?}");
+    let notes_line = shown.lines().find(|l| l.starts_with("notes:")).unwrap();
+    assert!(notes_line.ends_with(&format!(" {escaped}")), "{shown:?}");
+    assert_eq!(env.json(&["show", &id, "--json"])["Notes"], notes, "JSON as stored");
+
+    let out = env.run_with(&["list"], &[("COLUMNS", "140")]);
+    let cut = String::from_utf8(out.stdout).unwrap();
+    let row = cut.lines().nth(1).unwrap();
+    assert_eq!(row.chars().count(), 140, "{row:?}");
+    assert!(row.ends_with('…') && row.contains("\\x1b[31mred"), "{row:?}");
+
+    env.ok(&["notes", &id, "\u{1b}]0;title\u{7}new"]);
+    let list = env.ok(&["list"]);
+    assert!(list.contains("\\x1b]0;title\\x07new"), "{list:?}");
+}
+
+/// Issue 20 item 8: labels are `[A-Za-z0-9._:/-]{1,64}`; others (empty,
+/// with a comma, a newline, a space, too long) are refused with exit 2,
+/// at create and at `label --add`.
+#[test]
+fn labels_outside_the_label_alphabet_are_refused() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    let path = tree.to_str().unwrap();
+    let long = "l".repeat(65);
+    for bad in ["", "a,b", "x\ny", "a b", "\u{1b}[2J", long.as_str()] {
+        let (code, err) = env.fail(&["create", "--path", path, "--label", bad]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    let id = env
+        .ok(&["create", "--path", path, "--label", "pre-upgrade:2.9/a_b.c"])
+        .trim()
+        .to_string();
+    let (code, err) = env.fail(&["label", &id, "--add", "a,b"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("','"), "{err}");
+    assert_eq!(
+        env.json(&["show", &id, "--json"])["Labels"],
+        serde_json::json!(["pre-upgrade:2.9/a_b.c"])
+    );
+}
+
+/// Issue 20 item 8: `restore -v` prints file names from the archive with
+/// their control characters escaped (an escape sequence or a newline in
+/// a name could forge output).
+#[test]
+fn restore_verbose_escapes_file_names() {
+    let env = Env::new();
+    let a = hostile_archive(&[
+        raw(b"etc/\x1b[2Jclear", tar::EntryType::Regular, b"", b"one"),
+        raw(b"etc/two\nlines", tar::EntryType::Regular, b"", b"two"),
+    ]);
+    std::fs::write(env.path().join("a.tar.gz"), a).unwrap();
+    let out = env.run(&["restore", "--file", "a.tar.gz", "--target", "t", "-v"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("etc/\\x1b[2Jclear"), "{err:?}");
+    assert!(err.contains("etc/two\\nlines"), "{err:?}");
+    assert!(!err.contains('\u{1b}') && !err.contains("two\nlines"), "{err:?}");
+    assert_eq!(std::fs::read(env.path().join("t/etc/two\nlines")).unwrap(), b"two");
+}
