@@ -79,8 +79,10 @@ pub enum EntryKind {
 /// One stat'ed entry of the file set.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
-    /// Its name in `root.tar`: the absolute path without the leading `/`.
-    pub name: String,
+    /// Its name in `root.tar`: the absolute path without the leading `/`,
+    /// its bytes exactly (a name need not be UTF-8; GNU tar headers carry
+    /// bytes).
+    pub name: PathBuf,
     /// What it is.
     pub kind: EntryKind,
     /// Permission bits (including setuid/setgid/sticky).
@@ -143,7 +145,7 @@ impl FileSet {
             full.is_match(path) || path.file_name().is_some_and(|n| names.is_match(n))
         };
         let mut out = ScannedFiles::default();
-        let mut seen = BTreeSet::new();
+        let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         for root in &self.paths {
             let root = root
                 .canonicalize()
@@ -210,7 +212,7 @@ impl FileSet {
 }
 
 /// `dir` and its ancestors, outermost first ("/" itself has no entry).
-fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<String>, dir: &Path) -> Result<()> {
+fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<PathBuf>, dir: &Path) -> Result<()> {
     let dirs: Vec<&Path> = dir.ancestors().collect();
     for dir in dirs.into_iter().rev() {
         if dir.parent().is_none() {
@@ -224,7 +226,7 @@ fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<String>, dir: &Pat
 
 fn push_entry(
     out: &mut ScannedFiles,
-    seen: &mut BTreeSet<String>,
+    seen: &mut BTreeSet<PathBuf>,
     path: &Path,
     meta: &std::fs::Metadata,
 ) -> Result<()> {
@@ -272,19 +274,14 @@ fn sparse_map(path: &Path, meta: &std::fs::Metadata) -> Option<SparseMap> {
     SparseMap::probe(&file, meta.len()).ok().flatten()
 }
 
-/// `/var/lib/juju` -> `var/lib/juju`; refuses anything not absolute and normal.
-fn archive_name(path: &Path) -> Result<String> {
-    let mut parts = Vec::new();
+/// `/var/lib/juju` -> `var/lib/juju` (bytes kept as they are); refuses
+/// anything not absolute and normal.
+fn archive_name(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
     for c in path.components() {
         match c {
             Component::RootDir => {}
-            Component::Normal(p) => parts.push(p.to_str().ok_or_else(|| {
-                Error::io(
-                    "cannot back up",
-                    path,
-                    std::io::Error::other("path is not valid UTF-8"),
-                )
-            })?),
+            Component::Normal(p) => out.push(p),
             _ => {
                 return Err(Error::io(
                     "cannot back up",
@@ -294,7 +291,7 @@ fn archive_name(path: &Path) -> Result<String> {
             }
         }
     }
-    Ok(parts.join("/"))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -320,12 +317,7 @@ mod tests {
         let tail: Vec<_> = names.iter().skip_while(|n| **n != r).cloned().collect();
         assert_eq!(
             tail,
-            vec![
-                r.clone(),
-                format!("{r}/link"),
-                format!("{r}/sub"),
-                format!("{r}/sub/a.txt")
-            ]
+            vec![r.clone(), r.join("link"), r.join("sub"), r.join("sub/a.txt")]
         );
         let link = scanned
             .entries
@@ -339,7 +331,7 @@ mod tests {
             }
         );
         assert!(
-            names[0].split('/').count() == 1,
+            names[0].components().count() == 1,
             "ancestors come first: {names:?}"
         );
     }
@@ -375,8 +367,11 @@ mod tests {
         let kinds: Vec<_> = scanned
             .entries
             .iter()
-            .filter(|e| e.name.starts_with(&format!("{r}/")))
-            .map(|e| (e.name[r.len() + 1..].to_string(), e.kind.clone()))
+            .filter_map(|e| {
+                let rest = e.name.strip_prefix(&r).ok()?;
+                (!rest.as_os_str().is_empty())
+                    .then(|| (rest.display().to_string(), e.kind.clone()))
+            })
             .collect();
         assert_eq!(
             kinds,

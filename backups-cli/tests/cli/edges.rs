@@ -173,3 +173,62 @@ fn restore_verbose_escapes_file_names() {
     assert!(!err.contains('\u{1b}') && !err.contains("two\nlines"), "{err:?}");
     assert_eq!(std::fs::read(env.path().join("t/etc/two\nlines")).unwrap(), b"two");
 }
+
+/// Issue 20 item 9: a file name that is not UTF-8 is backed up with its
+/// exact bytes (create used to exit 7), GNU tar lists those bytes,
+/// `restore` writes them back, `diff` finds nothing changed, and
+/// `--rewrite` with `--rewrite-path` rewrites the file.
+#[test]
+fn a_file_name_that_is_not_utf8_is_backed_up_and_restored_byte_for_byte() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let src = env.path().join("src");
+    std::fs::create_dir_all(src.join("d\u{e9}j\u{e0}")).unwrap();
+    let bad = OsStr::from_bytes(b"bad\xff\xfename");
+    std::fs::write(src.join(bad), b"addr 10.0.0.5\n").unwrap();
+    std::fs::write(src.join("d\u{e9}j\u{e0}").join(bad), b"inner").unwrap();
+    let src = src.canonicalize().unwrap();
+    let id = env
+        .ok(&["create", "--path", src.to_str().unwrap()])
+        .trim()
+        .to_string();
+
+    // GNU tar, the independent reader, lists the exact bytes.
+    env.ok(&["download", &id, "-o", "out.tar.gz"]);
+    sh("tar -xzf out.tar.gz juju-backup/root.tar", env.path());
+    let listed = sh("tar --quoting-style=literal -tf juju-backup/root.tar", env.path()).stdout;
+    let rel = src.strip_prefix("/").unwrap().as_os_str().as_bytes().to_vec();
+    let want = [&rel[..], b"/bad\xff\xfename\n"].concat();
+    assert!(
+        listed.windows(want.len()).any(|w| w == want),
+        "{}",
+        String::from_utf8_lossy(&listed)
+    );
+
+    env.ok(&["restore", &id, "--target", "t"]);
+    let restored = env.path().join("t").join(OsStr::from_bytes(&rel));
+    assert_eq!(std::fs::read(restored.join(bad)).unwrap(), b"addr 10.0.0.5\n");
+    assert_eq!(
+        std::fs::read(restored.join("d\u{e9}j\u{e0}").join(bad)).unwrap(),
+        b"inner"
+    );
+
+    let same = env.json(&["diff", &id, "--target", "/", "--json"]);
+    assert_eq!(same["files"]["counts"]["different"], 0, "{same}");
+    assert_eq!(same["files"]["only_in_backup"], serde_json::json!([]), "{same}");
+    assert_eq!(same["files"]["only_live"], serde_json::json!([]), "{same}");
+
+    env.ok(&[
+        "restore",
+        &id,
+        "--target",
+        "r",
+        "--rewrite",
+        "10.0.0.5=10.0.0.9",
+        "--rewrite-path",
+        "**/bad*",
+    ]);
+    let rewritten = env.path().join("r").join(OsStr::from_bytes(&rel)).join(bad);
+    assert_eq!(std::fs::read(rewritten).unwrap(), b"addr 10.0.0.9\n");
+}
