@@ -281,6 +281,14 @@ pub fn details(m: &Metadata) -> String {
             m.file_bytes.map(human_size).unwrap_or_default(),
         ),
         ("tool version", m.tool_version.clone()),
+        (
+            "compression",
+            if m.compression.is_empty() {
+                "gzip".to_string()
+            } else {
+                m.compression.clone()
+            },
+        ),
     ];
     if m.device_nodes > 0 {
         rows.push(("device nodes", m.device_nodes.to_string()));

@@ -113,6 +113,10 @@ pub struct Metadata {
     /// one id never overwrite each other's archive.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub archive: String,
+    /// Ours: how the archive is compressed, `gzip` or `zstd` (empty in
+    /// Juju's and older backups: gzip).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compression: String,
     /// Ours: warnings recorded while creating the backup (files that changed...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

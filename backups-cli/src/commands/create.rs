@@ -126,6 +126,10 @@ pub struct Args {
     pub compression_threads: usize,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    /// Refuse to make the backup unencrypted (give --encrypt-to,
+    /// --recipients-file or --passphrase-file).
+    #[arg(long)]
+    pub require_encryption: bool,
     /// Run this (sh -c) before reading anything, to quiesce the
     /// controller's writers (BOSH's pre-backup-lock).
     #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
@@ -290,6 +294,12 @@ pub async fn make(ctx: &Context, mut args: Args) -> Result<Metadata, Failure> {
     )?);
     request.database = database;
     request.encryption = args.encrypt.encryption()?;
+    if args.require_encryption && request.encryption.is_none() {
+        return Err(Failure {
+            message: "refusing to make an unencrypted backup (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file".into(),
+            code: crate::failure::ENCRYPTION,
+        });
+    }
     if args.lock_cmd.is_some() || args.unlock_cmd.is_some() {
         request.lock = Some(Arc::new(ShellLock {
             hooks: Hooks {
@@ -325,7 +335,12 @@ fn compression(
             ArchiveCompression::Gzip { level, threads }
         }
         CompressionKind::Zstd => {
-            let level = level.unwrap_or(3).max(1);
+            let level = level.unwrap_or(3);
+            if level == 0 {
+                return Err(Failure::usage(
+                    "--compression-level must be 1 to 19 for zstd (0 would mean zstd's default, not none)",
+                ));
+            }
             if level > 19 {
                 return Err(bad(19));
             }

@@ -30,4 +30,5 @@ mod secrets;
 mod services;
 mod sparse;
 mod support;
+mod usability;
 mod verify;
