@@ -74,7 +74,18 @@ pub enum EntryKind {
         /// The link's target, exactly as stored on disk.
         target: PathBuf,
     },
+    /// Another name of a regular file met earlier in the scan (the same
+    /// device and inode): stored as a hard link, as GNU tar stores it, so
+    /// a restore makes a hard link, not a copy.
+    HardLink {
+        /// The name in `root.tar` of the file it links to.
+        target: PathBuf,
+    },
 }
+
+/// The names of files with more than one link met so far, by device and
+/// inode.
+type LinkNames = std::collections::HashMap<(u64, u64), PathBuf>;
 
 /// One stat'ed entry of the file set.
 #[derive(Debug, Clone)]
@@ -146,13 +157,15 @@ impl FileSet {
         };
         let mut out = ScannedFiles::default();
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut links = LinkNames::new();
+        let seen = &mut (&mut seen, &mut links);
         for root in &self.paths {
             let root = root
                 .canonicalize()
                 .map_err(|e| Error::io("cannot back up", root, e))?;
             // Parent directories first, so extraction recreates them with their modes.
             if let Some(parent) = root.parent() {
-                push_ancestors(&mut out, &mut seen, parent)?;
+                push_ancestors(&mut out, seen, parent)?;
             }
             let walker = walkdir::WalkDir::new(&root)
                 .follow_links(false)
@@ -185,7 +198,7 @@ impl FileSet {
                 let meta = item
                     .metadata()
                     .map_err(|e| Error::io("stat", item.path(), e.into()))?;
-                push_entry(&mut out, &mut seen, item.path(), &meta)?;
+                push_entry(&mut out, seen, item.path(), &meta)?;
             }
         }
         for path in &self.single {
@@ -204,15 +217,19 @@ impl FileSet {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("stat", &path, e)),
             };
-            push_ancestors(&mut out, &mut seen, &parent)?;
-            push_entry(&mut out, &mut seen, &path, &meta)?;
+            push_ancestors(&mut out, seen, &parent)?;
+            push_entry(&mut out, seen, &path, &meta)?;
         }
         Ok(out)
     }
 }
 
 /// `dir` and its ancestors, outermost first ("/" itself has no entry).
-fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<PathBuf>, dir: &Path) -> Result<()> {
+fn push_ancestors(
+    out: &mut ScannedFiles,
+    seen: &mut (&mut BTreeSet<PathBuf>, &mut LinkNames),
+    dir: &Path,
+) -> Result<()> {
     let dirs: Vec<&Path> = dir.ancestors().collect();
     for dir in dirs.into_iter().rev() {
         if dir.parent().is_none() {
@@ -226,7 +243,7 @@ fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<PathBuf>, dir: &Pa
 
 fn push_entry(
     out: &mut ScannedFiles,
-    seen: &mut BTreeSet<PathBuf>,
+    (seen, links): &mut (&mut BTreeSet<PathBuf>, &mut LinkNames),
     path: &Path,
     meta: &std::fs::Metadata,
 ) -> Result<()> {
@@ -235,7 +252,17 @@ fn push_entry(
         return Ok(());
     }
     let ft = meta.file_type();
-    let kind = if ft.is_dir() {
+    let first_name = (ft.is_file() && meta.nlink() > 1)
+        .then(|| {
+            links
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| name.clone())
+                .clone()
+        })
+        .filter(|first| *first != name);
+    let kind = if let Some(target) = first_name {
+        EntryKind::HardLink { target }
+    } else if ft.is_dir() {
         EntryKind::Directory
     } else if ft.is_file() {
         match sparse_map(path, meta) {

@@ -135,3 +135,39 @@ fn the_rewrite_listing_shows_ten_files_unless_verbose() {
     let long = rewrite("b", true);
     assert_eq!(long.matches("  file ").count(), 12, "{long}");
 }
+
+/// Hard links are stored as GNU tar stores them (a link entry, listed by
+/// `tar -tv` as `link to`) and restored as hard links, not copies.
+#[test]
+fn hard_links_are_restored_as_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let tree = env.path().join("src");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a"), b"shared contents").unwrap();
+    std::fs::hard_link(tree.join("a"), tree.join("sub/b")).unwrap();
+    let tree = tree.canonicalize().unwrap();
+    let id = env
+        .ok(&["create", "--path", tree.to_str().unwrap()])
+        .trim()
+        .to_string();
+    env.ok(&["download", &id, "-o", "out.tar.gz"]);
+    sh("tar -xzf out.tar.gz juju-backup/root.tar", env.path());
+    let listed = String::from_utf8(sh("tar -tvf juju-backup/root.tar", env.path()).stdout).unwrap();
+    let rel = tree.strip_prefix("/").unwrap().display().to_string();
+    assert!(
+        listed.contains(&format!("{rel}/sub/b link to {rel}/a")),
+        "{listed}"
+    );
+    env.ok(&["restore", &id, "--target", "t"]);
+    let t = env.path().join("t").join(&rel);
+    let (a, b) = (
+        std::fs::metadata(t.join("a")).unwrap(),
+        std::fs::metadata(t.join("sub/b")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "one file, two names");
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(std::fs::read(t.join("sub/b")).unwrap(), b"shared contents");
+    let same = env.json(&["diff", &id, "--target", "/", "--json"]);
+    assert_eq!(same["files"]["counts"]["different"], 0, "{same}");
+}

@@ -53,6 +53,11 @@ fn header_bytes(entry: &FileEntry) -> io::Result<Vec<u8>> {
             header.set_size(0);
             out.append_link(&mut header, &entry.name, target)?;
         }
+        EntryKind::HardLink { target } => {
+            header.set_entry_type(tar::EntryType::Link);
+            header.set_size(0);
+            out.append_link(&mut header, &entry.name, target)?;
+        }
     }
     // into_inner writes the two end blocks; the header is everything before them.
     let mut bytes = out.into_inner()?;
