@@ -407,7 +407,10 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(escape("a\x1b[31mb\x07\r\nc\td\u{9b}"), "a\\x1b[31mb\\x07\\r\\nc\\td\\x9b");
+        assert_eq!(
+            escape("a\x1b[31mb\x07\r\nc\td\u{9b}"),
+            "a\\x1b[31mb\\x07\\r\\nc\\td\\x9b"
+        );
         assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\x1b");
         assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }

@@ -344,7 +344,12 @@ mod tests {
         let tail: Vec<_> = names.iter().skip_while(|n| **n != r).cloned().collect();
         assert_eq!(
             tail,
-            vec![r.clone(), r.join("link"), r.join("sub"), r.join("sub/a.txt")]
+            vec![
+                r.clone(),
+                r.join("link"),
+                r.join("sub"),
+                r.join("sub/a.txt")
+            ]
         );
         let link = scanned
             .entries
@@ -396,8 +401,7 @@ mod tests {
             .iter()
             .filter_map(|e| {
                 let rest = e.name.strip_prefix(&r).ok()?;
-                (!rest.as_os_str().is_empty())
-                    .then(|| (rest.display().to_string(), e.kind.clone()))
+                (!rest.as_os_str().is_empty()).then(|| (rest.display().to_string(), e.kind.clone()))
             })
             .collect();
         assert_eq!(

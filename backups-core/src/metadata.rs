@@ -237,9 +237,10 @@ pub fn check_label(label: &str) -> Result<()> {
     } else if label.len() > MAX_LABEL_LEN {
         Some(format!("longer than {MAX_LABEL_LEN} characters"))
     } else {
-        label.chars().find(|c| !allowed(*c)).map(|c| {
-            format!("{c:?} is not allowed (use A-Z a-z 0-9 . _ : / -)")
-        })
+        label
+            .chars()
+            .find(|c| !allowed(*c))
+            .map(|c| format!("{c:?} is not allowed (use A-Z a-z 0-9 . _ : / -)"))
     };
     match reason {
         None => Ok(()),

@@ -543,10 +543,7 @@ fn rewrites_text(
         super::diff::SHOWN
     };
     for (path, n) in r.files.iter().take(shown) {
-        text.push_str(&format!(
-            "  {n:>6}  file {}\n",
-            crate::output::escape(path)
-        ));
+        text.push_str(&format!("  {n:>6}  file {}\n", crate::output::escape(path)));
     }
     if r.files.len() > shown {
         text.push_str(&format!(

@@ -23,7 +23,9 @@ pub(crate) fn plant(env: &Env, archive: &[u8]) -> String {
     let name = meta["Archive"].as_str().unwrap().to_string();
     std::fs::write(env.store().join(name), archive).unwrap();
     let sha1 = sha1::Sha1::digest(archive);
-    meta["Checksum"] = base64::engine::general_purpose::STANDARD.encode(sha1).into();
+    meta["Checksum"] = base64::engine::general_purpose::STANDARD
+        .encode(sha1)
+        .into();
     meta["Size"] = archive.len().into();
     meta.as_object_mut().unwrap().remove("SHA256");
     std::fs::write(&sidecar, meta.to_string()).unwrap();
@@ -56,7 +58,10 @@ fn a_tree_the_restore_could_not_make_fails_verify_and_writes_nothing() {
     let before = snapshot(env.path());
     let (code, err) = env.fail(&["restore", "--file", "esc.tar.gz", "--target", "target"]);
     assert_eq!(code, 5, "{err}");
-    assert!(err.contains("\"esc\"") && err.contains("directory"), "{err}");
+    assert!(
+        err.contains("\"esc\"") && err.contains("directory"),
+        "{err}"
+    );
     assert_eq!(snapshot(env.path()), before, "nothing written");
 }
 
@@ -74,13 +79,23 @@ fn a_symlink_over_a_live_directory_is_refused_before_anything_runs() {
     std::fs::write(env.path().join("a.tar.gz"), a).unwrap();
     std::fs::create_dir_all(env.path().join("target/conf")).unwrap();
     let before = snapshot(env.path());
-    for extra in [&["--dry-run"][..], &["--stop-cmd", "touch stopped", "--yes"]] {
+    for extra in [
+        &["--dry-run"][..],
+        &["--stop-cmd", "touch stopped", "--yes"],
+    ] {
         let mut args = vec!["restore", "--file", "a.tar.gz", "--target", "target"];
         args.extend_from_slice(extra);
         let (code, err) = env.fail(&args);
         assert_eq!(code, 5, "{extra:?}: {err}");
-        assert!(err.contains("conf") && err.contains("directory exists"), "{err}");
-        assert_eq!(snapshot(env.path()), before, "{extra:?}: nothing written or run");
+        assert!(
+            err.contains("conf") && err.contains("directory exists"),
+            "{err}"
+        );
+        assert_eq!(
+            snapshot(env.path()),
+            before,
+            "{extra:?}: nothing written or run"
+        );
     }
 }
 
@@ -108,19 +123,29 @@ fn control_characters_in_notes_are_escaped_and_list_fits_the_terminal() {
 
     let list = env.ok(&["list"]);
     assert!(!raw_control(&list), "{list:?}");
-    assert!(list.contains(escaped), "not cut without a terminal: {list:?}");
+    assert!(
+        list.contains(escaped),
+        "not cut without a terminal: {list:?}"
+    );
     assert_eq!(list.lines().count(), 2, "one line per backup: {list:?}");
     let shown = env.ok(&["show", &id]);
     assert!(!raw_control(&shown), "{shown:?}");
     let notes_line = shown.lines().find(|l| l.starts_with("notes:")).unwrap();
     assert!(notes_line.ends_with(&format!(" {escaped}")), "{shown:?}");
-    assert_eq!(env.json(&["show", &id, "--json"])["Notes"], notes, "JSON as stored");
+    assert_eq!(
+        env.json(&["show", &id, "--json"])["Notes"],
+        notes,
+        "JSON as stored"
+    );
 
     let out = env.run_with(&["list"], &[("COLUMNS", "140")]);
     let cut = String::from_utf8(out.stdout).unwrap();
     let row = cut.lines().nth(1).unwrap();
     assert_eq!(row.chars().count(), 140, "{row:?}");
-    assert!(row.ends_with('…') && row.contains("\\x1b[31mred"), "{row:?}");
+    assert!(
+        row.ends_with('…') && row.contains("\\x1b[31mred"),
+        "{row:?}"
+    );
 
     env.ok(&["notes", &id, "\u{1b}]0;title\u{7}new"]);
     let list = env.ok(&["list"]);
@@ -170,8 +195,14 @@ fn restore_verbose_escapes_file_names() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("etc/\\x1b[2Jclear"), "{err:?}");
     assert!(err.contains("etc/two\\nlines"), "{err:?}");
-    assert!(!err.contains('\u{1b}') && !err.contains("two\nlines"), "{err:?}");
-    assert_eq!(std::fs::read(env.path().join("t/etc/two\nlines")).unwrap(), b"two");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains("two\nlines"),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(env.path().join("t/etc/two\nlines")).unwrap(),
+        b"two"
+    );
 }
 
 /// Issue 20 item 9: a file name that is not UTF-8 is backed up with its
@@ -197,8 +228,17 @@ fn a_file_name_that_is_not_utf8_is_backed_up_and_restored_byte_for_byte() {
     // GNU tar, the independent reader, lists the exact bytes.
     env.ok(&["download", &id, "-o", "out.tar.gz"]);
     sh("tar -xzf out.tar.gz juju-backup/root.tar", env.path());
-    let listed = sh("tar --quoting-style=literal -tf juju-backup/root.tar", env.path()).stdout;
-    let rel = src.strip_prefix("/").unwrap().as_os_str().as_bytes().to_vec();
+    let listed = sh(
+        "tar --quoting-style=literal -tf juju-backup/root.tar",
+        env.path(),
+    )
+    .stdout;
+    let rel = src
+        .strip_prefix("/")
+        .unwrap()
+        .as_os_str()
+        .as_bytes()
+        .to_vec();
     let want = [&rel[..], b"/bad\xff\xfename\n"].concat();
     assert!(
         listed.windows(want.len()).any(|w| w == want),
@@ -208,7 +248,10 @@ fn a_file_name_that_is_not_utf8_is_backed_up_and_restored_byte_for_byte() {
 
     env.ok(&["restore", &id, "--target", "t"]);
     let restored = env.path().join("t").join(OsStr::from_bytes(&rel));
-    assert_eq!(std::fs::read(restored.join(bad)).unwrap(), b"addr 10.0.0.5\n");
+    assert_eq!(
+        std::fs::read(restored.join(bad)).unwrap(),
+        b"addr 10.0.0.5\n"
+    );
     assert_eq!(
         std::fs::read(restored.join("d\u{e9}j\u{e0}").join(bad)).unwrap(),
         b"inner"
@@ -216,7 +259,11 @@ fn a_file_name_that_is_not_utf8_is_backed_up_and_restored_byte_for_byte() {
 
     let same = env.json(&["diff", &id, "--target", "/", "--json"]);
     assert_eq!(same["files"]["counts"]["different"], 0, "{same}");
-    assert_eq!(same["files"]["only_in_backup"], serde_json::json!([]), "{same}");
+    assert_eq!(
+        same["files"]["only_in_backup"],
+        serde_json::json!([]),
+        "{same}"
+    );
     assert_eq!(same["files"]["only_live"], serde_json::json!([]), "{same}");
 
     env.ok(&[

@@ -67,7 +67,13 @@ fn push_raw(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, link: &[u8], d
 fn hostile_outer(extra: &[Raw]) -> Vec<u8> {
     let mut tar = Vec::new();
     let regular = tar::EntryType::Regular;
-    push_raw(&mut tar, b"juju-backup/metadata.json", regular, b"", &metadata_json());
+    push_raw(
+        &mut tar,
+        b"juju-backup/metadata.json",
+        regular,
+        b"",
+        &metadata_json(),
+    );
     push_raw(&mut tar, b"juju-backup/root.tar", regular, b"", &[0; 1024]);
     for e in extra {
         push_raw(&mut tar, e.name, e.kind, e.link, e.data);
@@ -411,7 +417,12 @@ fn hostile_cases() -> Vec<Case> {
         case("symlink-over-directory.tar.gz", "esc", || {
             hostile_archive(&[
                 raw(b"esc/evil", tar::EntryType::Regular, b"", b"pwned"),
-                raw(b"esc", tar::EntryType::Symlink, b"/tmp/backups-hostile-absolute", b""),
+                raw(
+                    b"esc",
+                    tar::EntryType::Symlink,
+                    b"/tmp/backups-hostile-absolute",
+                    b"",
+                ),
                 raw(b"esc/more", tar::EntryType::Regular, b"", b"pwned"),
             ])
         }),
@@ -423,16 +434,36 @@ fn hostile_cases() -> Vec<Case> {
         }),
         // Issue 20: outer entries must lie under juju-backup/, normalised.
         case("outer-parent-dir.tar.gz", "juju-backup/../evil", || {
-            hostile_outer(&[raw(b"juju-backup/../evil", tar::EntryType::Regular, b"", b"pwned")])
+            hostile_outer(&[raw(
+                b"juju-backup/../evil",
+                tar::EntryType::Regular,
+                b"",
+                b"pwned",
+            )])
         }),
         case("outer-absolute.tar.gz", "/juju-backup/evil", || {
-            hostile_outer(&[raw(b"/juju-backup/evil", tar::EntryType::Regular, b"", b"pwned")])
+            hostile_outer(&[raw(
+                b"/juju-backup/evil",
+                tar::EntryType::Regular,
+                b"",
+                b"pwned",
+            )])
         }),
         case("outer-symlink-out.tar.gz", "juju-backup/etc", || {
-            hostile_outer(&[raw(b"juju-backup/etc", tar::EntryType::Symlink, b"../../etc", b"")])
+            hostile_outer(&[raw(
+                b"juju-backup/etc",
+                tar::EntryType::Symlink,
+                b"../../etc",
+                b"",
+            )])
         }),
         case("outer-hardlink-out.tar.gz", "juju-backup/passwd", || {
-            hostile_outer(&[raw(b"juju-backup/passwd", tar::EntryType::Link, b"etc/passwd", b"")])
+            hostile_outer(&[raw(
+                b"juju-backup/passwd",
+                tar::EntryType::Link,
+                b"etc/passwd",
+                b"",
+            )])
         }),
         case("hardlink-absolute.tar.gz", "passwd", || {
             hostile_archive(&[raw(b"passwd", tar::EntryType::Link, b"/etc/passwd", b"")])

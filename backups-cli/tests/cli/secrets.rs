@@ -28,7 +28,10 @@ fn nested_metadata_secrets_stay_out_of_sidecars_and_show() {
     let secrets = ["tok1", "nested1", "key1", "pk1", "ca1"];
     for (started, extra) in [
         ("2021-01-01T00:00:00Z", &[][..]),
-        ("2021-01-02T00:00:00Z", &["--encrypt-to", recipient.as_str()][..]),
+        (
+            "2021-01-02T00:00:00Z",
+            &["--encrypt-to", recipient.as_str()][..],
+        ),
     ] {
         meta["Started"] = started.into();
         let archive = gz_tar(&[

@@ -20,7 +20,10 @@ fn a_regular_file_as_restore_target_is_named_as_such() {
     std::fs::write(env.path().join("afile"), b"x").unwrap();
     let (code, err) = env.fail(&["restore", &id, "--target", "afile"]);
     assert_eq!(code, 7, "{err}");
-    assert!(err.contains("afile") && err.contains("is a file, not a directory"), "{err}");
+    assert!(
+        err.contains("afile") && err.contains("is a file, not a directory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -34,7 +37,10 @@ fn a_wrong_passphrase_gets_a_passphrase_hint() {
         args.extend_from_slice(extra);
         let (code, err) = env.fail(&args);
         assert_eq!(code, 13, "{err}");
-        assert!(err.contains("passphrase") && err.contains("--passphrase-file"), "{err}");
+        assert!(
+            err.contains("passphrase") && err.contains("--passphrase-file"),
+            "{err}"
+        );
         assert!(!err.contains("--identity"), "{err}");
     }
 }
@@ -43,7 +49,13 @@ fn a_wrong_passphrase_gets_a_passphrase_hint() {
 fn an_http_endpoint_without_allow_http_hints_at_it() {
     let env = Env::new();
     let out = std::process::Command::new(BIN)
-        .args(["--store", "s3://bucket/p", "--endpoint", "http://127.0.0.1:9", "list"])
+        .args([
+            "--store",
+            "s3://bucket/p",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "list",
+        ])
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")
         .env("AWS_REGION", "us-east-1")
@@ -54,7 +66,10 @@ fn an_http_endpoint_without_allow_http_hints_at_it() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{err}");
-    assert!(err.contains("hint: an http:// endpoint needs --allow-http"), "{err}");
+    assert!(
+        err.contains("hint: an http:// endpoint needs --allow-http"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -63,7 +78,10 @@ fn minutes_are_min_and_a_bare_m_is_refused_outside_retention() {
     let (code, err) = env.fail(&["gc", "--older-than", "10m"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("10min") && err.contains("months"), "{err}");
-    assert_eq!(env.ok(&["gc", "--older-than", "10min"]), "No garbage found.\n");
+    assert_eq!(
+        env.ok(&["gc", "--older-than", "10min"]),
+        "No garbage found.\n"
+    );
     let id = created(&env, &[]);
     let (code, err) = env.fail(&["restore", &id, "--target", "t", "--hook-timeout", "5m"]);
     assert_eq!(code, 2, "{err}");
@@ -81,7 +99,14 @@ fn create_require_encryption_refuses_a_plain_backup() {
     assert!(err.contains("--encrypt-to"), "{err}");
     assert_eq!(env.ok(&["list"]), "No backups to display.\n");
     std::fs::write(env.path().join("pass"), "pw\n").unwrap();
-    env.ok(&["create", "--path", path, "--require-encryption", "--passphrase-file", "pass"]);
+    env.ok(&[
+        "create",
+        "--path",
+        path,
+        "--require-encryption",
+        "--passphrase-file",
+        "pass",
+    ]);
 }
 
 #[test]
@@ -106,7 +131,10 @@ fn zstd_level_0_is_refused_and_show_names_the_compression() {
     let shown = env.json(&["show", &zstd, "--json"]);
     assert_eq!(shown["Compression"], "zstd", "{shown}");
     let human = env.ok(&["show", &zstd]);
-    let line = human.lines().find(|l| l.starts_with("compression:")).unwrap();
+    let line = human
+        .lines()
+        .find(|l| l.starts_with("compression:"))
+        .unwrap();
     assert!(line.ends_with(" zstd"), "{human}");
 }
 
@@ -123,7 +151,14 @@ fn the_rewrite_listing_shows_ten_files_unless_verbose() {
     let id = first_id(&env);
     assert!(out.contains(&id));
     let rewrite = |target: &str, verbose: bool| {
-        let mut args = vec!["restore", id.as_str(), "--target", target, "--rewrite", "10.0.0.5=10.0.0.9"];
+        let mut args = vec![
+            "restore",
+            id.as_str(),
+            "--target",
+            target,
+            "--rewrite",
+            "10.0.0.5=10.0.0.9",
+        ];
         if verbose {
             args.push("--verbose");
         }
@@ -131,7 +166,10 @@ fn the_rewrite_listing_shows_ten_files_unless_verbose() {
     };
     let short = rewrite("a", false);
     assert_eq!(short.matches("  file ").count(), 10, "{short}");
-    assert!(short.contains("... and 2 more files (--verbose lists them all)"), "{short}");
+    assert!(
+        short.contains("... and 2 more files (--verbose lists them all)"),
+        "{short}"
+    );
     let long = rewrite("b", true);
     assert_eq!(long.matches("  file ").count(), 12, "{long}");
 }

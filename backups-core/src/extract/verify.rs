@@ -85,10 +85,7 @@ impl RootVisitor for RootCheck {
                     if m.is_dir() {
                         return Err(Error::unsafe_path(
                             &name,
-                            format!(
-                                "a directory exists at {} in the target",
-                                live.display()
-                            ),
+                            format!("a directory exists at {} in the target", live.display()),
                         ));
                     }
                     self.existing.push(live);

@@ -189,7 +189,7 @@ fn expected(kept: &str, all: &[Metadata]) -> Vec<Named> {
     let mut newest: Vec<Named> = all.iter().map(named).collect();
     // Newest first, equal times in restic's order (as sorted by apply).
     newest.reverse();
-    newest.sort_by(|a, b| b.0.cmp(&a.0));
+    newest.sort_by_key(|n| std::cmp::Reverse(n.0));
     let lookup = |token: &str| -> Named {
         let (t, tags) = match token.split_once('[') {
             Some((t, tags)) => {
