@@ -129,6 +129,15 @@ pub fn parse_id(s: &str) -> Result<BackupId, Failure> {
         .map_err(|e| Failure::usage(e.to_string()))
 }
 
+/// Parses a label (`[A-Za-z0-9._:/-]{1,64}`, [`backups_core::check_label`]).
+pub fn parse_label(s: &str) -> Result<String, String> {
+    match backups_core::check_label(s) {
+        Ok(()) => Ok(s.to_string()),
+        Err(backups_core::Error::InvalidInput { reason, .. }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Parses `KEY=VALUE`.
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -136,21 +145,34 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// Parses a duration: a number with `s`, `m`, `h` or `d` (seconds without).
+/// Parses a duration: a number with `s`, `min`, `h` or `d` (seconds
+/// without). A bare `m` is refused: in `--keep-within` it is restic's
+/// months, so here it would read both ways.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: u64 = n
         .parse()
-        .map_err(|_| format!("expected e.g. 30m, 24h or 7d, got {s:?}"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use s, m, h or d)")),
+        .map_err(|_| format!("expected e.g. 30min, 24h or 7d, got {s:?}"))?;
+    let unit_secs: u64 = match unit {
+        "s" | "" => 1,
+        "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "m" => {
+            return Err(format!(
+                "{s:?} is ambiguous: 'm' is months in --keep-within (restic's meaning); write {n}min for minutes"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use s, min, h or d)"
+            ));
+        }
     };
-    Ok(std::time::Duration::from_secs(secs))
+    n.checked_mul(unit_secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]
@@ -165,5 +187,10 @@ mod tests {
             Ok(std::time::Duration::from_secs(7200))
         );
         assert!(parse_duration("5w").is_err());
+        assert_eq!(
+            parse_duration("10min"),
+            Ok(std::time::Duration::from_secs(600))
+        );
+        assert!(parse_duration("10m").unwrap_err().contains("10min"));
     }
 }

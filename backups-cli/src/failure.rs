@@ -223,6 +223,7 @@ const HINT_ACCESS_DENIED: &str =
     "access denied: check the credentials (AWS_*, AZURE_* environment variables)";
 const HINT_DISK_FULL: &str = "that filesystem is full (df -h shows it): free space there and run the command again; a create left nothing behind, a restore's temporary file was removed";
 const HINT_ENCRYPTED: &str = "give the identity the backup was encrypted to: --identity FILE (or $BACKUPS_IDENTITY_FILE); `backups show ID` lists its recipients";
+const HINT_PASSPHRASE: &str = "give the passphrase the backup was encrypted with: --passphrase-file FILE (its first line); `backups show ID` says whether a passphrase or recipients were used";
 const HINT_NOT_ENCRYPTED: &str = "the backup was stored unencrypted: restore it without --require-encryption, or make encrypted ones (--encrypt-to)";
 const HINT_ALLOW_HTTP: &str = "an http:// endpoint needs --allow-http (or AWS_ALLOW_HTTP=true)";
 const HINT_UNREACHABLE: &str =
@@ -236,6 +237,7 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
         Error::UnreadableSidecar { .. } => Some(HINT_UNREADABLE_SIDECAR),
         Error::PendingRecovery { .. } => Some(HINT_PENDING_RECOVERY),
         Error::Locked { .. } => Some(HINT_LOCKED),
+        Error::Encrypted { reason, .. } if reason.contains("passphrase") => Some(HINT_PASSPHRASE),
         Error::Encrypted { .. } => Some(HINT_ENCRYPTED),
         Error::NotEncrypted { .. } => Some(HINT_NOT_ENCRYPTED),
         Error::InvalidInput {
@@ -243,6 +245,10 @@ fn hint(e: &Error, message: &str) -> Option<&'static str> {
             reason,
             ..
         } if reason.contains("URL scheme is not allowed") => Some(HINT_ALLOW_HTTP),
+        // object_store refuses the request itself (its client allows https only).
+        Error::Storage { .. } if message.contains("URL scheme is not allowed") => {
+            Some(HINT_ALLOW_HTTP)
+        }
         Error::Storage { source, .. } => storage_hint(source, message),
         _ => disk_full(message).then_some(HINT_DISK_FULL),
     }

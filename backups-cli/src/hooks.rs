@@ -201,12 +201,12 @@ impl Hooks {
     }
 }
 
-/// `10m`-style durations, for the timeout message.
+/// `10min`-style durations, for the timeout message.
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s >= 60 && s % 60 == 0 => format!("{}min", s / 60),
         s => format!("{s}s"),
     }
 }

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            stderr_line!("error: {}", f.message);
+            stderr_line!("error: {}", output::escape_lines(&f.message));
             ExitCode::from(f.code)
         }
     }

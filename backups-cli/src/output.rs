@@ -24,11 +24,52 @@ pub fn out(text: &str) -> CliResult {
     }
 }
 
-/// A message on stderr unless `quiet`.
+/// A message on stderr unless `quiet` (control characters escaped, its
+/// own line breaks kept).
 pub fn say(quiet: bool, text: &str) {
     if !quiet {
-        stderr_line!("{text}");
+        stderr_line!("{}", escape_lines(text));
     }
+}
+
+/// `text` with every control character escaped (`\n`, `\r`, `\t`,
+/// `\x1b`...), so what an archive or an operator put in a name, a note or
+/// a label cannot move the cursor, ring, or forge lines on a terminal.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_keeping(text, false)
+}
+
+/// [`escape`], except for line breaks (a message's own lines).
+pub fn escape_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_keeping(text, true)
+}
+
+fn escape_keeping(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !text.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The terminal's width for `list`: `$COLUMNS` if set, else stdout's
+/// terminal's, else none (output to a pipe or file is not cut).
+pub fn terminal_width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(n);
+    }
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| usize::from(w.0))
 }
 
 /// Asks on the terminal; without one, refuses (use --yes).
@@ -54,16 +95,10 @@ pub fn confirm(question: &str) -> CliResult {
     }
 }
 
-/// Keys never printed (the CA private key Juju keeps in its metadata).
-const SECRET_KEYS: &[&str] = &["CAPrivateKey"];
-
-/// Metadata as JSON for `--json`, secrets removed.
+/// Metadata as JSON for `--json`, secrets removed at any depth (as
+/// sidecars leave them out, so sidecars written before that rule too).
 pub fn json_value(meta: &Metadata) -> serde_json::Value {
-    let mut m = meta.clone();
-    for k in SECRET_KEYS {
-        m.extra.remove(*k);
-    }
-    serde_json::to_value(&m).unwrap_or_default()
+    serde_json::to_value(meta.for_sidecar()).unwrap_or_default()
 }
 
 /// `12.3 MiB`-style sizes.
@@ -98,9 +133,10 @@ fn short_time(meta: &Metadata) -> String {
 }
 
 /// The `list` table; a backup whose `pending` flag is set (a pending
-/// restore journal needs it) gets `(pending recovery)` after its labels.
-pub fn table(list: &[Metadata], pending: &[bool]) -> String {
-    let rows: Vec<[String; 7]> = list
+/// restore journal needs it) gets `(pending recovery)` after its labels;
+/// notes (the last column) are cut to fit `width`.
+pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> String {
+    let mut rows: Vec<[String; 7]> = list
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -115,8 +151,8 @@ pub fn table(list: &[Metadata], pending: &[bool]) -> String {
                 human_size(m.size),
                 verified_column(m),
                 if m.clean() { "yes" } else { "no" }.to_string(),
-                labels,
-                m.notes.lines().next().unwrap_or("").to_string(),
+                escape(&labels).into_owned(),
+                escape(&m.notes).into_owned(),
             ]
         })
         .collect();
@@ -133,6 +169,16 @@ pub fn table(list: &[Metadata], pending: &[bool]) -> String {
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
+        }
+    }
+    if let Some(width) = width {
+        // What the columns before the notes take, with their separators.
+        let before: usize = widths[..6].iter().map(|w| w + 2).sum();
+        let room = width.saturating_sub(before).max(8);
+        for r in &mut rows {
+            if r[6].chars().count() > room {
+                r[6] = r[6].chars().take(room - 1).collect::<String>() + "…";
+            }
         }
     }
     let fmt_row = |cells: &[String]| {
@@ -243,6 +289,14 @@ pub fn details(m: &Metadata) -> String {
             m.file_bytes.map(human_size).unwrap_or_default(),
         ),
         ("tool version", m.tool_version.clone()),
+        (
+            "compression",
+            if m.compression.is_empty() {
+                "gzip".to_string()
+            } else {
+                m.compression.clone()
+            },
+        ),
     ];
     if m.device_nodes > 0 {
         rows.push(("device nodes", m.device_nodes.to_string()));
@@ -277,19 +331,19 @@ pub fn details(m: &Metadata) -> String {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut out = String::new();
     for (k, v) in rows {
-        out.push_str(format!("{:<width$} {v}", format!("{k}:")).trim_end());
+        out.push_str(format!("{:<width$} {}", format!("{k}:"), escape(&v)).trim_end());
         out.push('\n');
     }
     if !m.databases.is_empty() {
         out.push_str("databases:\n");
         for (ns, n) in &m.databases {
-            out.push_str(&format!("  {ns}: {n} documents\n"));
+            out.push_str(&format!("  {}: {n} documents\n", escape(ns)));
         }
     }
     if !m.warnings.is_empty() {
         out.push_str("warnings:\n");
         for w in &m.warnings {
-            out.push_str(&format!("  {w}\n"));
+            out.push_str(&format!("  {}\n", escape(w)));
         }
     }
     out
@@ -358,6 +412,16 @@ mod tests {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(16160), "15.8 KiB");
         assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape("a\x1b[31mb\x07\r\nc\td\u{9b}"),
+            "a\\x1b[31mb\\x07\\r\\nc\\td\\x9b"
+        );
+        assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\x1b");
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

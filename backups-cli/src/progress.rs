@@ -58,7 +58,10 @@ impl CliProgress {
         }
     }
 
+    /// A log line, its control characters escaped (file names from an
+    /// archive may hold any byte).
     fn line(&self, text: &str) {
+        let text = crate::output::escape(text);
         match &self.bar {
             Some(pb) => pb.println(text),
             None => stderr_line!("{text}"),

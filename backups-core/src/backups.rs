@@ -93,6 +93,9 @@ impl Backups for StoreBackups {
         request: CreateRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<Metadata> {
+        for label in &request.labels {
+            crate::metadata::check_label(label)?;
+        }
         create::create(self, request, progress).await
     }
 
@@ -156,7 +159,8 @@ impl StoreBackups {
     /// [`Backups::remove`] even of a backup a pending restore journal needs
     /// (which [`Backups::remove`] refuses with [`Error::PendingRecovery`]).
     pub async fn remove_forced(&self, id: &BackupId) -> Result<()> {
-        self.with_lease("remove", async |_| self.delete(id).await).await
+        self.with_lease("remove", async |_| self.delete(id).await)
+            .await
     }
 
     /// [`Backups::add`], storing the archive encrypted as `encryption` says.

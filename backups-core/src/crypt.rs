@@ -214,6 +214,8 @@ impl<W: Write> Write for Sealer<W> {
 pub struct Identities {
     keys: Vec<Arc<dyn age::Identity + Send + Sync>>,
     sources: Vec<PathBuf>,
+    /// Some of the keys are passphrases (named so in errors).
+    passphrases: bool,
 }
 
 impl fmt::Debug for Identities {
@@ -283,7 +285,17 @@ impl Identities {
                 passphrase,
             ))));
         self.sources.push(path.to_path_buf());
+        self.passphrases = true;
         Ok(())
+    }
+
+    /// The files the keys came from, for messages.
+    fn shown_sources(&self) -> String {
+        self.sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// A reader of the plaintext of the age file `input` (`subject` names it
@@ -310,13 +322,18 @@ impl Identities {
             .map_err(|e| Error::Encrypted {
                 subject: subject.to_string(),
                 reason: match e {
+                    age::DecryptError::NoMatchingKeys
+                    | age::DecryptError::DecryptionFailed
+                        if self.passphrases =>
+                    {
+                        format!(
+                            "the passphrase given ({}) does not decrypt it: a wrong passphrase, or the backup was not encrypted with one",
+                            self.shown_sources()
+                        )
+                    }
                     age::DecryptError::NoMatchingKeys => format!(
                         "none of the identities given ({}) can decrypt it",
-                        self.sources
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        self.shown_sources()
                     ),
                     e => e.to_string(),
                 },

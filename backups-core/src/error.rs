@@ -287,6 +287,8 @@ pub enum InputKind {
     PathPattern,
     /// A compression level.
     CompressionLevel,
+    /// A backup's label (`[A-Za-z0-9._:/-]{1,64}`).
+    Label,
 }
 
 impl std::fmt::Display for InputKind {
@@ -306,6 +308,7 @@ impl std::fmt::Display for InputKind {
             InputKind::RewriteRule => "rewrite rule",
             InputKind::PathPattern => "path pattern",
             InputKind::CompressionLevel => "compression level",
+            InputKind::Label => "label",
         })
     }
 }

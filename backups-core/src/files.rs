@@ -74,13 +74,26 @@ pub enum EntryKind {
         /// The link's target, exactly as stored on disk.
         target: PathBuf,
     },
+    /// Another name of a regular file met earlier in the scan (the same
+    /// device and inode): stored as a hard link, as GNU tar stores it, so
+    /// a restore makes a hard link, not a copy.
+    HardLink {
+        /// The name in `root.tar` of the file it links to.
+        target: PathBuf,
+    },
 }
+
+/// The names of files with more than one link met so far, by device and
+/// inode.
+type LinkNames = std::collections::HashMap<(u64, u64), PathBuf>;
 
 /// One stat'ed entry of the file set.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
-    /// Its name in `root.tar`: the absolute path without the leading `/`.
-    pub name: String,
+    /// Its name in `root.tar`: the absolute path without the leading `/`,
+    /// its bytes exactly (a name need not be UTF-8; GNU tar headers carry
+    /// bytes).
+    pub name: PathBuf,
     /// What it is.
     pub kind: EntryKind,
     /// Permission bits (including setuid/setgid/sticky).
@@ -143,14 +156,16 @@ impl FileSet {
             full.is_match(path) || path.file_name().is_some_and(|n| names.is_match(n))
         };
         let mut out = ScannedFiles::default();
-        let mut seen = BTreeSet::new();
+        let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut links = LinkNames::new();
+        let seen = &mut (&mut seen, &mut links);
         for root in &self.paths {
             let root = root
                 .canonicalize()
                 .map_err(|e| Error::io("cannot back up", root, e))?;
             // Parent directories first, so extraction recreates them with their modes.
             if let Some(parent) = root.parent() {
-                push_ancestors(&mut out, &mut seen, parent)?;
+                push_ancestors(&mut out, seen, parent)?;
             }
             let walker = walkdir::WalkDir::new(&root)
                 .follow_links(false)
@@ -183,7 +198,7 @@ impl FileSet {
                 let meta = item
                     .metadata()
                     .map_err(|e| Error::io("stat", item.path(), e.into()))?;
-                push_entry(&mut out, &mut seen, item.path(), &meta)?;
+                push_entry(&mut out, seen, item.path(), &meta)?;
             }
         }
         for path in &self.single {
@@ -202,15 +217,19 @@ impl FileSet {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("stat", &path, e)),
             };
-            push_ancestors(&mut out, &mut seen, &parent)?;
-            push_entry(&mut out, &mut seen, &path, &meta)?;
+            push_ancestors(&mut out, seen, &parent)?;
+            push_entry(&mut out, seen, &path, &meta)?;
         }
         Ok(out)
     }
 }
 
 /// `dir` and its ancestors, outermost first ("/" itself has no entry).
-fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<String>, dir: &Path) -> Result<()> {
+fn push_ancestors(
+    out: &mut ScannedFiles,
+    seen: &mut (&mut BTreeSet<PathBuf>, &mut LinkNames),
+    dir: &Path,
+) -> Result<()> {
     let dirs: Vec<&Path> = dir.ancestors().collect();
     for dir in dirs.into_iter().rev() {
         if dir.parent().is_none() {
@@ -224,7 +243,7 @@ fn push_ancestors(out: &mut ScannedFiles, seen: &mut BTreeSet<String>, dir: &Pat
 
 fn push_entry(
     out: &mut ScannedFiles,
-    seen: &mut BTreeSet<String>,
+    (seen, links): &mut (&mut BTreeSet<PathBuf>, &mut LinkNames),
     path: &Path,
     meta: &std::fs::Metadata,
 ) -> Result<()> {
@@ -233,7 +252,17 @@ fn push_entry(
         return Ok(());
     }
     let ft = meta.file_type();
-    let kind = if ft.is_dir() {
+    let first_name = (ft.is_file() && meta.nlink() > 1)
+        .then(|| {
+            links
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| name.clone())
+                .clone()
+        })
+        .filter(|first| *first != name);
+    let kind = if let Some(target) = first_name {
+        EntryKind::HardLink { target }
+    } else if ft.is_dir() {
         EntryKind::Directory
     } else if ft.is_file() {
         match sparse_map(path, meta) {
@@ -272,19 +301,14 @@ fn sparse_map(path: &Path, meta: &std::fs::Metadata) -> Option<SparseMap> {
     SparseMap::probe(&file, meta.len()).ok().flatten()
 }
 
-/// `/var/lib/juju` -> `var/lib/juju`; refuses anything not absolute and normal.
-fn archive_name(path: &Path) -> Result<String> {
-    let mut parts = Vec::new();
+/// `/var/lib/juju` -> `var/lib/juju` (bytes kept as they are); refuses
+/// anything not absolute and normal.
+fn archive_name(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
     for c in path.components() {
         match c {
             Component::RootDir => {}
-            Component::Normal(p) => parts.push(p.to_str().ok_or_else(|| {
-                Error::io(
-                    "cannot back up",
-                    path,
-                    std::io::Error::other("path is not valid UTF-8"),
-                )
-            })?),
+            Component::Normal(p) => out.push(p),
             _ => {
                 return Err(Error::io(
                     "cannot back up",
@@ -294,7 +318,7 @@ fn archive_name(path: &Path) -> Result<String> {
             }
         }
     }
-    Ok(parts.join("/"))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -322,9 +346,9 @@ mod tests {
             tail,
             vec![
                 r.clone(),
-                format!("{r}/link"),
-                format!("{r}/sub"),
-                format!("{r}/sub/a.txt")
+                r.join("link"),
+                r.join("sub"),
+                r.join("sub/a.txt")
             ]
         );
         let link = scanned
@@ -339,7 +363,7 @@ mod tests {
             }
         );
         assert!(
-            names[0].split('/').count() == 1,
+            names[0].components().count() == 1,
             "ancestors come first: {names:?}"
         );
     }
@@ -375,8 +399,10 @@ mod tests {
         let kinds: Vec<_> = scanned
             .entries
             .iter()
-            .filter(|e| e.name.starts_with(&format!("{r}/")))
-            .map(|e| (e.name[r.len() + 1..].to_string(), e.kind.clone()))
+            .filter_map(|e| {
+                let rest = e.name.strip_prefix(&r).ok()?;
+                (!rest.as_os_str().is_empty()).then(|| (rest.display().to_string(), e.kind.clone()))
+            })
             .collect();
         assert_eq!(
             kinds,

@@ -68,6 +68,7 @@ mod request;
 mod retention;
 mod rewrite;
 mod schedule;
+mod secret;
 mod services;
 mod sparse;
 mod storage;
@@ -100,15 +101,16 @@ pub use crate::{
     juju::{JUJU_DATA_DIR, JujuAgentConfig, JujuProfile, juju_files, juju_root, juju_tools_series},
     lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
     metadata::{
-        EncryptionInfo, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel, format_time,
+        EncryptionInfo, MAX_LABEL_LEN, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel,
+        check_label, format_time,
     },
     ops::diff::{
         DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
     },
     ops::edit::Edit,
+    ops::execute::pending_journals,
     ops::execute::{PreparedRestore, journal_path},
     ops::plan::RestorePlan,
-    ops::execute::pending_journals,
     ops::preflight::Preflight,
     ops::verify::{DrillDatabase, VerifyRequest, drill_renames},
     progress::{NoProgress, Progress},
@@ -123,8 +125,10 @@ pub use crate::{
     rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
     schedule::{
         BackupJob, BackupSource, CronSchedule, FailureKind, Job, JobError, JobFuture, JobOutcome,
-        JobResult, JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text, status_path,
+        JobResult, JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text,
+        status_path,
     },
+    secret::{REDACTED, is_secret_name, redact_uri, redact_value},
     services::{OrderedLock, OrderedServices, ServiceController, ServiceStep},
     storage::{GROUP_ACCESS_OPTION, Storage},
     upload::UploadOptions,

@@ -113,6 +113,10 @@ pub struct Metadata {
     /// one id never overwrite each other's archive.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub archive: String,
+    /// Ours: how the archive is compressed, `gzip` or `zstd` (empty in
+    /// Juju's and older backups: gzip).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compression: String,
     /// Ours: warnings recorded while creating the backup (files that changed...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -219,30 +223,82 @@ impl Verification {
     }
 }
 
-/// Whether a key of Juju's metadata holds a secret (a private key, a
-/// password), which sidecars must not carry.
-fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["privatekey", "password", "secret", "passphrase"]
-        .iter()
-        .any(|s| k.contains(s))
+/// Longest label accepted.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Checks a label a backup is given: 1 to [`MAX_LABEL_LEN`] of
+/// `A-Z a-z 0-9 . _ : / -` (no spaces, commas or control characters, so
+/// every label prints as itself and `list`'s comma-joined column reads
+/// back).
+pub fn check_label(label: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:/-".contains(c);
+    let reason = if label.is_empty() {
+        Some("a label cannot be empty".to_string())
+    } else if label.len() > MAX_LABEL_LEN {
+        Some(format!("longer than {MAX_LABEL_LEN} characters"))
+    } else {
+        label
+            .chars()
+            .find(|c| !allowed(*c))
+            .map(|c| format!("{c:?} is not allowed (use A-Z a-z 0-9 . _ : / -)"))
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidInput {
+            what: crate::error::InputKind::Label,
+            value: label.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Removes the secrets ([`crate::is_secret_name`]) from `value` at every
+/// depth, pushing the path of each (`Cloud.Credentials`, `Items[0].token`)
+/// to `found`.
+fn strip_secrets(value: &mut serde_json::Value, path: &str, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let secret: Vec<String> = map
+                .keys()
+                .filter(|k| crate::secret::is_secret_name(k))
+                .cloned()
+                .collect();
+            for k in secret {
+                map.remove(&k);
+                found.push(format!("{path}.{k}"));
+            }
+            for (k, v) in map.iter_mut() {
+                strip_secrets(v, &format!("{path}.{k}"), found);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                strip_secrets(v, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl Metadata {
-    /// The metadata as a sidecar carries it: without the secret keys of
-    /// Juju's metadata (named in [`Metadata::secrets_in_archive`]).
-    pub(crate) fn for_sidecar(&self) -> Metadata {
+    /// The metadata as a sidecar carries it (and `show` prints it): without
+    /// the secrets of Juju's metadata, at any depth (a key naming a
+    /// password, secret, token, private key, credential or API key, see
+    /// [`crate::is_secret_name`]); their paths are listed in
+    /// [`Metadata::secrets_in_archive`]. They stay only inside the archive.
+    pub fn for_sidecar(&self) -> Metadata {
         let mut out = self.clone();
-        let secret: Vec<String> = out
-            .extra
-            .keys()
-            .filter(|k| is_secret_key(k))
-            .cloned()
-            .collect();
-        for k in &secret {
-            out.extra.remove(k);
+        let mut found = Vec::new();
+        let keys: Vec<String> = out.extra.keys().cloned().collect();
+        for k in keys {
+            if crate::secret::is_secret_name(&k) {
+                out.extra.remove(&k);
+                found.push(k);
+            } else if let Some(v) = out.extra.get_mut(&k) {
+                strip_secrets(v, &k, &mut found);
+            }
         }
-        out.secrets_in_archive.extend(secret);
+        out.secrets_in_archive.extend(found);
         out.secrets_in_archive.sort();
         out.secrets_in_archive.dedup();
         out

@@ -7,8 +7,9 @@
 //! As in restic, backups are sorted newest first and, for each `--keep-*`
 //! count, a bucket (the hour, day, ISO week, month or year, here in UTC)
 //! keeps its newest backup, in each of the N most recent buckets that have
-//! backups; while a count is left over, the oldest backup is kept too.
-//! `within` durations are measured back from the newest backup that is not
+//! backups; while a count is left over, the oldest backup is kept too, and
+//! so it is when a `--keep-within-*` duration reaches back to it (restic's
+//! "oldest" reasons). `within` durations are measured back from the newest backup that is not
 //! in the future. Beyond restic, whatever the policy: the newest backup of
 //! each group, the newest one that passed verification in each group, and
 //! every backup labelled [`PINNED_LABEL`] or a pending restore needs are kept.
@@ -537,11 +538,12 @@ impl RetentionPolicy {
                 let val = b.of(e.time, nr);
                 // restic keeps the oldest too while a count is left.
                 if last[i] != Some(val) || nr == oldest {
+                    let prefix = oldest_prefix(last[i] == Some(val));
                     last[i] = Some(val);
                     if let KeepCount::Count(n) = &mut counts[i] {
                         *n -= 1;
                     }
-                    r.push(format!("{} backup", b.name()));
+                    r.push(format!("{prefix}{} backup", b.name()));
                 }
             }
             for (i, b) in Bucket::TIMED.iter().enumerate() {
@@ -550,9 +552,11 @@ impl RetentionPolicy {
                     continue;
                 }
                 let val = b.of(e.time, nr);
-                if last_within[i] != Some(val) {
+                // restic keeps the oldest backup within the duration too.
+                if last_within[i] != Some(val) || nr == oldest {
+                    let prefix = oldest_prefix(last_within[i] == Some(val));
                     last_within[i] = Some(val);
-                    r.push(format!("{} within {d}", b.name()));
+                    r.push(format!("{prefix}{} within {d}", b.name()));
                 }
             }
             out.push(r);
@@ -579,6 +583,12 @@ impl RetentionPolicy {
     }
 }
 
+/// restic's reason prefix for the oldest backup, kept although its bucket
+/// already has a newer one.
+fn oldest_prefix(same_bucket: bool) -> &'static str {
+    if same_bucket { "oldest " } else { "" }
+}
+
 /// A backup's start time in UTC: its metadata's, else its id's, else the
 /// oldest time there is.
 fn start_time(meta: &Metadata, id: &BackupId) -> OffsetDateTime {
@@ -598,3 +608,6 @@ fn start_time(meta: &Metadata, id: &BackupId) -> OffsetDateTime {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod restic_golden;

@@ -24,22 +24,12 @@ pub(crate) async fn user_databases(
     Ok(names)
 }
 
-/// Replaces the password in a MongoDB URI with `***`.
+/// Replaces the password in a MongoDB URI, and the values of its secret
+/// options (`tlsCertificateKeyFilePassword`, `authMechanismProperties`...),
+/// with `***`: [`backups_core::redact_uri`], the rule every message and
+/// `config show` follow.
 pub fn redact_uri(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else {
-        return uri.to_string();
-    };
-    let rest = &uri[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***@{}", &uri[..scheme_end + 3], user, &rest[at + 1..])
-        }
-        None => uri.to_string(),
-    }
+    backups_core::redact_uri(uri)
 }
 
 /// A database error with its context, the password scrubbed. A server's

@@ -84,7 +84,7 @@ pub struct Args {
     pub notes: String,
     /// Labels stored with the backup (repeatable; default: the profile's,
     /// else manual).
-    #[arg(long = "label", value_name = "LABEL")]
+    #[arg(long = "label", value_name = "LABEL", value_parser = crate::args::parse_label)]
     pub labels: Vec<String>,
     /// Also download the new archive to this file.
     #[arg(long, value_name = "FILE")]
@@ -125,6 +125,10 @@ pub struct Args {
     pub compression_threads: usize,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    /// Refuse to make the backup unencrypted (give --encrypt-to,
+    /// --recipients-file or --passphrase-file).
+    #[arg(long)]
+    pub require_encryption: bool,
     /// Run this (sh -c) before reading anything, to quiesce the
     /// controller's writers (BOSH's pre-backup-lock). Repeatable, run in
     /// the order given (lock every node, then back up): one failing stops
@@ -138,7 +142,7 @@ pub struct Args {
     #[arg(long, value_name = "CMD", help_heading = "Lock hooks")]
     pub unlock_cmd: Vec<String>,
     /// How long a lock hook may run before its process group is killed.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
+    #[arg(long, default_value = "10min", value_parser = parse_duration, value_name = "DURATION", help_heading = "Lock hooks")]
     pub hook_timeout: std::time::Duration,
 }
 
@@ -307,6 +311,12 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
     )?);
     request.database = database;
     request.encryption = args.encrypt.encryption()?;
+    if args.require_encryption && request.encryption.is_none() {
+        return Err(Failure {
+            message: "refusing to make an unencrypted backup (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file".into(),
+            code: crate::failure::ENCRYPTION,
+        });
+    }
     if !args.lock_cmd.is_empty() || !args.unlock_cmd.is_empty() {
         let hooks = Hooks {
             timeout: args.hook_timeout,

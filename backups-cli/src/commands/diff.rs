@@ -43,7 +43,7 @@ Exit status 0 whether or not anything differs (like git diff); with
 --exit-code, 14 when something differs.";
 
 /// Paths shown per group without --verbose.
-const SHOWN: usize = 10;
+pub const SHOWN: usize = 10;
 
 /// `backups diff`.
 #[derive(Debug, clap::Args)]

@@ -25,7 +25,7 @@ uploads cannot be listed through object_store: use a bucket lifecycle rule
 /// `backups gc`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only objects at least this old: 30m, 24h, 7d, 0s.
+    /// Only objects at least this old: 30min, 24h, 7d, 0s.
     #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "AGE")]
     pub older_than: std::time::Duration,
     /// Delete what was found (otherwise only list it).

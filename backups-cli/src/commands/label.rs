@@ -28,7 +28,7 @@ pub struct LabelArgs {
     #[arg(required = true)]
     pub ids: Vec<String>,
     /// Add this label (repeatable).
-    #[arg(long = "add", value_name = "LABEL")]
+    #[arg(long = "add", value_name = "LABEL", value_parser = crate::args::parse_label)]
     pub add: Vec<String>,
     /// Remove this label (repeatable).
     #[arg(long = "remove", value_name = "LABEL")]

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         out("No backups to display.\n")?;
     } else {
         let marked: Vec<bool> = list.iter().map(needed).collect();
-        out(&output::table(&list, &marked))?;
+        out(&output::table(&list, &marked, output::terminal_width()))?;
     }
     for (id, journal) in &pending {
         ctx.say(&crate::context::pending_recovery_warning(id, journal));

@@ -183,8 +183,8 @@ pub struct Args {
     #[arg(long, value_name = "CMD")]
     pub post_restore_cmd: Option<String>,
     /// How long each hook may run before its process group is killed and
-    /// the hook counts as failed: 30s, 10m, 1h.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    /// the hook counts as failed: 30s, 10min, 1h.
+    #[arg(long, default_value = "10min", value_parser = parse_duration, value_name = "DURATION")]
     pub hook_timeout: std::time::Duration,
     /// More live files and directories to save in the `pre-restore`
     /// safety backup (repeatable). Without it the safety backup still
@@ -372,7 +372,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         ));
     }
     let loads = uri.is_some();
-    print_report(&report, options, &args.rewrite, loads)?;
+    print_report(&report, options, &args.rewrite, (loads, args.verbose))?;
     match &diff {
         Some(diff) => out(&super::diff::summary(diff, args.verbose)),
         None => Ok(()),
@@ -434,7 +434,7 @@ fn print_report(
     report: &RestoreReport,
     options: ExtractOptions,
     rules: &[(String, String)],
-    loads: bool,
+    (loads, verbose): (bool, bool),
 ) -> CliResult {
     let s = &report.stats;
     let from = report
@@ -472,7 +472,7 @@ fn print_report(
         ))?;
     }
     if !rules.is_empty() {
-        out(&rewrites_text(report, rules, loads))?;
+        out(&rewrites_text(report, rules, loads, verbose))?;
     }
     if let Some(db) = &report.database {
         let docs: u64 = db.collections.values().sum();
@@ -510,7 +510,12 @@ fn rules_text(rules: &[(String, String)]) -> String {
 
 /// The replacements --rewrite made (would make): a total, then one line
 /// per file and per collection (`loads`: the dump is loaded).
-fn rewrites_text(report: &RestoreReport, rules: &[(String, String)], loads: bool) -> String {
+fn rewrites_text(
+    report: &RestoreReport,
+    rules: &[(String, String)],
+    loads: bool,
+    verbose: bool,
+) -> String {
     let r = &report.rewrites;
     let verb = if report.dry_run {
         "Would replace"
@@ -531,8 +536,20 @@ fn rewrites_text(report: &RestoreReport, rules: &[(String, String)], loads: bool
         r.files.len(),
         r.collections.len()
     );
-    for (path, n) in &r.files {
-        text.push_str(&format!("  {n:>6}  file {path}\n"));
+    // Like diff: the first files only, unless --verbose.
+    let shown = if verbose {
+        r.files.len()
+    } else {
+        super::diff::SHOWN
+    };
+    for (path, n) in r.files.iter().take(shown) {
+        text.push_str(&format!("  {n:>6}  file {}\n", crate::output::escape(path)));
+    }
+    if r.files.len() > shown {
+        text.push_str(&format!(
+            "    ... and {} more files (--verbose lists them all)\n",
+            r.files.len() - shown
+        ));
     }
     for (ns, n) in &r.collections {
         text.push_str(&format!("  {n:>6}  collection {ns}\n"));

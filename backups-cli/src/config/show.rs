@@ -5,24 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backups_mongo::redact_uri;
+use backups_core::redact_uri;
 use serde::Serialize;
 
 use crate::args::GlobalArgs;
 use crate::commands::create::{self, CompressionKind};
-
-/// Store option keys whose values are secrets (matched in lower case).
-const SECRET_KEYS: &[&str] = &[
-    "secret",
-    "password",
-    "token",
-    "sas",
-    "session",
-    "account_key",
-    "access_key",
-    "private",
-    "credential",
-];
 
 /// The effective settings, keyed like a profile.
 #[derive(Debug, Serialize)]
@@ -143,15 +130,11 @@ impl Settings {
     }
 }
 
-/// A store option's value as shown: secrets as `***`, passwords in URLs
-/// redacted.
+/// A store option's value as shown: secrets as `***`, passwords and
+/// secret query values in URLs redacted (the rule error messages follow,
+/// [`backups_core::redact_value`]).
 fn redact_option(key: &str, value: &str) -> String {
-    let key = key.to_ascii_lowercase();
-    if key != "aws_access_key_id" && SECRET_KEYS.iter().any(|s| key.contains(s)) {
-        "***".into()
-    } else {
-        redact_uri(value)
-    }
+    backups_core::redact_value(key, value)
 }
 
 #[cfg(test)]
@@ -164,6 +147,9 @@ mod tests {
         assert_eq!(redact_option("azure_storage_account_key", "abc"), "***");
         assert_eq!(redact_option("aws_access_key_id", "AKIA1"), "AKIA1");
         assert_eq!(redact_option("use_emulator", "true"), "true");
+        assert_eq!(redact_option("aws_sse_customer_key_base64", "abc"), "***");
+        assert_eq!(redact_option("azure_storage_encryption_key", "abc"), "***");
+        assert_eq!(redact_option("azure_storage_master_key", "abc"), "***");
         assert_eq!(
             redact_option("proxy_url", "http://u:pw@proxy:3128"),
             "http://u:***@proxy:3128"

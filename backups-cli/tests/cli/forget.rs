@@ -366,3 +366,39 @@ fn forget_holds_the_lease_and_a_held_one_blocks_it() {
     // A dry run changes nothing and so needs no lease.
     env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
 }
+
+/// restic's golden case 35 (`--keep-within 1h --keep-within-hourly 1d ...
+/// --keep-within-yearly 9999y`) in small: the oldest backup lies within
+/// 9999y in a year that already has a kept one, and restic keeps it
+/// ("oldest yearly within"). All of restic's golden cases run in
+/// backups-core (`retention::restic_golden`).
+#[test]
+fn keep_within_yearly_keeps_the_oldest_backup_as_restic_does() {
+    let env = Env::new();
+    let ids = uploads(
+        &env,
+        &[
+            "2016-01-18T12:00:00Z",
+            "2015-11-22T10:00:00Z",
+            "2015-10-22T10:00:00Z",
+            "2014-11-22T10:00:00Z",
+            "2014-08-08T10:00:00Z",
+        ],
+    );
+    let plan = env.json(&[
+        "forget",
+        "--keep-within",
+        "1h",
+        "--keep-within-monthly",
+        "1y",
+        "--keep-within-yearly",
+        "9999y",
+        "--dry-run",
+        "--json",
+    ]);
+    let (keep, remove) = decided(&plan);
+    assert_eq!(keep, ids, "{plan}");
+    assert!(remove.is_empty(), "{plan}");
+    let last = &plan["keep"][4]["Reasons"];
+    assert_eq!(*last, json!(["oldest yearly within 9999y"]), "{plan}");
+}

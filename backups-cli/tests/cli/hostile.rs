@@ -11,14 +11,19 @@ use flate2::write::GzEncoder;
 use crate::support::*;
 
 /// One crafted root.tar entry: raw name bytes, type, link name, data.
-struct Raw {
+pub(crate) struct Raw {
     name: &'static [u8],
     kind: tar::EntryType,
     link: &'static [u8],
     data: &'static [u8],
 }
 
-fn raw(name: &'static [u8], kind: tar::EntryType, link: &'static [u8], data: &'static [u8]) -> Raw {
+pub(crate) fn raw(
+    name: &'static [u8],
+    kind: tar::EntryType,
+    link: &'static [u8],
+    data: &'static [u8],
+) -> Raw {
     Raw {
         name,
         kind,
@@ -29,26 +34,58 @@ fn raw(name: &'static [u8], kind: tar::EntryType, link: &'static [u8], data: &'s
 
 /// Builds an outer archive (Juju v1 metadata, the crafted root.tar) without
 /// the tar crate's path checks, the way an attacker would.
-fn hostile_archive(entries: &[Raw]) -> Vec<u8> {
+pub(crate) fn hostile_archive(entries: &[Raw]) -> Vec<u8> {
+    juju_v1_archive("2021-01-01T00:00:00Z", &raw_tar(entries))
+}
+
+/// A tar of exactly these entries, without the tar crate's path checks.
+pub(crate) fn raw_tar(entries: &[Raw]) -> Vec<u8> {
     let mut inner = Vec::new();
     for e in entries {
-        let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..e.name.len()].copy_from_slice(e.name);
-        h.as_old_mut().linkname[..e.link.len()].copy_from_slice(e.link);
-        h.set_entry_type(e.kind);
-        h.set_mode(0o644);
-        h.set_size(e.data.len() as u64);
-        h.set_cksum();
-        inner.extend_from_slice(h.as_bytes());
-        inner.extend_from_slice(e.data);
-        inner.resize(inner.len().div_ceil(512) * 512, 0);
+        push_raw(&mut inner, e.name, e.kind, e.link, e.data);
     }
     inner.extend_from_slice(&[0; 1024]);
-    juju_v1_archive("2021-01-01T00:00:00Z", &inner)
+    inner
+}
+
+/// Appends one tar entry, its name and link name exactly these bytes.
+fn push_raw(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// An outer archive (gzip'd): Juju v1 metadata and an empty root.tar,
+/// then these entries, names and links exactly as given.
+fn hostile_outer(extra: &[Raw]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    let regular = tar::EntryType::Regular;
+    push_raw(
+        &mut tar,
+        b"juju-backup/metadata.json",
+        regular,
+        b"",
+        &metadata_json(),
+    );
+    push_raw(&mut tar, b"juju-backup/root.tar", regular, b"", &[0; 1024]);
+    for e in extra {
+        push_raw(&mut tar, e.name, e.kind, e.link, e.data);
+    }
+    tar.extend_from_slice(&[0; 1024]);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
 }
 
 /// An outer archive: Juju v1 metadata started at `started`, then `root_tar`.
-fn juju_v1_archive(started: &str, root_tar: &[u8]) -> Vec<u8> {
+pub(crate) fn juju_v1_archive(started: &str, root_tar: &[u8]) -> Vec<u8> {
     let metadata =
         format!(r#"{{"ID":"","FormatVersion":1,"Started":"{started}","ModelUUID":"{MODEL}"}}"#);
     let mut outer = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
@@ -374,6 +411,59 @@ fn hostile_cases() -> Vec<Case> {
                 raw(b"link", tar::EntryType::Symlink, b"../outside", b""),
                 raw(b"link/pwned", tar::EntryType::Regular, b"", b"pwned"),
             ])
+        }),
+        // Issue 20: a file, then a symlink over the directory it was
+        // written into (the verify pass models the tree it makes).
+        case("symlink-over-directory.tar.gz", "esc", || {
+            hostile_archive(&[
+                raw(b"esc/evil", tar::EntryType::Regular, b"", b"pwned"),
+                raw(
+                    b"esc",
+                    tar::EntryType::Symlink,
+                    b"/tmp/backups-hostile-absolute",
+                    b"",
+                ),
+                raw(b"esc/more", tar::EntryType::Regular, b"", b"pwned"),
+            ])
+        }),
+        case("file-then-child.tar.gz", "etc/conf/inner", || {
+            hostile_archive(&[
+                raw(b"etc/conf", tar::EntryType::Regular, b"", b"a file"),
+                raw(b"etc/conf/inner", tar::EntryType::Regular, b"", b"pwned"),
+            ])
+        }),
+        // Issue 20: outer entries must lie under juju-backup/, normalised.
+        case("outer-parent-dir.tar.gz", "juju-backup/../evil", || {
+            hostile_outer(&[raw(
+                b"juju-backup/../evil",
+                tar::EntryType::Regular,
+                b"",
+                b"pwned",
+            )])
+        }),
+        case("outer-absolute.tar.gz", "/juju-backup/evil", || {
+            hostile_outer(&[raw(
+                b"/juju-backup/evil",
+                tar::EntryType::Regular,
+                b"",
+                b"pwned",
+            )])
+        }),
+        case("outer-symlink-out.tar.gz", "juju-backup/etc", || {
+            hostile_outer(&[raw(
+                b"juju-backup/etc",
+                tar::EntryType::Symlink,
+                b"../../etc",
+                b"",
+            )])
+        }),
+        case("outer-hardlink-out.tar.gz", "juju-backup/passwd", || {
+            hostile_outer(&[raw(
+                b"juju-backup/passwd",
+                tar::EntryType::Link,
+                b"etc/passwd",
+                b"",
+            )])
         }),
         case("hardlink-absolute.tar.gz", "passwd", || {
             hostile_archive(&[raw(b"passwd", tar::EntryType::Link, b"/etc/passwd", b"")])

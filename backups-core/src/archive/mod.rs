@@ -47,6 +47,16 @@ pub enum ArchiveCompression {
     },
 }
 
+impl ArchiveCompression {
+    /// `gzip` or `zstd`, as [`crate::Metadata::compression`] records it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ArchiveCompression::Gzip { .. } => "gzip",
+            ArchiveCompression::Zstd { .. } => "zstd",
+        }
+    }
+}
+
 impl Default for ArchiveCompression {
     fn default() -> Self {
         ArchiveCompression::Gzip {
@@ -82,14 +92,6 @@ impl ArchiveCompression {
                 level,
                 "zstd levels are 1 (fastest) to 19 (smallest)",
             )),
-        }
-    }
-
-    /// The name the CLI and config file give it: `gzip` or `zstd`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ArchiveCompression::Gzip { .. } => "gzip",
-            ArchiveCompression::Zstd { .. } => "zstd",
         }
     }
 }

@@ -273,13 +273,8 @@ fn consume<B: Read>(
     for entry in entries {
         let entry = entry.map_err(|e| fail.map("reading tar header", e))?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = raw_path.trim_start_matches("./").to_string();
-        if !path.starts_with(TOP_DIR) && path != TOP_DIR.trim_end_matches('/') {
-            return Err(Error::invalid(
-                subject,
-                format!("entry {raw_path:?} is outside {TOP_DIR}"),
-            ));
-        }
+        let path = outer_entry_path(&entry)
+            .map_err(|reason| Error::invalid(subject, format!("entry {raw_path:?} {reason}")))?;
         let kind = entry.header().entry_type();
         if kind.is_dir() {
             continue;
@@ -351,6 +346,82 @@ fn consume<B: Read>(
         has_root_tar,
         seen,
     })
+}
+
+/// An outer entry's path, normalised (`./` and `.` dropped): it must lie
+/// under [`TOP_DIR`] (or be it), with no `..`, no absolute path, and a
+/// link only to a path under it. Returns why not otherwise.
+fn outer_entry_path<R: Read>(entry: &tar::Entry<'_, R>) -> std::result::Result<String, String> {
+    let raw = entry.path_bytes();
+    let top = TOP_DIR.trim_end_matches('/');
+    let path = normalise_outer(&raw, &[], false)?;
+    if path.first().map(String::as_str) != Some(top) {
+        return Err(format!("is outside {TOP_DIR}"));
+    }
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| "is a link without a target".to_string())?;
+        if target.starts_with(b"/") {
+            return Err(format!(
+                "links to the absolute path {:?}",
+                String::from_utf8_lossy(&target)
+            ));
+        }
+        // A symlink's target is relative to its directory, a hard link's
+        // to the archive's root.
+        let base = if kind.is_symlink() {
+            &path[..path.len() - 1]
+        } else {
+            &[][..]
+        };
+        let resolved = normalise_outer(&target, base, kind.is_symlink())
+            .map_err(|r| format!("links out: its target {r}"))?;
+        if resolved.first().map(String::as_str) != Some(top) {
+            return Err(format!(
+                "links to {:?}, outside {TOP_DIR}",
+                String::from_utf8_lossy(&target)
+            ));
+        }
+    }
+    Ok(path.join("/"))
+}
+
+/// `raw`'s components after `base`, `.` dropped; refuses NUL bytes, an
+/// absolute path, and `..` (with `parent_ok`, a `..` that leaves the
+/// archive's root).
+fn normalise_outer(
+    raw: &[u8],
+    base: &[String],
+    parent_ok: bool,
+) -> std::result::Result<Vec<String>, String> {
+    if raw.is_empty() {
+        return Err("has an empty path".into());
+    }
+    if raw.contains(&0) {
+        return Err("has a NUL byte in its path".into());
+    }
+    if raw.starts_with(b"/") {
+        return Err("has an absolute path".into());
+    }
+    let mut out = base.to_vec();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." if !parent_ok => return Err("has '..' in its path".into()),
+            b".." => {
+                if out.pop().is_none() {
+                    return Err("goes above the archive's root".into());
+                }
+            }
+            p => out.push(String::from_utf8_lossy(p).into_owned()),
+        }
+    }
+    if out.is_empty() {
+        return Err("names the archive's root".into());
+    }
+    Ok(out)
 }
 
 /// Chunks decompressed at a time, and how many may wait in the channel.

@@ -28,7 +28,9 @@ fn header_bytes(entry: &FileEntry) -> io::Result<Vec<u8>> {
         EntryKind::Directory => {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            out.append_data(&mut header, format!("{}/", entry.name), io::empty())?;
+            let mut name = entry.name.clone().into_os_string();
+            name.push("/");
+            out.append_data(&mut header, name, io::empty())?;
         }
         EntryKind::File { size } => {
             header.set_entry_type(tar::EntryType::Regular);
@@ -48,6 +50,11 @@ fn header_bytes(entry: &FileEntry) -> io::Result<Vec<u8>> {
         }
         EntryKind::Symlink { target } => {
             header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            out.append_link(&mut header, &entry.name, target)?;
+        }
+        EntryKind::HardLink { target } => {
+            header.set_entry_type(tar::EntryType::Link);
             header.set_size(0);
             out.append_link(&mut header, &entry.name, target)?;
         }

@@ -63,7 +63,12 @@ fn sparse_files_are_stored_as_their_data_and_restored_with_holes() {
     let sparse: Vec<&str> = entries
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::Sparse { .. }))
-        .map(|e| e.name.rsplit('/').next().unwrap_or_default())
+        .map(|e| {
+            e.name
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        })
         .collect();
     if sparse.is_empty() {
         return; // a filesystem without holes here: nothing to check

@@ -75,20 +75,113 @@ pub(crate) enum CheckedKind {
     },
 }
 
-/// Static checks over the entries of one `root.tar`.
+/// Static checks over the entries of one `root.tar`, with a model of the
+/// tree the entries make, in order: which paths are directories (given
+/// as entries or made as parents), symlinks, or other non-directories.
+/// An entry the extractor could not place there (a symlink or file over a
+/// directory that earlier entries were written into, a file's child) is
+/// refused here, by the verify pass, before anything is written.
 #[derive(Debug, Default)]
 pub(crate) struct Policy {
     symlinks: HashSet<PathBuf>,
+    /// Directories of the modelled tree.
+    dirs: HashSet<PathBuf>,
+    /// Files, hard links and devices of the modelled tree, by a hash of
+    /// their path (8 bytes each, whatever the path's length; a collision,
+    /// about 1 in 10^10 for a million entries, refuses an archive that
+    /// is fine, never accepts one that is not).
+    others: HashSet<u64>,
     pub(crate) allow_devices: bool,
+}
+
+/// The hash [`Policy`] keeps a non-directory's path by (fixed keys, so
+/// the same in every run).
+fn path_hash(path: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 impl Policy {
     /// Checks that accept device nodes and FIFOs only if `allow_devices`.
     pub(crate) fn new(allow_devices: bool) -> Self {
         Policy {
-            symlinks: HashSet::new(),
             allow_devices,
+            ..Policy::default()
         }
+    }
+
+    /// Checks `path`'s parents against the modelled tree (none may be a
+    /// symlink or a non-directory made earlier), then records them as
+    /// directories.
+    fn check_parents(&mut self, name: &str, path: &std::path::Path) -> Result<()> {
+        let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        // A modelled directory stays one (nothing may replace it), so its
+        // own parents were checked when it was recorded.
+        if self.dirs.contains(parent) {
+            return Ok(());
+        }
+        let mut ancestors: Vec<&std::path::Path> = parent
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .collect();
+        ancestors.reverse();
+        for ancestor in ancestors {
+            if self.symlinks.contains(ancestor) {
+                return Err(Error::unsafe_path(
+                    name,
+                    format!(
+                        "would be written through the symlink {:?} restored earlier",
+                        ancestor.display().to_string()
+                    ),
+                ));
+            }
+            if self.others.contains(&path_hash(ancestor)) {
+                return Err(Error::unsafe_path(
+                    name,
+                    format!(
+                        "its parent {:?} is restored earlier as a file, not a directory",
+                        ancestor.display().to_string()
+                    ),
+                ));
+            }
+            self.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Records `path` as `kind` in the modelled tree; a non-directory may
+    /// not replace a directory earlier entries were written into.
+    fn record(&mut self, name: &str, path: &std::path::Path, kind: &CheckedKind) -> Result<()> {
+        let hash = path_hash(path);
+        match kind {
+            CheckedKind::Directory => {
+                self.symlinks.remove(path);
+                self.others.remove(&hash);
+                self.dirs.insert(path.to_path_buf());
+            }
+            _ if self.dirs.contains(path) => {
+                return Err(Error::unsafe_path(
+                    name,
+                    format!(
+                        "would replace the directory {:?} that earlier entries are restored into",
+                        path.display().to_string()
+                    ),
+                ));
+            }
+            CheckedKind::Symlink(_) => {
+                self.others.remove(&hash);
+                self.symlinks.insert(path.to_path_buf());
+            }
+            _ => {
+                self.symlinks.remove(path);
+                self.others.insert(hash);
+            }
+        }
+        Ok(())
     }
 
     /// Checks one entry; `sparse` is the map the header guard read for it
@@ -174,34 +267,30 @@ impl Policy {
                 }
             }
         };
-        for ancestor in path.ancestors().skip(1) {
-            if self.symlinks.contains(ancestor) {
+        self.check_parents(&name, &path)?;
+        if let CheckedKind::HardLink(target) = &kind {
+            if target
+                .ancestors()
+                .skip(1)
+                .any(|a| self.symlinks.contains(a))
+                || self.symlinks.contains(target)
+            {
+                return Err(Error::unsafe_path(
+                    &name,
+                    "hard link would resolve through a symlink",
+                ));
+            }
+            if self.dirs.contains(target) {
                 return Err(Error::unsafe_path(
                     &name,
                     format!(
-                        "would be written through the symlink {:?} restored earlier",
-                        ancestor.display().to_string()
+                        "hard link to {:?}, a directory in the archive",
+                        target.display().to_string()
                     ),
                 ));
             }
         }
-        if let CheckedKind::HardLink(target) = &kind
-            && (target
-                .ancestors()
-                .skip(1)
-                .any(|a| self.symlinks.contains(a))
-                || self.symlinks.contains(target))
-        {
-            return Err(Error::unsafe_path(
-                &name,
-                "hard link would resolve through a symlink",
-            ));
-        }
-        if matches!(kind, CheckedKind::Symlink(_)) {
-            self.symlinks.insert(path.clone());
-        } else {
-            self.symlinks.remove(&path);
-        }
+        self.record(&name, &path, &kind)?;
         Ok((name, path, kind))
     }
 }

@@ -13,8 +13,8 @@ use super::policy::read_err;
 /// `rel` is rewritten, if the rules are given and cover it; its contents
 /// are checked when read ([`rewrite_entry`]).
 pub(super) fn qualifies(rewrites: Option<&Rewrites>, rel: &Path, size: u64) -> Option<String> {
-    let rel = rel.to_str()?;
-    (size <= MAX_REWRITE_FILE && rewrites?.applies_to_path(rel)).then(|| rel.to_string())
+    (size <= MAX_REWRITE_FILE && rewrites?.applies_to_rel_path(rel))
+        .then(|| rel.to_string_lossy().into_owned())
 }
 
 /// A file's contents after the rules: the original bytes when they are not

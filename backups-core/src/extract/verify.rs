@@ -80,7 +80,14 @@ impl RootVisitor for RootCheck {
                 && !matches!(kind, CheckedKind::Directory)
             {
                 let live = target.join(&rel);
-                if std::fs::symlink_metadata(&live).is_ok() {
+                if let Ok(m) = std::fs::symlink_metadata(&live) {
+                    // The extractor never replaces a directory with anything else.
+                    if m.is_dir() {
+                        return Err(Error::unsafe_path(
+                            &name,
+                            format!("a directory exists at {} in the target", live.display()),
+                        ));
+                    }
                     self.existing.push(live);
                 }
             }

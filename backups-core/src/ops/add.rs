@@ -51,6 +51,7 @@ pub(crate) async fn add(
     .await?;
     let mut meta = summary.metadata;
     meta.check_format(&subject)?;
+    meta.compression = sniff_compression(&source, &subject)?.to_string();
     let id = meta.derive_id(&subject)?;
     let digests = summary.digests;
     if let Some(existing) = backups.sidecar(&id).await? {
@@ -141,4 +142,24 @@ pub(crate) async fn add(
     };
     progress.finish();
     Ok(outcome)
+}
+
+/// `zstd` or `gzip`, by the archive's first bytes (validated already).
+fn sniff_compression(source: &ArchiveSource, subject: &str) -> Result<&'static str> {
+    let mut head = [0u8; 4];
+    let mut reader = source.open()?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading", subject, e)),
+        }
+    }
+    Ok(if head == [0x28, 0xb5, 0x2f, 0xfd] {
+        "zstd"
+    } else {
+        "gzip"
+    })
 }

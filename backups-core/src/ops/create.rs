@@ -105,6 +105,7 @@ async fn create_unlocked(
                 .sum(),
         ),
         tool_version: format!("backups {}", env!("CARGO_PKG_VERSION")),
+        compression: request.compression.name().to_string(),
         ..Default::default()
     };
     if let Some(origin) = request.database.as_ref().and_then(|d| d.origin()) {

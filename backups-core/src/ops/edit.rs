@@ -73,6 +73,10 @@ impl Edit {
 
 /// Applies `edit` to the sidecar of `id`; returns the new metadata.
 pub(crate) async fn edit(backups: &StoreBackups, id: &BackupId, edit: &Edit) -> Result<Metadata> {
+    // Labels of older versions that break the rule may still be removed.
+    for label in &edit.add_labels {
+        crate::metadata::check_label(label)?;
+    }
     let storage = backups.storage();
     let guard = lease::acquire_waiting(
         storage,

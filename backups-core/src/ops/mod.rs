@@ -85,10 +85,15 @@ pub(crate) async fn open_source(
     let sealed = match &recorded {
         Some(meta) if meta.encryption.is_some() => {
             if identities.is_empty() {
+                let with_passphrase = meta.encryption.as_ref().is_some_and(|e| e.passphrase);
                 return Err(Error::Encrypted {
                     subject,
-                    reason: "the backup is encrypted and no identity was given (--identity FILE)"
-                        .into(),
+                    reason: if with_passphrase {
+                        "the backup is encrypted with a passphrase and none was given (--passphrase-file FILE)"
+                    } else {
+                        "the backup is encrypted and no identity was given (--identity FILE)"
+                    }
+                    .into(),
                 });
             }
             Sealed::Encrypted(identities.clone())

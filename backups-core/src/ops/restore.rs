@@ -39,6 +39,7 @@ pub(crate) async fn restore(
     verified: Verified,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
+    check_target(&request.target)?;
     let (subject, recorded, sealed) = open_source(
         backups,
         &request.source,
@@ -333,6 +334,21 @@ fn raw_digests(
         };
         hasher.update(&buf[..n]);
         progress.advance(n as u64);
+    }
+}
+
+/// A target that exists must be a directory (one that does not is made).
+fn check_target(target: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(target) {
+        Ok(m) if !m.is_dir() => Err(Error::io(
+            "restoring into",
+            target,
+            std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "the target is a file, not a directory: give a directory as --target (a missing one is created)",
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

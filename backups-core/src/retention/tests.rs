@@ -211,7 +211,7 @@ fn a_count_left_over_keeps_the_oldest_backup_too_as_restic_does() {
         ]
     );
     assert!(remove.is_empty());
-    assert_eq!(reasons_of(&d, 3), ["daily backup"]);
+    assert_eq!(reasons_of(&d, 3), ["oldest daily backup"]);
 }
 
 #[test]

@@ -195,6 +195,15 @@ impl Rewrites {
         }
     }
 
+    /// [`Rewrites::applies_to_path`] for a relative path whose name need
+    /// not be UTF-8 (matched on its bytes).
+    pub(crate) fn applies_to_rel_path(&self, path: &std::path::Path) -> bool {
+        match &self.paths {
+            None => true,
+            Some((_, set)) => set.is_match(path),
+        }
+    }
+
     /// Whether documents of the dump's namespace `ns` are rewritten.
     /// System collections (`db.system.*`) never are.
     pub fn applies_to_namespace(&self, ns: &str) -> bool {
