@@ -347,8 +347,12 @@ async fn run_locked(
             (None, Some(_)) => Some(RestoreJournal::default()),
             _ => None,
         };
-        // So that undoing a killed restore drops what its load added too.
+        // So that undoing a killed restore drops what its load added too,
+        // once the load's writes still running at the server are done.
         if let (Some(j), Some(before)) = (&journal, &namespaces) {
+            if let Some(name) = request.database.as_ref().and_then(|db| db.client_name()) {
+                j.database_client(&name)?;
+            }
             j.database_before(before)?;
         }
         Ok::<_, Error>((namespaces, journal))
