@@ -14,6 +14,7 @@ mod disk;
 mod forget;
 mod ha;
 mod hostile;
+mod interrupted;
 mod juju;
 mod juju_profile;
 mod lease;
