@@ -86,7 +86,16 @@ pub(crate) async fn insert_batch(
     ns: &str,
     batch: &[RawDocumentBuf],
 ) -> Result<()> {
-    let mut attempt = 1;
+    send(coll, ns, batch, 1).await
+}
+
+/// [`insert_batch`] from its `attempt`th sending on.
+async fn send(
+    coll: &Collection<RawDocumentBuf>,
+    ns: &str,
+    batch: &[RawDocumentBuf],
+    mut attempt: u32,
+) -> Result<()> {
     loop {
         let again = attempt > 1;
         let Err(e) = coll
@@ -137,5 +146,34 @@ mod tests {
         ));
         assert!(outcome_unknown(&timeout));
         assert!(duplicates(&timeout).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_sent_again_is_inserted_once_and_only_over_its_own_documents() {
+        use backups_core::test_util::{service_env, unique_name};
+        let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+            return;
+        };
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        let db = client.database(&unique_name("replay"));
+        let coll = db.collection::<RawDocumentBuf>("c");
+        let docs = |v: &str| -> Vec<RawDocumentBuf> {
+            (0..50)
+                .map(|i| RawDocumentBuf::from_document(&doc! {"_id": i, "v": v}).unwrap())
+                .collect()
+        };
+        let batch = docs("x");
+        // An earlier sending got its first 20 documents in, then its
+        // outcome was lost (a broken connection, a write concern error).
+        coll.insert_many(&batch[..20]).await.unwrap();
+        send(&coll, "d.c", &batch, 2).await.unwrap();
+        assert_eq!(coll.count_documents(doc! {}).await.unwrap(), 50);
+        // Documents stored otherwise are not taken for the batch's ...
+        let err = send(&coll, "d.c", &docs("y"), 2).await.unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        // ... and on a first sending a duplicate key is an error.
+        let err = insert_batch(&coll, "d.c", &batch[..1]).await.unwrap_err();
+        assert!(err.to_string().contains("d.c"), "{err}");
+        db.drop().await.unwrap();
     }
 }
