@@ -57,27 +57,29 @@ fn undoing_a_killed_restore_waits_for_its_writes_still_running_at_the_server() {
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
     // The killed restore's loader, as the server knows it: a client
-    // named `app` whose big insert into a collection the restore added
-    // is at the server when the client is killed.
+    // named `app` whose insertion workers each have a big insert into a
+    // collection the restore added running at the server when the client
+    // is killed (they end one after the other, long after the kill).
     let app = unique_name("backups-load-test");
     let python = std::env::var("BACKUPS_TEST_PYTHON").unwrap();
     let mut loader = Command::new(python)
         .arg("-c")
         .arg(
-            "import sys, time
+            "import sys, threading, time
 from pymongo import MongoClient
 uri, db, app = sys.argv[1], sys.argv[2], sys.argv[3]
-c = MongoClient(uri, appName=app)
-c[db].command('ping')
+workers = 8
+c = MongoClient(uri, appName=app, maxPoolSize=workers)
 watch = MongoClient(uri)
 def inserting():
-    return any((o.get('clientMetadata') or {}).get('application', {}).get('name') == app
+    return sum((o.get('clientMetadata') or {}).get('application', {}).get('name') == app
                and o.get('op') == 'insert'
                for o in watch.admin.command({'currentOp': 1, '$all': True})['inprog'])
-import threading
-threading.Thread(target=lambda: c[db].added.insert_many(
-    [{'_id': i, 'pad': 'x' * 100} for i in range(20000)]), daemon=True).start()
-while not inserting():
+def insert(k):
+    c[db].added.insert_many([{'_id': k * 100000 + i, 'pad': 'x' * 100} for i in range(6000)])
+for k in range(workers):
+    threading.Thread(target=insert, args=(k,), daemon=True).start()
+while inserting() < workers:
     time.sleep(0.01)
 print('inserting', flush=True)
 time.sleep(600)
@@ -100,7 +102,10 @@ time.sleep(600)
     loader.kill().unwrap();
     loader.wait().unwrap();
 
-    let out = env.run_with(&["restore", &id, "--target", "/", "--yes"], &mongo);
+    let out = env.run_with(
+        &["restore", &id, "--target", "/", "--no-safety-backup", "--yes"],
+        &mongo,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("took back the interrupted restore"), "{err}");
