@@ -350,84 +350,84 @@ impl DatabaseLoader for MongoLoader {
         )));
         let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
         let read = async {
-        while let Some(mut file) = source.next_file().await {
-            let path = file.path.clone();
-            let (src_db, stem, is_meta) = match dump_path(&path)? {
-                DumpPath::Oplog => {
-                    oplog = Some(spool(&mut file).await?);
-                    continue;
-                }
-                DumpPath::Prelude => {
-                    while file.chunk().await?.is_some() {}
-                    continue;
-                }
-                DumpPath::Metadata { db, stem } => (db, stem, true),
-                DumpPath::Data { db, stem } => (db, stem, false),
-            };
-            let meta = if is_meta {
-                Some(parse_metadata(&path, &read_small(&mut file).await?)?)
-            } else {
-                None
-            };
-            let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
-            names.insert((src_db.to_string(), stem.to_string()), coll.clone());
-            let src_ns = format!("{src_db}.{coll}");
-            let db_name = self.namespaces.target_db(src_db);
-            let ns = format!("{db_name}.{coll}");
-            let excluded = self.namespaces.excluded(&src_ns);
-            match disposition(src_db, &coll) {
-                Disposition::Load if !excluded => {}
-                Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
-                    if !is_meta {
-                        let n = self.upsert_all(&mut file, &db_name, &coll).await?;
-                        *summary.collections.entry(ns).or_default() += n;
+            while let Some(mut file) = source.next_file().await {
+                let path = file.path.clone();
+                let (src_db, stem, is_meta) = match dump_path(&path)? {
+                    DumpPath::Oplog => {
+                        oplog = Some(spool(&mut file).await?);
+                        continue;
                     }
-                    continue;
-                }
-                disposition => {
-                    if !is_meta {
-                        summary.skipped.push(src_ns.clone());
-                        if matches!(disposition, Disposition::Auth) && !excluded {
-                            summary.warnings.push(format!(
-                                "{src_ns} was not restored: users and roles are restored only with --restore-users-and-roles"
-                            ));
+                    DumpPath::Prelude => {
+                        while file.chunk().await?.is_some() {}
+                        continue;
+                    }
+                    DumpPath::Metadata { db, stem } => (db, stem, true),
+                    DumpPath::Data { db, stem } => (db, stem, false),
+                };
+                let meta = if is_meta {
+                    Some(parse_metadata(&path, &read_small(&mut file).await?)?)
+                } else {
+                    None
+                };
+                let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
+                names.insert((src_db.to_string(), stem.to_string()), coll.clone());
+                let src_ns = format!("{src_db}.{coll}");
+                let db_name = self.namespaces.target_db(src_db);
+                let ns = format!("{db_name}.{coll}");
+                let excluded = self.namespaces.excluded(&src_ns);
+                match disposition(src_db, &coll) {
+                    Disposition::Load if !excluded => {}
+                    Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
+                        if !is_meta {
+                            let n = self.upsert_all(&mut file, &db_name, &coll).await?;
+                            *summary.collections.entry(ns).or_default() += n;
                         }
+                        continue;
                     }
-                    while file.chunk().await?.is_some() {}
+                    disposition => {
+                        if !is_meta {
+                            summary.skipped.push(src_ns.clone());
+                            if matches!(disposition, Disposition::Auth) && !excluded {
+                                summary.warnings.push(format!(
+                                    "{src_ns} was not restored: users and roles are restored only with --restore-users-and-roles"
+                                ));
+                            }
+                        }
+                        while file.chunk().await?.is_some() {}
+                        continue;
+                    }
+                }
+                let db = self.client.database(&db_name);
+                if let Some(meta) = meta {
+                    if !prepared.contains_key(&ns) {
+                        self.prepare(&db, &coll, Some(&meta)).await?;
+                        prepared.insert(ns.clone(), true);
+                    } else if meta.options.contains_key("validator") {
+                        summary.warnings.push(format!(
+                            "{ns}: metadata came after the data; its creation options other than the validator were not applied"
+                        ));
+                    }
+                    if !meta.is_view {
+                        catalog.add(&db_name, &coll, meta.indexes.clone());
+                    }
+                    metas.insert(ns, (db_name, coll, meta));
                     continue;
                 }
-            }
-            let db = self.client.database(&db_name);
-            if let Some(meta) = meta {
                 if !prepared.contains_key(&ns) {
-                    self.prepare(&db, &coll, Some(&meta)).await?;
+                    self.prepare(&db, &coll, None).await?;
                     prepared.insert(ns.clone(), true);
-                } else if meta.options.contains_key("validator") {
-                    summary.warnings.push(format!(
-                        "{ns}: metadata came after the data; its creation options other than the validator were not applied"
-                    ));
                 }
-                if !meta.is_view {
-                    catalog.add(&db_name, &coll, meta.indexes.clone());
+                let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
+                let (n, writer) = self
+                    .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
+                    .await?;
+                *summary.collections.entry(ns.clone()).or_default() += n;
+                if rewriter.replacements > 0 {
+                    *summary.rewrites.entry(src_ns).or_default() += rewriter.replacements;
                 }
-                metas.insert(ns, (db_name, coll, meta));
-                continue;
+                writers.push((ns, writer));
             }
-            if !prepared.contains_key(&ns) {
-                self.prepare(&db, &coll, None).await?;
-                prepared.insert(ns.clone(), true);
-            }
-            let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
-            let (n, writer) = self
-                .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
-                .await?;
-            *summary.collections.entry(ns.clone()).or_default() += n;
-            if rewriter.replacements > 0 {
-                *summary.rewrites.entry(src_ns).or_default() += rewriter.replacements;
-            }
-            writers.push((ns, writer));
-        }
-        Ok::<_, Error>(())
+            Ok::<_, Error>(())
         }
         .await;
 

@@ -103,7 +103,14 @@ time.sleep(600)
     loader.wait().unwrap();
 
     let out = env.run_with(
-        &["restore", &id, "--target", "/", "--no-safety-backup", "--yes"],
+        &[
+            "restore",
+            &id,
+            "--target",
+            "/",
+            "--no-safety-backup",
+            "--yes",
+        ],
         &mongo,
     );
     let err = String::from_utf8_lossy(&out.stderr);
