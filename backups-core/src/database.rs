@@ -389,6 +389,26 @@ pub trait DatabaseLoader: Send + Sync {
     fn replaced_namespaces(&self, dump_files: &[String]) -> Vec<String> {
         dump_namespaces(dump_files)
     }
+
+    /// The name the database server knows this loader's connections by
+    /// (MongoDB's `appName`), unique to this loader. A restore plan records
+    /// it in its journal before loading: a killed client's writes go on
+    /// running at the server after it died, so undoing the killed restore
+    /// first waits for them ([`DatabaseLoader::quiesce`]). The default has
+    /// none (and so nothing to wait for).
+    fn client_name(&self) -> Option<String> {
+        None
+    }
+
+    /// Ends the operations the client `name` (another loader's
+    /// [`DatabaseLoader::client_name`], of a restore that was killed) still
+    /// has running at the server and returns once none remains, so that
+    /// what is undone next cannot be redone by a late write; returns
+    /// warnings to show. The default does nothing.
+    async fn quiesce(&self, name: &str) -> Result<Vec<String>> {
+        let _ = name;
+        Ok(Vec::new())
+    }
 }
 
 /// What a rollback needs to drop what a load added: the namespaces that

@@ -17,8 +17,10 @@
 //! NUL-terminated fields: `C<path>\0` (created), `R<path>\0<stash>\0`
 //! (replaced) or `D<path>\0<mode> <uid> <gid> <mtime>\0` (directory
 //! metadata, decimal) or `N<namespace>\0...\0` (the database namespaces
-//! before the load, the list ended by an empty field). A last record cut
-//! short by a crash is ignored: the change it announced had not been made.
+//! before the load, the list ended by an empty field) or `A<name>\0` (the
+//! name the database server knows the restore's loader by, see
+//! [`crate::DatabaseLoader::client_name`]). A last record cut short by a
+//! crash is ignored: the change it announced had not been made.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -58,6 +60,11 @@ pub enum JournalEntry {
     /// a killed restore drops those it added (the loader does, when the
     /// undoing restore has one).
     DatabaseBefore(Vec<String>),
+    /// The name the database server knows the restore's loader by
+    /// ([`crate::DatabaseLoader::client_name`]): undoing a killed restore
+    /// first waits until none of that client's operations is still running
+    /// at the server ([`crate::DatabaseLoader::quiesce`]).
+    DatabaseClient(String),
 }
 
 /// What [`RestoreJournal::undo`] did.
@@ -114,6 +121,12 @@ fn write_record(j: &mut Inner, entry: &JournalEntry) -> Result<()> {
                     record.extend_from_slice(n.as_bytes());
                     record.push(0);
                 }
+                record.push(0);
+                vec![]
+            }
+            JournalEntry::DatabaseClient(name) => {
+                record.push(b'A');
+                record.extend_from_slice(name.as_bytes());
                 record.push(0);
                 vec![]
             }
@@ -254,6 +267,14 @@ impl RestoreJournal {
                     }
                     JournalEntry::DatabaseBefore(names)
                 }
+                b'A' => {
+                    let Some(end) = rest.iter().position(|b| *b == 0) else {
+                        break;
+                    };
+                    let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+                    rest = &rest[end + 1..];
+                    JournalEntry::DatabaseClient(name)
+                }
                 other => return Err(bad(format!("unknown journal record {other:#04x}"))),
             };
             entries.push(entry);
@@ -308,6 +329,19 @@ impl RestoreJournal {
     /// Records the database namespaces that exist before the load.
     pub(crate) fn database_before(&self, namespaces: &[String]) -> Result<()> {
         self.add(JournalEntry::DatabaseBefore(namespaces.to_vec()))
+    }
+
+    /// Records the name the database server knows the restore's loader by.
+    pub(crate) fn database_client(&self, name: &str) -> Result<()> {
+        self.add(JournalEntry::DatabaseClient(name.to_string()))
+    }
+
+    /// The name of the restore's database client, if it was recorded.
+    pub fn database_client_name(&self) -> Option<String> {
+        lock(self).entries.iter().find_map(|e| match e {
+            JournalEntry::DatabaseClient(name) => Some(name.clone()),
+            _ => None,
+        })
     }
 
     /// The database namespaces recorded before the load, if any.
@@ -391,7 +425,7 @@ impl RestoreJournal {
                     done.directories += 1;
                 }
                 // The database is the loader's to undo (see namespaces_before).
-                JournalEntry::DatabaseBefore(_) => {}
+                JournalEntry::DatabaseBefore(_) | JournalEntry::DatabaseClient(_) => {}
             }
         }
         Ok(done)
@@ -487,12 +521,17 @@ mod tests {
         j.database_before(&["juju.machines".into(), "juju.units".into()])
             .unwrap();
         j.database_before(&[]).unwrap();
+        j.database_client("backups-load-1-2").unwrap();
         let back = RestoreJournal::load(&file).unwrap();
+        assert_eq!(
+            back.database_client_name().as_deref(),
+            Some("backups-load-1-2")
+        );
         assert_eq!(
             back.namespaces_before(),
             Some(vec!["juju.machines".to_string(), "juju.units".to_string()])
         );
-        assert_eq!(back.entries().len(), 3);
+        assert_eq!(back.entries().len(), 4);
         // Cut inside the list: the record (and so the list) is ignored.
         let bytes = std::fs::read(&file).unwrap();
         let start = bytes.iter().position(|b| *b == b'N').unwrap();

@@ -103,6 +103,8 @@ fn spool_err(action: &'static str) -> impl Fn(std::io::Error) -> Error {
 /// Loads a dump into a MongoDB deployment.
 pub struct MongoLoader {
     client: Client,
+    /// The `appName` of this loader's connections, unique to it.
+    app_name: String,
     uri_shown: String,
     namespaces: Namespaces,
     options: LoadOptions,
@@ -121,18 +123,22 @@ impl std::fmt::Debug for MongoLoader {
         // The URI without its password; the client's options are not shown.
         f.debug_struct("MongoLoader")
             .field("uri", &self.uri_shown)
+            .field("app_name", &self.app_name)
             .field("namespaces", &self.namespaces)
             .finish_non_exhaustive()
     }
 }
 
 impl MongoLoader {
-    /// Connects to `uri` (checking the server answers).
+    /// Connects to `uri` (checking the server answers), as an application
+    /// name unique to this loader ([`DatabaseLoader::client_name`]).
     pub async fn connect(uri: &str, options: LoadOptions) -> Result<Self> {
-        let client = crate::topology::connect_for_load(uri).await?;
+        let app_name = crate::quiesce::unique_app_name();
+        let client = crate::topology::connect_for_load(uri, &app_name).await?;
         let namespaces = Namespaces::new(&options.ns_exclude, &options.db_rename)?;
         Ok(MongoLoader {
             client,
+            app_name,
             uri_shown: redact_uri(uri),
             namespaces,
             options,
@@ -231,7 +237,10 @@ impl MongoLoader {
 
 /// Inserts the batches into one collection with `workers` parallel
 /// insertion workers (each batch ordered, validation bypassed, as
-/// mongorestore does); the first failure stops the others.
+/// mongorestore does, and sent again while its outcome is unknown:
+/// [`crate::insert`]); the first failure stops the others once their
+/// batch in flight is done, so that when this returns none of its writes
+/// is still running at the server (a rollback comes next).
 async fn insert_batches(
     coll: mongodb::Collection<RawDocumentBuf>,
     ns: String,
@@ -240,27 +249,37 @@ async fn insert_batches(
     _permit: OwnedSemaphorePermit,
 ) -> Result<()> {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    // Dropped on return: a failure aborts the other workers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut set = tokio::task::JoinSet::<Result<()>>::new();
     for _ in 0..workers.max(1) {
-        let (coll, ns, rx) = (coll.clone(), ns.clone(), rx.clone());
+        let (coll, ns, rx, stop) = (coll.clone(), ns.clone(), rx.clone(), stop.clone());
+        let mut stopped = stopped.clone();
         set.spawn(async move {
             loop {
-                let Some(batch) = rx.lock().await.recv().await else {
+                let batch = {
+                    let mut rx = rx.lock().await;
+                    tokio::select! {
+                        batch = rx.recv() => batch,
+                        _ = stopped.wait_for(|s| *s) => None,
+                    }
+                };
+                let Some(batch) = batch else {
                     return Ok(());
                 };
-                coll.insert_many(batch)
-                    .ordered(true)
-                    .bypass_document_validation(true)
-                    .await
-                    .map_err(|e| db_error(format!("loading {ns}"), e))?;
+                if let Err(e) = crate::insert::insert_batch(&coll, &ns, &batch).await {
+                    let _ = stop.send(true);
+                    return Err(e);
+                }
             }
         });
     }
+    let mut first = None;
     while let Some(done) = set.join_next().await {
-        done.map_err(|e| Error::task(&format!("loading {ns}"), e))??;
+        if let Err(e) = done.map_err(|e| Error::task(&format!("loading {ns}"), e))? {
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 #[async_trait]
@@ -272,6 +291,14 @@ impl DatabaseLoader for MongoLoader {
 
     fn replaced_namespaces(&self, dump_files: &[String]) -> Vec<String> {
         self.namespaces.replaced(dump_files)
+    }
+
+    fn client_name(&self) -> Option<String> {
+        Some(self.app_name.clone())
+    }
+
+    async fn quiesce(&self, name: &str) -> Result<Vec<String>> {
+        crate::quiesce::quiesce(&self.client, name, &self.uri_shown).await
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
@@ -322,89 +349,103 @@ impl DatabaseLoader for MongoLoader {
             LOAD_PARALLEL_COLLECTIONS,
         )));
         let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
-        while let Some(mut file) = source.next_file().await {
-            let path = file.path.clone();
-            let (src_db, stem, is_meta) = match dump_path(&path)? {
-                DumpPath::Oplog => {
-                    oplog = Some(spool(&mut file).await?);
-                    continue;
-                }
-                DumpPath::Prelude => {
-                    while file.chunk().await?.is_some() {}
-                    continue;
-                }
-                DumpPath::Metadata { db, stem } => (db, stem, true),
-                DumpPath::Data { db, stem } => (db, stem, false),
-            };
-            let meta = if is_meta {
-                Some(parse_metadata(&path, &read_small(&mut file).await?)?)
-            } else {
-                None
-            };
-            let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
-            names.insert((src_db.to_string(), stem.to_string()), coll.clone());
-            let src_ns = format!("{src_db}.{coll}");
-            let db_name = self.namespaces.target_db(src_db);
-            let ns = format!("{db_name}.{coll}");
-            let excluded = self.namespaces.excluded(&src_ns);
-            match disposition(src_db, &coll) {
-                Disposition::Load if !excluded => {}
-                Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
-                    if !is_meta {
-                        let n = self.upsert_all(&mut file, &db_name, &coll).await?;
-                        *summary.collections.entry(ns).or_default() += n;
+        let read = async {
+            while let Some(mut file) = source.next_file().await {
+                let path = file.path.clone();
+                let (src_db, stem, is_meta) = match dump_path(&path)? {
+                    DumpPath::Oplog => {
+                        oplog = Some(spool(&mut file).await?);
+                        continue;
                     }
-                    continue;
-                }
-                disposition => {
-                    if !is_meta {
-                        summary.skipped.push(src_ns.clone());
-                        if matches!(disposition, Disposition::Auth) && !excluded {
-                            summary.warnings.push(format!(
-                                "{src_ns} was not restored: users and roles are restored only with --restore-users-and-roles"
-                            ));
+                    DumpPath::Prelude => {
+                        while file.chunk().await?.is_some() {}
+                        continue;
+                    }
+                    DumpPath::Metadata { db, stem } => (db, stem, true),
+                    DumpPath::Data { db, stem } => (db, stem, false),
+                };
+                let meta = if is_meta {
+                    Some(parse_metadata(&path, &read_small(&mut file).await?)?)
+                } else {
+                    None
+                };
+                let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
+                names.insert((src_db.to_string(), stem.to_string()), coll.clone());
+                let src_ns = format!("{src_db}.{coll}");
+                let db_name = self.namespaces.target_db(src_db);
+                let ns = format!("{db_name}.{coll}");
+                let excluded = self.namespaces.excluded(&src_ns);
+                match disposition(src_db, &coll) {
+                    Disposition::Load if !excluded => {}
+                    Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
+                        if !is_meta {
+                            let n = self.upsert_all(&mut file, &db_name, &coll).await?;
+                            *summary.collections.entry(ns).or_default() += n;
                         }
+                        continue;
                     }
-                    while file.chunk().await?.is_some() {}
+                    disposition => {
+                        if !is_meta {
+                            summary.skipped.push(src_ns.clone());
+                            if matches!(disposition, Disposition::Auth) && !excluded {
+                                summary.warnings.push(format!(
+                                    "{src_ns} was not restored: users and roles are restored only with --restore-users-and-roles"
+                                ));
+                            }
+                        }
+                        while file.chunk().await?.is_some() {}
+                        continue;
+                    }
+                }
+                let db = self.client.database(&db_name);
+                if let Some(meta) = meta {
+                    if !prepared.contains_key(&ns) {
+                        self.prepare(&db, &coll, Some(&meta)).await?;
+                        prepared.insert(ns.clone(), true);
+                    } else if meta.options.contains_key("validator") {
+                        summary.warnings.push(format!(
+                            "{ns}: metadata came after the data; its creation options other than the validator were not applied"
+                        ));
+                    }
+                    if !meta.is_view {
+                        catalog.add(&db_name, &coll, meta.indexes.clone());
+                    }
+                    metas.insert(ns, (db_name, coll, meta));
                     continue;
                 }
-            }
-            let db = self.client.database(&db_name);
-            if let Some(meta) = meta {
                 if !prepared.contains_key(&ns) {
-                    self.prepare(&db, &coll, Some(&meta)).await?;
+                    self.prepare(&db, &coll, None).await?;
                     prepared.insert(ns.clone(), true);
-                } else if meta.options.contains_key("validator") {
-                    summary.warnings.push(format!(
-                        "{ns}: metadata came after the data; its creation options other than the validator were not applied"
-                    ));
                 }
-                if !meta.is_view {
-                    catalog.add(&db_name, &coll, meta.indexes.clone());
+                let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
+                let (n, writer) = self
+                    .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
+                    .await?;
+                *summary.collections.entry(ns.clone()).or_default() += n;
+                if rewriter.replacements > 0 {
+                    *summary.rewrites.entry(src_ns).or_default() += rewriter.replacements;
                 }
-                metas.insert(ns, (db_name, coll, meta));
-                continue;
+                writers.push((ns, writer));
             }
-            if !prepared.contains_key(&ns) {
-                self.prepare(&db, &coll, None).await?;
-                prepared.insert(ns.clone(), true);
-            }
-            let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
-            let (n, writer) = self
-                .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
-                .await?;
-            *summary.collections.entry(ns.clone()).or_default() += n;
-            if rewriter.replacements > 0 {
-                *summary.rewrites.entry(src_ns).or_default() += rewriter.replacements;
-            }
-            writers.push((ns, writer));
+            Ok::<_, Error>(())
         }
+        .await;
 
-        // Every collection's data is in before views, the oplog and indexes.
+        // Every collection's data is in before views, the oplog and
+        // indexes; on a failure, every writer is waited for all the same:
+        // none may go on writing while the caller rolls back.
+        let mut failed = read.err();
         for (ns, writer) in writers {
-            writer
+            let done = writer
                 .await
-                .map_err(|e| Error::task(&format!("loading {ns}"), e))??;
+                .map_err(|e| Error::task(&format!("loading {ns}"), e))
+                .and_then(|r| r);
+            if let Err(e) = done {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         for (ns, (db_name, coll, meta)) in &metas {
             let db = self.client.database(db_name);

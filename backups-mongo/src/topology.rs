@@ -196,10 +196,11 @@ pub(crate) async fn replica_set(client: &Client, shown: &str) -> Result<Option<R
     ReplicaSet::from_status(&status).map(Some)
 }
 
-/// Connects for a load: onto a replica set, writes wait for a majority
-/// of its members (they go to the primary).
-pub(crate) async fn connect_for_load(uri: &str) -> Result<Client> {
-    let client = crate::client::connect(uri).await?;
+/// Connects for a load, as application `app_name`: onto a replica set,
+/// writes wait for a majority of its members (they go to the primary).
+pub(crate) async fn connect_for_load(uri: &str, app_name: &str) -> Result<Client> {
+    let named = |o: &mut mongodb::options::ClientOptions| o.app_name = Some(app_name.to_string());
+    let client = crate::client::connect_with(uri, named).await?;
     let hello = client
         .database("admin")
         .run_command(doc! {"hello": 1})
@@ -214,6 +215,7 @@ pub(crate) async fn connect_for_load(uri: &str) -> Result<Client> {
         return Ok(client);
     }
     crate::client::connect_with(uri, |o| {
+        named(o);
         o.write_concern = Some(WriteConcern::majority());
     })
     .await

@@ -16,6 +16,7 @@ mod edges;
 mod forget;
 mod ha;
 mod hostile;
+mod interrupted;
 mod json_style;
 mod juju;
 mod juju_profile;

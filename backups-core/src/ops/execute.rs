@@ -339,8 +339,12 @@ async fn open_undo(
         (Some(dir), Some(rollback)) => RestoreJournal::persisted(&journal_path(dir, &rollback.id))?,
         _ => RestoreJournal::default(),
     };
-    // So that undoing a killed restore drops what its load added too.
+    // So that undoing a killed restore drops what its load added too,
+    // once the load's writes still running at the server are done.
     if let Some(before) = &namespaces {
+        if let Some(name) = request.database.as_ref().and_then(|db| db.client_name()) {
+            journal.database_client(&name)?;
+        }
         journal.database_before(before)?;
     }
     Ok(Undo {

@@ -166,6 +166,13 @@ pub(crate) async fn restore(
         Some(path) if path.exists() => {
             let journal = RestoreJournal::load(path)?;
             let before = journal.namespaces_before();
+            // The killed restore's writes may still be running at the
+            // server: none may land after what it did is undone.
+            if let (Some(db), Some(name)) = (&request.database, journal.database_client_name()) {
+                for w in db.quiesce(&name).await? {
+                    progress.warn(&w);
+                }
+            }
             let undone = journal.undo()?;
             if let (Some(db), Some(before)) = (&request.database, &before) {
                 drop_added_namespaces(db.as_ref(), before).await?;
@@ -194,6 +201,11 @@ pub(crate) async fn restore(
     if let Some(rewrites) = &request.rewrites {
         extractor = extractor.with_rewrites(rewrites.clone());
     }
+    // Opened first: a loader spawned before a failure here would go on
+    // writing while the caller rolls back.
+    let reader = backups
+        .open_restore_source(&request.source, recorded.as_ref())
+        .await?;
     let (forwarder, loader) = match &request.database {
         Some(db) => {
             let (forwarder, source) = dump_channel(request.rewrites.clone());
@@ -210,9 +222,6 @@ pub(crate) async fn restore(
         dump: forwarder,
         collections: 0,
     };
-    let reader = backups
-        .open_restore_source(&request.source, recorded.as_ref())
-        .await?;
     // Checked against the sidecar only (no pass-1 digests to match):
     // SHA-256 alone tells the bytes did not change since pass 1.
     let hasher = if summary.is_none() && !metadata.sha256.is_empty() {
