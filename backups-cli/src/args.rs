@@ -129,9 +129,9 @@ pub fn parse_id(s: &str) -> Result<BackupId, Failure> {
         .map_err(|e| Failure::usage(e.to_string()))
 }
 
-/// Parses a label (`[A-Za-z0-9._:/-]{1,64}`, [`backups_core::check_label`]).
+/// Parses a label (`[A-Za-z0-9._:/-]{1,64}`, [`backups_core::metadata::check_label`]).
 pub fn parse_label(s: &str) -> Result<String, String> {
-    match backups_core::check_label(s) {
+    match backups_core::metadata::check_label(s) {
         Ok(()) => Ok(s.to_string()),
         Err(backups_core::Error::InvalidInput { reason, .. }) => Err(reason),
         Err(e) => Err(e.to_string()),

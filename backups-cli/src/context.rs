@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backups_core::catalog::UnreadableSidecar;
 use backups_core::{
-    BackupId, CancellationToken, Metadata, Progress, Storage, StoreBackups, UnreadableSidecar,
-    UploadOptions,
+    BackupId, CancellationToken, Metadata, Progress, Storage, StoreBackups, UploadOptions,
 };
 
 use crate::args::GlobalArgs;

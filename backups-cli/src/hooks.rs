@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::{Error, OrderedLock, OrderedServices, Result, ServiceStep};
+use backups_core::services::{OrderedLock, OrderedServices, ServiceStep};
+use backups_core::{Error, Result};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// How hooks run: their time limit, extra environment and output.

@@ -4,9 +4,10 @@
 
 use std::io::Write;
 
-use backups_core::{
-    Garbage, GarbageKind, LeaseInfo, Metadata, Verification, VerifyLevel, format_time,
-};
+use backups_core::gc::{Garbage, GarbageKind};
+use backups_core::lease::LeaseInfo;
+use backups_core::metadata::format_time;
+use backups_core::{Metadata, Verification, VerifyLevel};
 
 use crate::failure::{CliResult, Failure, INTERRUPTED, io_failure};
 

@@ -22,11 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use backups_core::retention::KeepCount;
+use backups_core::schedule::{
+    BackupJob, BackupSource, CronSchedule, JobError, ScheduleEvent, Scheduler,
+};
 use backups_core::{
-    BackupJob, BackupSource, Backups, CancellationToken, CreateRequest, CronSchedule,
-    DatabaseDumper, DatabaseLoader, FileSet, Identity, JobError, KeepCount, NoProgress,
-    RestoreRequest, RestoreSource, RetentionPolicy, ScheduleEvent, Scheduler, Storage,
-    StoreBackups, VerifyLevel,
+    Backups, CancellationToken, CreateRequest, DatabaseDumper, DatabaseLoader, FileSet, Identity,
+    NoProgress, RestoreRequest, RestoreSource, RetentionPolicy, Storage, StoreBackups, VerifyLevel,
 };
 use backups_mongo::{DumpOptions, LoadOptions, MongoDumper, MongoLoader};
 

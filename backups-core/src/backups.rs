@@ -147,7 +147,7 @@ impl Backups for StoreBackups {
 impl StoreBackups {
     /// The backups that restores which did not finish need to be undone:
     /// each pending journal in [`StoreBackups::journal_dir`] (see
-    /// [`crate::pending_journals`]) with the pre-restore backup it names.
+    /// [`crate::restore::pending_journals`]) with the pre-restore backup it names.
     /// Empty without a journal directory.
     pub fn pending_recoveries(&self) -> Result<Vec<(BackupId, std::path::PathBuf)>> {
         match self.journal_dir() {

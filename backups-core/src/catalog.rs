@@ -67,7 +67,7 @@ impl StoreBackups {
 
     /// Where restore plans keep their journals on this host
     /// ([`crate::RestorePlan::journal_dir`]): a backup that a journal there
-    /// names ([`crate::pending_journals`]) is needed to undo a restore that
+    /// names ([`crate::restore::pending_journals`]) is needed to undo a restore that
     /// did not finish, so `forget` keeps it (reason `pending-recovery`)
     /// and `remove` refuses it ([`Error::PendingRecovery`]).
     pub fn with_journal_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {

@@ -32,7 +32,7 @@ pub enum GarbageKind {
     /// A sidecar whose archive is missing (the backup cannot be restored).
     BrokenSidecar,
     /// A sidecar that cannot be read or does not describe a backup (see
-    /// [`crate::UnreadableSidecar`]); listed whatever its age, since a
+    /// [`crate::catalog::UnreadableSidecar`]); listed whatever its age, since a
     /// sidecar is written in one put and is never half-written.
     UnreadableSidecar,
 }

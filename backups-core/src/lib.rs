@@ -38,8 +38,8 @@
 //! functions over the catalog; [`Backups`] and the `StoreBackups` methods
 //! that run operations are one-line calls into them. Below it all: the
 //! archive format, extraction, storage, the lease and gc. Beside them,
-//! [`Scheduler`] runs [`Job`]s on [`CronSchedule`]s (a controller's
-//! scheduled backups), recording each job's [`JobStatus`].
+//! [`schedule::Scheduler`] runs [`schedule::Job`]s on [`schedule::CronSchedule`]s (a controller's
+//! scheduled backups), recording each job's [`schedule::JobStatus`].
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 // What only `internals` exports is unreachable without it; the workspace
@@ -48,31 +48,34 @@
 
 mod archive;
 mod backups;
-mod catalog;
-mod crypt;
-mod database;
+pub mod catalog;
+pub mod crypt;
+pub mod database;
+pub mod diff;
 mod digest;
 mod error;
 mod extract;
 mod files;
-mod gc;
+pub mod gc;
 pub mod host;
-mod id;
-mod journal;
-mod juju;
-mod lease;
-mod metadata;
+pub mod id;
+pub mod journal;
+pub mod juju;
+pub mod lease;
+pub mod metadata;
 mod ops;
 mod progress;
 mod request;
-mod retention;
-mod rewrite;
-mod schedule;
-mod secret;
-mod services;
+pub mod restore;
+pub mod retention;
+pub mod rewrite;
+pub mod schedule;
+pub mod secret;
+pub mod services;
 mod sparse;
-mod storage;
+pub mod storage;
 mod upload;
+pub mod verify;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -83,54 +86,34 @@ pub mod internals;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 
+// The root: the entry type, the requests and reports, the errors and the
+// traits an embedder implements. Everything else is in its module
+// (`schedule`, `retention`, `database`, `crypt`, `lease`, `juju`, ...).
 pub use crate::{
     archive::ArchiveCompression,
     backups::Backups,
-    catalog::{Listing, StoreBackups, UnreadableSidecar},
-    crypt::{Encryption, Identities, generate_identity},
-    database::{
-        BackupLock, CollectionDiff, DatabaseComparer, DatabaseDumper, DatabaseLoader, DumpEntry,
-        DumpFile, DumpOrigin, DumpSink, DumpSource, DumpSummary, LoadSummary, MAX_BSON_DOCUMENT,
-    },
+    catalog::StoreBackups,
+    crypt::{Encryption, Identities},
+    database::{BackupLock, DatabaseComparer, DatabaseDumper, DatabaseLoader},
     error::{Error, InputKind, Result},
     extract::{ExtractOptions, ExtractStats},
     files::FileSet,
-    gc::{Garbage, GarbageKind},
-    id::{BackupId, InvalidId},
-    journal::{JournalEntry, RestoreJournal, Undone},
-    juju::{JUJU_DATA_DIR, JujuAgentConfig, JujuProfile, juju_files, juju_root, juju_tools_series},
-    lease::{DEFAULT_LEASE_TTL, LeaseGuard, LeaseInfo},
-    metadata::{
-        EncryptionInfo, MAX_LABEL_LEN, MAX_METADATA_BYTES, Metadata, Verification, VerifyLevel,
-        check_label, format_time,
-    },
-    ops::diff::{
-        DiffReport, DiffRequest, FileCounts, FileDifference, FileKind, FileState, FilesDiff,
-    },
+    id::BackupId,
+    metadata::{Metadata, Verification, VerifyLevel},
+    ops::diff::{DiffReport, DiffRequest},
     ops::edit::Edit,
-    ops::execute::pending_journals,
-    ops::execute::{PreparedRestore, journal_path},
+    ops::execute::PreparedRestore,
     ops::plan::RestorePlan,
     ops::preflight::Preflight,
-    ops::verify::{DrillDatabase, VerifyRequest, drill_renames},
+    ops::verify::VerifyRequest,
     progress::{NoProgress, Progress},
     request::{
         AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, Identity, RestoreReport,
         RestoreRequest, RestoreSource, Safety, SafetyBackup,
     },
-    retention::{
-        Decision, ForgetReport, GroupBy, InvalidRetention, KeepCount, Kept, PINNED_LABEL,
-        RetentionDuration, RetentionPolicy,
-    },
-    rewrite::{MAX_REWRITE_FILE, RewriteCounts, Rewrites, parse_rewrite_rule},
-    schedule::{
-        BackupJob, BackupSource, CronSchedule, FailureKind, Job, JobError, JobFuture, JobOutcome,
-        JobResult, JobStatus, RunResult, ScheduleEvent, Scheduler, job_fn, metrics_text,
-        status_path,
-    },
-    secret::{REDACTED, is_secret_name, redact_uri, redact_value},
-    services::{OrderedLock, OrderedServices, ServiceController, ServiceStep},
-    storage::{GROUP_ACCESS_OPTION, Storage},
+    retention::{ForgetReport, RetentionPolicy},
+    services::ServiceController,
+    storage::Storage,
     upload::UploadOptions,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -252,7 +252,7 @@ pub fn check_label(label: &str) -> Result<()> {
     }
 }
 
-/// Removes the secrets ([`crate::is_secret_name`]) from `value` at every
+/// Removes the secrets ([`crate::secret::is_secret_name`]) from `value` at every
 /// depth, pushing the path of each (`Cloud.Credentials`, `Items[0].token`)
 /// to `found`.
 fn strip_secrets(value: &mut serde_json::Value, path: &str, found: &mut Vec<String>) {
@@ -284,7 +284,7 @@ impl Metadata {
     /// The metadata as a sidecar carries it (and `show` prints it): without
     /// the secrets of Juju's metadata, at any depth (a key naming a
     /// password, secret, token, private key, credential or API key, see
-    /// [`crate::is_secret_name`]); their paths are listed in
+    /// [`crate::secret::is_secret_name`]); their paths are listed in
     /// [`Metadata::secrets_in_archive`]. They stay only inside the archive.
     pub fn for_sidecar(&self) -> Metadata {
         let mut out = self.clone();

@@ -229,7 +229,7 @@ pub struct RestoreRequest {
     /// previous version of what it replaces), so they can be undone.
     pub journal: Option<RestoreJournal>,
     /// A journal left by an interrupted restore (see
-    /// [`crate::journal_path`]): once the archive is verified, its
+    /// [`crate::restore::journal_path`]): once the archive is verified, its
     /// changes are taken back before extracting, and after a successful
     /// restore the journal file is removed. Missing file: nothing to undo.
     pub undo_journal: Option<PathBuf>,
@@ -240,7 +240,7 @@ pub struct RestoreRequest {
     /// The old machine's identity rewritten to the new one's: in the
     /// restored files (through the same temp name, rename and journal as
     /// every file) and in the string values of the loaded documents (by
-    /// the loader, from [`crate::DumpSource::rewrites`]; the oplog replay
+    /// the loader, from [`crate::database::DumpSource::rewrites`]; the oplog replay
     /// and upserted users and roles are not rewritten).
     pub rewrites: Option<Arc<Rewrites>>,
     /// Whether a safety backup is taken first ([`Safety::Auto`] unless

@@ -26,7 +26,7 @@ impl BsonSplitter {
                 self.buf[at + 2],
                 self.buf[at + 3],
             ]);
-            if len < 5 || len as u64 > backups_core::MAX_BSON_DOCUMENT {
+            if len < 5 || len as u64 > backups_core::database::MAX_BSON_DOCUMENT {
                 return Err(corrupt(path, format!("bad document length {len}")));
             }
             let len = len as usize;

@@ -26,10 +26,10 @@ pub(crate) async fn user_databases(
 
 /// Replaces the password in a MongoDB URI, and the values of its secret
 /// options (`tlsCertificateKeyFilePassword`, `authMechanismProperties`...),
-/// with `***`: [`backups_core::redact_uri`], the rule every message and
+/// with `***`: [`backups_core::secret::redact_uri`], the rule every message and
 /// `config show` follow.
 pub fn redact_uri(uri: &str) -> String {
-    backups_core::redact_uri(uri)
+    backups_core::secret::redact_uri(uri)
 }
 
 /// A database error with its context, the password scrubbed. A server's

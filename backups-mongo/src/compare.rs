@@ -24,7 +24,8 @@ mod sort;
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use backups_core::{CollectionDiff, DatabaseComparer, DumpFile, DumpSource, Error, Result};
+use backups_core::database::{CollectionDiff, DumpFile, DumpSource};
+use backups_core::{DatabaseComparer, Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf, doc};
 use sha2::{Digest, Sha256};

@@ -4,7 +4,8 @@ use std::io::{BufWriter, Seek, Write};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backups_core::{DatabaseDumper, DumpEntry, DumpOrigin, DumpSink, DumpSummary, Error, Result};
+use backups_core::database::{DumpEntry, DumpOrigin, DumpSink, DumpSummary};
+use backups_core::{DatabaseDumper, Error, Result};
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::options::ServerAddress;
 use mongodb::{Client, Database};

@@ -21,7 +21,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use backups_core::{Error, InputKind, JujuAgentConfig, Result};
+use backups_core::juju::JujuAgentConfig;
+use backups_core::{Error, InputKind, Result};
 
 use crate::client::redact_uri;
 

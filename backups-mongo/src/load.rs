@@ -2,7 +2,7 @@
 //! inserted by parallel workers; collections dropped and re-created with
 //! their options first, views after the data, then the oplog replayed, then
 //! the indexes built. The restore's rewrite rules
-//! ([`backups_core::DumpSource::rewrites`]) apply to each document of a
+//! ([`backups_core::database::DumpSource::rewrites`]) apply to each document of a
 //! loaded collection as it is parsed (not to the oplog replay, nor to
 //! upserted users and roles).
 
@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crate::client::SYSTEM_DATABASES;
 use async_trait::async_trait;
-use backups_core::{DatabaseLoader, DumpFile, DumpSource, Error, LoadSummary, Metadata, Result};
+use backups_core::database::{DumpFile, DumpSource, LoadSummary};
+use backups_core::{DatabaseLoader, Error, Metadata, Result};
 use mongodb::bson::{Document, RawDocumentBuf, doc};
 use mongodb::{Client, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};

@@ -1,7 +1,8 @@
 //! A collection's `<name>.metadata.json`: its options, indexes, type and
 //! real name (mongodump's file names are escaped, long ones truncated).
 
-use backups_core::{DumpFile, Error, Result};
+use backups_core::database::DumpFile;
+use backups_core::{Error, Result};
 use mongodb::bson::{Bson, Document};
 
 /// What the metadata.json of a collection says.
@@ -52,7 +53,7 @@ pub(crate) fn parse_metadata(path: &str, bytes: &[u8]) -> Result<CollectionMeta>
 
 /// Reads a small file (a metadata file) whole.
 pub(crate) async fn read_small(file: &mut DumpFile) -> Result<Vec<u8>> {
-    if file.size > backups_core::MAX_METADATA_BYTES {
+    if file.size > backups_core::metadata::MAX_METADATA_BYTES {
         return Err(Error::InvalidArchive {
             subject: format!("dump/{}", file.path),
             reason: "metadata file is too large".into(),

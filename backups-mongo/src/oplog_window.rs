@@ -13,7 +13,8 @@
 use std::io::{BufWriter, Seek, Write};
 use std::time::Duration;
 
-use backups_core::{DumpEntry, DumpSink, Error, Result};
+use backups_core::database::{DumpEntry, DumpSink};
+use backups_core::{Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Document, RawDocumentBuf, Timestamp, doc};
 use mongodb::change_stream::ChangeStream;

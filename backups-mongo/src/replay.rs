@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use backups_core::{Error, LoadSummary, Result};
+use backups_core::database::LoadSummary;
+use backups_core::{Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, Timestamp, doc};
 

@@ -1,9 +1,10 @@
-//! The restore's `OLD=NEW` rules ([`backups_core::Rewrites`]) applied to
+//! The restore's `OLD=NEW` rules ([`backups_core::rewrite::Rewrites`]) applied to
 //! the documents of one loaded collection as they come from the dump.
 
 use std::sync::Arc;
 
-use backups_core::{Error, Result, Rewrites};
+use backups_core::rewrite::Rewrites;
+use backups_core::{Error, Result};
 use mongodb::bson::RawDocumentBuf;
 
 /// Rewrites the documents of one collection, counting the replacements.

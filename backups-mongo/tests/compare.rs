@@ -7,10 +7,9 @@
 use std::sync::Arc;
 
 use backups_core::conformance::request;
+use backups_core::database::CollectionDiff;
 use backups_core::test_util::{sample_tree, service_env, unique_name};
-use backups_core::{
-    Backups, CollectionDiff, DiffRequest, NoProgress, RestoreSource, Storage, StoreBackups,
-};
+use backups_core::{Backups, DiffRequest, NoProgress, RestoreSource, Storage, StoreBackups};
 use backups_mongo::{CompareOptions, DumpOptions, MongoComparer, MongoDumper};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, DateTime, Document, doc, oid::ObjectId};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backups_core::NoProgress;
-use backups_core::RestoreJournal;
+use backups_core::journal::RestoreJournal;
 use backups_core::internals::{Extractor, read_archive};
 use libfuzzer_sys::fuzz_target;
 

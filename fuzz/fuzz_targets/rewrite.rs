@@ -3,7 +3,7 @@
 //! holds an OLD); a rewritten document is well formed.
 #![no_main]
 
-use backups_core::Rewrites;
+use backups_core::rewrite::Rewrites;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backups_core::juju::{JUJU_DATA_DIR, JujuProfile};
 use backups_core::{
-    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Identity, JUJU_DATA_DIR,
-    JujuProfile, Metadata,
+    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Identity, Metadata,
 };
 use backups_mongo::{DumpOptions, JujuConnection, MongoDumper, ReadFrom};
 use clap::ValueEnum;

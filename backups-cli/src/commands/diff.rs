@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backups_core::{
-    DatabaseComparer, DiffReport, DiffRequest, FileDifference, FileState, RestoreSource,
-};
+use backups_core::diff::{FileDifference, FileState};
+use backups_core::{DatabaseComparer, DiffReport, DiffRequest, RestoreSource};
 use backups_mongo::{CompareOptions, MongoComparer};
 
 use crate::args::{MongoArgs, parse_id, parse_key_value};

@@ -1,9 +1,8 @@
 //! `backups forget`: remove the backups a retention policy (restic's
 //! `--keep-*` flags) does not keep.
 
-use backups_core::{
-    Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration, RetentionPolicy,
-};
+use backups_core::RetentionPolicy;
+use backups_core::retention::{Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration};
 use serde_json::json;
 
 use crate::context::Context;

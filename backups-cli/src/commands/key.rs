@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use backups_core::generate_identity;
+use backups_core::crypt::generate_identity;
 
 use crate::failure::{CliResult, io_failure};
 use crate::output::{out, say};

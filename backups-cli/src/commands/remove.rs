@@ -1,6 +1,7 @@
 //! `backups remove`: backups by id, or all but the newest N.
 
-use backups_core::{BackupId, Backups, GroupBy, KeepCount, RetentionPolicy};
+use backups_core::retention::{GroupBy, KeepCount};
+use backups_core::{BackupId, Backups, RetentionPolicy};
 
 use crate::args::parse_id;
 use crate::context::Context;

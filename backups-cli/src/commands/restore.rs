@@ -7,9 +7,11 @@ mod plan;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backups_core::juju::JujuProfile;
+use backups_core::restore::journal_path;
+use backups_core::rewrite::{Rewrites, parse_rewrite_rule};
 use backups_core::{
-    DatabaseLoader, DiffReport, ExtractOptions, JujuProfile, RestoreReport, RestoreRequest,
-    RestoreSource, Rewrites, journal_path, parse_rewrite_rule,
+    DatabaseLoader, DiffReport, ExtractOptions, RestoreReport, RestoreRequest, RestoreSource,
 };
 use backups_mongo::{JujuConnection, LoadOptions, MongoLoader, OplogTimestamp};
 use serde_json::json;

@@ -7,7 +7,8 @@ mod retention;
 
 use std::path::PathBuf;
 
-use backups_core::{CancellationToken, FailureKind, RunResult, Scheduler};
+use backups_core::CancellationToken;
+use backups_core::schedule::{FailureKind, RunResult, Scheduler};
 use clap::Subcommand;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -186,7 +187,7 @@ fn list(global: &GlobalArgs, config: &Config, args: ListArgs) -> CliResult {
             stderr_line!(
                 "warning: schedule {name}: status file unreadable ({e}); shown as never run (the file is rewritten at its next run)"
             );
-            backups_core::JobStatus::new(&name)
+            backups_core::schedule::JobStatus::new(&name)
         });
         let next: Vec<String> = cron
             .upcoming(now_t, args.next)

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use backups_core::{
-    BackupId, Backups, DatabaseLoader, DrillDatabase, Metadata, VerifyLevel, VerifyRequest,
-};
+use backups_core::verify::DrillDatabase;
+use backups_core::{BackupId, Backups, DatabaseLoader, Metadata, VerifyLevel, VerifyRequest};
 use backups_mongo::{LoadOptions, MongoLoader};
 
 use crate::args::{MongoArgs, parse_id};
@@ -134,9 +133,9 @@ async fn chosen(ctx: &Context, args: &Args) -> Result<Vec<BackupId>, Failure> {
 }
 
 /// A loader into fresh scratch databases, one per database of the dump
-/// (named by the library: [`backups_core::drill_renames`]).
+/// (named by the library: [`backups_core::verify::drill_renames`]).
 pub async fn scratch_databases(uri: &str, meta: &Metadata) -> Result<DrillDatabase, Failure> {
-    let renames = backups_core::drill_renames(meta);
+    let renames = backups_core::verify::drill_renames(meta);
     let loader = scratch_loader(uri, &renames).await?;
     Ok(DrillDatabase { loader, renames })
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backups_core::redact_uri;
+use backups_core::secret::redact_uri;
 use serde::Serialize;
 
 use crate::args::GlobalArgs;
@@ -132,9 +132,9 @@ impl Settings {
 
 /// A store option's value as shown: secrets as `***`, passwords and
 /// secret query values in URLs redacted (the rule error messages follow,
-/// [`backups_core::redact_value`]).
+/// [`backups_core::secret::redact_value`]).
 fn redact_option(key: &str, value: &str) -> String {
-    backups_core::redact_value(key, value)
+    backups_core::secret::redact_value(key, value)
 }
 
 #[cfg(test)]

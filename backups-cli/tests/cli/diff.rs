@@ -12,18 +12,18 @@ use crate::support::*;
 
 /// (path, reasons) of each different file.
 fn reasons(diff: &Value) -> Vec<(String, Vec<String>)> {
-    diff["files"]["different"]
+    diff["Files"]["Different"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
-            let reasons = d["reasons"]
+            let reasons = d["Reasons"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|r| r.as_str().unwrap().to_string())
                 .collect();
-            (d["path"].as_str().unwrap().to_string(), reasons)
+            (d["Path"].as_str().unwrap().to_string(), reasons)
         })
         .collect()
 }
@@ -56,10 +56,10 @@ fn diff_lists_exactly_what_changed_under_the_target() {
     let id = id.trim();
 
     let same = env.json(&["diff", id, "--target", "/", "--json"]);
-    assert_eq!(same["files"]["counts"]["different"], 0, "{same}");
-    assert_eq!(same["files"]["only_in_backup"], json!([]), "{same}");
+    assert_eq!(same["Files"]["Counts"]["Different"], 0, "{same}");
+    assert_eq!(same["Files"]["OnlyInBackup"], json!([]), "{same}");
     // The store and the tree's parents are outside what the backup covers.
-    assert_eq!(same["files"]["only_live"], json!([]), "{same}");
+    assert_eq!(same["Files"]["OnlyLive"], json!([]), "{same}");
     env.ok(&["diff", id, "--target", "/", "--exit-code"]);
 
     change(&tree);
@@ -67,12 +67,12 @@ fn diff_lists_exactly_what_changed_under_the_target() {
     std::fs::write(env.path().join("stray"), b"x").unwrap();
     let diff = env.json(&["diff", id, "--target", "/", "--json"]);
     assert_eq!(
-        diff["files"]["only_in_backup"],
+        diff["Files"]["OnlyInBackup"],
         json!([under(&tree, "var/log/big.log")]),
         "{diff}"
     );
     assert_eq!(
-        diff["files"]["only_live"],
+        diff["Files"]["OnlyLive"],
         json!([under(&tree, "etc/juju/new.txt")]),
         "{diff}"
     );
@@ -87,26 +87,26 @@ fn diff_lists_exactly_what_changed_under_the_target() {
             ),
         ]
     );
-    let counts = &diff["files"]["counts"];
+    let counts = &diff["Files"]["Counts"];
     assert_eq!(
         (
-            &counts["only_in_backup"],
-            &counts["only_live"],
-            &counts["different"]
+            &counts["OnlyInBackup"],
+            &counts["OnlyLive"],
+            &counts["Different"]
         ),
         (&json!(1), &json!(1), &json!(3))
     );
-    let pem = &diff["files"]["different"][2];
-    assert_eq!(pem["backup"]["mode"], "0600");
-    assert_eq!(pem["live"]["mode"], "0644");
-    let conf = &diff["files"]["different"][1];
-    assert_eq!(conf["backup"]["size"], conf["live"]["size"]);
-    assert_ne!(conf["backup"]["sha256"], conf["live"]["sha256"]);
+    let pem = &diff["Files"]["Different"][2];
+    assert_eq!(pem["Backup"]["Mode"], "0600");
+    assert_eq!(pem["Live"]["Mode"], "0644");
+    let conf = &diff["Files"]["Different"][1];
+    assert_eq!(conf["Backup"]["Size"], conf["Live"]["Size"]);
+    assert_ne!(conf["Backup"]["SHA256"], conf["Live"]["SHA256"]);
     assert_eq!(
-        diff["files"]["different"][0]["live"]["target"],
+        diff["Files"]["Different"][0]["Live"]["Target"],
         "/etc/juju/other.conf"
     );
-    assert_eq!(diff["database_compared"], false);
+    assert_eq!(diff["DatabaseCompared"], false);
 
     let text = env.ok(&["diff", id, "--target", "/"]);
     assert!(
@@ -140,9 +140,9 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "restored",
         "--json",
     ]);
-    assert_eq!(clean["files"]["counts"]["same"], clean_count(&clean));
+    assert_eq!(clean["Files"]["Counts"]["Same"], clean_count(&clean));
     assert_eq!(reasons(&clean), vec![]);
-    assert_eq!(clean["files"]["only_in_backup"], json!([]));
+    assert_eq!(clean["Files"]["OnlyInBackup"], json!([]));
 
     change(&restored);
     let text = env.ok(&["restore", id, "--target", "restored", "--dry-run"]);
@@ -162,9 +162,9 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "restored",
         "--json",
     ]);
-    assert_eq!(dry["Diff"]["files"], from_file["files"]);
+    assert_eq!(dry["Diff"]["Files"], from_file["Files"]);
     assert_eq!(
-        dry["Diff"]["files"]["only_live"],
+        dry["Diff"]["Files"]["OnlyLive"],
         json!([under(&tree, "etc/juju/new.txt")])
     );
     // As a plan (a hook): the plan's steps are under "Plan", the diff too.
@@ -178,7 +178,7 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
         "--stop-cmd",
         "true",
     ]);
-    assert_eq!(planned["Diff"]["files"], from_file["files"]);
+    assert_eq!(planned["Diff"]["Files"], from_file["Files"]);
     assert!(
         planned["Plan"][0]
             .as_str()
@@ -204,10 +204,10 @@ fn diff_reads_an_archive_file_and_restore_dry_run_shows_the_same_summary() {
 
 /// Every entry of a clean diff is the same: the count of the backup's entries.
 fn clean_count(diff: &Value) -> Value {
-    let c = &diff["files"]["counts"];
-    assert_eq!(c["different"], 0, "{diff}");
-    assert_eq!(c["only_live"], 0, "{diff}");
-    c["same"].clone()
+    let c = &diff["Files"]["Counts"];
+    assert_eq!(c["Different"], 0, "{diff}");
+    assert_eq!(c["OnlyLive"], 0, "{diff}");
+    c["Same"].clone()
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn an_encrypted_backup_needs_its_identity() {
         "--json",
     ]);
     assert_eq!(reasons(&diff), vec![]);
-    assert_eq!(diff["files"]["only_in_backup"], json!([]));
+    assert_eq!(diff["Files"]["OnlyInBackup"], json!([]));
 }
 
 #[test]
@@ -295,9 +295,9 @@ fn diff_counts_documents_and_indexes_per_collection() {
         String::from_utf8_lossy(&diffed.stderr)
     );
     let diff: Value = serde_json::from_slice(&diffed.stdout).unwrap();
-    assert_eq!(diff["database_compared"], true);
+    assert_eq!(diff["DatabaseCompared"], true);
     assert_eq!(
-        diff["collections"],
+        diff["Collections"],
         json!([
             {
                 "ns": format!("{src}.extra"),
@@ -357,20 +357,17 @@ fn diff_counts_documents_and_indexes_per_collection() {
         String::from_utf8_lossy(&dry.stderr)
     );
     let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
-    let machines = &dry["Diff"]["collections"][0];
-    assert_eq!(machines["ns"], format!("{dst}.machines"), "{dry}");
+    let machines = &dry["Diff"]["Collections"][0];
+    assert_eq!(machines["Namespace"], format!("{dst}.machines"), "{dry}");
     assert_eq!(
         (
-            &machines["backup_documents"],
-            &machines["live_documents"],
-            &machines["only_in_backup"]
+            &machines["BackupDocuments"],
+            &machines["LiveDocuments"],
+            &machines["OnlyInBackup"]
         ),
         (&json!(10), &json!(0), &json!(10))
     );
-    assert_eq!(
-        machines["indexes_only_in_backup"],
-        json!(["_id_", "life_1"])
-    );
+    assert_eq!(machines["IndexesOnlyInBackup"], json!(["_id_", "life_1"]));
     python_mongo(
         "import sys; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); \
          [c.drop_database(d) for d in c.list_database_names() if d.startswith(('diffsrc', 'diffdst'))]",

@@ -399,6 +399,6 @@ fn keep_within_yearly_keeps_the_oldest_backup_as_restic_does() {
     let (keep, remove) = decided(&plan);
     assert_eq!(keep, ids, "{plan}");
     assert!(remove.is_empty(), "{plan}");
-    let last = &plan["keep"][4]["Reasons"];
+    let last = &plan["Keep"][4]["Reasons"];
     assert_eq!(*last, json!(["oldest yearly within 9999y"]), "{plan}");
 }

@@ -86,7 +86,7 @@ fn every_json_output_has_pascal_case_keys() {
     std::fs::write(
         &config,
         format!(
-            "[profile.default]\nstore = {:?}\n[profile.default.store_option]\nallow_http = \"true\"\n\n\
+            "[profile.default]\nstore = {:?}\n[profile.default.store_option]\ngroup_access = \"false\"\n\n\
              [[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\nverify = \"read-data\"\n\
              retention = {{ keep_daily = 7 }}\n",
             env.store().to_str().unwrap()

@@ -31,7 +31,7 @@ fn killed_restore(env: &Env, id: &str, live: &Path) -> String {
 }
 
 fn reasons(decision: &Value, id: &str) -> Vec<String> {
-    decision["keep"]
+    decision["Keep"]
         .as_array()
         .unwrap()
         .iter()
@@ -74,7 +74,7 @@ fn forget_and_remove_keep_the_pre_restore_backup_a_killed_restore_needs() {
             "{decision}"
         );
         assert!(
-            !decision["remove"].to_string().contains(&safety),
+            !decision["Remove"].to_string().contains(&safety),
             "{decision}"
         );
     }

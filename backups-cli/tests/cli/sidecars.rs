@@ -142,7 +142,7 @@ fn an_unreadable_sidecar_blocks_no_command_and_gc_and_remove_delete_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     warns_once_each(&stderr(&out), &bad);
     let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(decision["remove"], serde_json::json!([{"ID": older}]));
+    assert_eq!(decision["Remove"], serde_json::json!([{"ID": older}]));
 
     // remove ID deletes one; gc --yes the others.
     let out = env.run(&["remove", &bad[0]]);

@@ -153,7 +153,7 @@ fn a_relative_store_in_a_config_file_is_relative_to_that_file() {
     assert!(!elsewhere.join("store").exists(), "not under the cwd");
     let out = run_in(&elsewhere, None, &["config", "show", "--json"], &envs);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(shown["store"], conf_dir.join("store").to_str().unwrap());
+    assert_eq!(shown["Store"], conf_dir.join("store").to_str().unwrap());
 }
 
 #[test]

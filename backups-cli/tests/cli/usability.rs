@@ -75,6 +75,7 @@ fn an_http_endpoint_without_allow_http_hints_at_it() {
 #[test]
 fn minutes_are_min_and_a_bare_m_is_refused_outside_retention() {
     let env = Env::new();
+    std::fs::create_dir_all(env.store()).unwrap();
     let (code, err) = env.fail(&["gc", "--older-than", "10m"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("10min") && err.contains("months"), "{err}");
@@ -207,5 +208,5 @@ fn hard_links_are_restored_as_hard_links() {
     assert_eq!(a.nlink(), 2);
     assert_eq!(std::fs::read(t.join("sub/b")).unwrap(), b"shared contents");
     let same = env.json(&["diff", &id, "--target", "/", "--json"]);
-    assert_eq!(same["files"]["counts"]["different"], 0, "{same}");
+    assert_eq!(same["Files"]["Counts"]["Different"], 0, "{same}");
 }

@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use super::request;
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Error;
+use crate::ops::execute::journal_path;
+use crate::progress::NoProgress;
+use crate::retention::{KeepCount, RetentionPolicy};
+use crate::storage::Storage;
 use crate::test_util::sample_tree;
-use crate::{
-    Backups, Error, KeepCount, NoProgress, RetentionPolicy, Storage, StoreBackups, journal_path,
-};
 
 /// With a journal directory holding `restore-<id>.journal`, backup `id`
 /// is kept by `forget` (reason `pending-recovery`) and refused by

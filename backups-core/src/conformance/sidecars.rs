@@ -7,11 +7,15 @@ use std::time::Duration;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::request;
+use crate::backups::Backups;
+use crate::catalog::StoreBackups;
+use crate::error::Error;
 use crate::gc::GarbageKind;
+use crate::id::BackupId;
+use crate::progress::NoProgress;
+use crate::retention::{KeepCount, RetentionPolicy};
+use crate::storage::Storage;
 use crate::test_util::{MODEL, sample_tree};
-use crate::{
-    BackupId, Backups, Error, KeepCount, NoProgress, RetentionPolicy, Storage, StoreBackups,
-};
 
 /// The bad sidecars put in the store: an id, its bytes, and why it is bad.
 fn bad_sidecars() -> Vec<(BackupId, Vec<u8>, &'static str)> {

@@ -79,7 +79,7 @@ impl PreparedRestore<'_> {
     }
 
     /// The safety backup the restore takes first (the library's rule for
-    /// [`Safety::Auto`] already applied), or `None`.
+    /// [`crate::Safety::Auto`] already applied), or `None`.
     pub fn safety_backup(&self) -> Option<&SafetyBackup> {
         self.safety.as_ref()
     }

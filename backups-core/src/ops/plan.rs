@@ -48,7 +48,7 @@ pub struct RestorePlan {
     /// Identity and version checks against the target.
     pub preflight: Preflight,
     /// Where to keep the journal of the restore's file changes while it
-    /// runs ([`journal_path`]): if the process is killed, restoring the
+    /// runs ([`crate::restore::journal_path`]): if the process is killed, restoring the
     /// safety backup with that journal takes them back first. `None` keeps
     /// it in memory only (a rollback still uses it).
     pub journal_dir: Option<PathBuf>,

@@ -45,7 +45,7 @@ pub trait BackupSource: Send + Sync {
 }
 
 /// One schedule's job: [`BackupJob::new`], then `with_*`; add it to a
-/// [`crate::Scheduler`] (it is a [`Job`]) or call [`BackupJob::run_once`].
+/// [`crate::schedule::Scheduler`] (it is a [`Job`]) or call [`BackupJob::run_once`].
 #[derive(Clone)]
 pub struct BackupJob {
     name: String,

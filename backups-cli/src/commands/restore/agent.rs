@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backups_core::{Backups, JujuAgentConfig, NoProgress, RestoreRequest, RestoreSource};
+use backups_core::juju::JujuAgentConfig;
+use backups_core::{Backups, NoProgress, RestoreRequest, RestoreSource};
 
 use super::Args;
 use crate::context::Context;

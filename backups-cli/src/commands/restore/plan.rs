@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use backups_core::juju::JujuProfile;
+use backups_core::services::OrderedServices;
 use backups_core::{
-    DatabaseDumper, DatabaseLoader, FileSet, Identity, JujuProfile, OrderedServices, Preflight,
-    RestorePlan, RestoreReport, RestoreRequest, SafetyBackup,
+    DatabaseDumper, DatabaseLoader, FileSet, Identity, Preflight, RestorePlan, RestoreReport,
+    RestoreRequest, SafetyBackup,
 };
 use backups_mongo::{DumpOptions, MongoDumper};
 

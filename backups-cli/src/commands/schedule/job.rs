@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backups_core::{
-    BackupJob, BackupSource, CancellationToken, CreateRequest, CronSchedule, DatabaseLoader, Job,
-    JobError,
-};
+use backups_core::schedule::{BackupJob, BackupSource, CronSchedule, Job, JobError};
+use backups_core::{CancellationToken, CreateRequest, DatabaseLoader};
 
 use crate::args::{GlobalArgs, ProgressMode};
 use crate::commands::{create, verify};

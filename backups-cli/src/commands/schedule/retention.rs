@@ -5,7 +5,8 @@
 
 use std::str::FromStr;
 
-use backups_core::{GroupBy, KeepCount, RetentionDuration, RetentionPolicy};
+use backups_core::RetentionPolicy;
+use backups_core::retention::{GroupBy, KeepCount, RetentionDuration};
 
 use crate::config::{Keep, Retention};
 use crate::failure::Failure;

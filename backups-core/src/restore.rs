@@ -1,0 +1,5 @@
+//! Restore journals: where a restore plan keeps the record of its file
+//! changes while it runs, and which ones a killed restore left pending
+//! (see [`crate::PreparedRestore`] and [`crate::RestoreRequest::undo_journal`]).
+
+pub use crate::ops::execute::{journal_path, pending_journals};
