@@ -183,6 +183,38 @@ impl Policy {
         }
         Ok(())
     }
+    /// A device node or FIFO entry (refused unless allowed).
+    fn device(&self, name: &str, t: tar::EntryType, header: &tar::Header) -> Result<CheckedKind> {
+        let kind = match t {
+            tar::EntryType::Char => DeviceKind::Char,
+            tar::EntryType::Block => DeviceKind::Block,
+            _ => DeviceKind::Fifo,
+        };
+        if !self.allow_devices {
+            let what = if kind == DeviceKind::Fifo {
+                "FIFOs"
+            } else {
+                "device nodes"
+            };
+            return Err(Error::unsafe_path(
+                name,
+                format!("{what} are not restored unless allowed (--allow-devices)"),
+            ));
+        }
+        let number = |n: io::Result<Option<u32>>| {
+            n.map(Option::unwrap_or_default)
+                .map_err(|e| Error::unsafe_path(name, format!("device number: {e}")))
+        };
+        let (major, minor) = if kind == DeviceKind::Fifo {
+            (0, 0)
+        } else {
+            (
+                number(header.device_major())?,
+                number(header.device_minor())?,
+            )
+        };
+        Ok(CheckedKind::Device { kind, major, minor })
+    }
 
     /// Checks one entry; `sparse` is the map the header guard read for it
     /// (see [`crate::archive::HeaderGuard::with_sparse_maps`]).
@@ -229,35 +261,7 @@ impl Policy {
                     CheckedKind::HardLink(target)
                 }
                 t @ (tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) => {
-                    let kind = match t {
-                        tar::EntryType::Char => DeviceKind::Char,
-                        tar::EntryType::Block => DeviceKind::Block,
-                        _ => DeviceKind::Fifo,
-                    };
-                    if !self.allow_devices {
-                        let what = if kind == DeviceKind::Fifo {
-                            "FIFOs"
-                        } else {
-                            "device nodes"
-                        };
-                        return Err(Error::unsafe_path(
-                            &name,
-                            format!("{what} are not restored unless allowed (--allow-devices)"),
-                        ));
-                    }
-                    let number = |n: io::Result<Option<u32>>| {
-                        n.map(Option::unwrap_or_default)
-                            .map_err(|e| Error::unsafe_path(&name, format!("device number: {e}")))
-                    };
-                    let (major, minor) = if kind == DeviceKind::Fifo {
-                        (0, 0)
-                    } else {
-                        (
-                            number(header.device_major())?,
-                            number(header.device_minor())?,
-                        )
-                    };
-                    CheckedKind::Device { kind, major, minor }
+                    self.device(&name, t, header)?
                 }
                 other => {
                     return Err(Error::unsafe_path(

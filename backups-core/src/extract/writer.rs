@@ -283,71 +283,17 @@ impl Extractor {
         }
         match &kind {
             CheckedKind::Directory => {
-                match existing {
-                    Some(m) if m.is_dir() => {
-                        if let Some(j) = &self.journal {
-                            j.directory(&dest, &m)?;
-                        }
-                    }
-                    Some(_) => {
-                        // (Already moved aside when hard links were refused.)
-                        match fs::remove_file(&dest) {
-                            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                                return Err(Error::io("replacing", &dest, e));
-                            }
-                            _ => {}
-                        }
-                        fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?;
-                    }
-                    None => fs::create_dir(&dest).map_err(|e| Error::io("creating", &dest, e))?,
-                }
-                chown(&dest, owner);
-                let mode = self.mode(&name, mode);
-                self.dirs.push((dest.clone(), mode, mtime));
+                self.make_dir(&name, &dest, existing.as_ref(), owner, mode, mtime)?
             }
             CheckedKind::File(_) | CheckedKind::Sparse(_) => {
-                refuse_dir(&name, &existing)?;
-                let tmp = self.temp_name(&dest)?;
-                let attributes = self.attributes(&name, owner, mode, mtime);
-                let progress = self.progress.clone();
-                let size = match &kind {
-                    CheckedKind::File(size) => Some(*size),
-                    _ => None,
-                };
-                let rewrite = size
-                    .and_then(|size| qualifies(self.rewrites.as_deref(), &rel, size))
-                    .zip(self.rewrites.clone());
-                let mut replaced = None;
-                if self.buf.is_empty() {
-                    self.buf = vec![0u8; COPY_BUFFER];
-                }
-                let buf = &mut self.buf;
-                place(&tmp, &dest, attributes, |tmp| {
-                    let mut out = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(tmp)
-                        .map_err(|e| Error::io("creating", tmp, e))?;
-                    let written = match (&kind, &rewrite) {
-                        (_, Some((key, rw))) => {
-                            let new = rewrite_entry(&name, &mut entry, rw)?;
-                            io::Write::write_all(&mut out, &new.bytes)
-                                .map_err(|e| Error::io("writing", tmp, e))?;
-                            replaced = Some((key.clone(), new.replacements));
-                            size.unwrap_or(0)
-                        }
-                        (CheckedKind::Sparse(map), None) => {
-                            write_sparse(&name, &mut entry, &mut out, tmp, map, buf)?
-                        }
-                        _ => copy_entry(&name, &mut entry, &mut out, tmp, buf)?,
-                    };
-                    progress.advance(written);
-                    Ok(())
-                })?;
-                if let Some((key, n)) = replaced.filter(|(_, n)| *n > 0) {
-                    self.rewritten.insert(key, n);
-                }
+                let at = (name.as_str(), rel.as_path(), dest.as_path());
+                self.write_file(
+                    &mut entry,
+                    &kind,
+                    at,
+                    existing.as_ref(),
+                    (owner, mode, mtime),
+                )?;
             }
             CheckedKind::Symlink(target) => {
                 refuse_dir(&name, &existing)?;
@@ -392,6 +338,96 @@ impl Extractor {
         }
         count(&mut self.stats, &kind);
         self.progress.item(&name);
+        Ok(())
+    }
+
+    /// A directory entry: made, or kept (journaled) where one is, or
+    /// replacing a file; its mode and time set once its contents are in.
+    fn make_dir(
+        &mut self,
+        name: &str,
+        dest: &Path,
+        existing: Option<&fs::Metadata>,
+        owner: (Option<u64>, Option<u64>),
+        mode: u32,
+        mtime: u64,
+    ) -> Result<()> {
+        match existing {
+            Some(m) if m.is_dir() => {
+                if let Some(j) = &self.journal {
+                    j.directory(dest, m)?;
+                }
+            }
+            Some(_) => {
+                // (Already moved aside when hard links were refused.)
+                match fs::remove_file(dest) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(Error::io("replacing", dest, e));
+                    }
+                    _ => {}
+                }
+                fs::create_dir(dest).map_err(|e| Error::io("creating", dest, e))?;
+            }
+            None => fs::create_dir(dest).map_err(|e| Error::io("creating", dest, e))?,
+        }
+        chown(dest, owner);
+        let mode = self.mode(name, mode);
+        self.dirs.push((dest.to_path_buf(), mode, mtime));
+        Ok(())
+    }
+
+    /// A regular or sparse file entry: through a temporary name (and the
+    /// rewrite rules, when they apply to it), renamed into place.
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: &CheckedKind,
+        (name, rel, dest): (&str, &Path, &Path),
+        existing: Option<&fs::Metadata>,
+        (owner, mode, mtime): ((Option<u64>, Option<u64>), u32, u64),
+    ) -> Result<()> {
+        refuse_dir(name, &existing.cloned())?;
+        let tmp = self.temp_name(dest)?;
+        let attributes = self.attributes(name, owner, mode, mtime);
+        let progress = self.progress.clone();
+        let size = match kind {
+            CheckedKind::File(size) => Some(*size),
+            _ => None,
+        };
+        let rewrite = size
+            .and_then(|size| qualifies(self.rewrites.as_deref(), rel, size))
+            .zip(self.rewrites.clone());
+        let mut replaced = None;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; COPY_BUFFER];
+        }
+        let buf = &mut self.buf;
+        place(&tmp, dest, attributes, |tmp| {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(tmp)
+                .map_err(|e| Error::io("creating", tmp, e))?;
+            let written = match (kind, &rewrite) {
+                (_, Some((key, rw))) => {
+                    let new = rewrite_entry(name, entry, rw)?;
+                    io::Write::write_all(&mut out, &new.bytes)
+                        .map_err(|e| Error::io("writing", tmp, e))?;
+                    replaced = Some((key.clone(), new.replacements));
+                    size.unwrap_or(0)
+                }
+                (CheckedKind::Sparse(map), None) => {
+                    write_sparse(name, entry, &mut out, tmp, map, buf)?
+                }
+                _ => copy_entry(name, entry, &mut out, tmp, buf)?,
+            };
+            progress.advance(written);
+            Ok(())
+        })?;
+        if let Some((key, n)) = replaced.filter(|(_, n)| *n > 0) {
+            self.rewritten.insert(key, n);
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::catalog::{Commit, StoreBackups};
 use crate::crypt::{Encryption, Sealer, sniff_age};
-use crate::digest::HashingWriter;
+use crate::digest::{Digests, HashingWriter};
 use crate::error::{Error, Result};
 use crate::extract::{ExtractOptions, RootCheck};
 use crate::metadata::CHECKSUM_FORMAT;
@@ -71,46 +71,13 @@ pub(crate) async fn add(
     progress.phase("uploading", Some(digests.size));
     meta.archive = Storage::new_archive_name(&id, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
-    let expected = digests.clone();
-    let mut reader = source.open()?;
-    let prog = progress.clone();
-    let subject2 = subject.clone();
-    let sealing = encryption.clone();
-    let stored = upload_with(
-        backups.store(),
+    let stored = upload_validated(
+        backups,
         &key,
-        backups.upload_options(),
-        backups.cancellation(),
-        move |out| {
-            // The plain bytes are hashed as they are read (they must be what
-            // was validated); the sealer hashes what is stored.
-            let mut hashing = HashingWriter::new(Sealer::new(out, sealing.as_ref())?);
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| Error::io("reading", &subject2, e))?;
-                if n == 0 {
-                    break;
-                }
-                std::io::Write::write_all(&mut hashing, &buf[..n])
-                    .map_err(|e| Error::io("uploading", &subject2, e))?;
-                prog.advance(n as u64);
-            }
-            let (sealed, got) = hashing.finish();
-            if got != expected {
-                return Err(Error::ChecksumMismatch {
-                    subject: subject2,
-                    what: "SHA-1",
-                    expected: expected.sha1_base64,
-                    actual: got.sha1_base64,
-                });
-            }
-            let (_, stored) = sealed
-                .finish()
-                .map_err(|e| Error::io("encrypting", &subject2, e))?;
-            Ok(stored)
-        },
+        &source,
+        digests.clone(),
+        encryption.clone(),
+        progress.clone(),
     )
     .await?;
     if let (Some(e), Some(stored)) = (&encryption, stored) {
@@ -142,6 +109,58 @@ pub(crate) async fn add(
     };
     progress.finish();
     Ok(outcome)
+}
+
+/// Uploads the archive at `source` (sealed as `sealing` says), checking
+/// that the bytes read are those validated (`expected`); the stored
+/// object's digests when it is encrypted.
+async fn upload_validated(
+    backups: &StoreBackups,
+    key: &object_store::path::Path,
+    source: &ArchiveSource,
+    expected: Digests,
+    sealing: Option<Encryption>,
+    progress: Arc<dyn Progress>,
+) -> Result<Option<Digests>> {
+    let mut reader = source.open()?;
+    let subject2 = source.subject();
+    upload_with(
+        backups.store(),
+        key,
+        backups.upload_options(),
+        backups.cancellation(),
+        move |out| {
+            // The plain bytes are hashed as they are read (they must be what
+            // was validated); the sealer hashes what is stored.
+            let mut hashing = HashingWriter::new(Sealer::new(out, sealing.as_ref())?);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("reading", &subject2, e))?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut hashing, &buf[..n])
+                    .map_err(|e| Error::io("uploading", &subject2, e))?;
+                progress.advance(n as u64);
+            }
+            let (sealed, got) = hashing.finish();
+            if got != expected {
+                return Err(Error::ChecksumMismatch {
+                    subject: subject2,
+                    what: "SHA-1",
+                    expected: expected.sha1_base64,
+                    actual: got.sha1_base64,
+                });
+            }
+            let (_, stored) = sealed
+                .finish()
+                .map_err(|e| Error::io("encrypting", &subject2, e))?;
+            Ok(stored)
+        },
+    )
+    .await
 }
 
 /// `zstd` or `gzip`, by the archive's first bytes (validated already).

@@ -16,7 +16,7 @@ use crate::database::{DumpMessage, DumpSink, DumpSummary};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::sanitize_entry_path;
-use crate::files::EntryKind;
+use crate::files::{EntryKind, FileEntry};
 use crate::metadata::{CHECKSUM_FORMAT, EncryptionInfo, FORMAT_VERSION, Metadata};
 use crate::progress::Progress;
 use crate::request::CreateRequest;
@@ -60,22 +60,14 @@ pub(crate) async fn create(
     }
 }
 
-async fn create_unlocked(
-    backups: &StoreBackups,
-    request: CreateRequest,
-    progress: Arc<dyn Progress>,
-) -> Result<Metadata> {
-    let (started, id) = backups.fresh_id(&request.identity.model_uuid).await?;
-    progress.phase("scanning", None);
-    let files = request.files.clone();
-    let scanned = tokio::task::spawn_blocking(move || files.scan())
-        .await
-        .map_err(|e| Error::task("the file scan", e))??;
-    for w in &scanned.warnings {
-        progress.warn(w);
-    }
-    let root_size =
-        root_tar_size(&scanned.entries).map_err(|e| Error::io("sizing", "root.tar", e))?;
+/// The metadata a new backup starts with (what `metadata.json` in the
+/// archive holds): its start, the request's identity, notes and labels,
+/// the scan's counts, the compression and the database's origin.
+fn new_metadata(
+    request: &CreateRequest,
+    started: time::OffsetDateTime,
+    entries: &[FileEntry],
+) -> Metadata {
     let ident = &request.identity;
     let mut meta = Metadata {
         format_version: FORMAT_VERSION,
@@ -92,10 +84,9 @@ async fn create_unlocked(
         controller_machine_instance_id: ident.controller_machine_instance_id.clone(),
         labels: request.labels.clone(),
         locked: request.lock.is_some(),
-        file_count: Some(scanned.entries.len() as u64),
+        file_count: Some(entries.len() as u64),
         file_bytes: Some(
-            scanned
-                .entries
+            entries
                 .iter()
                 .map(|e| match e.kind {
                     EntryKind::File { size } => size,
@@ -112,19 +103,32 @@ async fn create_unlocked(
         meta.dumped_from = Some(origin.member);
         meta.replica_set = origin.replica_set;
     }
+    meta
+}
+
+async fn create_unlocked(
+    backups: &StoreBackups,
+    request: CreateRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    let (started, id) = backups.fresh_id(&request.identity.model_uuid).await?;
+    progress.phase("scanning", None);
+    let files = request.files.clone();
+    let scanned = tokio::task::spawn_blocking(move || files.scan())
+        .await
+        .map_err(|e| Error::task("the file scan", e))??;
+    for w in &scanned.warnings {
+        progress.warn(w);
+    }
+    let root_size =
+        root_tar_size(&scanned.entries).map_err(|e| Error::io("sizing", "root.tar", e))?;
+    let mut meta = new_metadata(&request, started, &scanned.entries);
     let in_archive = meta.to_json();
     let warnings: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(scanned.warnings.clone()));
 
     // The database dumper runs on the runtime and hands files to the
     // archive thread; its final result travels on the same channel.
-    let dump_rx = request.database.clone().map(|db| {
-        let (tx, rx) = mpsc::channel::<DumpMessage>(2);
-        tokio::spawn(async move {
-            let result = db.dump(DumpSink::new(tx.clone())).await;
-            let _ = tx.send(DumpMessage::Done(result)).await;
-        });
-        rx
-    });
+    let dump_rx = request.database.clone().map(spawn_dump);
 
     let compression = request.compression;
     let encryption = request.encryption.clone();
@@ -177,29 +181,9 @@ async fn create_unlocked(
         },
     )
     .await;
-    let produced = match produced {
-        Ok(p) => p,
-        Err(e) => {
-            progress.finish();
-            return Err(e);
-        }
-    };
+    let produced = produced.inspect_err(|_| progress.finish())?;
     // The object must be exactly what we hashed before it is committed.
-    let stored = backups
-        .store()
-        .head(&key)
-        .await
-        .map_err(|e| Error::storage(&key, e))?;
-    let stored_size = produced.stored.as_ref().unwrap_or(&produced.digests).size;
-    if stored.size != stored_size {
-        let _ = backups.storage().delete_if_exists(&key).await;
-        return Err(Error::ChecksumMismatch {
-            subject: key.to_string(),
-            what: "size",
-            expected: stored_size.to_string(),
-            actual: stored.size.to_string(),
-        });
-    }
+    check_stored_size(backups, &key, &produced).await?;
     let finished = time::OffsetDateTime::now_utc();
     meta.id = Some(id);
     meta.checksum = produced.digests.sha1_base64;
@@ -213,16 +197,56 @@ async fn create_unlocked(
     meta.stored = Some(finished);
     meta.warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     if let Some(dump) = produced.dump {
-        for w in &dump.warnings {
-            progress.warn(w);
-        }
-        meta.databases = dump.collections;
-        meta.point_in_time = dump.point_in_time;
-        meta.warnings.extend(dump.warnings);
+        record_dump(&mut meta, dump, progress.as_ref());
     }
     backups.commit(&mut meta, &key, true).await?;
     progress.finish();
     Ok(meta)
+}
+
+/// The stored object's size is what was hashed, or it is deleted and the
+/// backup refused.
+async fn check_stored_size(
+    backups: &StoreBackups,
+    key: &object_store::path::Path,
+    produced: &Produced,
+) -> Result<()> {
+    let stored = backups
+        .store()
+        .head(key)
+        .await
+        .map_err(|e| Error::storage(key, e))?;
+    let stored_size = produced.stored.as_ref().unwrap_or(&produced.digests).size;
+    if stored.size != stored_size {
+        let _ = backups.storage().delete_if_exists(key).await;
+        return Err(Error::ChecksumMismatch {
+            subject: key.to_string(),
+            what: "size",
+            expected: stored_size.to_string(),
+            actual: stored.size.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Starts the dumper; its files, then its result, come on the channel.
+fn spawn_dump(db: Arc<dyn crate::database::DatabaseDumper>) -> mpsc::Receiver<DumpMessage> {
+    let (tx, rx) = mpsc::channel::<DumpMessage>(2);
+    tokio::spawn(async move {
+        let result = db.dump(DumpSink::new(tx.clone())).await;
+        let _ = tx.send(DumpMessage::Done(result)).await;
+    });
+    rx
+}
+
+/// What the dump recorded: its collections, point-in-time, warnings.
+fn record_dump(meta: &mut Metadata, dump: DumpSummary, progress: &dyn Progress) {
+    for w in &dump.warnings {
+        progress.warn(w);
+    }
+    meta.databases = dump.collections;
+    meta.point_in_time = dump.point_in_time;
+    meta.warnings.extend(dump.warnings);
 }
 
 /// What the sidecar records of an encrypted backup: how, and the stored

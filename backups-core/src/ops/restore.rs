@@ -5,9 +5,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::reader::RootVisitor;
+use crate::archive::reader::{ArchiveSummary, RootVisitor};
 use crate::catalog::StoreBackups;
-use crate::database::{DumpForwarder, drop_added_namespaces, dump_channel};
+use crate::database::{DumpForwarder, LoadSummary, drop_added_namespaces, dump_channel};
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::extract::{Extractor, RootCheck};
@@ -18,7 +18,7 @@ use crate::progress::{NoProgress, Progress};
 use crate::request::{RestoreReport, RestoreRequest, RestoreSource};
 use crate::rewrite::RewriteCounts;
 
-use super::{open_source, scan, scan_hashed};
+use super::{Sealed, open_source, scan, scan_hashed};
 
 /// What this process has already verified of the archive a restore reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,18 +47,7 @@ pub(crate) async fn restore(
         request.require_encryption,
     )
     .await?;
-    if let Some(meta) = &recorded
-        && meta.device_nodes > 0
-        && !request.options.allow_devices
-    {
-        return Err(Error::unsafe_path(
-            &subject,
-            format!(
-                "the backup holds {} device nodes or FIFOs, which are not restored unless allowed (--allow-devices)",
-                meta.device_nodes
-            ),
-        ));
-    }
+    refuse_devices(&request, &subject, recorded.as_ref())?;
     let vouched = recorded
         .as_ref()
         .filter(|m| !m.checksum.is_empty() && m.size > 0 && !request.dry_run);
@@ -66,54 +55,15 @@ pub(crate) async fn restore(
     if !(in_full && vouched.is_some()) {
         progress.phase("verifying", recorded.as_ref().map(|m| m.stored_size()));
     }
-    let (summary, check) = match vouched {
-        Some(_) if in_full => (None, None),
-        Some(meta) => {
-            let RestoreSource::Id(id) = &request.source else {
-                return Err(Error::internal("a recorded backup restored from a file"));
-            };
-            check_stored(backups, id, meta, progress.clone()).await?;
-            (None, None)
-        }
-        None => {
-            let reader = backups
-                .open_restore_source(&request.source, recorded.as_ref())
-                .await?;
-            // A dry run counts the replacements the rewrite rules would make.
-            let rewrites = request.rewrites.clone().filter(|_| request.dry_run);
-            let mut checker = RootCheck::new(request.options).with_rewrites(rewrites);
-            if request.dry_run {
-                // What the restore would replace (nothing exists under a
-                // target that does not exist yet).
-                if let Ok(target) = std::fs::canonicalize(&request.target) {
-                    checker = checker.with_target(target);
-                }
-            }
-            let scanned = scan(
-                reader,
-                sealed.clone(),
-                subject.clone(),
-                checker,
-                progress.clone(),
-            )
-            .await;
-            let (summary, check) = match (scanned, &request.source, &recorded) {
-                (Ok(scanned), _, _) => scanned,
-                // A stored backup that cannot be read (a flipped byte breaks
-                // decryption or inflation first): the sidecar's digests say
-                // whether the stored bytes changed, the clearer error.
-                (Err(e), RestoreSource::Id(id), Some(meta)) if meta.size > 0 => {
-                    check_stored(backups, id, meta, Arc::new(NoProgress)).await?;
-                    return Err(e);
-                }
-                (Err(e), _, _) => return Err(e),
-            };
-            if let Some(meta) = &recorded {
-                meta.check_digests(&subject, &summary.digests)?;
-            }
-            (Some(summary), Some(check))
-        }
-    };
+    let (summary, check) = verify_pass(
+        backups,
+        &request,
+        vouched.filter(|_| !in_full),
+        vouched.is_some() && in_full,
+        (&subject, recorded.as_ref(), &sealed),
+        progress.clone(),
+    )
+    .await?;
     let metadata = match recorded
         .clone()
         .or_else(|| summary.as_ref().map(|s| s.metadata.clone()))
@@ -133,28 +83,230 @@ pub(crate) async fn restore(
     }
     if request.dry_run {
         progress.finish();
-        let (summary, mut check) = summary
-            .zip(check)
-            .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
-        if request.database.is_none() {
-            check.rewritten.collections.clear(); // nothing would be loaded
-        }
-        return Ok(RestoreReport {
-            metadata,
-            target: request.target,
-            dry_run: true,
-            manifest_verified: summary.manifest_verified,
-            stats: check.stats,
-            database: None,
-            dump_collections: check.dump_collections,
-            existing: check.existing,
-            dump_files: check.dump_files,
-            rewrites: check.rewritten,
-            safety_backup: None,
-        });
+        return dry_run_report(request, metadata, summary, check);
     }
     // An interrupted restore is taken back before this one starts.
-    let interrupted = match &request.undo_journal {
+    let interrupted = take_back_interrupted(&request, progress.as_ref()).await?;
+    // Pass 2: load the database (as its files stream past) and extract.
+    let total = check
+        .as_ref()
+        .map(|c| c.stats.bytes)
+        .or(metadata.file_bytes);
+    progress.phase("restoring", total);
+    // Checked against the sidecar only (no pass-1 digests to match):
+    // SHA-256 alone tells the bytes did not change since pass 1.
+    let hasher = if summary.is_none() && !metadata.sha256.is_empty() {
+        Hasher::sha256_only()
+    } else {
+        Hasher::default()
+    };
+    let (again, visitor, database) = extract_pass(
+        backups,
+        &request,
+        recorded.as_ref(),
+        (sealed, &subject),
+        hasher,
+        progress.clone(),
+    )
+    .await?;
+    check_second_read(&subject, &metadata, summary.as_ref(), &again)?;
+    if visitor.collections > 0 && database.is_none() {
+        progress.warn(&format!(
+            "the backup holds a database dump ({} collections) that was not loaded: only its files were restored (give a MongoDB URI to load it)",
+            visitor.collections
+        ));
+    }
+    // This restore stands: the interrupted one's journal is done with.
+    if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
+        progress.warn(&e.to_string());
+    }
+    progress.finish();
+    Ok(extracted_report(
+        request, metadata, &again, visitor, database,
+    ))
+}
+
+/// A stored backup whose sidecar counts device nodes or FIFOs is refused
+/// at once unless they are allowed.
+fn refuse_devices(
+    request: &RestoreRequest,
+    subject: &str,
+    recorded: Option<&Metadata>,
+) -> Result<()> {
+    match recorded {
+        Some(meta) if meta.device_nodes > 0 && !request.options.allow_devices => {
+            Err(Error::unsafe_path(
+                subject,
+                format!(
+                    "the backup holds {} device nodes or FIFOs, which are not restored unless allowed (--allow-devices)",
+                    meta.device_nodes
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What a restore did.
+fn extracted_report(
+    request: RestoreRequest,
+    metadata: Metadata,
+    again: &ArchiveSummary,
+    visitor: RestoreVisitor,
+    database: Option<LoadSummary>,
+) -> RestoreReport {
+    let rewrites = RewriteCounts {
+        files: visitor.extractor.rewritten,
+        collections: database
+            .as_ref()
+            .map(|db| db.rewrites.clone())
+            .unwrap_or_default(),
+    };
+    RestoreReport {
+        metadata,
+        target: request.target,
+        dry_run: false,
+        manifest_verified: again.manifest_verified,
+        stats: visitor.extractor.stats,
+        database,
+        dump_collections: visitor.collections,
+        existing: Vec::new(),
+        dump_files: Vec::new(),
+        rewrites,
+        safety_backup: None,
+    }
+}
+
+/// A dry run's report: what the full verification found.
+fn dry_run_report(
+    request: RestoreRequest,
+    metadata: Metadata,
+    summary: Option<ArchiveSummary>,
+    check: Option<RootCheck>,
+) -> Result<RestoreReport> {
+    let (summary, mut check) = summary
+        .zip(check)
+        .ok_or_else(|| Error::internal("a dry run without a full verification"))?;
+    if request.database.is_none() {
+        check.rewritten.collections.clear(); // nothing would be loaded
+    }
+    Ok(RestoreReport {
+        metadata,
+        target: request.target,
+        dry_run: true,
+        manifest_verified: summary.manifest_verified,
+        stats: check.stats,
+        database: None,
+        dump_collections: check.dump_collections,
+        existing: check.existing,
+        dump_files: check.dump_files,
+        rewrites: check.rewritten,
+        safety_backup: None,
+    })
+}
+
+/// The extraction's read of the archive against pass 1's digests, else
+/// against the sidecar's.
+fn check_second_read(
+    subject: &str,
+    metadata: &Metadata,
+    first: Option<&ArchiveSummary>,
+    again: &ArchiveSummary,
+) -> Result<()> {
+    if !again.has_root_tar {
+        return Err(missing_root(subject));
+    }
+    match first {
+        Some(first) if again.digests != first.digests => Err(Error::ChecksumMismatch {
+            subject: subject.to_string(),
+            what: "SHA-1",
+            expected: first.digests.sha1_base64.clone(),
+            actual: again.digests.sha1_base64.clone(),
+        }),
+        Some(_) => Ok(()),
+        None => metadata.check_digests(subject, &again.digests),
+    }
+}
+
+/// Pass 2: the files to the extractor (through the journal and the
+/// rewrites) and the dump to the loader, on one read of the archive; what
+/// the read found, the extractor's counts and what was loaded.
+async fn extract_pass(
+    backups: &StoreBackups,
+    request: &RestoreRequest,
+    recorded: Option<&Metadata>,
+    (sealed, subject): (Sealed, &str),
+    hasher: Hasher,
+    progress: Arc<dyn Progress>,
+) -> Result<(ArchiveSummary, RestoreVisitor, Option<LoadSummary>)> {
+    let mut extractor =
+        Extractor::new(&request.target, progress.clone())?.with_options(request.options);
+    if let Some(journal) = &request.journal {
+        extractor = extractor.with_journal(journal.clone());
+    }
+    if let Some(rewrites) = &request.rewrites {
+        extractor = extractor.with_rewrites(rewrites.clone());
+    }
+    // Opened first: a loader spawned before a failure here would go on
+    // writing while the caller rolls back.
+    let reader = backups
+        .open_restore_source(&request.source, recorded)
+        .await?;
+    let (forwarder, loader) = match &request.database {
+        Some(db) => {
+            let (forwarder, source) = dump_channel(request.rewrites.clone());
+            let db = db.clone();
+            (
+                Some(forwarder),
+                Some(tokio::spawn(async move { db.load(source).await })),
+            )
+        }
+        None => (None, None),
+    };
+    let visitor = RestoreVisitor {
+        extractor,
+        dump: forwarder,
+        collections: 0,
+    };
+    let scanned = scan_hashed(
+        reader,
+        sealed,
+        subject.to_string(),
+        visitor,
+        Arc::new(NoProgress),
+        hasher,
+    )
+    .await;
+    let (again, visitor) = match scanned {
+        Ok((again, mut visitor)) => {
+            visitor.dump = None; // end of the dump for the loader
+            (again, visitor)
+        }
+        Err(e) => {
+            if let Some(loader) = loader {
+                let _ = loader.await;
+            }
+            return Err(e);
+        }
+    };
+    let database = match loader {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| Error::task("the database loader", e))??,
+        ),
+        None => None,
+    };
+    Ok((again, visitor, database))
+}
+
+/// The interrupted restore whose journal [`RestoreRequest::undo_journal`]
+/// names, taken back (its loader's writes still running at the server
+/// waited for first); its journal, to settle once this restore stands.
+async fn take_back_interrupted(
+    request: &RestoreRequest,
+    progress: &dyn Progress,
+) -> Result<Option<RestoreJournal>> {
+    Ok(match &request.undo_journal {
         // Journal paths are absolute: they belong to a restore at `/`.
         Some(path) if path.exists() && !at_root(&request.target) => {
             progress.warn(&format!(
@@ -186,124 +338,70 @@ pub(crate) async fn restore(
             Some(journal)
         }
         _ => None,
-    };
-    // Pass 2: load the database (as its files stream past) and extract.
-    let total = check
-        .as_ref()
-        .map(|c| c.stats.bytes)
-        .or(metadata.file_bytes);
-    progress.phase("restoring", total);
-    let mut extractor =
-        Extractor::new(&request.target, progress.clone())?.with_options(request.options);
-    if let Some(journal) = &request.journal {
-        extractor = extractor.with_journal(journal.clone());
+    })
+}
+
+/// Pass 1: nothing to read when the archive was verified in full just now
+/// (`skip`); the stored bytes against the sidecar when it vouches for
+/// them (`vouched`); else every entry read and checked (a dry run also
+/// notes what it would replace under the target).
+async fn verify_pass(
+    backups: &StoreBackups,
+    request: &RestoreRequest,
+    vouched: Option<&Metadata>,
+    skip: bool,
+    (subject, recorded, sealed): (&str, Option<&Metadata>, &Sealed),
+    progress: Arc<dyn Progress>,
+) -> Result<(Option<ArchiveSummary>, Option<RootCheck>)> {
+    if skip {
+        return Ok((None, None));
     }
-    if let Some(rewrites) = &request.rewrites {
-        extractor = extractor.with_rewrites(rewrites.clone());
-    }
-    // Opened first: a loader spawned before a failure here would go on
-    // writing while the caller rolls back.
-    let reader = backups
-        .open_restore_source(&request.source, recorded.as_ref())
-        .await?;
-    let (forwarder, loader) = match &request.database {
-        Some(db) => {
-            let (forwarder, source) = dump_channel(request.rewrites.clone());
-            let db = db.clone();
-            (
-                Some(forwarder),
-                Some(tokio::spawn(async move { db.load(source).await })),
-            )
+    Ok(match vouched {
+        Some(meta) => {
+            let RestoreSource::Id(id) = &request.source else {
+                return Err(Error::internal("a recorded backup restored from a file"));
+            };
+            check_stored(backups, id, meta, progress.clone()).await?;
+            (None, None)
         }
-        None => (None, None),
-    };
-    let visitor = RestoreVisitor {
-        extractor,
-        dump: forwarder,
-        collections: 0,
-    };
-    // Checked against the sidecar only (no pass-1 digests to match):
-    // SHA-256 alone tells the bytes did not change since pass 1.
-    let hasher = if summary.is_none() && !metadata.sha256.is_empty() {
-        Hasher::sha256_only()
-    } else {
-        Hasher::default()
-    };
-    let scanned = scan_hashed(
-        reader,
-        sealed,
-        subject.clone(),
-        visitor,
-        Arc::new(NoProgress),
-        hasher,
-    )
-    .await;
-    let (again, visitor) = match scanned {
-        Ok((again, mut visitor)) => {
-            visitor.dump = None; // end of the dump for the loader
-            (again, visitor)
-        }
-        Err(e) => {
-            if let Some(loader) = loader {
-                let _ = loader.await;
+        None => {
+            let reader = backups
+                .open_restore_source(&request.source, recorded)
+                .await?;
+            // A dry run counts the replacements the rewrite rules would make.
+            let rewrites = request.rewrites.clone().filter(|_| request.dry_run);
+            let mut checker = RootCheck::new(request.options).with_rewrites(rewrites);
+            if request.dry_run {
+                // What the restore would replace (nothing exists under a
+                // target that does not exist yet).
+                if let Ok(target) = std::fs::canonicalize(&request.target) {
+                    checker = checker.with_target(target);
+                }
             }
-            return Err(e);
+            let scanned = scan(
+                reader,
+                sealed.clone(),
+                subject.to_string(),
+                checker,
+                progress.clone(),
+            )
+            .await;
+            let (summary, check) = match (scanned, &request.source, recorded) {
+                (Ok(scanned), _, _) => scanned,
+                // A stored backup that cannot be read (a flipped byte breaks
+                // decryption or inflation first): the sidecar's digests say
+                // whether the stored bytes changed, the clearer error.
+                (Err(e), RestoreSource::Id(id), Some(meta)) if meta.size > 0 => {
+                    check_stored(backups, id, meta, Arc::new(NoProgress)).await?;
+                    return Err(e);
+                }
+                (Err(e), _, _) => return Err(e),
+            };
+            if let Some(meta) = recorded {
+                meta.check_digests(subject, &summary.digests)?;
+            }
+            (Some(summary), Some(check))
         }
-    };
-    let database = match loader {
-        Some(task) => Some(
-            task.await
-                .map_err(|e| Error::task("the database loader", e))??,
-        ),
-        None => None,
-    };
-    if !again.has_root_tar {
-        return Err(missing_root(&subject));
-    }
-    let expected = summary.as_ref().map(|s| &s.digests);
-    if let Some(expected) = expected
-        && again.digests != *expected
-    {
-        return Err(Error::ChecksumMismatch {
-            subject,
-            what: "SHA-1",
-            expected: expected.sha1_base64.clone(),
-            actual: again.digests.sha1_base64,
-        });
-    }
-    if summary.is_none() {
-        metadata.check_digests(&subject, &again.digests)?;
-    }
-    if visitor.collections > 0 && database.is_none() {
-        progress.warn(&format!(
-            "the backup holds a database dump ({} collections) that was not loaded: only its files were restored (give a MongoDB URI to load it)",
-            visitor.collections
-        ));
-    }
-    // This restore stands: the interrupted one's journal is done with.
-    if let Some(Err(e)) = interrupted.as_ref().map(RestoreJournal::settle) {
-        progress.warn(&e.to_string());
-    }
-    progress.finish();
-    let rewrites = RewriteCounts {
-        files: visitor.extractor.rewritten,
-        collections: database
-            .as_ref()
-            .map(|db| db.rewrites.clone())
-            .unwrap_or_default(),
-    };
-    Ok(RestoreReport {
-        metadata,
-        target: request.target,
-        dry_run: false,
-        manifest_verified: again.manifest_verified,
-        stats: visitor.extractor.stats,
-        database,
-        dump_collections: visitor.collections,
-        existing: Vec::new(),
-        dump_files: Vec::new(),
-        rewrites,
-        safety_backup: None,
     })
 }
 
