@@ -299,6 +299,32 @@ pub fn details(m: &Metadata) -> String {
             },
         ),
     ];
+    rows.extend(optional_details(m));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(format!("{:<width$} {}", format!("{k}:"), escape(&v)).trim_end());
+        out.push('\n');
+    }
+    if !m.databases.is_empty() {
+        out.push_str("databases:\n");
+        for (ns, n) in &m.databases {
+            out.push_str(&format!("  {}: {n} documents\n", escape(ns)));
+        }
+    }
+    if !m.warnings.is_empty() {
+        out.push_str("warnings:\n");
+        for w in &m.warnings {
+            out.push_str(&format!("  {}\n", escape(w)));
+        }
+    }
+    out
+}
+
+/// The `show` rows only some backups have: device nodes, encryption,
+/// verification, then whether it is clean, secrets and a CA certificate.
+fn optional_details(m: &Metadata) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
     if m.device_nodes > 0 {
         rows.push(("device nodes", m.device_nodes.to_string()));
     }
@@ -329,25 +355,7 @@ pub fn details(m: &Metadata) -> String {
     if m.extra.contains_key("CACert") {
         rows.push(("CA certificate", "present".into()));
     }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    let mut out = String::new();
-    for (k, v) in rows {
-        out.push_str(format!("{:<width$} {}", format!("{k}:"), escape(&v)).trim_end());
-        out.push('\n');
-    }
-    if !m.databases.is_empty() {
-        out.push_str("databases:\n");
-        for (ns, n) in &m.databases {
-            out.push_str(&format!("  {}: {n} documents\n", escape(ns)));
-        }
-    }
-    if !m.warnings.is_empty() {
-        out.push_str("warnings:\n");
-        for w in &m.warnings {
-            out.push_str(&format!("  {}\n", escape(w)));
-        }
-    }
-    out
+    rows
 }
 
 /// A name for each kind of garbage.

@@ -365,10 +365,9 @@ impl DatabaseLoader for MongoLoader {
                     DumpPath::Metadata { db, stem } => (db, stem, true),
                     DumpPath::Data { db, stem } => (db, stem, false),
                 };
-                let meta = if is_meta {
-                    Some(parse_metadata(&path, &read_small(&mut file).await?)?)
-                } else {
-                    None
+                let meta = match is_meta {
+                    true => Some(parse_metadata(&path, &read_small(&mut file).await?)?),
+                    false => None,
                 };
                 let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
                 names.insert((src_db.to_string(), stem.to_string()), coll.clone());
@@ -432,23 +431,46 @@ impl DatabaseLoader for MongoLoader {
         }
         .await;
 
-        // Every collection's data is in before views, the oplog and
-        // indexes; on a failure, every writer is waited for all the same:
-        // none may go on writing while the caller rolls back.
-        let mut failed = read.err();
-        for (ns, writer) in writers {
-            let done = writer
-                .await
-                .map_err(|e| Error::task(&format!("loading {ns}"), e))
-                .and_then(|r| r);
-            if let Err(e) = done {
-                failed.get_or_insert(e);
-            }
+        // Every collection's data is in before views, the oplog and indexes.
+        wait_for_writers(writers, read.err()).await?;
+        self.finish(&metas, oplog, catalog, summary).await
+    }
+}
+
+/// Waits for every collection's writer, whatever happened (none may go on
+/// writing while the caller rolls back); the first failure, the read's
+/// (`failed`) first.
+async fn wait_for_writers(
+    writers: Vec<(String, JoinHandle<Result<()>>)>,
+    mut failed: Option<Error>,
+) -> Result<()> {
+    for (ns, writer) in writers {
+        let done = writer
+            .await
+            .map_err(|e| Error::task(&format!("loading {ns}"), e))
+            .and_then(|r| r);
+        if let Err(e) = done {
+            failed.get_or_insert(e);
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        for (ns, (db_name, coll, meta)) in &metas {
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl MongoLoader {
+    /// After every collection's data: the views, the oplog replay, then the
+    /// indexes (a unique index may only hold after the replay, as
+    /// mongorestore builds them).
+    async fn finish(
+        &self,
+        metas: &BTreeMap<String, (String, String, CollectionMeta)>,
+        oplog: Option<std::fs::File>,
+        mut catalog: IndexCatalog,
+        mut summary: LoadSummary,
+    ) -> Result<LoadSummary> {
+        for (ns, (db_name, coll, meta)) in metas {
             let db = self.client.database(db_name);
             if meta.is_view {
                 let mut cmd = doc! {"create": coll.as_str()};
@@ -461,7 +483,6 @@ impl DatabaseLoader for MongoLoader {
         if let Some(spool) = oplog {
             self.replay(spool, &mut catalog, &mut summary).await?;
         }
-        // After the replay, as mongorestore: a unique index may only hold then.
         summary.indexes += catalog
             .build(&self.client, self.options.convert_legacy_indexes)
             .await?;

@@ -233,28 +233,10 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
             "--juju-data-dir and --juju-mongo-address need --juju (or juju = true in the profile)",
         ));
     }
-    let juju = if args.juju {
-        Some(JujuProfile::load(args.juju_data_dir())?)
-    } else {
-        None
-    };
     let mut uri = args.mongo.uri()?;
-    // Kept until the backup is made: its CA file is the connection's.
-    let mut _juju_connection = None;
-    let mut identity = None;
-    let mut exclude_dbs = Vec::new();
-    if let Some(profile) = &juju {
-        let mut paths = profile.files()?;
-        paths.append(&mut args.paths);
-        args.paths = paths;
-        identity = Some(profile.backup_identity());
-        exclude_dbs = JujuProfile::excluded_dbs();
-        if uri.is_none() {
-            let connection = JujuConnection::new(&profile.agent, args.juju_mongo_address())?;
-            uri = Some(connection.uri().to_string());
-            _juju_connection = Some(connection);
-        }
-    }
+    // The MongoDB client reads the connection's CA file when it connects
+    // (below): the connection may go with this function.
+    let (identity, exclude_dbs, _juju_connection) = juju_profile(&mut args, &mut uri)?;
     if args.paths.is_empty() && uri.is_none() {
         return Err(Failure::usage(
             "nothing to back up: give --path (or a MongoDB URI), or set paths in the config profile",
@@ -330,6 +312,33 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
         )));
     }
     Ok(request)
+}
+
+/// With --juju: the profile's files before --path's, its identity and
+/// excluded databases, and (without a URI) the connection agent.conf gives.
+#[allow(clippy::type_complexity)]
+fn juju_profile(
+    args: &mut Args,
+    uri: &mut Option<String>,
+) -> Result<(Option<Identity>, Vec<String>, Option<JujuConnection>), Failure> {
+    if !args.juju {
+        return Ok((None, Vec::new(), None));
+    }
+    let profile = JujuProfile::load(args.juju_data_dir())?;
+    let mut paths = profile.files()?;
+    paths.append(&mut args.paths);
+    args.paths = paths;
+    let mut connection = None;
+    if uri.is_none() {
+        let c = JujuConnection::new(&profile.agent, args.juju_mongo_address())?;
+        *uri = Some(c.uri().to_string());
+        connection = Some(c);
+    }
+    Ok((
+        Some(profile.backup_identity()),
+        JujuProfile::excluded_dbs(),
+        connection,
+    ))
 }
 
 /// The archive compression --compression, --compression-level and
