@@ -142,6 +142,18 @@ pub fn some_failed(first: Option<Failure>, summary: &str) -> CliResult {
     }
 }
 
+/// A retention run's removals that failed: each named on stderr; the
+/// first one's exit code (success when none failed).
+pub fn failed_removals(failed: Vec<(backups_core::BackupId, Error)>) -> CliResult {
+    let mut first_error = None;
+    for (id, e) in failed {
+        let f = Failure::from(e);
+        stderr_line!("error: could not remove {id}: {}", f.message);
+        first_error.get_or_insert(f);
+    }
+    some_failed(first_error, "some backups could not be removed (see above)")
+}
+
 /// A local I/O failure (exit 7) while doing `what`.
 pub fn io_failure(what: &str, e: std::io::Error) -> Failure {
     Failure {

@@ -6,7 +6,7 @@ use backups_core::retention::{Decision, GroupBy, KeepCount, PINNED_LABEL, Retent
 use serde_json::json;
 
 use crate::context::Context;
-use crate::failure::{CliResult, Failure, some_failed};
+use crate::failure::{CliResult, Failure, failed_removals};
 use crate::output::out;
 
 /// Examples and notes after `backups forget --help`.
@@ -156,13 +156,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             decision.keep.len()
         ),
     });
-    let mut first_error = None;
-    for (id, e) in failed {
-        let f = Failure::from(e);
-        stderr_line!("error: could not remove {id}: {}", f.message);
-        first_error.get_or_insert(f);
-    }
-    some_failed(first_error, "some backups could not be removed (see above)")
+    failed_removals(failed)
 }
 
 /// `{"Keep": [{"ID": ..., "Reasons": [...]}], "Remove": [{"ID": ...}]}`.

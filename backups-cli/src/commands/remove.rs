@@ -5,7 +5,7 @@ use backups_core::{BackupId, Backups, RetentionPolicy};
 
 use crate::args::parse_id;
 use crate::context::Context;
-use crate::failure::{CliResult, Failure, some_failed};
+use crate::failure::{CliResult, Failure, failed_removals, some_failed};
 use crate::output::out;
 
 /// Examples after `backups remove --help`.
@@ -123,11 +123,5 @@ async fn keep_latest(ctx: &Context, n: u32, dry_run: bool) -> CliResult {
             out(&format!("{verb} backup {id}\n"))?;
         }
     }
-    let mut first_error = None;
-    for (id, e) in failed {
-        let f = Failure::from(e);
-        stderr_line!("error: could not remove {id}: {}", f.message);
-        first_error.get_or_insert(f);
-    }
-    some_failed(first_error, "some backups could not be removed (see above)")
+    failed_removals(failed)
 }
