@@ -48,7 +48,8 @@ struct Entry {
 /// Runs jobs on their cron schedules and records what each did.
 ///
 /// ```no_run
-/// use backups_core::{CancellationToken, CronSchedule, JobOutcome, Scheduler, job_fn};
+/// use backups_core::CancellationToken;
+/// use backups_core::schedule::{CronSchedule, JobOutcome, Scheduler, job_fn};
 ///
 /// # async fn run() -> backups_core::Result<()> {
 /// let mut scheduler = Scheduler::new("/var/lib/backups/state")
