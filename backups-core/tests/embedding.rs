@@ -72,6 +72,23 @@ async fn an_in_place_restore_with_defaults_takes_a_safety_backup() {
     let safety_id = safety[0].id.clone().unwrap();
     assert_eq!(report.safety_backup.as_ref(), Some(&safety_id));
 
+    // A safety backup goes back in place only: under another target its
+    // absolute paths would nest.
+    let elsewhere = dir.path().join("elsewhere");
+    let err = backups
+        .restore(
+            RestoreRequest::new(RestoreSource::Id(safety_id.clone()), &elsewhere),
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backups_core::Error::Incompatible { .. })
+            && err.to_string().contains("--target /"),
+        "{err}"
+    );
+    assert!(!elsewhere.exists(), "nothing written");
+
     // Undoing the restore: the safety backup, restored in place.
     backups
         .restore(

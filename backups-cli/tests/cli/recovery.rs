@@ -127,6 +127,26 @@ fn forget_and_remove_keep_the_pre_restore_backup_a_killed_restore_needs() {
         );
     }
 
+    // Issue 20 item 11: restored under another target its absolute paths
+    // would nest (T/T/...): refused, naming the right command, nothing written.
+    let elsewhere = env.path().join("elsewhere");
+    let (code, err) = env.fail(&[
+        "restore",
+        &safety,
+        "--target",
+        elsewhere.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("pre-restore safety backup") && err.contains("--target /"),
+        "{err}"
+    );
+    assert!(
+        !elsewhere.exists(),
+        "nothing written under the other target"
+    );
+
     // The documented recovery works: the backup it needs is still there.
     let out = env.run(&["restore", &safety, "--target", "/", "--yes"]);
     assert!(

@@ -213,6 +213,17 @@ async fn check_plan(
     let checked = restore::restore(backups, check, Verified::Nothing, progress.clone()).await?;
     // (The dry run ran the database's preflight too.)
     check_identity(&checked.metadata, preflight, progress.as_ref())?;
+    // A safety backup holds live paths as they were (absolute): it goes
+    // back in place, never nested under another target.
+    if checked.metadata.labels.iter().any(|l| l == "pre-restore") && !in_place(&request.target) {
+        return Err(Error::Incompatible {
+            subject: request.source.subject(),
+            reason: format!(
+                "it is a pre-restore safety backup: its paths are where they were before the restore it undoes, so it is restored with --target / (under {} they would nest)",
+                request.target.display()
+            ),
+        });
+    }
     if !ignore_free_space {
         let space = free_space(&request.target)?;
         check_space(
