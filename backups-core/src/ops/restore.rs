@@ -58,8 +58,8 @@ pub(crate) async fn restore(
     let (summary, check) = verify_pass(
         backups,
         &request,
-        vouched.filter(|_| !in_full),
-        vouched.is_some() && in_full,
+        vouched,
+        in_full,
         (&subject, recorded.as_ref(), &sealed),
         progress.clone(),
     )
@@ -341,22 +341,21 @@ async fn take_back_interrupted(
     })
 }
 
-/// Pass 1: nothing to read when the archive was verified in full just now
-/// (`skip`); the stored bytes against the sidecar when it vouches for
-/// them (`vouched`); else every entry read and checked (a dry run also
-/// notes what it would replace under the target).
+/// Pass 1: nothing to read when the sidecar vouches for the archive
+/// (`vouched`) and it was verified in full just now (`in_full`); the stored
+/// bytes against the sidecar when it vouches for them; else every entry
+/// read and checked (a dry run also notes what it would replace under the
+/// target).
 async fn verify_pass(
     backups: &StoreBackups,
     request: &RestoreRequest,
     vouched: Option<&Metadata>,
-    skip: bool,
+    in_full: bool,
     (subject, recorded, sealed): (&str, Option<&Metadata>, &Sealed),
     progress: Arc<dyn Progress>,
 ) -> Result<(Option<ArchiveSummary>, Option<RootCheck>)> {
-    if skip {
-        return Ok((None, None));
-    }
     Ok(match vouched {
+        Some(_) if in_full => (None, None),
         Some(meta) => {
             let RestoreSource::Id(id) = &request.source else {
                 return Err(Error::internal("a recorded backup restored from a file"));
