@@ -136,7 +136,10 @@ impl ObjectStore for FaultStore {
         let Some(limit) = self.plan.truncate_archive_reads_at else {
             return Ok(result);
         };
-        if !location.as_ref().ends_with(".tar.gz") {
+        if ![".tar.gz", ".tar.zst"]
+            .iter()
+            .any(|s| location.as_ref().ends_with(s))
+        {
             return Ok(result);
         }
         let meta = result.meta.clone();

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use crate::catalog::Listing;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
-use crate::storage::Storage;
+use crate::storage::{Storage, strip_archive_suffix};
 
 /// Why an object is garbage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub(crate) async fn find(
     }
     for object in &listing {
         let key = object.location.to_string();
-        let archive = key.ends_with(".tar.gz") || key.ends_with(".tar.gz.age");
+        let archive = strip_archive_suffix(&key).is_some();
         if archive && !referenced.contains(&key) {
             out.push(Garbage {
                 key,
@@ -122,8 +122,7 @@ pub(crate) async fn find(
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let staged = name.split_once('#').is_some_and(|(base, n)| {
-                (base.ends_with(".tar.gz") || base.ends_with(".tar.gz.age"))
-                    && n.bytes().all(|c| c.is_ascii_digit())
+                strip_archive_suffix(base).is_some() && n.bytes().all(|c| c.is_ascii_digit())
             });
             if !staged {
                 continue;

@@ -1,6 +1,7 @@
 //! Where backups live: a thin layer over [`object_store`] built from a URL.
 //!
-//! Layout per backup: `<prefix>/<id>.<nonce>.tar.gz` (the archive; the
+//! Layout per backup: `<prefix>/<id>.<nonce>.tar.gz` (the archive,
+//! `.tar.zst` when zstd-compressed, `.age` appended when encrypted; the
 //! nonce is fresh for every write) and `<prefix>/<id>.json` (the metadata
 //! sidecar naming that archive, written last: the commit point). A backup
 //! without a sidecar does not exist; an archive no sidecar names is garbage.
@@ -373,10 +374,7 @@ impl Storage {
         // `<id'>.<nonce>.tar.gz[.age]`: id' is the id the backup was started
         // under (it may have moved to a later second at commit), always of
         // the same model; the nonce is hex.
-        let stem = name
-            .strip_suffix(".tar.gz")
-            .or_else(|| name.strip_suffix(".tar.gz.age"));
-        let valid = stem
+        let valid = strip_archive_suffix(name)
             .and_then(|s| s.rsplit_once('.'))
             .is_some_and(|(started_as, nonce)| {
                 !nonce.is_empty()
@@ -392,11 +390,17 @@ impl Storage {
         }
     }
 
-    /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`,
-    /// or `<id>.<nonce>.tar.gz.age` when it is encrypted.
-    pub(crate) fn new_archive_name(id: &BackupId, encrypted: bool) -> String {
+    /// A fresh archive name for a new write of `id`: `<id>.<nonce>.tar.gz`
+    /// (`.tar.zst` when `compression` is `zstd`), with `.age` appended when
+    /// it is encrypted.
+    pub(crate) fn new_archive_name(id: &BackupId, compression: &str, encrypted: bool) -> String {
+        let ext = if compression == "zstd" {
+            "tar.zst"
+        } else {
+            "tar.gz"
+        };
         let age = if encrypted { ".age" } else { "" };
-        format!("{id}.{}.tar.gz{age}", uuid::Uuid::new_v4().simple())
+        format!("{id}.{}.{ext}{age}", uuid::Uuid::new_v4().simple())
     }
 
     /// The key of an archive name under the prefix.
@@ -418,6 +422,16 @@ impl Storage {
         }
         parts[0].as_ref().strip_suffix(".json")?.parse().ok()
     }
+}
+
+/// The endings of an archive object's name: gzip or zstd, plain or
+/// age-encrypted.
+pub(crate) const ARCHIVE_SUFFIXES: [&str; 4] =
+    [".tar.gz", ".tar.gz.age", ".tar.zst", ".tar.zst.age"];
+
+/// `name` without its archive ending, if it has one.
+pub(crate) fn strip_archive_suffix(name: &str) -> Option<&str> {
+    ARCHIVE_SUFFIXES.iter().find_map(|s| name.strip_suffix(s))
 }
 
 /// Deletes `key` from `store`; one that is already gone is fine.

@@ -172,6 +172,23 @@ fn zstd_archives_round_trip_and_are_detected_by_magic() {
         ])
         .trim()
         .to_string();
+    // Stored as `.tar.zst`, and `show` names the compression.
+    let stored: Vec<String> = std::fs::read_dir(env.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&id) && !n.ends_with(".json"))
+        .collect();
+    assert!(
+        stored.len() == 1 && stored[0].ends_with(".tar.zst"),
+        "{stored:?}"
+    );
+    let show = env.ok(&["show", &id]);
+    assert!(show.contains("zstd"), "{show}");
+    let gc = env.ok(&["gc"]);
+    assert!(
+        gc.contains("No garbage"),
+        "a .tar.zst archive is not garbage: {gc}"
+    );
     env.ok(&["download", &id, "-o", "z.tar.zst"]);
     let head = std::fs::read(env.path().join("z.tar.zst")).unwrap();
     assert_eq!(&head[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
@@ -193,6 +210,30 @@ fn zstd_archives_round_trip_and_are_detected_by_magic() {
     let other = Env::new();
     let out = other.ok(&["upload", env.path().join("z.tar.zst").to_str().unwrap()]);
     assert!(out.contains(&id), "{out}");
+    let uploaded = std::fs::read_dir(other.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .any(|n| n.starts_with(&id) && n.ends_with(".tar.zst"));
+    assert!(uploaded, "an uploaded zstd archive is stored as .tar.zst");
+    other.ok(&["remove", &id]);
+    let left: Vec<_> = std::fs::read_dir(other.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().starts_with(&id)),
+        "{left:?}"
+    );
+    let (code, err) = env.fail(&[
+        "create",
+        "--path",
+        tree.to_str().unwrap(),
+        "--compression",
+        "zstd",
+        "--compression-level",
+        "0",
+    ]);
+    assert_eq!(code, 2, "level 0 is refused: {err}");
     let (code, err) = env.fail(&[
         "create",
         "--path",

@@ -69,7 +69,7 @@ pub(crate) async fn add(
         });
     }
     progress.phase("uploading", Some(digests.size));
-    meta.archive = Storage::new_archive_name(&id, encryption.is_some());
+    meta.archive = Storage::new_archive_name(&id, &meta.compression, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let stored = upload_validated(
         backups,

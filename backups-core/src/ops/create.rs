@@ -136,7 +136,7 @@ async fn create_unlocked(
     let entries = scanned.entries;
     let (warn_sink, prog) = (warnings.clone(), progress.clone());
     progress.phase("archiving", Some(root_size));
-    meta.archive = Storage::new_archive_name(&id, encryption.is_some());
+    meta.archive = Storage::new_archive_name(&id, &meta.compression, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let produced = upload_with(
         backups.store(),
