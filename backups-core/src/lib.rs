@@ -90,7 +90,7 @@ pub mod test_util;
 // traits an embedder implements. Everything else is in its module
 // (`schedule`, `retention`, `database`, `crypt`, `lease`, `juju`, ...).
 pub use crate::{
-    archive::ArchiveCompression,
+    archive::{ArchiveCompression, CompressionKind},
     backups::Backups,
     catalog::StoreBackups,
     crypt::{Encryption, Identities},

@@ -40,6 +40,13 @@ pub enum GroupBy {
     None,
 }
 
+impl<'de> serde::Deserialize<'de> for GroupBy {
+    /// `"model"` or `"none"`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        values::deserialize_parsed(d)
+    }
+}
+
 impl FromStr for GroupBy {
     type Err = InvalidRetention;
 
@@ -121,7 +128,24 @@ impl Bucket {
 /// `with_*` setters add rules, and a backup any rule keeps is kept.
 ///
 /// [`is_empty`]: RetentionPolicy::is_empty
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// It also reads from a config table whose keys are named like
+/// `backups forget`'s flags, refusing unknown keys and bad values as the
+/// flags do:
+///
+/// ```
+/// # use backups_core::RetentionPolicy;
+/// # use backups_core::retention::{KeepCount, RetentionDuration};
+/// let policy: RetentionPolicy = serde_json::from_str(
+///     r#"{"keep_daily": 7, "keep_weekly": "unlimited", "keep_within": "2d"}"#,
+/// ).unwrap();
+/// assert_eq!(policy, RetentionPolicy::new()
+///     .with_keep_daily(KeepCount::Count(7))
+///     .with_keep_weekly(KeepCount::Unlimited)
+///     .with_keep_within("2d".parse::<RetentionDuration>().unwrap()));
+/// assert!(serde_json::from_str::<RetentionPolicy>(r#"{"keep_daily": 0}"#).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(from = "PolicyTable")]
 #[non_exhaustive]
 pub struct RetentionPolicy {
     counts: [KeepCount; 6],
@@ -130,6 +154,51 @@ pub struct RetentionPolicy {
     labels: Vec<String>,
     group_by: GroupBy,
     pending_recovery: Vec<BackupId>,
+}
+
+/// [`RetentionPolicy`] as a config table (`retention = { keep_daily = 7 }`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyTable {
+    keep_last: Option<KeepCount>,
+    keep_hourly: Option<KeepCount>,
+    keep_daily: Option<KeepCount>,
+    keep_weekly: Option<KeepCount>,
+    keep_monthly: Option<KeepCount>,
+    keep_yearly: Option<KeepCount>,
+    keep_within: Option<RetentionDuration>,
+    keep_within_hourly: Option<RetentionDuration>,
+    keep_within_daily: Option<RetentionDuration>,
+    keep_within_weekly: Option<RetentionDuration>,
+    keep_within_monthly: Option<RetentionDuration>,
+    keep_within_yearly: Option<RetentionDuration>,
+    #[serde(default)]
+    keep_label: Vec<String>,
+    group_by: Option<GroupBy>,
+}
+
+impl From<PolicyTable> for RetentionPolicy {
+    fn from(t: PolicyTable) -> Self {
+        let c = Option::unwrap_or_default;
+        let mut policy = RetentionPolicy::new()
+            .with_keep_last(c(t.keep_last))
+            .with_keep_hourly(c(t.keep_hourly))
+            .with_keep_daily(c(t.keep_daily))
+            .with_keep_weekly(c(t.keep_weekly))
+            .with_keep_monthly(c(t.keep_monthly))
+            .with_keep_yearly(c(t.keep_yearly))
+            .with_keep_within(t.keep_within.unwrap_or_default())
+            .with_keep_within_hourly(t.keep_within_hourly.unwrap_or_default())
+            .with_keep_within_daily(t.keep_within_daily.unwrap_or_default())
+            .with_keep_within_weekly(t.keep_within_weekly.unwrap_or_default())
+            .with_keep_within_monthly(t.keep_within_monthly.unwrap_or_default())
+            .with_keep_within_yearly(t.keep_within_yearly.unwrap_or_default())
+            .with_group_by(t.group_by.unwrap_or_default());
+        for l in t.keep_label {
+            policy = policy.with_keep_label(l);
+        }
+        policy
+    }
 }
 
 /// Why one backup is kept.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use backups_core::juju::{JUJU_DATA_DIR, JujuProfile};
 use backups_core::{
-    ArchiveCompression, Backups, CreateRequest, DatabaseDumper, FileSet, Identity, Metadata,
+    ArchiveCompression, Backups, CompressionKind, CreateRequest, DatabaseDumper, FileSet, Identity,
+    Metadata,
 };
 use backups_mongo::{DumpOptions, JujuConnection, MongoDumper, ReadFrom};
-use clap::ValueEnum;
 
 use crate::args::{MongoArgs, parse_duration};
 use crate::context::Context;
@@ -176,15 +176,6 @@ impl Args {
     }
 }
 
-/// Archive compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionKind {
-    /// gzip: Juju's format.
-    Gzip,
-    /// zstd: only this tool reads it.
-    Zstd,
-}
-
 /// Makes the backup, prints its id on stdout (a summary on stderr) and,
 /// with --download, downloads it.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
@@ -286,8 +277,9 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
     )
     .with_notes(args.notes)
     .with_labels(labels)
-    .with_compression(compression(
-        args.compression.unwrap_or(CompressionKind::Gzip),
+    // The library refuses a level out of range: a usage error.
+    .with_compression(ArchiveCompression::new(
+        args.compression.unwrap_or_default(),
         args.compression_level,
         args.compression_threads,
     )?);
@@ -339,18 +331,4 @@ fn juju_profile(
         JujuProfile::excluded_dbs(),
         connection,
     ))
-}
-
-/// The archive compression --compression, --compression-level and
-/// --compression-threads ask for (the library refuses a level out of
-/// range: a usage error).
-fn compression(
-    kind: CompressionKind,
-    level: Option<u32>,
-    threads: usize,
-) -> Result<ArchiveCompression, Failure> {
-    Ok(match kind {
-        CompressionKind::Gzip => ArchiveCompression::gzip(level, threads)?,
-        CompressionKind::Zstd => ArchiveCompression::zstd(level, threads)?,
-    })
 }

@@ -3,7 +3,6 @@
 //! schedule list` (each job's next runs).
 
 mod job;
-mod retention;
 
 use std::path::PathBuf;
 

@@ -3,8 +3,8 @@
 //! defaults (which the commands apply to whatever is still unset).
 
 use crate::args::GlobalArgs;
-use crate::commands::create::{self, CompressionKind};
-use crate::config::{Compression, Profile};
+use crate::commands::create;
+use crate::config::Profile;
 
 /// The store and its options. Store options from the profile come first,
 /// so a `--store-option` for the same key (applied later) wins.
@@ -47,10 +47,7 @@ pub fn create(args: &mut create::Args, p: &Profile) {
         args.exclude_ns.clone_from(&p.exclude_ns);
     }
     if args.compression.is_none() {
-        args.compression = p.compression.map(|c| match c {
-            Compression::Gzip => CompressionKind::Gzip,
-            Compression::Zstd => CompressionKind::Zstd,
-        });
+        args.compression = p.compression;
     }
     if args.compression_level.is_none() {
         args.compression_level = p.compression_level;

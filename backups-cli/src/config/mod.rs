@@ -16,7 +16,7 @@ pub mod show;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use backups_core::VerifyLevel;
+use backups_core::{CompressionKind, RetentionPolicy, VerifyLevel};
 use serde::{Deserialize, Serialize};
 
 use crate::failure::{Failure, USAGE, io_failure};
@@ -68,7 +68,7 @@ pub struct Profile {
     #[serde(default)]
     pub labels: Vec<String>,
     /// --compression: "gzip" or "zstd".
-    pub compression: Option<Compression>,
+    pub compression: Option<CompressionKind>,
     /// --compression-level.
     pub compression_level: Option<u32>,
     /// --encrypt-to.
@@ -90,16 +90,6 @@ pub struct Profile {
     pub juju_mongo_address: Option<String>,
 }
 
-/// `compression = "gzip" | "zstd"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Juju's format.
-    Gzip,
-    /// Smaller and faster; only this tool reads it.
-    Zstd,
-}
-
 /// A `[[schedule]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,7 +104,7 @@ pub struct ScheduleEntry {
     #[serde(default)]
     pub labels: Vec<String>,
     /// Applied after each successful create.
-    pub retention: Option<Retention>,
+    pub retention: Option<RetentionPolicy>,
     /// Run after each create: none (`None`), stored, read-data or drill.
     #[serde(default, deserialize_with = "verify_level")]
     pub verify: Option<VerifyLevel>,
@@ -155,51 +145,6 @@ fn verify_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<VerifyL
             "unknown verify level {w:?}: expected none, stored, read-data or drill"
         ))),
     }
-}
-
-/// A retention policy, keys named like `backups forget`'s flags.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    /// --keep-last.
-    pub keep_last: Option<Keep>,
-    /// --keep-hourly.
-    pub keep_hourly: Option<Keep>,
-    /// --keep-daily.
-    pub keep_daily: Option<Keep>,
-    /// --keep-weekly.
-    pub keep_weekly: Option<Keep>,
-    /// --keep-monthly.
-    pub keep_monthly: Option<Keep>,
-    /// --keep-yearly.
-    pub keep_yearly: Option<Keep>,
-    /// --keep-within (restic's duration, e.g. `1y5m7d2h`).
-    pub keep_within: Option<String>,
-    /// --keep-within-hourly.
-    pub keep_within_hourly: Option<String>,
-    /// --keep-within-daily.
-    pub keep_within_daily: Option<String>,
-    /// --keep-within-weekly.
-    pub keep_within_weekly: Option<String>,
-    /// --keep-within-monthly.
-    pub keep_within_monthly: Option<String>,
-    /// --keep-within-yearly.
-    pub keep_within_yearly: Option<String>,
-    /// --keep-label.
-    #[serde(default)]
-    pub keep_label: Vec<String>,
-    /// --group-by: "model" (default) or "none".
-    pub group_by: Option<String>,
-}
-
-/// A count of backups to keep: a number or `"unlimited"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum Keep {
-    /// This many.
-    Count(u32),
-    /// `"unlimited"`.
-    Word(String),
 }
 
 /// The config file in use (if any) and what it holds.
@@ -301,6 +246,7 @@ fn candidates() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backups_core::retention::{KeepCount, RetentionDuration};
 
     #[test]
     fn a_full_file_parses() {
@@ -325,13 +271,30 @@ mod tests {
         )
         .unwrap();
         let p = &file.profile["default"];
-        assert_eq!(p.compression, Some(Compression::Zstd));
+        assert_eq!(p.compression, Some(CompressionKind::Zstd));
         assert_eq!(p.store_option["virtual_hosted_style_request"], "false");
         let s = &file.schedule[0];
         assert_eq!(s.verify, Some(VerifyLevel::ReadData));
         let r = s.retention.as_ref().unwrap();
-        assert_eq!(r.keep_daily, Some(Keep::Count(7)));
-        assert_eq!(r.keep_weekly, Some(Keep::Word("unlimited".into())));
+        assert_eq!(
+            r,
+            &RetentionPolicy::new()
+                .with_keep_daily(KeepCount::Count(7))
+                .with_keep_weekly(KeepCount::Unlimited)
+                .with_keep_within(RetentionDuration::new(0, 0, 2, 0))
+        );
+        // The table refuses what `forget`'s flags refuse, naming the key.
+        for (table, says) in [
+            ("{ keep_daily = 0 }", "0 keeps nothing"),
+            ("{ keep_dayly = 3 }", "keep_dayly"),
+            ("{ keep_within = \"2x\" }", "2x"),
+            ("{ group_by = \"host\" }", "model"),
+        ] {
+            let text =
+                format!("[[schedule]]\nname = \"n\"\ncron = \"* * * * *\"\nretention = {table}\n");
+            let err = toml::from_str::<ConfigFile>(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{table}: {err}");
+        }
     }
 
     #[test]

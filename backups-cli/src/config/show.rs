@@ -9,7 +9,9 @@ use backups_core::secret::redact_uri;
 use serde::Serialize;
 
 use crate::args::GlobalArgs;
-use crate::commands::create::{self, CompressionKind};
+use backups_core::CompressionKind;
+
+use crate::commands::create;
 
 /// The effective settings, keyed like a profile.
 #[derive(Debug, Serialize)]
@@ -43,7 +45,7 @@ pub struct Settings {
     /// Labels of a new backup.
     pub labels: Vec<String>,
     /// gzip or zstd.
-    pub compression: String,
+    pub compression: CompressionKind,
     /// The compression level (`None`: the compression's default).
     pub compression_level: Option<u32>,
     /// Encryption recipients.
@@ -93,10 +95,7 @@ impl Settings {
             } else {
                 create.labels.clone()
             },
-            compression: match create.compression.unwrap_or(CompressionKind::Gzip) {
-                CompressionKind::Gzip => "gzip".into(),
-                CompressionKind::Zstd => "zstd".into(),
-            },
+            compression: create.compression.unwrap_or_default(),
             compression_level: create.compression_level,
             recipients: create.encrypt.encrypt_to.clone(),
             recipients_file: create.encrypt.recipients_file.clone(),

@@ -26,6 +26,30 @@ pub(crate) const DUMP_DIR: &str = "juju-backup/dump/";
 /// Our trailing manifest.
 pub(crate) const MANIFEST_ENTRY: &str = "juju-backup/manifest.json";
 
+/// Which compressor an archive uses, without its settings: what a config
+/// file's `compression = "gzip" | "zstd"` and the CLI's `--compression`
+/// name (a `clap::ValueEnum` with the `clap` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum CompressionKind {
+    /// gzip: Juju's format.
+    #[default]
+    Gzip,
+    /// zstd: only this tool reads it.
+    Zstd,
+}
+
+impl CompressionKind {
+    /// `gzip` or `zstd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionKind::Gzip => "gzip",
+            CompressionKind::Zstd => "zstd",
+        }
+    }
+}
+
 /// How the outer archive is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveCompression {
@@ -50,9 +74,28 @@ pub enum ArchiveCompression {
 impl ArchiveCompression {
     /// `gzip` or `zstd`, as [`crate::Metadata::compression`] records it.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The compressor, without its settings.
+    pub fn kind(&self) -> CompressionKind {
         match self {
-            ArchiveCompression::Gzip { .. } => "gzip",
-            ArchiveCompression::Zstd { .. } => "zstd",
+            ArchiveCompression::Gzip { .. } => CompressionKind::Gzip,
+            ArchiveCompression::Zstd { .. } => CompressionKind::Zstd,
+        }
+    }
+
+    /// `kind` at `level` (`None`: its default) on `threads` threads (0:
+    /// one per core): [`ArchiveCompression::gzip`] or
+    /// [`ArchiveCompression::zstd`].
+    pub fn new(
+        kind: CompressionKind,
+        level: Option<u32>,
+        threads: usize,
+    ) -> crate::error::Result<Self> {
+        match kind {
+            CompressionKind::Gzip => Self::gzip(level, threads),
+            CompressionKind::Zstd => Self::zstd(level, threads),
         }
     }
 }

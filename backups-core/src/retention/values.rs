@@ -2,7 +2,10 @@
 //! `unlimited`) and restic's durations (`1y5m7d2h`).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use time::{Date, Month, OffsetDateTime};
 
@@ -194,5 +197,53 @@ impl fmt::Display for RetentionDuration {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads a value written as a string (`"unlimited"`, `"2d"`) or a bare
+/// integer (`7`) through its `FromStr`, so a config file refuses exactly
+/// what the command line refuses, with the same message.
+struct ParsedVisitor<T>(PhantomData<T>);
+
+impl<T: FromStr<Err = InvalidRetention>> Visitor<'_> for ParsedVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number or a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+}
+
+/// Deserializes `T` from a string or an integer through `FromStr`.
+pub(super) fn deserialize_parsed<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = InvalidRetention>,
+{
+    d.deserialize_any(ParsedVisitor(PhantomData))
+}
+
+impl<'de> Deserialize<'de> for KeepCount {
+    /// `7` or `"unlimited"`; `0` is refused like `--keep-daily 0`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_parsed(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for RetentionDuration {
+    /// restic's `"1y5m7d2h"`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_parsed(d)
     }
 }

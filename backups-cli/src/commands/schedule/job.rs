@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backups_core::schedule::{BackupJob, BackupSource, CronSchedule, Job, JobError};
-use backups_core::{CancellationToken, CreateRequest, DatabaseLoader};
+use backups_core::{CancellationToken, CreateRequest, DatabaseLoader, RetentionPolicy};
 
 use crate::args::{GlobalArgs, ProgressMode};
 use crate::commands::{create, verify};
@@ -77,11 +77,15 @@ pub fn build(
         }
     }
     let backups = Context::new(&global, false, CancellationToken::new())?.backups;
-    let retention = entry
-        .retention
-        .as_ref()
-        .map(|r| super::retention::policy(&entry.name, r))
-        .transpose()?;
+    // Bad values were refused when the config file was read; an empty
+    // table is refused here (it would read as "keep everything").
+    let retention = entry.retention.clone();
+    if retention.as_ref().is_some_and(RetentionPolicy::is_empty) {
+        return Err(Failure::usage(format!(
+            "schedule {}: the retention table has no keep_* rule (remove it to keep everything)",
+            entry.name
+        )));
+    }
     let job = BackupJob::new(
         entry.name.clone(),
         backups,
