@@ -184,7 +184,7 @@ pub struct DumpSource {
 }
 
 impl DumpSource {
-    /// The restore's `OLD=NEW` rules ([`crate::RestoreRequest::rewrites`]):
+    /// The restore's `OLD=NEW` rules ([`crate::RestoreRequest::with_rewrites`]):
     /// a loader applies them ([`Rewrites::rewrite_bson`]) to the documents
     /// of the collections they cover ([`Rewrites::applies_to_namespace`])
     /// and counts the replacements in [`LoadSummary::rewrites`].

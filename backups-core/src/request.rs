@@ -65,21 +65,21 @@ impl Identity {
 #[non_exhaustive]
 pub struct CreateRequest {
     /// Files and directories to include in `root.tar`.
-    pub files: FileSet,
+    pub(crate) files: FileSet,
     /// The database to dump into `dump/`, if any.
-    pub database: Option<Arc<dyn DatabaseDumper>>,
+    pub(crate) database: Option<Arc<dyn DatabaseDumper>>,
     /// Operator notes.
-    pub notes: String,
+    pub(crate) notes: String,
     /// Labels (`manual`, `scheduled`, `pre-restore`...).
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// Identity recorded in the metadata.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// How the archive is compressed (gzip level 6 on every core by default).
-    pub compression: ArchiveCompression,
+    pub(crate) compression: ArchiveCompression,
     /// How the stored object is encrypted; `None` stores the plain archive.
-    pub encryption: Option<Encryption>,
+    pub(crate) encryption: Option<Encryption>,
     /// Locks the controller's writers for the duration of the backup.
-    pub lock: Option<Arc<dyn BackupLock>>,
+    pub(crate) lock: Option<Arc<dyn BackupLock>>,
 }
 
 impl CreateRequest {
@@ -132,6 +132,11 @@ impl CreateRequest {
     pub fn with_compression(mut self, compression: ArchiveCompression) -> Self {
         self.compression = compression;
         self
+    }
+
+    /// How the stored object will be encrypted (`None`: plain).
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption.as_ref()
     }
 }
 
@@ -216,42 +221,42 @@ impl RestoreSource {
 #[non_exhaustive]
 pub struct RestoreRequest {
     /// The archive to restore.
-    pub source: RestoreSource,
+    pub(crate) source: RestoreSource,
     /// Directory the files of `root.tar` are restored under.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// Only verify and report; change nothing.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Where to load the archive's database dump, if anywhere.
-    pub database: Option<Arc<dyn DatabaseLoader>>,
+    pub(crate) database: Option<Arc<dyn DatabaseLoader>>,
     /// Whether setuid bits and device nodes may be restored.
-    pub options: ExtractOptions,
+    pub(crate) options: ExtractOptions,
     /// Where to record the restore's file changes (what it creates, and the
     /// previous version of what it replaces), so they can be undone.
-    pub journal: Option<RestoreJournal>,
+    pub(crate) journal: Option<RestoreJournal>,
     /// A journal left by an interrupted restore (see
     /// [`crate::restore::journal_path`]): once the archive is verified, its
     /// changes are taken back before extracting, and after a successful
     /// restore the journal file is removed. Missing file: nothing to undo.
-    pub undo_journal: Option<PathBuf>,
+    pub(crate) undo_journal: Option<PathBuf>,
     /// The keys an encrypted backup is decrypted with.
-    pub identities: Identities,
+    pub(crate) identities: Identities,
     /// Refuse a backup that is not encrypted.
-    pub require_encryption: bool,
+    pub(crate) require_encryption: bool,
     /// The old machine's identity rewritten to the new one's: in the
     /// restored files (through the same temp name, rename and journal as
     /// every file) and in the string values of the loaded documents (by
     /// the loader, from [`crate::database::DumpSource::rewrites`]; the oplog replay
     /// and upserted users and roles are not rewritten).
-    pub rewrites: Option<Arc<Rewrites>>,
+    pub(crate) rewrites: Option<Arc<Rewrites>>,
     /// Whether a safety backup is taken first ([`Safety::Auto`] unless
     /// the caller opts out).
-    pub safety: Safety,
+    pub(crate) safety: Safety,
     /// For [`Safety::Auto`]: dumps the live database into the safety
-    /// backup (and [`RestoreRequest::database`] loads it back on
+    /// backup (and the request's database loader loads it back on
     /// rollback).
-    pub safety_dumper: Option<Arc<dyn DatabaseDumper>>,
+    pub(crate) safety_dumper: Option<Arc<dyn DatabaseDumper>>,
     /// For [`Safety::Auto`]: the identity the safety backup records.
-    pub safety_identity: Option<Identity>,
+    pub(crate) safety_identity: Option<Identity>,
 }
 
 impl RestoreRequest {
@@ -444,7 +449,7 @@ pub enum Safety {
     /// The library's rule, the CLI's default: a restore in place (its
     /// target is `/`) or one that replaces live files under its target
     /// takes a safety backup of what it replaces, labelled `pre-restore`,
-    /// recorded under [`RestoreRequest::safety_identity`] (else
+    /// recorded under [`RestoreRequest::with_safety_identity`] (else
     /// [`Identity::safety_default`]); with a database loader it needs a
     /// dumper for the live database ([`RestoreRequest::with_safety_database`]).
     /// A restore into an empty or new directory takes none.
@@ -481,7 +486,7 @@ pub struct RestoreReport {
     pub existing: Vec<PathBuf>,
     /// A dry run's list of the dump's collection files (`db/coll.bson`).
     pub dump_files: Vec<String>,
-    /// Replacements [`RestoreRequest::rewrites`] made (a dry run: would
+    /// Replacements [`RestoreRequest::with_rewrites`] made (a dry run: would
     /// make) per file and per collection (collections only when a
     /// database is loaded).
     pub rewrites: RewriteCounts,

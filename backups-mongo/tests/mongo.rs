@@ -246,7 +246,7 @@ async fn every_type_index_and_option_round_trips() {
     let backups = memory();
     let mut req = request(vec![tree.clone()]);
     let dumper = dumper_of(&uri, &src).await;
-    req.database = Some(Arc::new(dumper));
+    req = req.with_database(Arc::new(dumper));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     assert_eq!(meta.databases[&format!("{src}.types")], 21);
     assert_eq!(meta.databases[&format!("{src}.large")], 20_000);
@@ -303,7 +303,7 @@ async fn python_bson_decodes_every_dump_file() {
     let tmp = tempfile::tempdir().unwrap();
     let backups = memory();
     let mut req = request(vec![sample_tree(tmp.path())]);
-    req.database = Some(Arc::new(dumper_of(&uri, &src).await));
+    req = req.with_database(Arc::new(dumper_of(&uri, &src).await));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     let out = tmp.path().join("b.tar.gz");
     backups
@@ -472,7 +472,7 @@ async fn collections_dumped_in_parallel_load_back_with_several_insertion_workers
     )
     .await
     .unwrap();
-    req.database = Some(Arc::new(dumper));
+    req = req.with_database(Arc::new(dumper));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     for c in 0..7u64 {
         assert_eq!(meta.databases[&format!("{src}.c{c}")], (c + 1) * 600);
@@ -562,7 +562,7 @@ async fn writes_during_the_dump_restore_to_one_instant() {
     let backups = memory();
     let tmp = tempfile::tempdir().unwrap();
     let mut req = request(vec![sample_tree(tmp.path())]);
-    req.database = Some(Arc::new(dumper_of(&uri, &src).await));
+    req = req.with_database(Arc::new(dumper_of(&uri, &src).await));
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let written = writer.await.unwrap();

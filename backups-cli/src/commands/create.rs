@@ -283,9 +283,13 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
         args.compression_level,
         args.compression_threads,
     )?);
-    request.database = database;
-    request.encryption = args.encrypt.encryption()?;
-    if args.require_encryption && request.encryption.is_none() {
+    if let Some(database) = database {
+        request = request.with_database(database);
+    }
+    if let Some(encryption) = args.encrypt.encryption()? {
+        request = request.with_encryption(encryption);
+    }
+    if args.require_encryption && request.encryption().is_none() {
         return Err(Failure {
             message: "refusing to make an unencrypted backup (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file".into(),
             code: crate::failure::ENCRYPTION,
@@ -297,7 +301,7 @@ pub async fn request(quiet: bool, mut args: Args) -> Result<CreateRequest, Failu
             env: Vec::new(),
             quiet,
         };
-        request.lock = Some(Arc::new(shell_lock(
+        request = request.with_lock(Arc::new(shell_lock(
             hooks,
             &args.lock_cmd,
             &args.unlock_cmd,

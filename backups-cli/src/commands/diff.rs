@@ -129,7 +129,9 @@ pub async fn compare(
     database: Option<Arc<dyn DatabaseComparer>>,
 ) -> Result<DiffReport, Failure> {
     let mut request = DiffRequest::new(source, target).with_identities(keys.identities()?);
-    request.database = database;
+    if let Some(database) = database {
+        request = request.with_database(database);
+    }
     Ok(ctx.backups.diff(request, ctx.progress()).await?)
 }
 

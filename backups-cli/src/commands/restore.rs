@@ -335,8 +335,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         .with_options(options)
         .with_identities(args.keys.identities()?)
         .with_require_encryption(args.require_encryption);
-    request.database = database.clone();
-    request.undo_journal = undo_journal;
+    if let Some(database) = database.clone() {
+        request = request.with_database(database);
+    }
+    if let Some(journal) = undo_journal {
+        request = request.with_undo_journal(journal);
+    }
     if !args.rewrite.is_empty() {
         request = request.with_rewrites(
             Rewrites::new(args.rewrite.clone())?

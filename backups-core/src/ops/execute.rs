@@ -40,7 +40,7 @@ struct Undo {
 
 /// The journal of a restore whose safety backup is `safety_backup`:
 /// `<dir>/restore-<safety_backup>.journal`. Restoring that safety backup
-/// with it (see [`RestoreRequest::undo_journal`]) takes its changes back.
+/// with it (see [`RestoreRequest::with_undo_journal`]) takes its changes back.
 pub fn journal_path(dir: &Path, safety_backup: &BackupId) -> PathBuf {
     dir.join(format!("restore-{safety_backup}.journal"))
 }

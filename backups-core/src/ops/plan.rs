@@ -39,7 +39,7 @@ use super::restore::{self, Verified};
 #[non_exhaustive]
 pub struct RestorePlan {
     /// What to restore and where (and whether a safety backup is taken
-    /// first: [`RestoreRequest::safety`]).
+    /// first: [`RestoreRequest::with_safety_backup`], [`RestoreRequest::without_safety_backup`]).
     pub request: RestoreRequest,
     /// Services to stop and start around it.
     pub services: Option<Arc<dyn ServiceController>>,

@@ -31,15 +31,15 @@ pub use files::{FileCounts, FileDifference, FileKind, FileState, FilesDiff};
 #[non_exhaustive]
 pub struct DiffRequest {
     /// The backup (or local archive) to compare.
-    pub source: RestoreSource,
+    pub(crate) source: RestoreSource,
     /// The directory a restore would write the backup's files under (`/`
     /// for in place): the live files compared are below it.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
     /// Keys for an encrypted backup.
-    pub identities: Identities,
+    pub(crate) identities: Identities,
     /// The live database to compare the dump with; `None` compares the
     /// files only.
-    pub database: Option<Arc<dyn DatabaseComparer>>,
+    pub(crate) database: Option<Arc<dyn DatabaseComparer>>,
 }
 
 impl DiffRequest {
