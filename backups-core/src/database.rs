@@ -125,17 +125,48 @@ impl DatabaseDumper for OnlyNamespaces {
 }
 
 /// The namespaces of dump collection files (`juju/machines.bson` ->
-/// `juju.machines`), taking the paths as they are (a loader that escapes
-/// names or renames databases says better:
-/// [`DatabaseLoader::replaced_namespaces`]).
+/// `juju.machines`, mongodump's escapes decoded; a name that does not
+/// decode is taken as it is). A loader that renames databases says
+/// better: [`DatabaseLoader::replaced_namespaces`].
 pub(crate) fn dump_namespaces(dump_files: &[String]) -> Vec<String> {
     dump_files
         .iter()
         .filter_map(|f| {
-            let (db, coll) = f.strip_suffix(".bson")?.split_once('/')?;
-            Some(format!("{db}.{coll}"))
+            dump_namespace(f).or_else(|| {
+                let (db, coll) = f.strip_suffix(".bson")?.split_once('/')?;
+                Some(format!("{db}.{coll}"))
+            })
         })
         .collect()
+}
+
+/// `db.collection` of a dump collection file `db/<escaped name>.bson`
+/// (mongodump's percent escapes decoded); `None` for anything else.
+pub(crate) fn dump_namespace(path: &str) -> Option<String> {
+    let (db, file) = path.split_once('/')?;
+    let stem = file.strip_suffix(".bson")?;
+    Some(format!("{db}.{}", unescape_dump_name(stem)?))
+}
+
+/// Decodes a collection name from a dump file name: mongodump writes it
+/// with Go's `url.PathEscape`, so this is `url.PathUnescape` (`%2F` is
+/// `/`); `None` for a bad escape or bytes that are not UTF-8. The one
+/// decoder the library and database crates share.
+pub fn unescape_dump_name(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// One file of a dump being loaded, read from the archive as it streams:

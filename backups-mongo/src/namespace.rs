@@ -158,22 +158,7 @@ pub(crate) fn is_truncated(stem: &str) -> bool {
 }
 
 /// Decodes an escaped file-name stem (Go's `url.PathUnescape`).
-pub(crate) fn unescape_collection(stem: &str) -> Option<String> {
-    let bytes = stem.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = stem.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub(crate) use backups_core::database::unescape_dump_name as unescape_collection;
 
 fn globs(patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();

@@ -281,6 +281,26 @@ impl Args {
     }
 }
 
+/// The database loader --mongo-uri (or --juju) asks for, if any.
+async fn loader(
+    args: &Args,
+    uri: Option<&str>,
+    ns_exclude: Vec<String>,
+) -> Result<Option<Arc<dyn DatabaseLoader>>, Failure> {
+    let Some(uri) = uri else { return Ok(None) };
+    let options = LoadOptions {
+        ns_exclude,
+        db_rename: args.db_rename.clone(),
+        restore_users_and_roles: args.restore_users_and_roles,
+        convert_legacy_indexes: args.convert_legacy_indexes,
+        oplog_limit: args.oplog_limit,
+        force_ha: args.force_ha,
+        parallel_collections: args.parallel_collections,
+        insertion_workers: args.insertion_workers,
+    };
+    Ok(Some(Arc::new(MongoLoader::connect(uri, options).await?)))
+}
+
 /// Restores a backup (by id or from a file) and prints what was restored.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let source = match (args.id.clone(), args.file.clone()) {
@@ -303,25 +323,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             _juju_connection = Some(connection);
         }
     }
-    let database: Option<Arc<dyn DatabaseLoader>> = match &uri {
-        Some(uri) => Some(Arc::new(
-            MongoLoader::connect(
-                uri,
-                LoadOptions {
-                    ns_exclude,
-                    db_rename: args.db_rename.clone(),
-                    restore_users_and_roles: args.restore_users_and_roles,
-                    convert_legacy_indexes: args.convert_legacy_indexes,
-                    oplog_limit: args.oplog_limit,
-                    force_ha: args.force_ha,
-                    parallel_collections: args.parallel_collections,
-                    insertion_workers: args.insertion_workers,
-                },
-            )
-            .await?,
-        )),
-        None => None,
-    };
+    let database = loader(&args, uri.as_deref(), ns_exclude).await?;
     let options = ExtractOptions::default()
         .with_setuid(args.allow_setuid)
         .with_devices(args.allow_devices);

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::archive::reader::RootVisitor;
 use crate::archive::{HeaderGuard, SparseSlot};
+use crate::database::dump_namespace;
 use crate::database::{check_bson_framing, walk_bson};
 use crate::error::{Error, Result};
-use crate::rewrite::{RewriteCounts, Rewrites, dump_namespace};
+use crate::rewrite::{RewriteCounts, Rewrites};
 
 use super::path::sanitize_entry_path;
 use super::policy::{CheckedKind, ExtractOptions, ExtractStats, Policy, count, read_err};

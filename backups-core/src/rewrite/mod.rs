@@ -308,26 +308,5 @@ impl RewriteCounts {
     }
 }
 
-/// `db.collection` of a dump collection file `db/<escaped name>.bson`
-/// (mongodump's percent escapes decoded); `None` for anything else.
-pub(crate) fn dump_namespace(path: &str) -> Option<String> {
-    let (db, file) = path.split_once('/')?;
-    let stem = file.strip_suffix(".bson")?;
-    let bytes = stem.as_bytes();
-    let mut name = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = stem.get(i + 1..i + 3)?;
-            name.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            name.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(format!("{db}.{}", String::from_utf8(name).ok()?))
-}
-
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::database::dump_namespace;
 
 fn rules(specs: &[&str]) -> Rewrites {
     Rewrites::parse(specs).unwrap()
