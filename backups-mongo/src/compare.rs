@@ -21,7 +21,7 @@
 
 mod sort;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use backups_core::database::{CollectionDiff, DumpFile, DumpSource};
@@ -32,8 +32,9 @@ use sha2::{Digest, Sha256};
 
 use crate::bson_stream::BsonSplitter;
 use crate::client::{db_error, redact_uri};
-use crate::metadata::{CollectionMeta, parse_metadata, read_small};
-use crate::namespace::{DumpPath, Namespaces, collection_name, dump_path};
+use crate::metadata::CollectionMeta;
+use crate::namespace::Namespaces;
+use crate::walk::{DumpWalk, Walked, drain};
 use sort::{DEFAULT_CHUNK_BYTES, ExternalSort, Sorted};
 
 /// What to compare.
@@ -351,35 +352,26 @@ impl DatabaseComparer for MongoComparer {
     async fn compare(&self, mut source: DumpSource) -> Result<Vec<CollectionDiff>> {
         // Keyed by live (db, collection).
         let mut pending: BTreeMap<(String, String), Pending> = BTreeMap::new();
-        let mut names: HashMap<(String, String), String> = HashMap::new();
-        while let Some(mut file) = source.next_file().await {
-            let path = file.path.clone();
-            let (src_db, stem, is_meta) = match dump_path(&path)? {
-                DumpPath::Oplog | DumpPath::Prelude => {
-                    while file.chunk().await?.is_some() {}
+        let mut walk = DumpWalk::default();
+        while let Some(walked) = walk.next(&mut source, &self.namespaces).await? {
+            let mut c = match walked {
+                Walked::Oplog(mut file) => {
+                    drain(&mut file).await?;
                     continue;
                 }
-                DumpPath::Metadata { db, stem } => (db, stem, true),
-                DumpPath::Data { db, stem } => (db, stem, false),
+                Walked::Collection(c) => c,
             };
-            let meta = if is_meta {
-                Some(parse_metadata(&path, &read_small(&mut file).await?)?)
-            } else {
-                None
-            };
-            let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
-            names.insert((src_db.to_string(), stem.to_string()), coll.clone());
-            let excluded = self.namespaces.excluded(&format!("{src_db}.{coll}"));
-            if excluded || coll.starts_with("system.") {
-                while file.chunk().await?.is_some() {}
+            if c.excluded || c.coll.starts_with("system.") {
+                c.skip().await?;
                 continue;
             }
-            let db = self.namespaces.target_db(src_db);
-            let entry = pending.entry((db.clone(), coll.clone())).or_default();
-            match meta {
+            let entry = pending.entry((c.db.clone(), c.coll.clone())).or_default();
+            match c.meta.take() {
                 Some(meta) => entry.meta = Some(meta),
                 None => {
-                    let diff = self.compare_documents(Some(&mut file), &db, &coll).await?;
+                    let diff = self
+                        .compare_documents(Some(&mut c.file), &c.db, &c.coll)
+                        .await?;
                     entry.diff = Some(diff);
                 }
             }

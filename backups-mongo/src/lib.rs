@@ -108,6 +108,7 @@ mod quiesce;
 mod replay;
 mod rewrite;
 mod topology;
+mod walk;
 
 pub use client::{SYSTEM_DATABASES, redact_uri};
 pub use compare::{CompareOptions, MongoComparer};

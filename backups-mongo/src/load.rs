@@ -22,10 +22,11 @@ use tokio::task::JoinHandle;
 use crate::bson_stream::BsonSplitter;
 use crate::client::{db_error, redact_uri};
 use crate::indexes::IndexCatalog;
-use crate::metadata::{CollectionMeta, parse_metadata, read_small};
-use crate::namespace::{DumpPath, Namespaces, collection_name, dump_path};
+use crate::metadata::CollectionMeta;
+use crate::namespace::Namespaces;
 use crate::replay::{OplogTimestamp, Replay};
 use crate::rewrite::DocumentRewriter;
+use crate::walk::{DumpWalk, Walked};
 
 /// Bytes per insert batch.
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -341,8 +342,6 @@ impl DatabaseLoader for MongoLoader {
         // Keyed by target namespace.
         let mut metas: BTreeMap<String, (String, String, CollectionMeta)> = BTreeMap::new();
         let mut catalog = IndexCatalog::default();
-        // (source db, file-name stem) -> the collection's real name.
-        let mut names: HashMap<(String, String), String> = HashMap::new();
         let mut prepared: HashMap<String, bool> = HashMap::new();
         let mut oplog: Option<std::fs::File> = None;
         let permits = Arc::new(Semaphore::new(or_default(
@@ -351,35 +350,22 @@ impl DatabaseLoader for MongoLoader {
         )));
         let mut writers: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
         let read = async {
-            while let Some(mut file) = source.next_file().await {
-                let path = file.path.clone();
-                let (src_db, stem, is_meta) = match dump_path(&path)? {
-                    DumpPath::Oplog => {
+            let mut walk = DumpWalk::default();
+            while let Some(walked) = walk.next(&mut source, &self.namespaces).await? {
+                let mut c = match walked {
+                    Walked::Oplog(mut file) => {
                         oplog = Some(spool(&mut file).await?);
                         continue;
                     }
-                    DumpPath::Prelude => {
-                        while file.chunk().await?.is_some() {}
-                        continue;
-                    }
-                    DumpPath::Metadata { db, stem } => (db, stem, true),
-                    DumpPath::Data { db, stem } => (db, stem, false),
+                    Walked::Collection(c) => c,
                 };
-                let meta = match is_meta {
-                    true => Some(parse_metadata(&path, &read_small(&mut file).await?)?),
-                    false => None,
-                };
-                let coll = collection_name(&path, src_db, stem, meta.as_ref(), &names)?;
-                names.insert((src_db.to_string(), stem.to_string()), coll.clone());
-                let src_ns = format!("{src_db}.{coll}");
-                let db_name = self.namespaces.target_db(src_db);
-                let ns = format!("{db_name}.{coll}");
-                let excluded = self.namespaces.excluded(&src_ns);
-                match disposition(src_db, &coll) {
+                let (src_ns, ns, is_meta) = (c.src_ns(), c.ns(), c.meta.is_some());
+                let (db_name, coll, excluded) = (c.db.clone(), c.coll.clone(), c.excluded);
+                match disposition(&c.src_db, &coll) {
                     Disposition::Load if !excluded => {}
                     Disposition::Auth if !excluded && self.options.restore_users_and_roles => {
                         if !is_meta {
-                            let n = self.upsert_all(&mut file, &db_name, &coll).await?;
+                            let n = self.upsert_all(&mut c.file, &db_name, &coll).await?;
                             *summary.collections.entry(ns).or_default() += n;
                         }
                         continue;
@@ -393,12 +379,12 @@ impl DatabaseLoader for MongoLoader {
                                 ));
                             }
                         }
-                        while file.chunk().await?.is_some() {}
+                        c.skip().await?;
                         continue;
                     }
                 }
                 let db = self.client.database(&db_name);
-                if let Some(meta) = meta {
+                if let Some(meta) = c.meta.take() {
                     if !prepared.contains_key(&ns) {
                         self.prepare(&db, &coll, Some(&meta)).await?;
                         prepared.insert(ns.clone(), true);
@@ -419,7 +405,7 @@ impl DatabaseLoader for MongoLoader {
                 }
                 let mut rewriter = DocumentRewriter::new(source.rewrites(), &src_ns);
                 let (n, writer) = self
-                    .load_bson(&mut file, &db, &coll, &permits, &mut rewriter)
+                    .load_bson(&mut c.file, &db, &coll, &permits, &mut rewriter)
                     .await?;
                 *summary.collections.entry(ns.clone()).or_default() += n;
                 if rewriter.replacements > 0 {
