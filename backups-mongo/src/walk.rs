@@ -17,7 +17,7 @@ pub(crate) enum Walked {
     /// `oplog.bson`: the writes made while the dump ran.
     Oplog(DumpFile),
     /// A collection's data (`meta` is `None`) or metadata file.
-    Collection(CollectionFile),
+    Collection(Box<CollectionFile>),
 }
 
 /// A collection's file with what the walk found out about it.
@@ -93,14 +93,14 @@ impl DumpWalk {
             self.names
                 .insert((src_db.to_string(), stem.to_string()), coll.clone());
             let excluded = namespaces.excluded(&format!("{src_db}.{coll}"));
-            return Ok(Some(Walked::Collection(CollectionFile {
+            return Ok(Some(Walked::Collection(Box::new(CollectionFile {
                 file,
                 src_db: src_db.to_string(),
                 db: namespaces.target_db(src_db),
                 coll,
                 meta,
                 excluded,
-            })));
+            }))));
         }
         Ok(None)
     }
