@@ -172,7 +172,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::UnreadableSidecar { .. }
         | Error::UnsafePath { .. }
         | Error::Incompatible { .. } => VERIFICATION,
-        Error::Storage { .. } | Error::NoStore { .. } => STORAGE,
+        Error::Storage { .. } | Error::NoStore { .. } | Error::AppendOnly { .. } => STORAGE,
         Error::PendingRecovery { .. } => USAGE,
         Error::InvalidInput {
             what: InputKind::StoreUrl,

@@ -17,12 +17,12 @@ use crate::gc::{self, Garbage};
 use crate::id::BackupId;
 use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::{Metadata, Verification};
+use crate::ops::copy::{CopyReport, CopyRequest};
 use crate::ops::diff::{DiffReport, DiffRequest};
 use crate::ops::edit::Edit;
 use crate::ops::execute::PreparedRestore;
 use crate::ops::plan::RestorePlan;
 use crate::ops::verify::VerifyRequest;
-use crate::ops::copy::{CopyReport, CopyRequest};
 use crate::ops::{add, copy, create, diff, download, edit, execute, forget, plan, verify};
 use crate::progress::Progress;
 use crate::request::{

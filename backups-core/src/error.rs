@@ -127,7 +127,9 @@ pub enum Error {
     },
     /// An operation that deletes was asked of an append-only store
     /// ([`crate::storage::APPEND_ONLY_OPTION`]).
-    #[error("refusing to {operation} in {store}: the store is append-only (append_only=true never deletes); run it with credentials that may delete, without append_only")]
+    #[error(
+        "refusing to {operation} in {store}: the store is append-only (append_only=true never deletes); run it with credentials that may delete, without append_only"
+    )]
     AppendOnly {
         /// The store's URL.
         store: String,

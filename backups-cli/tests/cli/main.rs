@@ -8,6 +8,7 @@
 
 mod cloud;
 mod completions;
+mod copy;
 mod crash;
 mod crypt;
 mod diff;

@@ -118,7 +118,8 @@ async fn corrupt_source_is_refused(source: &StoreBackups, meta: &crate::metadata
     assert!(fresh.list().await.expect("list").is_empty());
     let left: Vec<String> = all_keys(fresh.storage()).await;
     assert!(
-        left.iter().all(|k| !k.ends_with(".json") || k.contains(".lease")),
+        left.iter()
+            .all(|k| !k.ends_with(".json") || k.contains(".lease")),
         "no sidecar in the target: {left:?}"
     );
 }
