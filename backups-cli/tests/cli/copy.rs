@@ -405,3 +405,70 @@ fn copies_from_local_to_moto_and_from_moto_to_azurite_and_garage() {
         );
     }
 }
+
+#[test]
+fn encrypted_backups_travel_as_they_are_and_plain_ones_can_be_sealed_for_the_target() {
+    let env = Env::new();
+    let recipient = crate::crypt::generate_key(&env, "key.txt");
+    let tree = sample_tree(env.path());
+    let path = tree.to_str().unwrap();
+    let sealed = env.ok(&["create", "--path", path, "--encrypt-to", &recipient]);
+    let sealed = sealed.trim();
+    let plain = env.ok(&["create", "--path", path]);
+    let plain = plain.trim();
+    let target = env.path().join("offsite");
+    let to = target.to_str().unwrap();
+
+    // Without a key: the encrypted one is copied byte for byte.
+    env.ok(&["copy", sealed, "--to", to]);
+    let source_meta = env.json(&["show", sealed, "--json"]);
+    let copied = show_at(&env, &target, sealed);
+    assert_eq!(copied["Encryption"], source_meta["Encryption"]);
+    let stored = |store: &Path, meta: &Value| {
+        std::fs::read(store.join(meta["Archive"].as_str().unwrap())).unwrap()
+    };
+    assert_eq!(stored(&target, &copied), stored(&env.store(), &source_meta));
+
+    // The plain one, sealed for the target's recipient on the way.
+    env.ok(&["copy", plain, "--to", to, "--encrypt-to", &recipient]);
+    let resealed = show_at(&env, &target, plain);
+    let original = env.json(&["show", plain, "--json"]);
+    assert_eq!(resealed["Checksum"], original["Checksum"]);
+    assert_eq!(
+        resealed["Encryption"]["Recipients"],
+        serde_json::json!([recipient])
+    );
+    assert!(original.get("Encryption").is_none());
+    let out = at(
+        &env,
+        &target,
+        &[
+            "download",
+            plain,
+            "--decrypt",
+            "-i",
+            "key.txt",
+            "-o",
+            "plain.tar.gz",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha1 = sh(
+        "openssl dgst -sha1 -binary plain.tar.gz | base64",
+        env.path(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sha1.stdout).trim(),
+        original["Checksum"].as_str().unwrap()
+    );
+    let out = at(&env, &target, &["verify", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -148,8 +148,8 @@ pub(crate) async fn copy(
     };
     for chosen in select(source, request).await? {
         let (id, meta) = match chosen {
-            Ok(meta) => meta,
-            Err((id, error)) => {
+            Chosen::Found(id, meta) => (id, *meta),
+            Chosen::Unreadable(id, error) => {
                 report.failed.push(FailedCopy { id, error });
                 continue;
             }
@@ -166,7 +166,10 @@ pub(crate) async fn copy(
 }
 
 /// A selected backup: its committed metadata, or why it cannot be copied.
-type Chosen = std::result::Result<(BackupId, Metadata), (BackupId, Error)>;
+enum Chosen {
+    Found(BackupId, Box<Metadata>),
+    Unreadable(BackupId, Error),
+}
 
 /// The backups `request` names, oldest first.
 async fn select(source: &StoreBackups, request: &CopyRequest) -> Result<Vec<Chosen>> {
@@ -174,8 +177,8 @@ async fn select(source: &StoreBackups, request: &CopyRequest) -> Result<Vec<Chos
         let mut out = Vec::new();
         for id in ids {
             out.push(match source.committed(id).await {
-                Ok(meta) => Ok((id.clone(), meta)),
-                Err(e) => Err((id.clone(), e)),
+                Ok(meta) => Chosen::Found(id.clone(), Box::new(meta)),
+                Err(e) => Chosen::Unreadable(id.clone(), e),
             });
         }
         return Ok(out);
@@ -190,7 +193,7 @@ async fn select(source: &StoreBackups, request: &CopyRequest) -> Result<Vec<Chos
     all.reverse();
     Ok(all
         .into_iter()
-        .filter_map(|m| m.id.clone().map(|id| Ok((id, m))))
+        .filter_map(|m| m.id.clone().map(|id| Chosen::Found(id, Box::new(m))))
         .collect())
 }
 
