@@ -472,3 +472,50 @@ fn encrypted_backups_travel_as_they_are_and_plain_ones_can_be_sealed_for_the_tar
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_schedule_copies_its_verified_backup_to_the_copy_to_profiles() {
+    use crate::schedule::{bare, listed, ok, schedule_config, status, with_config};
+    let env = Env::new();
+    let offsite = env.path().join("offsite");
+    let config = schedule_config(
+        &env,
+        &format!(
+            "[profile.offsite]\nstore = {:?}\n\n[[schedule]]\nname = \"nightly\"\n\
+             cron = \"0 3 * * *\"\nverify = \"stored\"\ncopy_to = [\"offsite\"]\n",
+            offsite.to_str().unwrap()
+        ),
+    );
+    let metrics = env.path().join("backups.prom");
+    let args = ["schedule", "run", "--once", "nightly", "--metrics-file"];
+    let mut args = args.to_vec();
+    args.push(metrics.to_str().unwrap());
+    ok(bare(&env, &args, &with_config(&config)));
+    let made = listed(&env, &env.store());
+    let copied = listed(&env, &offsite);
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0]["ID"], made[0]["ID"]);
+    assert_eq!(copied[0]["Checksum"], made[0]["Checksum"]);
+    assert_eq!(
+        copied[0]["CopiedFrom"]["Store"],
+        env.store().to_str().unwrap()
+    );
+    let s = status(&env, "nightly").unwrap();
+    assert!(s["copies"]["offsite"]["last_success"].is_string(), "{s}");
+    assert_eq!(s["copies"]["offsite"]["last_error"], Value::Null);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "backups_schedule_last_copy_success_timestamp_seconds{schedule=\"nightly\",target=\"offsite\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no copy metric in\n{text}"));
+    let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+    assert!(value > 1.7e9, "{line}");
+    assert!(
+        text.contains("backups_copy_last_run_ok{schedule=\"nightly\",target=\"offsite\"} 1"),
+        "{text}"
+    );
+}
