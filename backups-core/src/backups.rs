@@ -224,7 +224,7 @@ impl StoreBackups {
     /// sidecar on the way and read back from the target (size and SHA-256)
     /// before its sidecar is committed there. A backup the target holds
     /// with the same checksum is skipped, one with another checksum fails
-    /// ([`Error::AlreadyExists`](crate::Error::AlreadyExists)); nothing is
+    /// ([`Error::AlreadyExists`]); nothing is
     /// deleted in the target. One backup's failure does not stop the others
     /// (see [`CopyReport`]).
     pub async fn copy_to(
