@@ -6,6 +6,7 @@
 //! harness in [`support`].
 #![allow(clippy::unwrap_used)]
 
+mod append_only;
 mod cloud;
 mod completions;
 mod copy;
