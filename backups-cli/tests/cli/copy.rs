@@ -519,3 +519,34 @@ fn a_schedule_copies_its_verified_backup_to_the_copy_to_profiles() {
         "{text}"
     );
 }
+
+#[test]
+fn to_profile_takes_the_target_store_from_the_config_file() {
+    use crate::schedule::{bare, listed, ok, schedule_config, with_config};
+    let env = Env::new();
+    let offsite = env.path().join("offsite");
+    let config = schedule_config(
+        &env,
+        &format!(
+            "[profile.offsite]\nstore = {:?}\n",
+            offsite.to_str().unwrap()
+        ),
+    );
+    let made = env.ok(&[
+        "create",
+        "--path",
+        env.path().join("data").to_str().unwrap(),
+    ]);
+    let args = ["copy", "--latest", "--to-profile", "offsite", "--json"];
+    let report: Value =
+        serde_json::from_str(&ok(bare(&env, &args, &with_config(&config)))).unwrap();
+    assert_eq!(report["Copied"][0]["ID"], made.trim(), "{report}");
+    assert_eq!(listed(&env, &offsite).len(), 1);
+    let out = bare(
+        &env,
+        &["copy", "--latest", "--to-profile", "nowhere"],
+        &with_config(&config),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+}
