@@ -110,10 +110,10 @@ fn create_and_copy_work_with_credentials_denied_s3_delete_object() {
     // cannot be given back).
     let out = s3("s3://nodelete/plain", false, &["create", "--path", tree]);
     assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("AccessDenied"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("AccessDenied") && err.contains("hint: these credentials may not delete"),
+        "{err}"
     );
 
     let out = s3("s3://nodelete/ao", true, &["create", "--path", tree]);
