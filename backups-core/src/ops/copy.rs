@@ -18,7 +18,7 @@ use crate::id::BackupId;
 use crate::metadata::{CopiedFrom, Metadata};
 use crate::progress::Progress;
 use crate::storage::Storage;
-use crate::upload::{object_reader, object_stream};
+use crate::upload::object_reader;
 
 use super::add::{Upload, upload_checked};
 use super::create::encryption_info;
@@ -295,25 +295,44 @@ async fn transfer(
 }
 
 /// Reads the object at `key` back from `target`: its size and SHA-256
-/// must be `expected`'s.
+/// must be `expected`'s. The object is fetched in ranges of the target's
+/// part size, as many at once as its upload concurrency (a single stream
+/// from a cloud store is slower than the upload was), hashed in order.
 async fn read_back(
     target: &StoreBackups,
     key: &object_store::path::Path,
     expected: &Digests,
     id: &BackupId,
 ) -> Result<()> {
-    let result = target
-        .store()
-        .get(key)
+    let store = target.store();
+    let subject = format!("the copy of {id} read back from {key}");
+    let size = store
+        .head(key)
         .await
-        .map_err(|e| Error::storage(key, e))?;
-    let mut stream = object_stream(result);
+        .map_err(|e| Error::storage(key, e))?
+        .size;
+    if size != expected.size {
+        return Err(Error::ChecksumMismatch {
+            subject,
+            what: "size",
+            expected: expected.size.to_string(),
+            actual: size.to_string(),
+        });
+    }
+    let options = target.upload_options();
+    let part = options.part_size.max(1 << 20) as u64;
+    let ranges = (0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size));
+    let mut parts = futures::stream::iter(ranges)
+        .map(|range| {
+            let store = store.clone();
+            async move { store.get_range(key, range).await }
+        })
+        .buffered(options.max_concurrency.max(1));
     let mut hasher = Hasher::sha256_only();
-    while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.map_err(|e| Error::storage(key, e))?);
+    while let Some(bytes) = parts.next().await {
+        hasher.update(&bytes.map_err(|e| Error::storage(key, e))?);
     }
     let got = hasher.finish();
-    let subject = format!("the copy of {id} read back from {key}");
     let recorded = Metadata {
         size: expected.size,
         sha256: expected.sha256_hex.clone(),
