@@ -172,7 +172,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::UnreadableSidecar { .. }
         | Error::UnsafePath { .. }
         | Error::Incompatible { .. } => VERIFICATION,
-        Error::Storage { .. } | Error::NoStore { .. } => STORAGE,
+        Error::Storage { .. } | Error::NoStore { .. } | Error::AppendOnly { .. } => STORAGE,
         Error::PendingRecovery { .. } => USAGE,
         Error::InvalidInput {
             what: InputKind::StoreUrl,
@@ -231,6 +231,7 @@ const HINT_PENDING_RECOVERY: &str = "to undo the unfinished restore: `backups re
 const HINT_LOCKED: &str = "another restore, remove or gc is running; wait for it. A holder that crashed on this host is taken over at once; one from another host once its lease expires (or, if it is surely gone, `backups unlock --force`)";
 const HINT_NO_CREDENTIALS: &str = "no usable credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AZURE_STORAGE_ACCOUNT_NAME/KEY)";
 const HINT_NO_BUCKET: &str = "the bucket or container does not exist: create it first";
+const HINT_DELETE_DENIED: &str = "these credentials may not delete: open the store with --store-option append_only=true (create, upload and copy then never delete; run remove, forget and gc with credentials that may)";
 const HINT_ACCESS_DENIED: &str =
     "access denied: check the credentials (AWS_*, AZURE_* environment variables)";
 const HINT_DISK_FULL: &str = "that filesystem is full (df -h shows it): free space there and run the command again; a create left nothing behind, a restore's temporary file was removed";
@@ -278,7 +279,11 @@ fn storage_hint(e: &object_store::Error, message: &str) -> Option<&'static str> 
         object_store::Error::Unauthenticated { .. } => Some(HINT_NO_CREDENTIALS),
         object_store::Error::NotFound { .. } if bucket_missing(message) => Some(HINT_NO_BUCKET),
         object_store::Error::Generic { .. } => {
-            if message.contains("169.254.169.254") || message.to_lowercase().contains("credential")
+            if message.contains("DeleteObjects request failed") && message.contains("AccessDenied")
+            {
+                Some(HINT_DELETE_DENIED)
+            } else if message.contains("169.254.169.254")
+                || message.to_lowercase().contains("credential")
             {
                 Some(HINT_NO_CREDENTIALS)
             } else if bucket_missing(message) {

@@ -17,12 +17,13 @@ use crate::gc::{self, Garbage};
 use crate::id::BackupId;
 use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::{Metadata, Verification};
+use crate::ops::copy::{CopyReport, CopyRequest};
 use crate::ops::diff::{DiffReport, DiffRequest};
 use crate::ops::edit::Edit;
 use crate::ops::execute::PreparedRestore;
 use crate::ops::plan::RestorePlan;
 use crate::ops::verify::VerifyRequest;
-use crate::ops::{add, create, diff, download, edit, execute, forget, plan, verify};
+use crate::ops::{add, copy, create, diff, download, edit, execute, forget, plan, verify};
 use crate::progress::Progress;
 use crate::request::{
     AddOutcome, ArchiveSource, ArchiveStream, CreateRequest, RestoreReport, RestoreRequest,
@@ -216,6 +217,23 @@ impl StoreBackups {
         progress: Arc<dyn Progress>,
     ) -> Result<Verification> {
         verify::verify(self, id, request, progress).await
+    }
+
+    /// Copies the backups `request` selects into `target` (another store):
+    /// each archive streamed, its bytes checked against this store's
+    /// sidecar on the way and read back from the target (size and SHA-256)
+    /// before its sidecar is committed there. A backup the target holds
+    /// with the same checksum is skipped, one with another checksum fails
+    /// ([`Error::AlreadyExists`]); nothing is
+    /// deleted in the target. One backup's failure does not stop the others
+    /// (see [`CopyReport`]).
+    pub async fn copy_to(
+        &self,
+        target: &StoreBackups,
+        request: &CopyRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<CopyReport> {
+        copy::copy(self, target, request, progress).await
     }
 
     /// Compares a backup with the live state a restore would change: the

@@ -246,13 +246,13 @@ impl StoreBackups {
         {
             Ok(g) => g,
             Err(e) => {
-                let _ = self.store().delete(archive).await;
+                self.storage.discard(archive).await;
                 return Err(e);
             }
         };
         let result = async {
             if next_free && let Err(e) = self.take_free_id(meta).await {
-                let _ = self.store().delete(archive).await;
+                self.storage.discard(archive).await;
                 return Err(e);
             }
             self.commit_locked(meta, archive).await
@@ -302,14 +302,14 @@ impl StoreBackups {
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => {
-                let _ = self.store().delete(archive).await;
+                self.storage.discard(archive).await;
                 return Err(Error::storage(&key, e));
             }
         }
         let current = match self.sidecar(id).await {
             Ok(c) => c,
             Err(e) => {
-                let _ = self.store().delete(archive).await;
+                self.storage.discard(archive).await;
                 return Err(e);
             }
         };
@@ -320,7 +320,7 @@ impl StoreBackups {
                 Ok(Commit::Written)
             }
             other => {
-                let _ = self.store().delete(archive).await;
+                self.storage.discard(archive).await;
                 match other {
                     Some(c) if c.checksum == meta.checksum => Ok(Commit::SameContent(Box::new(c))),
                     Some(c) => Err(Error::AlreadyExists {
@@ -419,6 +419,7 @@ impl StoreBackups {
     /// would have without one (`<id>.tar.gz`); an archive it may have named
     /// under a nonce is then an orphan that `gc` finds.
     pub(crate) async fn delete(&self, id: &BackupId) -> Result<()> {
+        self.storage.check_may_delete("remove a backup")?;
         let archive = match self.committed(id).await {
             Ok(meta) => self.storage.archive_key(id, &meta),
             Err(Error::UnreadableSidecar { .. }) => self.storage.key(&format!("{id}.tar.gz")),

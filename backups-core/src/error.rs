@@ -125,6 +125,17 @@ pub enum Error {
         /// The path exists but is not a directory.
         not_a_directory: bool,
     },
+    /// An operation that deletes was asked of an append-only store
+    /// ([`crate::storage::APPEND_ONLY_OPTION`]).
+    #[error(
+        "refusing to {operation} in {store}: the store is append-only (append_only=true never deletes); run it with credentials that may delete, without append_only"
+    )]
+    AppendOnly {
+        /// The store's URL.
+        store: String,
+        /// What was refused (`remove`, `forget`, `gc`, `unlock`).
+        operation: String,
+    },
     /// The database dumper or loader failed.
     #[error("database error: {message}")]
     Database {

@@ -29,6 +29,8 @@ pub struct FaultPlan {
     pub truncate_archive_reads_at: Option<u64>,
     /// Sleep this long before every read.
     pub read_delay: Option<Duration>,
+    /// Refuse every delete (as credentials without `s3:DeleteObject` do).
+    pub refuse_deletes: bool,
 }
 
 /// An [`ObjectStore`] that injects the faults of a [`FaultPlan`].
@@ -170,6 +172,17 @@ impl ObjectStore for FaultStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
+        if self.plan.refuse_deletes {
+            return locations
+                .map(|location| {
+                    let path = location?;
+                    Err(object_store::Error::PermissionDenied {
+                        path: path.to_string(),
+                        source: format!("injected fault: delete of {path} refused").into(),
+                    })
+                })
+                .boxed();
+        }
         self.inner.delete_stream(locations)
     }
 

@@ -149,6 +149,7 @@ pub(crate) async fn find(
 
 /// Deletes what [`find`] returned; the caller holds the store's lease.
 pub(crate) async fn delete(storage: &Storage, garbage: &[Garbage]) -> Result<()> {
+    storage.check_may_delete("delete garbage")?;
     for g in garbage {
         match g.kind {
             GarbageKind::StagingFile => {

@@ -109,6 +109,8 @@ pub struct LeaseInfo {
 #[derive(Debug)]
 pub struct LeaseGuard {
     key: ObjectPath,
+    /// Our record as first written (what an append-only release expires).
+    record: LeaseRecord,
     dir: &'static str,
     renewer: JoinHandle<()>,
     lost: Arc<Mutex<Option<String>>>,
@@ -224,10 +226,10 @@ async fn other_leases(
         }
         match record {
             Some(r) if !r.stale(now) => live.push(r),
-            _ => {
-                // Stale (or garbage): whoever finds it removes it.
-                storage.delete_if_exists(&location).await?;
-            }
+            // Stale (or garbage): whoever finds it removes it, unless the
+            // store is append-only (it stays, expired, for `gc`).
+            _ if storage.append_only() => {}
+            _ => storage.delete_if_exists(&location).await?,
         }
     }
     live.sort_by_key(|r| r.acquired);
@@ -268,6 +270,7 @@ pub(crate) async fn leases(storage: &Storage) -> Result<Vec<LeaseInfo>> {
 /// `include_live` (for a holder known to be gone, on another host,
 /// before its lease expires). Returns what was deleted.
 pub(crate) async fn break_leases(storage: &Storage, include_live: bool) -> Result<Vec<LeaseInfo>> {
+    storage.check_may_delete("break leases")?;
     let mut broken = Vec::new();
     for lease in leases(storage).await? {
         if !(lease.stale || include_live) {
@@ -327,7 +330,7 @@ async fn acquire_in(
         let others = match other_leases(storage, dir, Some(&key)).await {
             Ok(others) => others,
             Err(e) => {
-                let _ = store.delete(&key).await;
+                let _ = give_back(storage, &key, &record).await;
                 return Err(e);
             }
         };
@@ -335,7 +338,7 @@ async fn acquire_in(
             break (key, record);
         };
         // Someone else wrote a record too: back off.
-        storage.delete_if_exists(&key).await?;
+        give_back(storage, &key, &record).await?;
         if attempt >= ATTEMPTS {
             return Err(locked(first));
         }
@@ -348,12 +351,13 @@ async fn acquire_in(
     let renewer = tokio::spawn(renew(
         storage.clone(),
         key.clone(),
-        record,
+        record.clone(),
         ttl,
         lost.clone(),
     ));
     Ok(LeaseGuard {
         key,
+        record,
         dir,
         renewer,
         lost,
@@ -381,11 +385,30 @@ pub(crate) async fn acquire_waiting(
     }
 }
 
-/// Gives the lease back (deletes our record).
+/// Gives the lease back (deletes our record; on an append-only store,
+/// rewrites it as expired).
 pub(crate) async fn release(storage: &Storage, guard: LeaseGuard) -> Result<()> {
     guard.renewer.abort();
-    storage.delete_if_exists(&guard.key).await?;
+    let record = guard.record.clone();
+    give_back(storage, &guard.key, &record).await?;
     tidy_lease_dir(storage, guard.dir);
+    Ok(())
+}
+
+/// Withdraws our `record` at `key`: deletes it, or on an append-only store
+/// (which never deletes) overwrites it with one that expired already, which
+/// every reader takes as stale and `gc` elsewhere deletes.
+async fn give_back(storage: &Storage, key: &ObjectPath, record: &LeaseRecord) -> Result<()> {
+    if !storage.append_only() {
+        return storage.delete_if_exists(key).await;
+    }
+    let mut expired = record.clone();
+    expired.expires = expired.acquired.or(Some(OffsetDateTime::UNIX_EPOCH));
+    storage
+        .object_store()
+        .put(key, PutPayload::from(to_json(&expired)))
+        .await
+        .map_err(|e| Error::storage(key, e))?;
     Ok(())
 }
 

@@ -49,6 +49,7 @@
 mod archive;
 mod backups;
 pub mod catalog;
+pub mod copy;
 pub mod crypt;
 pub mod database;
 pub mod diff;

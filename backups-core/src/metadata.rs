@@ -146,6 +146,10 @@ pub struct Metadata {
     /// Ours: the last verification of this backup (`backups verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// Ours: the store this backup was copied from, and when
+    /// (`backups copy`); absent for a backup made or uploaded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<CopiedFrom>,
     /// Ours, in sidecars: the secret keys of the archive's metadata
     /// (`CAPrivateKey`...) that the sidecar leaves out; they stay only
     /// inside the archive.
@@ -191,6 +195,19 @@ pub enum VerifyLevel {
     ReadData,
     /// Restored into scratch space and compared with what was recorded.
     Drill,
+}
+
+/// Where a copied backup came from ([`Metadata::copied_from`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct CopiedFrom {
+    /// The source store's URL, credentials redacted
+    /// ([`crate::secret::redact_uri`]).
+    pub store: String,
+    /// When the copy was committed.
+    #[serde(with = "go_time")]
+    pub time: Option<OffsetDateTime>,
 }
 
 /// The outcome of the last verification of a backup, as its sidecar

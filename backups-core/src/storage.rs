@@ -40,12 +40,27 @@ pub struct Storage {
     local_dir: Option<PathBuf>,
     /// Modes of what a local store writes: (directories, files).
     local_modes: (u32, u32),
+    /// Never delete anything ([`APPEND_ONLY_OPTION`]).
+    append_only: bool,
 }
 
 /// The store option that lets a local store's group read it
 /// (`--store-option group_access=true`): directories `0750`, files `0640`
 /// instead of `0700` and `0600`.
 pub const GROUP_ACCESS_OPTION: &str = "group_access";
+
+/// The store option that makes this tool never delete anything in the
+/// store (`--store-option append_only=true`), for credentials that may put,
+/// get and list but not delete: leases expire instead of being removed,
+/// what a failed write leaves is left for `gc` run elsewhere, and the
+/// commands that delete (`remove`, `forget`, `gc --yes`, `unlock`) are
+/// refused. Any store takes it.
+pub const APPEND_ONLY_OPTION: &str = "append_only";
+
+/// Whether a store option's value means yes.
+fn truthy(value: &str) -> bool {
+    matches!(value, "true" | "1" | "yes")
+}
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,6 +169,37 @@ impl Storage {
             url: url.into(),
             local_dir: None,
             local_modes: (0o700, 0o600),
+            append_only: false,
+        }
+    }
+
+    /// Never deletes anything in the store (see [`APPEND_ONLY_OPTION`]).
+    pub fn with_append_only(mut self, append_only: bool) -> Self {
+        self.append_only = append_only;
+        self
+    }
+
+    /// Whether this store never deletes ([`APPEND_ONLY_OPTION`]).
+    pub fn append_only(&self) -> bool {
+        self.append_only
+    }
+
+    /// Refuses `operation`, which deletes, on an append-only store.
+    pub(crate) fn check_may_delete(&self, operation: &str) -> Result<()> {
+        if self.append_only {
+            return Err(Error::AppendOnly {
+                store: self.url.clone(),
+                operation: operation.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Best-effort removal of what a failed or lost write left (`key`):
+    /// nothing on an append-only store, where it stays for `gc`.
+    pub(crate) async fn discard(&self, key: &ObjectPath) {
+        if !self.append_only {
+            let _ = self.store.delete(key).await;
         }
     }
 
@@ -192,13 +238,33 @@ impl Storage {
         K: AsRef<str>,
         V: Into<String>,
     {
+        let mut append_only = false;
+        let mut rest = Vec::new();
+        for (k, v) in options {
+            let v: String = v.into();
+            if k.as_ref() == APPEND_ONLY_OPTION {
+                append_only = truthy(&v);
+            } else {
+                rest.push((k.as_ref().to_string(), v));
+            }
+        }
+        Ok(Self::open_store(url, rest, create)?.with_append_only(append_only))
+    }
+
+    /// [`Storage::open`] but for [`APPEND_ONLY_OPTION`].
+    fn open_store<I, K, V>(url: &str, options: I, create: bool) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
         // Our own option, for local stores; the rest go to object_store.
         let mut group_access = false;
         let mut passed = Vec::new();
         for (k, v) in options {
             let v: String = v.into();
             if k.as_ref() == GROUP_ACCESS_OPTION {
-                group_access = matches!(v.as_str(), "true" | "1" | "yes");
+                group_access = truthy(&v);
             } else {
                 passed.push((k.as_ref().to_string(), v));
             }
@@ -209,7 +275,7 @@ impl Storage {
             Some((k, _)) => Err(bad_url(
                 url,
                 format!(
-                    "unknown store option {k:?} (a {kind} store takes only {GROUP_ACCESS_OPTION})"
+                    "unknown store option {k:?} (a {kind} store takes only {GROUP_ACCESS_OPTION} and {APPEND_ONLY_OPTION})"
                 ),
             )),
             None => Ok(()),

@@ -24,7 +24,7 @@ use crate::output::out;
 
 /// The commands whose arguments are backup ids.
 pub const ID_COMMANDS: &[&str] = &[
-    "show", "download", "restore", "remove", "label", "notes", "verify",
+    "show", "download", "restore", "remove", "label", "notes", "verify", "copy",
 ];
 
 /// Examples after `backups completions --help`.

@@ -3,6 +3,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod copy;
 pub mod create;
 pub mod diff;
 pub mod download;
@@ -49,6 +50,10 @@ pub enum Command {
     /// Add an existing archive (ours or Juju's) to the store.
     #[command(after_help = upload::AFTER_HELP)]
     Upload(upload::Args),
+
+    /// Copy backups into another store, verified, skipping those it holds.
+    #[command(after_help = copy::AFTER_HELP)]
+    Copy(copy::Args),
 
     /// Remove backups by id, or all but the newest N.
     #[command(after_help = remove::AFTER_HELP)]
@@ -168,6 +173,13 @@ pub async fn run_configured(
     if let Command::Create(args) = &mut command {
         apply::create(args, &profile);
     }
+    if let Command::Copy(args) = command {
+        // The target store, from --to or --to-profile; it may be created.
+        let target_global = copy::target_global(&global, &args, config)?;
+        let target = Context::open(&target_global, false, cancel.clone(), true)?;
+        let ctx = Context::open(&global, false, cancel, false)?;
+        return copy::run(&ctx, &target, args).await;
+    }
     let ctx = Context::open(&global, command.verbose(), cancel, command.creates_store())?;
     run(&ctx, command).await
 }
@@ -191,6 +203,7 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         Command::Notes(args) => label::run_notes(ctx, args).await,
         // They need no store; run_configured runs them before opening one.
         Command::Config(_)
+        | Command::Copy(_)
         | Command::Schedule(_)
         | Command::Key(_)
         | Command::Completions(_)

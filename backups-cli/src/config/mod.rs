@@ -113,6 +113,9 @@ pub struct ScheduleEntry {
     /// Run a missed run once at start.
     #[serde(default)]
     pub catch_up: bool,
+    /// Profiles whose stores each new backup is copied to, once verified.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
 }
 
 /// A string or a list of strings (`lock_cmd = "..."` or `["...", "..."]`).

@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// Runs the binary against `store` with `flags` and `envs`, in `dir`
 /// (state under it too), expecting success; returns stdout.
-fn cloud_cli(
+pub(crate) fn cloud_cli(
     store: &str,
     flags: &[&str],
     envs: &[(&str, &str)],
@@ -35,7 +35,7 @@ fn cloud_cli(
 }
 
 /// The flags and credentials of the moto store at `endpoint`.
-fn moto_flags(endpoint: &str) -> ([&str; 5], [(&'static str, &'static str); 2]) {
+pub(crate) fn moto_flags(endpoint: &str) -> ([&str; 5], [(&'static str, &'static str); 2]) {
     (
         [
             "--endpoint",

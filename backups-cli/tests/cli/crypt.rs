@@ -19,7 +19,7 @@ fn secret_tree(env: &Env) -> std::path::PathBuf {
 }
 
 /// `backups key generate -o FILE`: the recipient printed, the file 0600.
-fn generate_key(env: &Env, name: &str) -> String {
+pub(crate) fn generate_key(env: &Env, name: &str) -> String {
     let recipient = env.ok(&["key", "generate", "-o", name]).trim().to_string();
     assert!(recipient.starts_with("age1"), "{recipient}");
     let mode = std::fs::metadata(env.path().join(name))

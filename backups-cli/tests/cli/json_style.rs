@@ -94,6 +94,7 @@ fn every_json_output_has_pascal_case_keys() {
     )
     .unwrap();
     let c = config.to_str().unwrap();
+    let offsite = env.path().join("offsite");
 
     let outputs: Vec<(&str, Vec<&str>)> = vec![
         ("list", vec!["list", "--json"]),
@@ -118,6 +119,10 @@ fn every_json_output_has_pascal_case_keys() {
                 "--dry-run",
                 "--json",
             ],
+        ),
+        (
+            "copy",
+            vec!["copy", "--all", "--to", offsite.to_str().unwrap(), "--json"],
         ),
         (
             "schedule list",

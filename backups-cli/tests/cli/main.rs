@@ -6,8 +6,10 @@
 //! harness in [`support`].
 #![allow(clippy::unwrap_used)]
 
+mod append_only;
 mod cloud;
 mod completions;
+mod copy;
 mod crash;
 mod crypt;
 mod diff;

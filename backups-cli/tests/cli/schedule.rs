@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// Runs the binary with HOME in `env` (so only the config files a test
 /// writes are found), no store flag, and `envs` on top.
-fn bare(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) fn bare(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Output {
     command(env, args, envs).output().unwrap()
 }
 
@@ -35,7 +35,7 @@ fn command(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> Command {
     cmd
 }
 
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}",
@@ -55,12 +55,12 @@ fn write_config(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-fn with_config(config: &Path) -> [(&str, &str); 1] {
+pub(crate) fn with_config(config: &Path) -> [(&str, &str); 1] {
     [("BACKUPS_CONFIG", config.to_str().unwrap())]
 }
 
 /// The backups in `store`, newest first.
-fn listed(env: &Env, store: &Path) -> Vec<Value> {
+pub(crate) fn listed(env: &Env, store: &Path) -> Vec<Value> {
     let out = bare(
         env,
         &["--store", store.to_str().unwrap(), "list", "--json"],
@@ -78,7 +78,7 @@ fn labels(meta: &Value) -> Vec<String> {
         .collect()
 }
 
-fn status(env: &Env, name: &str) -> Option<Value> {
+pub(crate) fn status(env: &Env, name: &str) -> Option<Value> {
     let path = env.path().join(format!("state/schedule/{name}.json"));
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
@@ -255,7 +255,7 @@ fn config_show_redacts_passwords_and_secret_keys() {
 
 /// A config with one profile storing in `env`'s store and backing up the
 /// sample tree, plus `schedules`.
-fn schedule_config(env: &Env, schedules: &str) -> PathBuf {
+pub(crate) fn schedule_config(env: &Env, schedules: &str) -> PathBuf {
     let tree = match env.path().join("data").canonicalize() {
         Ok(tree) => tree,
         Err(_) => sample_tree(env.path()),

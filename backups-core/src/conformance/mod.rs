@@ -28,6 +28,7 @@ use crate::storage::Storage;
 use crate::test_util::{MODEL, noise};
 
 pub mod contract;
+pub mod copy;
 pub mod crypt;
 pub mod edit;
 pub mod faults;
@@ -40,6 +41,7 @@ pub use contract::{
     add_is_idempotent_and_refuses_conflicts, concurrent_creates_all_commit,
     create_list_restore_remove, interrupted_create_leaves_nothing, list_newest_first,
 };
+pub use copy::{append_only_writes_when_deletes_are_refused, copy_verifies_skips_and_refuses};
 pub use crypt::encrypted_backups_round_trip_and_refuse_tampering;
 pub use edit::{
     concurrent_edits_keep_the_backup_and_every_edit, verification_is_recorded_at_every_level,
@@ -174,4 +176,6 @@ where
     concurrent_edits_keep_the_backup_and_every_edit(&StoreBackups::new(make())).await;
     verification_is_recorded_at_every_level(&StoreBackups::new(make())).await;
     concurrent_creates_all_commit(&StoreBackups::new(make())).await;
+    copy_verifies_skips_and_refuses(make(), make()).await;
+    append_only_writes_when_deletes_are_refused(make()).await;
 }

@@ -122,42 +122,84 @@ async fn upload_validated(
     sealing: Option<Encryption>,
     progress: Arc<dyn Progress>,
 ) -> Result<Option<Digests>> {
-    let mut reader = source.open()?;
-    let subject2 = source.subject();
+    let subject = source.subject();
+    let check_subject = subject.clone();
+    let check = move |got: &Digests| {
+        if *got != expected {
+            return Err(Error::ChecksumMismatch {
+                subject: check_subject,
+                what: "SHA-1",
+                expected: expected.sha1_base64,
+                actual: got.sha1_base64.clone(),
+            });
+        }
+        Ok(())
+    };
+    let upload = Upload {
+        reader: source.open()?,
+        subject,
+        sealing,
+    };
+    let (_, stored) = upload_checked(backups, key, upload, check, progress).await?;
+    Ok(stored)
+}
+
+/// What [`upload_checked`] uploads: the bytes of `reader` (named `subject`
+/// in errors), sealed for `sealing`'s recipients when it is given.
+pub(crate) struct Upload {
+    /// The bytes.
+    pub(crate) reader: Box<dyn Read + Send>,
+    /// What they are, for errors.
+    pub(crate) subject: String,
+    /// Encrypt them on the way.
+    pub(crate) sealing: Option<Encryption>,
+}
+
+/// Streams `upload` into a (multipart) upload at `key`, hashing the bytes
+/// read; the upload is completed only if `check` accepts their digests
+/// (else it is aborted and nothing is stored). Returns the digests of the
+/// bytes read and, when they were sealed, of the stored object.
+pub(crate) async fn upload_checked(
+    backups: &StoreBackups,
+    key: &object_store::path::Path,
+    upload: Upload,
+    check: impl FnOnce(&Digests) -> Result<()> + Send + 'static,
+    progress: Arc<dyn Progress>,
+) -> Result<(Digests, Option<Digests>)> {
+    let Upload {
+        mut reader,
+        subject,
+        sealing,
+    } = upload;
     upload_with(
         backups.store(),
         key,
         backups.upload_options(),
         backups.cancellation(),
         move |out| {
-            // The plain bytes are hashed as they are read (they must be what
-            // was validated); the sealer hashes what is stored.
+            // The bytes are hashed as they are read; the sealer hashes
+            // what is stored.
             let mut hashing = HashingWriter::new(Sealer::new(out, sealing.as_ref())?);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| Error::io("reading", &subject2, e))?;
+                let n = match reader.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("reading", &subject, e)),
+                };
                 if n == 0 {
                     break;
                 }
                 std::io::Write::write_all(&mut hashing, &buf[..n])
-                    .map_err(|e| Error::io("uploading", &subject2, e))?;
+                    .map_err(|e| Error::io("uploading", &subject, e))?;
                 progress.advance(n as u64);
             }
             let (sealed, got) = hashing.finish();
-            if got != expected {
-                return Err(Error::ChecksumMismatch {
-                    subject: subject2,
-                    what: "SHA-1",
-                    expected: expected.sha1_base64,
-                    actual: got.sha1_base64,
-                });
-            }
+            check(&got)?;
             let (_, stored) = sealed
                 .finish()
-                .map_err(|e| Error::io("encrypting", &subject2, e))?;
-            Ok(stored)
+                .map_err(|e| Error::io("encrypting", &subject, e))?;
+            Ok((got, stored))
         },
     )
     .await

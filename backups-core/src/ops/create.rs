@@ -218,7 +218,7 @@ async fn check_stored_size(
         .map_err(|e| Error::storage(key, e))?;
     let stored_size = produced.stored.as_ref().unwrap_or(&produced.digests).size;
     if stored.size != stored_size {
-        let _ = backups.storage().delete_if_exists(key).await;
+        backups.storage().discard(key).await;
         return Err(Error::ChecksumMismatch {
             subject: key.to_string(),
             what: "size",

@@ -18,6 +18,7 @@ pub(crate) async fn forget(
     policy: &RetentionPolicy,
     only_label: Option<&str>,
 ) -> Result<ForgetReport> {
+    backups.storage().check_may_delete("forget backups")?;
     backups
         .with_lease("forget", async |guard| {
             // A backup a pending restore journal needs is kept, whatever the policy.

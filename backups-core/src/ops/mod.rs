@@ -4,6 +4,7 @@
 //! `backups.rs` are one-line calls into them.
 
 pub(crate) mod add;
+pub(crate) mod copy;
 pub(crate) mod create;
 pub(crate) mod diff;
 pub(crate) mod download;

@@ -16,13 +16,15 @@ use crate::catalog::StoreBackups;
 use crate::crypt::Identities;
 use crate::database::DatabaseLoader;
 use crate::error::Error;
+use crate::id::BackupId;
 use crate::metadata::{Metadata, VerifyLevel};
+use crate::ops::copy::{CopyRequest, CopySelection};
 use crate::ops::verify::{DrillDatabase, VerifyRequest, drill_renames};
 use crate::progress::NoProgress;
 use crate::request::CreateRequest;
 use crate::retention::RetentionPolicy;
 
-use super::{Job, JobError, JobFuture, JobOutcome};
+use super::{CopyOutcome, Job, JobError, JobFuture, JobOutcome};
 
 /// What a scheduled backup is made of, asked at each run (so that a
 /// database connection or a file list is fresh).
@@ -55,6 +57,7 @@ pub struct BackupJob {
     scratch_dir: Option<PathBuf>,
     identities: Identities,
     retention: Option<RetentionPolicy>,
+    copy_to: Vec<(String, StoreBackups)>,
 }
 
 impl std::fmt::Debug for BackupJob {
@@ -83,6 +86,7 @@ impl BackupJob {
             scratch_dir: None,
             identities: Identities::none(),
             retention: None,
+            copy_to: Vec::new(),
         }
     }
 
@@ -109,6 +113,15 @@ impl BackupJob {
     /// `schedule:<name>`) after each verified run (`None`: keep all).
     pub fn with_retention(mut self, policy: Option<RetentionPolicy>) -> Self {
         self.retention = policy;
+        self
+    }
+
+    /// Copies each new backup, once it is verified, into `target` (named
+    /// `name` in the status and metrics; the CLI's profile names) with
+    /// [`StoreBackups::copy_to`]. A failed copy is recorded in the run's
+    /// [`JobOutcome::copies`] and does not fail the run.
+    pub fn with_copy_to(mut self, name: impl Into<String>, target: StoreBackups) -> Self {
+        self.copy_to.push((name.into(), target));
         self
     }
 
@@ -139,6 +152,14 @@ impl BackupJob {
         if let Some(level) = self.verify {
             let verified = self.verify(&backups, &meta, level).await?;
             outcome = outcome.with_verified(verified);
+        }
+        for (name, target) in &self.copy_to {
+            let target = target
+                .clone()
+                .with_cancellation(backups.cancellation().clone());
+            outcome
+                .copies
+                .push(copy_new(&backups, &target, name, &id).await?);
         }
         if let Some(policy) = &self.retention {
             outcome = outcome.with_detail(self.retention(&backups, policy).await?);
@@ -220,6 +241,34 @@ impl BackupJob {
         };
         Ok(summary + &skipped)
     }
+}
+
+/// Copies the run's backup `id` into `target` (named `name`); a
+/// cancellation stops the run, any other failure is the outcome's.
+async fn copy_new(
+    backups: &StoreBackups,
+    target: &StoreBackups,
+    name: &str,
+    id: &BackupId,
+) -> Result<CopyOutcome, JobError> {
+    let request = CopyRequest::new(CopySelection::Ids(vec![id.clone()]));
+    let error = match backups
+        .copy_to(target, &request, Arc::new(NoProgress))
+        .await
+    {
+        Ok(report) => report
+            .failed
+            .into_iter()
+            .next()
+            .map(|f| f.error.to_string()),
+        Err(e @ Error::Cancelled(_)) => return Err(Box::new(e)),
+        Err(e) => Some(e.to_string()),
+    };
+    Ok(CopyOutcome {
+        target: name.to_string(),
+        time: OffsetDateTime::now_utc(),
+        error,
+    })
 }
 
 impl Job for BackupJob {

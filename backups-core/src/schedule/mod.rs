@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::cron::CronSchedule;
 pub use self::job::{BackupJob, BackupSource};
 pub use self::runner::Scheduler;
-pub use self::status::{JobStatus, metrics_text, status_path};
+pub use self::status::{CopyStatus, JobStatus, metrics_text, status_path};
 
 /// Why a job failed: any error (the CLI passes its own, with an exit code).
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +91,23 @@ pub struct JobOutcome {
     pub verified: Option<OffsetDateTime>,
     /// Anything else worth a word in the log (e.g. what retention removed).
     pub detail: String,
+    /// How the copies of the new backup to second stores ended, one per
+    /// target ([`BackupJob::with_copy_to`]).
+    pub copies: Vec<CopyOutcome>,
+}
+
+/// How the copy of a run's backup to one second store ended. A failed
+/// copy does not fail the run (the backup is made); the status file and
+/// the metrics carry it per target.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CopyOutcome {
+    /// The target's name (a profile name, for the CLI).
+    pub target: String,
+    /// When the copy ended.
+    pub time: OffsetDateTime,
+    /// Why it failed; `None` when the backup is in the target.
+    pub error: Option<String>,
 }
 
 impl JobOutcome {
@@ -233,6 +250,12 @@ impl fmt::Display for ScheduleEvent {
                 }
                 if outcome.verified.is_some() {
                     write!(f, ", verified")?;
+                }
+                for c in &outcome.copies {
+                    match &c.error {
+                        None => write!(f, ", copied to {}", c.target)?,
+                        Some(e) => write!(f, ", copy to {} FAILED: {e}", c.target)?,
+                    }
                 }
                 if !outcome.detail.is_empty() {
                     write!(f, "; {}", outcome.detail)?;

@@ -412,6 +412,10 @@ fn succeeded(s: &mut JobStatus, started: OffsetDateTime, took: Duration, outcome
     s.store_reachable = Some(true);
     s.consecutive_failures = 0;
     s.last_error = None;
+    for c in &outcome.copies {
+        let status = s.copies.entry(c.target.clone()).or_default();
+        status.record(c.time, c.error.clone());
+    }
 }
 
 fn failed(

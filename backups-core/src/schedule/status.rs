@@ -4,6 +4,7 @@
 //! to a temp file beside the target and renamed over it, so a reader (or
 //! node_exporter) never sees half a file.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,35 @@ pub struct JobStatus {
     /// (`false`: it failed with a storage error).
     #[serde(default)]
     pub store_reachable: Option<bool>,
+    /// The copies of its backups to second stores, by target name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub copies: BTreeMap<String, CopyStatus>,
+}
+
+/// How the copies of a job's backups to one second store went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CopyStatus {
+    /// When the last copy ended (successful or not).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_attempt: Option<OffsetDateTime>,
+    /// When the last successful copy ended.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    /// Why the last copy failed; `None` after a success.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl CopyStatus {
+    /// Records a copy that ended at `time`, failed with `error` or not.
+    pub(crate) fn record(&mut self, time: OffsetDateTime, error: Option<String>) {
+        self.last_attempt = Some(time);
+        if error.is_none() {
+            self.last_success = Some(time);
+        }
+        self.last_error = error;
+    }
 }
 
 impl JobStatus {
@@ -241,7 +271,44 @@ pub fn metrics_text(statuses: &[JobStatus]) -> String {
             }
         }
     }
+    copy_metrics(&mut out, statuses);
     out
+}
+
+/// The copy metrics, one sample per job and target (labels `schedule`
+/// and `target`); none for a job without copies.
+fn copy_metrics(out: &mut String, statuses: &[JobStatus]) {
+    type CopyMetric = (&'static str, &'static str, fn(&CopyStatus) -> f64);
+    const COPY_METRICS: &[CopyMetric] = &[
+        (
+            "backups_schedule_last_copy_success_timestamp_seconds",
+            "When a backup of the job was last copied to the target (Unix time; 0: never).",
+            |c| c.last_success.map_or(0.0, unix),
+        ),
+        (
+            "backups_copy_last_run_ok",
+            "1 when the last copy of the job's backup to the target succeeded, 0 when it failed.",
+            |c| f64::from(u8::from(c.last_error.is_none())),
+        ),
+    ];
+    if statuses.iter().all(|s| s.copies.is_empty()) {
+        return;
+    }
+    for (name, help, value) in COPY_METRICS {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in statuses {
+            for (target, c) in &s.copies {
+                let _ = writeln!(
+                    out,
+                    "{name}{{schedule=\"{}\",target=\"{}\"}} {}",
+                    escape(&s.name),
+                    escape(target),
+                    value(c)
+                );
+            }
+        }
+    }
 }
 
 /// A label value escaped as the text format asks (`\`, `"`, newline).
@@ -321,5 +388,25 @@ mod tests {
         let mode = std::fs::metadata(&prom).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn copy_outcomes_are_metrics_per_schedule_and_target() {
+        let mut s = JobStatus::new("nightly");
+        assert!(!metrics_text(std::slice::from_ref(&s)).contains("copy"));
+        let mut offsite = CopyStatus::default();
+        offsite.record(datetime!(2026-12-01 03:00:00 UTC), None);
+        offsite.record(
+            datetime!(2026-12-02 03:00:00 UTC),
+            Some("unreachable".into()),
+        );
+        s.copies.insert("offsite".into(), offsite);
+        let text = metrics_text(&[s]);
+        for line in [
+            "backups_schedule_last_copy_success_timestamp_seconds{schedule=\"nightly\",target=\"offsite\"} 1796094000",
+            "backups_copy_last_run_ok{schedule=\"nightly\",target=\"offsite\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

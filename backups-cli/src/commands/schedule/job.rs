@@ -86,7 +86,7 @@ pub fn build(
             entry.name
         )));
     }
-    let job = BackupJob::new(
+    let mut job = BackupJob::new(
         entry.name.clone(),
         backups,
         Arc::new(ProfileSource { create }),
@@ -94,5 +94,34 @@ pub fn build(
     .with_verify(entry.verify)
     .with_scratch_dir(entry.scratch_dir.clone())
     .with_retention(retention);
+    for name in &entry.copy_to {
+        job = job.with_copy_to(name, copy_target(&global, config, entry, name)?);
+    }
     Ok((cron, Arc::new(job)))
+}
+
+/// The store of profile `name`, a schedule's `copy_to` target: its own
+/// store and options only (nothing of the schedule's store carries over).
+fn copy_target(
+    global: &GlobalArgs,
+    config: &Config,
+    entry: &ScheduleEntry,
+    name: &str,
+) -> Result<backups_core::StoreBackups, Failure> {
+    let (_, profile) = config.profile(Some(name))?;
+    if profile.store.is_none() {
+        return Err(Failure::usage(format!(
+            "schedule {}: copy_to profile {name:?} of {} names no store",
+            entry.name,
+            config.describe()
+        )));
+    }
+    let mut target = global.clone();
+    target.store = None;
+    target.endpoint = None;
+    target.region = None;
+    target.allow_http = false;
+    target.store_options.clear();
+    apply::global(&mut target, &profile);
+    Ok(Context::new(&target, false, CancellationToken::new())?.backups)
 }
