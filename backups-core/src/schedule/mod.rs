@@ -10,6 +10,7 @@
 
 mod cron;
 mod job;
+mod notify;
 mod runner;
 mod status;
 
@@ -24,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::cron::CronSchedule;
 pub use self::job::{BackupJob, BackupSource};
+pub use self::notify::{
+    CommandNotifier, DEFAULT_NOTIFY_TIMEOUT, Notification, Notifier, NotifyError, UrlNotifier,
+};
 pub use self::runner::Scheduler;
 pub use self::status::{JobStatus, metrics_text, status_path};
 
@@ -196,6 +200,16 @@ pub enum ScheduleEvent {
         /// Why.
         error: String,
     },
+    /// A notifier of a job failed or ran over its timeout; the run's
+    /// outcome and status stand.
+    NotifyFailed {
+        /// The job.
+        job: String,
+        /// Which notifier ([`Notifier::describe`]).
+        notifier: String,
+        /// Why.
+        error: String,
+    },
     /// The scheduler is stopping (its token was cancelled).
     Stopping,
 }
@@ -262,6 +276,14 @@ impl fmt::Display for ScheduleEvent {
             ScheduleEvent::StatusNotWritten { job, error } => {
                 write!(f, "schedule {job}: status not written: {error}")
             }
+            ScheduleEvent::NotifyFailed {
+                job,
+                notifier,
+                error,
+            } => write!(
+                f,
+                "schedule {job}: warning: {notifier} failed: {error} (the run's outcome stands)"
+            ),
             ScheduleEvent::Stopping => write!(f, "scheduler: stopping"),
         }
     }
