@@ -592,3 +592,7 @@ async fn sleep_until(when: OffsetDateTime, cancel: &CancellationToken) -> bool {
 #[cfg(test)]
 #[path = "runner_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod notify_tests;
