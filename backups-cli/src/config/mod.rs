@@ -113,6 +113,13 @@ pub struct ScheduleEntry {
     /// Run a missed run once at start.
     #[serde(default)]
     pub catch_up: bool,
+    /// Run with `sh -c` after each run (`BACKUPS_JOB`, `BACKUPS_OK`,
+    /// `BACKUPS_ID`, `BACKUPS_ERROR` in its environment).
+    pub notify_cmd: Option<String>,
+    /// POSTed the job's status JSON after each run (http or https).
+    pub notify_url: Option<String>,
+    /// How long a notification may take (default 30s).
+    pub notify_timeout: Option<String>,
 }
 
 /// A string or a list of strings (`lock_cmd = "..."` or `["...", "..."]`).
