@@ -6,7 +6,9 @@
 //! A [`Job`] is anything that runs once when asked: the CLI's makes a
 //! backup, applies retention and verifies it; a controller embedding this
 //! library passes its own (or a closure through [`job_fn`]). The
-//! [`Scheduler`] never prints: it reports each event to a callback.
+//! [`Scheduler`] never prints: it reports each event to a callback. After
+//! each recorded run, a job's [`Notifier`]s (a shell command, an HTTP POST
+//! of its status, or the embedder's own) are told, each within a timeout.
 
 mod cron;
 mod job;
@@ -23,6 +25,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::secret::redact_text;
+
 pub use self::cron::CronSchedule;
 pub use self::job::{BackupJob, BackupSource};
 pub use self::notify::{
@@ -30,6 +34,26 @@ pub use self::notify::{
 };
 pub use self::runner::Scheduler;
 pub use self::status::{JobStatus, metrics_text, status_path};
+
+/// Where a scheduler's events go.
+pub(crate) type EventSink = Arc<dyn Fn(&ScheduleEvent) + Send + Sync>;
+
+/// `e` and its causes, `: `-separated, secrets redacted
+/// ([`redact_text`]): the text goes into logs, the status file and
+/// notifications.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    redact_text(&text)
+}
 
 /// Why a job failed: any error (the CLI passes its own, with an exit code).
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::JobError;
+use std::sync::Arc;
+
 use super::status::JobStatus;
+use super::{EventSink, JobError, ScheduleEvent, error_chain};
 use crate::error::{Error, InputKind, Result};
 use crate::secret::redact_uri;
 
@@ -284,6 +286,34 @@ impl Notifier for UrlNotifier {
             Err(Box::new(fail(format!("answered {status}"))))
         }
     }
+}
+
+/// Tells `notification` to every notifier at once, each bounded by its
+/// timeout; a failure is a [`ScheduleEvent::NotifyFailed`] sent to `events`.
+pub(crate) async fn tell(
+    notifiers: Vec<Arc<dyn Notifier>>,
+    notification: Notification,
+    events: EventSink,
+) {
+    let notification = Arc::new(notification);
+    let calls = notifiers.into_iter().map(|notifier| {
+        let notification = notification.clone();
+        let events = events.clone();
+        async move {
+            let timeout = notifier.timeout();
+            let error = match tokio::time::timeout(timeout, notifier.notify(&notification)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => error_chain(e.as_ref()),
+                Err(_) => format!("timed out after {}s and was stopped", timeout.as_secs_f64()),
+            };
+            events(&ScheduleEvent::NotifyFailed {
+                job: notification.job.clone(),
+                notifier: notifier.describe(),
+                error,
+            });
+        }
+    });
+    futures::future::join_all(calls).await;
 }
 
 /// A reqwest error and its causes, without the URL it names.

@@ -13,19 +13,17 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::notify::{Notification, Notifier};
+use super::notify::{Notification, Notifier, tell};
 use super::status::{self, JobStatus};
-use super::{CronSchedule, FailureKind, Job, JobOutcome, RunResult, ScheduleEvent};
+use super::{
+    CronSchedule, EventSink, FailureKind, Job, JobOutcome, RunResult, ScheduleEvent, error_chain,
+};
 use crate::error::{Error, InputKind, Result};
-use crate::secret::redact_text;
 
 /// The longest single sleep: the wall clock is looked at again at least
 /// this often, so a clock change (or a suspended machine) cannot postpone
 /// a run by more.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-
-/// Where events go.
-type EventSink = Arc<dyn Fn(&ScheduleEvent) + Send + Sync>;
 
 /// Says what kind of failure a job's error is.
 type Classifier = Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> FailureKind + Send + Sync>;
@@ -438,33 +436,11 @@ impl Scheduler {
                 status,
             },
         };
-        let notifiers = entry.notifiers.clone();
-        let events = self.events.clone();
-        Some(async move {
-            let notification = Arc::new(notification);
-            let calls = notifiers.into_iter().map(|notifier| {
-                let notification = notification.clone();
-                let events = events.clone();
-                async move {
-                    let timeout = notifier.timeout();
-                    let error = match tokio::time::timeout(timeout, notifier.notify(&notification))
-                        .await
-                    {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => error_chain(e.as_ref()),
-                        Err(_) => {
-                            format!("timed out after {}s and was stopped", timeout.as_secs_f64())
-                        }
-                    };
-                    events(&ScheduleEvent::NotifyFailed {
-                        job: notification.job.clone(),
-                        notifier: notifier.describe(),
-                        error,
-                    });
-                }
-            });
-            futures::future::join_all(calls).await;
-        })
+        Some(tell(
+            entry.notifiers.clone(),
+            notification,
+            self.events.clone(),
+        ))
     }
 
     /// Updates a job's status and writes its file and the metrics, under
@@ -538,23 +514,6 @@ fn failed(
     s.failures += 1;
     s.consecutive_failures += 1;
     s.last_error = Some(error);
-}
-
-/// `e` and its causes, `: `-separated, secrets redacted
-/// ([`redact_text`]): the text goes into logs, the status file and
-/// notifications.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    redact_text(&text)
 }
 
 /// How many matches of `cron` fell after `ran` and at or before `done`
