@@ -300,6 +300,8 @@ pub enum InputKind {
     CompressionLevel,
     /// A backup's label (`[A-Za-z0-9._:/-]{1,64}`).
     Label,
+    /// A schedule's notify URL (`http://` or `https://`).
+    NotifyUrl,
 }
 
 impl std::fmt::Display for InputKind {
@@ -320,6 +322,7 @@ impl std::fmt::Display for InputKind {
             InputKind::PathPattern => "path pattern",
             InputKind::CompressionLevel => "compression level",
             InputKind::Label => "label",
+            InputKind::NotifyUrl => "notify URL",
         })
     }
 }

@@ -82,6 +82,55 @@ pub fn redact_value(name: &str, value: &str) -> String {
     }
 }
 
+/// Free text (an error message) with the same rule applied to each of its
+/// words: a word holding a URL loses its password and secret query values
+/// ([`redact_uri`]), and a `name=value` or `name: value` pair whose name is
+/// a secret's ([`is_secret_name`]) has its value replaced by `***`.
+/// Whitespace is kept as it is.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut hide_next = false;
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let trimmed = piece.trim_end_matches(char::is_whitespace);
+        let space = &piece[trimmed.len()..];
+        if trimmed.is_empty() {
+            out.push_str(piece);
+            continue;
+        }
+        if hide_next {
+            hide_next = false;
+            out.push_str(REDACTED);
+            out.push_str(space);
+            continue;
+        }
+        let word = match trimmed.split_once('=') {
+            _ if trimmed.contains("://") => redact_uri(trimmed),
+            Some((name, value)) if is_secret_name(bare_name(name)) => {
+                // Punctuation after the value is the sentence's, kept.
+                let kept = value.trim_end_matches(PUNCTUATION);
+                format!("{name}={REDACTED}{}", &value[kept.len()..])
+            }
+            _ => {
+                // `password: hunter2`: the value is the next word.
+                hide_next = trimmed.ends_with(':')
+                    && is_secret_name(bare_name(trimmed.trim_end_matches(':')));
+                trimmed.to_string()
+            }
+        };
+        out.push_str(&word);
+        out.push_str(space);
+    }
+    out
+}
+
+/// What may close a value in a message.
+const PUNCTUATION: &[char] = &[',', ';', '.', ')', ']', '}', '"', '\''];
+
+/// A name without the quotes or brackets around it in a message.
+fn bare_name(name: &str) -> &str {
+    name.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +186,26 @@ mod tests {
         assert_eq!(
             redact_value("proxy_url", "http://u:pw@proxy:3128"),
             "http://u:***@proxy:3128"
+        );
+    }
+
+    #[test]
+    fn text_loses_the_secrets_of_its_urls_and_named_values() {
+        assert_eq!(
+            redact_text("connecting to mongodb://admin:s3cr3t@db:27017/?authSource=admin failed"),
+            "connecting to mongodb://admin:***@db:27017/?authSource=admin failed"
+        );
+        assert_eq!(
+            redact_text("(see https://u:pw@h/x?token=abc&a=b)\n next"),
+            "(see https://u:***@h/x?token=***&a=b)\n next"
+        );
+        assert_eq!(
+            redact_text("bad option aws_secret_access_key=AKIA/xyz, password: hunter2 ok"),
+            "bad option aws_secret_access_key=***, password: *** ok"
+        );
+        assert_eq!(
+            redact_text("store unreachable: connection refused"),
+            "store unreachable: connection refused"
         );
     }
 }

@@ -3,6 +3,7 @@
 //! schedule list` (each job's next runs).
 
 mod job;
+mod notify;
 
 use std::path::PathBuf;
 
@@ -28,7 +29,9 @@ Examples:
 
 The schedules are the config file's [[schedule]] entries (see `backups config
 --help`): name, cron (5 fields, or 6 with seconds first; UTC), profile,
-labels, retention, verify (none, stored, read-data, drill) and catch_up.
+labels, retention, verify (none, stored, read-data, drill), catch_up, and
+notify_cmd / notify_url / notify_timeout (told after each run; a failed
+notification is a warning and fails nothing).
 Each backup is labelled `scheduled` and `schedule:<name>`; after it is made
 it is verified, then the retention policy is applied to that schedule's
 backups. `run` is a foreground service (for systemd): one log line per event
@@ -123,6 +126,7 @@ fn scheduler(
     for entry in &config.file.schedule {
         let (cron, job) = job::build(global, config, entry)?;
         scheduler.add_job(&entry.name, cron, entry.catch_up, job)?;
+        notify::add(&mut scheduler, config, entry)?;
     }
     Ok(scheduler)
 }

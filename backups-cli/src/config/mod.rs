@@ -116,6 +116,13 @@ pub struct ScheduleEntry {
     /// Profiles whose stores each new backup is copied to, once verified.
     #[serde(default)]
     pub copy_to: Vec<String>,
+    /// Run with `sh -c` after each run (`BACKUPS_JOB`, `BACKUPS_OK`,
+    /// `BACKUPS_ID`, `BACKUPS_ERROR` in its environment).
+    pub notify_cmd: Option<String>,
+    /// POSTed the job's status JSON after each run (http or https).
+    pub notify_url: Option<String>,
+    /// How long a notification may take (default 30s).
+    pub notify_timeout: Option<String>,
 }
 
 /// A string or a list of strings (`lock_cmd = "..."` or `["...", "..."]`).

@@ -501,8 +501,8 @@ fn a_schedule_copies_its_verified_backup_to_the_copy_to_profiles() {
         env.store().to_str().unwrap()
     );
     let s = status(&env, "nightly").unwrap();
-    assert!(s["copies"]["offsite"]["last_success"].is_string(), "{s}");
-    assert_eq!(s["copies"]["offsite"]["last_error"], Value::Null);
+    assert!(s["Copies"]["offsite"]["LastSuccess"].is_string(), "{s}");
+    assert_eq!(s["Copies"]["offsite"]["LastError"], Value::Null);
     let text = std::fs::read_to_string(&metrics).unwrap();
     let line = text
         .lines()

@@ -86,9 +86,11 @@ fn every_json_output_has_pascal_case_keys() {
     std::fs::write(
         &config,
         format!(
-            "[profile.default]\nstore = {:?}\n[profile.default.store_option]\ngroup_access = \"false\"\n\n\
+            "[profile.default]\nstore = {:?}\npaths = [{t:?}]\n\
+             [profile.default.store_option]\ngroup_access = \"false\"\n\n\
              [[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\nverify = \"read-data\"\n\
-             retention = {{ keep_daily = 7 }}\n",
+             retention = {{ keep_daily = 7 }}\n\n\
+             [[schedule]]\nname = \"old\"\ncron = \"0 4 * * *\"\n",
             env.store().to_str().unwrap()
         ),
     )
@@ -145,4 +147,25 @@ fn every_json_output_has_pascal_case_keys() {
     let forget = env.json(&["forget", "--keep-last", "1", "--dry-run", "--json"]);
     assert_eq!(forget["Remove"][0]["ID"], old.as_str(), "{forget}");
     assert_eq!(forget["Keep"][0]["ID"], id.as_str(), "{forget}");
+
+    // The schedule's status file (what notify_url posts) too, and a file
+    // an older version wrote with snake_case keys still reads.
+    env.ok(&["--config", c, "schedule", "run", "--once", "nightly"]);
+    let status_dir = env.path().join("state/schedule");
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(status_dir.join("nightly.json")).unwrap()).unwrap();
+    check("schedule status file", &status);
+    assert_eq!(status["Runs"], 1, "{status}");
+    assert_eq!(status["LastVerifyOk"], true, "{status}");
+    std::fs::write(
+        status_dir.join("old.json"),
+        r#"{"name": "old", "last_run": "2020-01-01T04:00:00Z", "last_success": "2020-01-01T04:00:00Z", "runs": 1}"#,
+    )
+    .unwrap();
+    let schedules = env.json(&["--config", c, "schedule", "list", "--json"]);
+    assert_eq!(schedules[1]["Name"], "old", "{schedules}");
+    assert_eq!(
+        schedules[1]["LastSuccess"], "2020-01-01T04:00:00Z",
+        "{schedules}"
+    );
 }

@@ -33,6 +33,7 @@ mod refusals;
 mod rewrite;
 mod round_trip;
 mod schedule;
+mod schedule_notify;
 mod schedule_status;
 mod secrets;
 mod services;

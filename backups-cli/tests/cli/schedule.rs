@@ -400,15 +400,15 @@ fn schedule_run_once_makes_a_labelled_verified_backup_and_writes_status_and_metr
     assert_eq!(backup["Verification"]["Ok"], true);
 
     let s = status(&env, "nightly").unwrap();
-    assert_eq!(s["name"], "nightly");
-    assert_eq!(s["runs"], 1);
-    assert_eq!(s["failures"], 0);
-    assert_eq!(s["last_error"], Value::Null);
-    assert_eq!(s["last_backup"], backup["ID"]);
-    assert_eq!(s["last_size_bytes"], backup["Size"]);
-    assert!(s["last_success"].as_str().unwrap().ends_with('Z'));
-    assert!(s["last_verified"].is_string());
-    assert!(s["last_duration_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(s["Name"], "nightly");
+    assert_eq!(s["Runs"], 1);
+    assert_eq!(s["Failures"], 0);
+    assert_eq!(s["LastError"], Value::Null);
+    assert_eq!(s["LastBackup"], backup["ID"]);
+    assert_eq!(s["LastSizeBytes"], backup["Size"]);
+    assert!(s["LastSuccess"].as_str().unwrap().ends_with('Z'));
+    assert!(s["LastVerified"].is_string());
+    assert!(s["LastDurationSeconds"].as_f64().unwrap() >= 0.0);
 
     let m = parse_metrics(&std::fs::read_to_string(&metrics).unwrap());
     let value = |name: &str| m[name].iter().find(|(j, _)| j == "nightly").unwrap().1;
@@ -456,11 +456,11 @@ fn schedule_run_once_makes_a_labelled_verified_backup_and_writes_status_and_metr
     );
     let s = status(&env, "nightly").unwrap();
     assert_eq!(
-        (s["runs"].as_u64(), s["failures"].as_u64()),
+        (s["Runs"].as_u64(), s["Failures"].as_u64()),
         (Some(2), Some(1))
     );
-    assert!(s["last_error"].as_str().unwrap().contains("data"), "{s}");
-    assert_eq!(s["last_backup"], backup["ID"], "the last success is kept");
+    assert!(s["LastError"].as_str().unwrap().contains("data"), "{s}");
+    assert_eq!(s["LastBackup"], backup["ID"], "the last success is kept");
 }
 
 #[test]
@@ -482,7 +482,7 @@ fn a_schedules_retention_removes_only_its_own_older_backups() {
             &["schedule", "run", "--once", "nightly"],
             &with_config(&config),
         ));
-        made.push(status(&env, "nightly").unwrap()["last_backup"].clone());
+        made.push(status(&env, "nightly").unwrap()["LastBackup"].clone());
     }
     let ids: Vec<Value> = listed(&env, &env.store())
         .iter()
@@ -509,15 +509,15 @@ fn the_service_runs_a_seconds_cron_in_order_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     wait_for("three runs", || {
-        status(&env, "tick").is_some_and(|s| s["runs"].as_u64() >= Some(3))
+        status(&env, "tick").is_some_and(|s| s["Runs"].as_u64() >= Some(3))
     });
     sigterm(&child);
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     let log = std::fs::read_to_string(env.path().join("service.log")).unwrap();
     let s = status(&env, "tick").unwrap();
-    let runs = s["runs"].as_u64().unwrap() as usize;
-    assert_eq!(s["failures"], 0, "{log}");
+    let runs = s["Runs"].as_u64().unwrap() as usize;
+    assert_eq!(s["Failures"], 0, "{log}");
 
     // One backup per recorded run, each later than the one before.
     let made = listed(&env, &env.store());
@@ -528,7 +528,7 @@ fn the_service_runs_a_seconds_cron_in_order_and_stops_on_sigterm() {
         .collect();
     started.reverse();
     assert!(started.windows(2).all(|w| w[0] < w[1]), "{started:?}");
-    assert_eq!(s["last_backup"], made[0]["ID"]);
+    assert_eq!(s["LastBackup"], made[0]["ID"]);
     assert!(
         made.iter()
             .all(|m| labels(m).contains(&"schedule:tick".to_string()))
@@ -578,7 +578,7 @@ fn a_run_missed_while_the_service_was_down_is_caught_up_once_at_start() {
         .spawn()
         .unwrap();
     wait_for("the catch-up run", || {
-        status(&env, "yearly").is_some_and(|s| s["runs"] == 2)
+        status(&env, "yearly").is_some_and(|s| s["Runs"] == 2)
     });
     wait_for("the next-run line", || {
         std::fs::read_to_string(&log_path)
@@ -593,6 +593,7 @@ fn a_run_missed_while_the_service_was_down_is_caught_up_once_at_start() {
         "{log}"
     );
     assert_eq!(log.matches(": started").count(), 1, "{log}");
+    // Never run, so its (old, snake_case) file is as it was written.
     assert_eq!(status(&env, "no-catch-up").unwrap()["runs"], 1);
     assert_eq!(listed(&env, &env.store()).len(), 1);
 }

@@ -100,7 +100,7 @@ fn a_corrupt_status_file_stops_no_job_and_is_rewritten_at_its_next_run() {
     // Another job runs; the corrupt file is left as it is.
     let err = succeeded(&run(&env, &config, &["schedule", "run", "--once", "other"]));
     warns_of(&err, &env, "nc");
-    assert_eq!(parsed_status(&env, "other").unwrap()["runs"], 1);
+    assert_eq!(parsed_status(&env, "other").unwrap()["Runs"], 1);
     assert_eq!(
         std::fs::read_to_string(status_file(&env, "nc")).unwrap(),
         "garbage\n"
@@ -110,7 +110,7 @@ fn a_corrupt_status_file_stops_no_job_and_is_rewritten_at_its_next_run() {
     succeeded(&run(&env, &config, &["schedule", "run", "--once", "nc"]));
     let s = parsed_status(&env, "nc").expect("rewritten as JSON");
     assert_eq!(
-        (s["runs"].as_u64(), s["failures"].as_u64()),
+        (s["Runs"].as_u64(), s["Failures"].as_u64()),
         (Some(1), Some(0))
     );
     let err = succeeded(&run(&env, &config, &["schedule", "list"]));
@@ -132,7 +132,7 @@ fn the_service_runs_a_job_whose_status_file_is_corrupt() {
         .unwrap();
     // Polls for the outcome (a generous deadline, never a decision on time).
     let deadline = Instant::now() + Duration::from_secs(120);
-    let ran = || parsed_status(&env, "nc").is_some_and(|s| s["runs"].as_u64() >= Some(1));
+    let ran = || parsed_status(&env, "nc").is_some_and(|s| s["Runs"].as_u64() >= Some(1));
     while !ran() {
         assert!(Instant::now() < deadline, "the job never ran");
         std::thread::sleep(Duration::from_millis(100));

@@ -6,10 +6,13 @@
 //! A [`Job`] is anything that runs once when asked: the CLI's makes a
 //! backup, applies retention and verifies it; a controller embedding this
 //! library passes its own (or a closure through [`job_fn`]). The
-//! [`Scheduler`] never prints: it reports each event to a callback.
+//! [`Scheduler`] never prints: it reports each event to a callback. After
+//! each recorded run, a job's [`Notifier`]s (a shell command, an HTTP POST
+//! of its status, or the embedder's own) are told, each within a timeout.
 
 mod cron;
 mod job;
+mod notify;
 mod runner;
 mod status;
 
@@ -22,10 +25,35 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::secret::redact_text;
+
 pub use self::cron::CronSchedule;
 pub use self::job::{BackupJob, BackupSource};
+pub use self::notify::{
+    CommandNotifier, DEFAULT_NOTIFY_TIMEOUT, Notification, Notifier, NotifyError, UrlNotifier,
+};
 pub use self::runner::Scheduler;
 pub use self::status::{CopyStatus, JobStatus, metrics_text, status_path};
+
+/// Where a scheduler's events go.
+pub(crate) type EventSink = Arc<dyn Fn(&ScheduleEvent) + Send + Sync>;
+
+/// `e` and its causes, `: `-separated, secrets redacted
+/// ([`redact_text`]): the text goes into logs, the status file and
+/// notifications.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    redact_text(&text)
+}
 
 /// Why a job failed: any error (the CLI passes its own, with an exit code).
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
@@ -213,6 +241,16 @@ pub enum ScheduleEvent {
         /// Why.
         error: String,
     },
+    /// A notifier of a job failed or ran over its timeout; the run's
+    /// outcome and status stand.
+    NotifyFailed {
+        /// The job.
+        job: String,
+        /// Which notifier ([`Notifier::describe`]).
+        notifier: String,
+        /// Why.
+        error: String,
+    },
     /// The scheduler is stopping (its token was cancelled).
     Stopping,
 }
@@ -285,6 +323,14 @@ impl fmt::Display for ScheduleEvent {
             ScheduleEvent::StatusNotWritten { job, error } => {
                 write!(f, "schedule {job}: status not written: {error}")
             }
+            ScheduleEvent::NotifyFailed {
+                job,
+                notifier,
+                error,
+            } => write!(
+                f,
+                "schedule {job}: warning: {notifier} failed: {error} (the run's outcome stands)"
+            ),
             ScheduleEvent::Stopping => write!(f, "scheduler: stopping"),
         }
     }

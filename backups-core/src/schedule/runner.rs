@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,17 +13,17 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::notify::{Notification, Notifier, tell};
 use super::status::{self, JobStatus};
-use super::{CronSchedule, FailureKind, Job, JobOutcome, RunResult, ScheduleEvent};
+use super::{
+    CronSchedule, EventSink, FailureKind, Job, JobOutcome, RunResult, ScheduleEvent, error_chain,
+};
 use crate::error::{Error, InputKind, Result};
 
 /// The longest single sleep: the wall clock is looked at again at least
 /// this often, so a clock change (or a suspended machine) cannot postpone
 /// a run by more.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-
-/// Where events go.
-type EventSink = Arc<dyn Fn(&ScheduleEvent) + Send + Sync>;
 
 /// Says what kind of failure a job's error is.
 type Classifier = Arc<dyn Fn(&(dyn std::error::Error + 'static)) -> FailureKind + Send + Sync>;
@@ -43,6 +44,7 @@ struct Entry {
     cron: CronSchedule,
     catch_up: bool,
     job: Arc<dyn Job>,
+    notifiers: Vec<Arc<dyn Notifier>>,
 }
 
 /// Runs jobs on their cron schedules and records what each did.
@@ -73,6 +75,8 @@ pub struct Scheduler {
     events: EventSink,
     classify: Classifier,
     statuses: Mutex<BTreeMap<String, JobStatus>>,
+    /// Notifications still running (the job loops do not wait for them).
+    notifying: Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl fmt::Debug for Scheduler {
@@ -103,6 +107,7 @@ impl Scheduler {
             events: Arc::new(|_| {}),
             classify: Arc::new(own_kind),
             statuses: Mutex::new(BTreeMap::new()),
+            notifying: Mutex::new(tokio::task::JoinSet::new()),
         }
     }
 
@@ -164,7 +169,27 @@ impl Scheduler {
             cron,
             catch_up,
             job,
+            notifiers: Vec::new(),
         });
+        Ok(())
+    }
+
+    /// Tells `notifier` of each recorded run of the job `name` (see
+    /// [`super::Notifier`]): after a scheduled run without holding up the
+    /// job's next one, after [`Scheduler::run_now`] before it returns. It
+    /// gets at most its [`Notifier::timeout`]; when it fails or runs over,
+    /// [`ScheduleEvent::NotifyFailed`] says so and nothing else changes.
+    pub fn add_notifier(&mut self, name: &str, notifier: Arc<dyn Notifier>) -> Result<()> {
+        let entry = self
+            .jobs
+            .iter_mut()
+            .find(|j| j.name == name)
+            .ok_or_else(|| Error::InvalidInput {
+                what: InputKind::JobName,
+                value: name.to_string(),
+                reason: "no such job to notify of".into(),
+            })?;
+        entry.notifiers.push(notifier);
         Ok(())
     }
 
@@ -203,6 +228,9 @@ impl Scheduler {
                 })?;
         self.load_statuses();
         let (result, written) = self.run_entry(entry, false, &cancel).await;
+        if let Some(notify) = self.notification(entry, &result) {
+            notify.await;
+        }
         written?;
         Ok(result)
     }
@@ -210,7 +238,8 @@ impl Scheduler {
     /// Runs every job on its schedule until `cancel` is cancelled (or no job
     /// has a future run). A run in flight is given the same token and
     /// aborted; an aborted run leaves its status as it was, so a catch-up
-    /// job runs again at the next start.
+    /// job runs again at the next start. Notifications still running are
+    /// waited for before it returns (each for at most its timeout).
     pub async fn run(&self, cancel: CancellationToken) -> Result<()> {
         self.load_statuses();
         let loops = futures::future::join_all(self.jobs.iter().map(|j| self.job_loop(j, &cancel)));
@@ -230,6 +259,8 @@ impl Scheduler {
         if !ended {
             loops.await;
         }
+        let notifying = std::mem::take(&mut *self.notifying_lock());
+        notifying.join_all().await;
         Ok(())
     }
 
@@ -303,7 +334,10 @@ impl Scheduler {
     }
 
     async fn run_logged(&self, entry: &Entry, catch_up: bool, cancel: &CancellationToken) {
-        let (_, written) = self.run_entry(entry, catch_up, cancel).await;
+        let (result, written) = self.run_entry(entry, catch_up, cancel).await;
+        if let Some(notify) = self.notification(entry, &result) {
+            self.notifying_lock().spawn(notify);
+        }
         if let Err(e) = written {
             self.emit(ScheduleEvent::StatusNotWritten {
                 job: entry.name.clone(),
@@ -359,6 +393,54 @@ impl Scheduler {
             }
         };
         (result, written)
+    }
+
+    fn notifying_lock(&self) -> std::sync::MutexGuard<'_, tokio::task::JoinSet<()>> {
+        // A poisoned lock only means a panic elsewhere; the set is still whole.
+        self.notifying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The notification of a recorded run to `entry`'s notifiers, all at
+    /// once, each bounded by its timeout, failures reported as events;
+    /// `None` when there is nothing to tell (no notifiers, or the run was
+    /// aborted).
+    fn notification(
+        &self,
+        entry: &Entry,
+        result: &RunResult,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if entry.notifiers.is_empty() {
+            return None;
+        }
+        let status = self
+            .lock()
+            .get(&entry.name)
+            .cloned()
+            .unwrap_or_else(|| JobStatus::new(&entry.name));
+        let notification = match result {
+            RunResult::Cancelled => return None,
+            RunResult::Succeeded(outcome) => Notification {
+                job: entry.name.clone(),
+                ok: true,
+                backup: outcome.backup.clone(),
+                error: None,
+                status,
+            },
+            RunResult::Failed(e) => Notification {
+                job: entry.name.clone(),
+                ok: false,
+                backup: None,
+                error: Some(error_chain(e.as_ref())),
+                status,
+            },
+        };
+        Some(tell(
+            entry.notifiers.clone(),
+            notification,
+            self.events.clone(),
+        ))
     }
 
     /// Updates a job's status and writes its file and the metrics, under
@@ -438,21 +520,6 @@ fn failed(
     s.last_error = Some(error);
 }
 
-/// `e` and its causes, `: `-separated.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// How many matches of `cron` fell after `ran` and at or before `done`
 /// (counted up to 1000).
 fn skipped_runs(cron: &CronSchedule, ran: OffsetDateTime, done: OffsetDateTime) -> usize {
@@ -488,3 +555,7 @@ async fn sleep_until(when: OffsetDateTime, cancel: &CancellationToken) -> bool {
 #[cfg(test)]
 #[path = "runner_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod notify_tests;

@@ -13,54 +13,62 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
-/// One job's record, as its status file holds it.
+/// One job's record, as its status file holds it: PascalCase keys like
+/// every other JSON this tool writes (`LastSuccess`, `Runs` ...); a file
+/// an older version wrote with snake_case keys (`last_success`) still reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct JobStatus {
     /// The job's name.
+    #[serde(alias = "name")]
     pub name: String,
     /// When the last run started (successful or not).
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(alias = "last_run", default, with = "time::serde::rfc3339::option")]
     pub last_run: Option<OffsetDateTime>,
     /// When the last successful run started.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(alias = "last_success", default, with = "time::serde::rfc3339::option")]
     pub last_success: Option<OffsetDateTime>,
     /// How long the last run took, in seconds.
-    #[serde(default)]
+    #[serde(alias = "last_duration_seconds", default)]
     pub last_duration_seconds: Option<f64>,
     /// The size in bytes of the last successful run's backup.
-    #[serde(default)]
+    #[serde(alias = "last_size_bytes", default)]
     pub last_size_bytes: Option<u64>,
     /// The id of the last successful run's backup.
-    #[serde(default)]
+    #[serde(alias = "last_backup", default)]
     pub last_backup: Option<String>,
     /// When a run's backup last passed its verification.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(
+        alias = "last_verified",
+        default,
+        with = "time::serde::rfc3339::option"
+    )]
     pub last_verified: Option<OffsetDateTime>,
     /// Runs started, in all.
-    #[serde(default)]
+    #[serde(alias = "runs", default)]
     pub runs: u64,
     /// Runs that failed, in all.
-    #[serde(default)]
+    #[serde(alias = "failures", default)]
     pub failures: u64,
     /// Runs that failed since the last success.
-    #[serde(default)]
+    #[serde(alias = "consecutive_failures", default)]
     pub consecutive_failures: u64,
     /// Why the last run failed; `None` after a success.
-    #[serde(default)]
+    #[serde(alias = "last_error", default)]
     pub last_error: Option<String>,
     /// How far apart the job's runs are expected to be, in seconds (the
     /// gap between its cron expression's next two matches when the status
     /// was written).
-    #[serde(default)]
+    #[serde(alias = "expected_interval_seconds", default)]
     pub expected_interval_seconds: Option<f64>,
     /// Whether the last verification of a run's backup passed (`false`:
     /// the last run failed verification); `None` until one is verified.
-    #[serde(default)]
+    #[serde(alias = "last_verify_ok", default)]
     pub last_verify_ok: Option<bool>,
     /// Whether the last run that got as far as the store reached it
     /// (`false`: it failed with a storage error).
-    #[serde(default)]
+    #[serde(alias = "store_reachable", default)]
     pub store_reachable: Option<bool>,
     /// The copies of its backups to second stores, by target name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -69,6 +77,7 @@ pub struct JobStatus {
 
 /// How the copies of a job's backups to one second store went.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct CopyStatus {
     /// When the last copy ended (successful or not).
@@ -341,7 +350,41 @@ mod tests {
         assert_eq!(load(dir.path(), "nightly").unwrap(), s);
         let text = std::fs::read_to_string(status_path(dir.path(), "nightly")).unwrap();
         assert!(
-            text.contains("\"last_success\": \"2026-12-01T03:00:00Z\""),
+            text.contains("\"LastSuccess\": \"2026-12-01T03:00:00Z\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_older_snake_case_status_file_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = status_path(dir.path(), "nightly");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"name": "nightly", "last_run": "2026-12-01T03:00:00Z",
+                "last_success": "2026-12-01T03:00:00Z", "last_size_bytes": 42,
+                "last_backup": "20261201-030000.x", "runs": 3, "failures": 1,
+                "consecutive_failures": 0, "last_error": null,
+                "expected_interval_seconds": 86400.0, "last_verify_ok": true,
+                "store_reachable": true}"#,
+        )
+        .unwrap();
+        let s = load(dir.path(), "nightly").unwrap();
+        assert_eq!(s.last_run, Some(datetime!(2026-12-01 03:00:00 UTC)));
+        assert_eq!(s.last_success, s.last_run);
+        assert_eq!((s.runs, s.failures, s.last_size_bytes), (3, 1, Some(42)));
+        assert_eq!(s.last_backup.as_deref(), Some("20261201-030000.x"));
+        assert_eq!(s.expected_interval_seconds, Some(86_400.0));
+        assert_eq!(
+            (s.last_verify_ok, s.store_reachable),
+            (Some(true), Some(true))
+        );
+        // Written back, it has the new keys only.
+        save(dir.path(), &s).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"LastRun\"") && !text.contains("last_run"),
             "{text}"
         );
     }
