@@ -66,6 +66,10 @@ pub struct LoadOptions {
     /// `--numInsertionWorkersPerCollection`); 0 means
     /// [`LOAD_INSERTION_WORKERS`]. Each holds one batch of up to 1 MiB.
     pub insertion_workers: usize,
+    /// More oplog entries (concatenated raw BSON, e.g. point-in-time
+    /// slices after the dump's end) replayed right after the dump's
+    /// `oplog.bson`, by the same replay.
+    pub extra_oplog: Option<std::path::PathBuf>,
 }
 
 /// `n`, or `default` for 0.
@@ -480,6 +484,10 @@ impl MongoLoader {
                     .map_err(|e| db_error(format!("creating view {ns}"), e))?;
             }
         }
+        let oplog = match (oplog, &self.options.extra_oplog) {
+            (oplog, None) => oplog,
+            (oplog, Some(extra)) => Some(append_oplog(oplog, extra)?),
+        };
         if let Some(spool) = oplog {
             self.replay(spool, &mut catalog, &mut summary).await?;
         }
@@ -494,6 +502,24 @@ impl MongoLoader {
         }
         Ok(summary)
     }
+}
+
+/// The dump's spooled oplog with the entries of `extra` after it.
+fn append_oplog(oplog: Option<std::fs::File>, extra: &std::path::Path) -> Result<std::fs::File> {
+    let mut from = std::fs::File::open(extra).map_err(|e| Error::Io {
+        action: "reading the oplog to replay from",
+        path: extra.to_path_buf(),
+        source: e,
+    })?;
+    let mut spool = match oplog {
+        Some(f) => f,
+        None => tempfile::tempfile().map_err(spool_err("spooling the oplog to"))?,
+    };
+    spool
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(spool_err("spooling the oplog to"))?;
+    std::io::copy(&mut from, &mut spool).map_err(spool_err("spooling the oplog to"))?;
+    Ok(spool)
 }
 
 /// Spools the oplog to a temp file: it is replayed after all the data.

@@ -3,6 +3,7 @@
 
 mod agent;
 mod plan;
+mod to_time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,8 +101,8 @@ collection with its number of replacements.";
 /// `backups restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The backup id to restore.
-    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    /// The backup id to restore (with --to-time: the base backup to start from).
+    #[arg(required_unless_present_any = ["file", "to_time"], conflicts_with = "file")]
     pub id: Option<String>,
     /// Restore from a local archive file instead of the store.
     #[arg(long, value_name = "FILE")]
@@ -155,6 +156,11 @@ pub struct Args {
     /// --oplogLimit).
     #[arg(long, value_name = "SECONDS[:ORDINAL]")]
     pub oplog_limit: Option<OplogTimestamp>,
+    /// Restore the database to the end of this second (RFC 3339 or
+    /// 'YYYY-MM-DD HH:MM:SS' UTC): the newest base backup at or before it,
+    /// then the oplog slices `backups pitr run` shipped (see `pitr --help`).
+    #[arg(long, value_name = "TIME", value_parser = to_time::parse_time, conflicts_with_all = ["file", "oplog_limit"])]
+    pub to_time: Option<u32>,
     /// Load onto a replica set while more than one member is alive (on its
     /// primary, majority write concern). Without it such a restore is
     /// refused: restore only when every controller is lost, onto a replica
@@ -283,12 +289,32 @@ impl Args {
 
 /// Restores a backup (by id or from a file) and prints what was restored.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let source = match (args.id.clone(), args.file.clone()) {
-        (Some(id), _) => RestoreSource::Id(parse_id(&id)?),
-        (None, Some(file)) => RestoreSource::File(file),
-        (None, None) => return Err(Failure::usage("give a backup id or --file")),
+    let pit = match args.to_time {
+        Some(to) => {
+            let keys = args.keys.identities()?;
+            Some(to_time::prepare(ctx, to, args.id.as_deref(), &keys).await?)
+        }
+        None => None,
+    };
+    if let Some(pit) = &pit {
+        if args.json {
+            ctx.say(pit.summary().trim_end());
+        } else {
+            out(&pit.summary())?;
+        }
+    }
+    let source = match (&pit, args.id.clone(), args.file.clone()) {
+        (Some(p), _, _) => RestoreSource::Id(p.base.clone()),
+        (None, Some(id), _) => RestoreSource::Id(parse_id(&id)?),
+        (None, None, Some(file)) => RestoreSource::File(file),
+        (None, None, None) => return Err(Failure::usage("give a backup id or --file")),
     };
     let mut uri = args.mongo.uri()?;
+    if pit.is_some() && uri.is_none() && !args.juju {
+        return Err(Failure::usage(
+            "--to-time restores a database: give --mongo-uri",
+        ));
+    }
     let mut ns_exclude = args.ns_exclude.clone();
     // Kept until the restore is done: its CA file is the connection's.
     let mut _juju_connection = None;
@@ -316,6 +342,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                     force_ha: args.force_ha,
                     parallel_collections: args.parallel_collections,
                     insertion_workers: args.insertion_workers,
+                    extra_oplog: pit.as_ref().map(|p| p.oplog.path().to_path_buf()),
                 },
             )
             .await?,
