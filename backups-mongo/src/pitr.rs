@@ -2,26 +2,33 @@
 //! `local.oplog.rs` for backups-core's `PitrShipper`, and
 //! [`filter_oplog`] picks the entries of shipped slices a restore replays.
 //!
-//! The oplog is polled (`ts > last`, in `$natural` order) rather than
-//! tailed: SecantusDB, the server these tests run against, answers a
-//! `local.oplog.rs` query by reading the whole oplog, and a tailable
-//! cursor would save nothing there. The shipper's poll interval is the
-//! price in latency (one read a second by default).
+//! The oplog is tailed: one `find` (`ts > last`, tailable, awaitData) and
+//! then `getMore`s that wait up to a second for news. That matters on
+//! SecantusDB, the server these tests run against: it answers a
+//! `local.oplog.rs` query by decoding the whole oplog (about 20 s for
+//! 100,000 entries on a busy machine), while a `getMore` on a tailable
+//! cursor answers in milliseconds. The query runs again only when the
+//! cursor is lost (server restart, failover, the shipper restarted).
 
 use async_trait::async_trait;
 use backups_core::pitr::{OplogRead, OplogSource, Position};
 use backups_core::{Error, Result};
 use mongodb::Client;
-use mongodb::bson::{Document, RawDocumentBuf, Timestamp, doc};
+use mongodb::bson::{Document, Timestamp, doc};
 
 use crate::client::{db_error, redact_uri};
 
 /// The oplog of the replica set a URI points at.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MongoOplogSource {
     client: Client,
     uri_shown: String,
+    /// The open tailable cursor and the last position it returned.
+    tail: tokio::sync::Mutex<Option<(i64, Position)>>,
 }
+
+/// How long a `getMore` waits for news.
+const AWAIT_MS: i64 = 1000;
 
 fn ts(p: Position) -> Timestamp {
     Timestamp {
@@ -41,7 +48,38 @@ impl MongoOplogSource {
         Ok(MongoOplogSource {
             client,
             uri_shown: redact_uri(uri),
+            tail: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// One batch: a `getMore` on the open cursor when it is at `after`,
+    /// else a new tailable `find`. Returns the entries and the cursor id.
+    async fn batch(&self, after: Position, limit: usize) -> Result<(Vec<Document>, i64)> {
+        let local = self.client.database("local");
+        let batch = i64::try_from(limit).unwrap_or(i64::MAX);
+        let open = *self.tail.lock().await;
+        if let Some((id, at)) = open
+            && at == after
+        {
+            let more = local
+                .run_command(doc! {"getMore": id, "collection": "oplog.rs", "batchSize": batch, "maxTimeMS": AWAIT_MS})
+                .await;
+            // A lost cursor (restart, failover) is opened again below.
+            if let Ok(reply) = more {
+                return cursor_reply(&reply, "nextBatch");
+            }
+        }
+        let reply = local
+            .run_command(doc! {
+                "find": "oplog.rs",
+                "filter": {"ts": {"$gt": ts(after)}},
+                "tailable": true,
+                "awaitData": true,
+                "batchSize": batch,
+            })
+            .await
+            .map_err(|e| db_error("reading local.oplog.rs", e))?;
+        cursor_reply(&reply, "firstBatch")
     }
 
     async fn hello(&self) -> Result<Document> {
@@ -88,34 +126,31 @@ impl OplogSource for MongoOplogSource {
             .get_datetime("localTime")
             .map(|t| (t.timestamp_millis() / 1000).clamp(0, i64::from(u32::MAX)) as u32)
             .unwrap_or(0);
-        let oplog = self
-            .client
-            .database("local")
-            .collection::<RawDocumentBuf>("oplog.rs");
-        let mut cursor = oplog
-            .find(doc! {"ts": {"$gt": ts(after)}})
-            .sort(doc! {"$natural": 1})
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
-            .map_err(|e| db_error("reading local.oplog.rs", e))?;
-        let mut entries = Vec::new();
-        while cursor
-            .advance()
-            .await
-            .map_err(|e| db_error("reading local.oplog.rs", e))?
-        {
-            let raw = cursor.current();
-            let Ok(t) = raw.get_timestamp("ts") else {
-                return Err(Error::Database {
-                    message: "an entry of local.oplog.rs has no ts".into(),
-                    source: None,
-                });
-            };
-            entries.push((pos(t), raw.as_bytes().to_vec()));
+        let (docs, id) = self.batch(after, limit).await?;
+        let mut entries = Vec::with_capacity(docs.len());
+        for d in docs {
+            let t = d.get_timestamp("ts").map_err(|_| Error::Database {
+                message: "an entry of local.oplog.rs has no ts".into(),
+                source: None,
+            })?;
+            let raw = mongodb::bson::to_vec(&d).map_err(|e| Error::Database {
+                message: format!("encoding an oplog entry: {e}"),
+                source: None,
+            })?;
+            entries.push((pos(t), raw));
         }
+        let last = entries.last().map_or(after, |(p, _)| *p);
+        *self.tail.lock().await = (id != 0).then_some((id, last));
+        // An empty answer came after the server's clock was read: every
+        // earlier second is in. Otherwise only the seconds before the last
+        // entry's are known complete.
+        let complete_until = match entries.last() {
+            None => server_seconds.saturating_sub(1),
+            Some((p, _)) => p.seconds.saturating_sub(1),
+        };
         Ok(OplogRead {
             entries,
-            server_seconds,
+            complete_until,
         })
     }
 
@@ -134,6 +169,22 @@ impl OplogSource for MongoOplogSource {
         }
         self.edge(-1).await
     }
+}
+
+/// The batch and cursor id of a `find`/`getMore` reply.
+fn cursor_reply(reply: &Document, batch: &str) -> Result<(Vec<Document>, i64)> {
+    let bad = || Error::Database {
+        message: format!("local.oplog.rs: a cursor reply without cursor.{batch}"),
+        source: None,
+    };
+    let cursor = reply.get_document("cursor").map_err(|_| bad())?;
+    let docs = cursor
+        .get_array(batch)
+        .map_err(|_| bad())?
+        .iter()
+        .filter_map(|b| b.as_document().cloned())
+        .collect();
+    Ok((docs, cursor.get_i64("id").unwrap_or(0)))
 }
 
 /// Appends to `out` the entries of `slice` (concatenated raw oplog

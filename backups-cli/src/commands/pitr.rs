@@ -111,7 +111,7 @@ async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliRes
     }
     let options = ShipperOptions::default()
         .with_slice(args.slice)
-        .with_poll(args.slice.min(Duration::from_secs(1)))
+        .with_poll(Duration::from_millis(200))
         .with_encryption(args.encrypt.encryption()?)
         .with_start(start);
     let storage = AsRef::<backups_core::storage::Storage>::as_ref(&ctx.backups).clone();

@@ -30,10 +30,9 @@ pub struct OplogRead {
     /// Entries after the position asked for, in oplog order: each its
     /// position and raw BSON.
     pub entries: Vec<(Position, Vec<u8>)>,
-    /// The server's clock (epoch seconds) just before the read: every
-    /// entry of an earlier second is in this read or before it, unless the
-    /// read was cut at its limit.
-    pub server_seconds: u32,
+    /// Every entry of a second up to this one (epoch seconds) is in this
+    /// read or came before it.
+    pub complete_until: u32,
 }
 
 /// Where the oplog comes from (backups-mongo's `MongoOplogSource`).
@@ -41,7 +40,8 @@ pub struct OplogRead {
 pub trait OplogSource: Send + Sync {
     /// The replica set's name.
     async fn replica_set(&self) -> Result<String>;
-    /// Up to `limit` entries after `after`, oldest first.
+    /// Up to `limit` entries after `after`, oldest first (none when there
+    /// is nothing new; a source may wait a moment for news first).
     async fn read_after(&self, after: Position, limit: usize) -> Result<OplogRead>;
     /// The oldest entry the oplog still holds.
     async fn oldest(&self) -> Result<Option<Position>>;
@@ -183,11 +183,8 @@ impl PitrShipper {
                 .read_after(buf_end(&buf, &status), READ_LIMIT)
                 .await?;
             status.reads += 1;
-            let full = read.entries.len() >= READ_LIMIT;
-            let until = match read.entries.last() {
-                Some((p, _)) if full => p.seconds.saturating_sub(1),
-                _ => read.server_seconds.saturating_sub(1),
-            };
+            let more = !read.entries.is_empty();
+            let until = read.complete_until;
             for (pos, raw) in read.entries {
                 if buf.bytes.len() + raw.len() > self.options.max_bytes && buf.entries > 0 {
                     self.commit(&mut buf, &mut status, pos.seconds.saturating_sub(1))
@@ -218,7 +215,7 @@ impl PitrShipper {
             if stopping {
                 return Ok(status);
             }
-            if !full {
+            if !more {
                 tokio::select! {
                     _ = cancel.cancelled() => {}
                     _ = tokio::time::sleep(self.options.poll) => {}
