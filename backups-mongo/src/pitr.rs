@@ -139,7 +139,7 @@ impl OplogSource for MongoOplogSource {
             })?;
             entries.push((pos(t), raw));
         }
-        let last = entries.last().map_or(after, |(p, _)| *p);
+        let last = entries.iter().map(|(p, _)| *p).max().map_or(after, |p| p.max(after));
         *self.tail.lock().await = (id != 0).then_some((id, last));
         // An empty answer came after the server's clock was read: every
         // earlier second is in. Otherwise only the seconds before the last
@@ -152,6 +152,45 @@ impl OplogSource for MongoOplogSource {
             entries,
             complete_until,
         })
+    }
+
+    async fn count_between(&self, after: Position, last: Position) -> Result<Option<u64>> {
+        let oplog = self
+            .client
+            .database("local")
+            .collection::<Document>("oplog.rs");
+        let n = oplog
+            .count_documents(doc! {"ts": {"$gt": ts(after), "$lte": ts(last)}})
+            .await
+            .map_err(|e| db_error("counting local.oplog.rs", e))?;
+        Ok(Some(n))
+    }
+
+    async fn read_between(&self, after: Position, last: Position) -> Result<Vec<(Position, Vec<u8>)>> {
+        let oplog = self
+            .client
+            .database("local")
+            .collection::<mongodb::bson::RawDocumentBuf>("oplog.rs");
+        let mut cursor = oplog
+            .find(doc! {"ts": {"$gt": ts(after), "$lte": ts(last)}})
+            .sort(doc! {"$natural": 1})
+            .await
+            .map_err(|e| db_error("reading local.oplog.rs", e))?;
+        let mut out = Vec::new();
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| db_error("reading local.oplog.rs", e))?
+        {
+            let raw = cursor.current();
+            let t = raw.get_timestamp("ts").map_err(|_| Error::Database {
+                message: "an entry of local.oplog.rs has no ts".into(),
+                source: None,
+            })?;
+            out.push((pos(t), raw.as_bytes().to_vec()));
+        }
+        out.sort_by_key(|(p, _)| *p);
+        Ok(out)
     }
 
     async fn oldest(&self) -> Result<Option<Position>> {

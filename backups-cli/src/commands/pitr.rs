@@ -130,10 +130,11 @@ async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliRes
     };
     let status = shipper.run(cancel, &mut observe).await?;
     ctx.say(&format!(
-        "Shipped {} slices ({} oplog entries, {} reads) of replica set {}; complete until {}{}",
+        "Shipped {} slices ({} oplog entries, {} reads, {} ranges read again) of replica set {}; complete until {}{}",
         status.slices,
         status.entries,
         status.reads,
+        status.rereads,
         status.replica_set,
         pitr::seconds_rfc3339(status.complete_until),
         if status.gaps > 0 {

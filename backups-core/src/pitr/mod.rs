@@ -469,7 +469,12 @@ pub async fn read_slice(
 }
 
 /// A base backup's consistent point: [`Metadata::oplog_end`], if recorded.
+/// `None` for a restore's safety backup (label `pre-restore`): it holds
+/// only what that restore replaced, never a whole database.
 pub fn base_end(meta: &Metadata) -> Option<Position> {
+    if meta.labels.iter().any(|l| l == "pre-restore") {
+        return None;
+    }
     meta.oplog_end.as_deref().and_then(|s| s.parse().ok())
 }
 

@@ -43,6 +43,14 @@ pub trait OplogSource: Send + Sync {
     /// Up to `limit` entries after `after`, oldest first (none when there
     /// is nothing new; a source may wait a moment for news first).
     async fn read_after(&self, after: Position, limit: usize) -> Result<OplogRead>;
+    /// How many entries are after `after` up to `last`, to check a slice
+    /// before it is committed; `None` when the source cannot tell.
+    async fn count_between(&self, after: Position, last: Position) -> Result<Option<u64>> {
+        let _ = (after, last);
+        Ok(None)
+    }
+    /// Every entry after `after` up to `last`, oldest first.
+    async fn read_between(&self, after: Position, last: Position) -> Result<Vec<(Position, Vec<u8>)>>;
     /// The oldest entry the oplog still holds.
     async fn oldest(&self) -> Result<Option<Position>>;
     /// The newest entry.
@@ -124,6 +132,9 @@ pub struct ShipperStatus {
     pub gaps: u64,
     /// Oplog reads made by this run.
     pub reads: u64,
+    /// Slices whose range was read again (an entry had become visible
+    /// after a later one).
+    pub rereads: u64,
 }
 
 /// Ships one replica set's oplog into a store.
@@ -145,12 +156,30 @@ impl std::fmt::Debug for PitrShipper {
 /// Entries read and not committed yet.
 #[derive(Default)]
 struct Buffer {
-    bytes: Vec<u8>,
-    first: Option<Position>,
-    last: Position,
-    entries: u64,
+    entries: Vec<(Position, Vec<u8>)>,
+    bytes: usize,
     opened: Option<Instant>,
 }
+
+impl Buffer {
+    /// Takes the entries of a second up to `settled`, in oplog order.
+    fn take_settled(&mut self, settled: u32) -> Vec<(Position, Vec<u8>)> {
+        self.entries.sort_by_key(|(p, _)| *p);
+        let n = self.entries.partition_point(|(p, _)| p.seconds <= settled);
+        let rest = self.entries.split_off(n);
+        let taken = std::mem::replace(&mut self.entries, rest);
+        self.bytes = self.entries.iter().map(|(_, r)| r.len()).sum();
+        if self.entries.is_empty() {
+            self.opened = None;
+        }
+        taken
+    }
+}
+
+/// Seconds an entry is left to settle before it is committed: a server
+/// may make an entry visible after a later one (SecantusDB does, with
+/// concurrent writers), and a slice must hold every entry of its range.
+const SETTLE_SECONDS: u32 = 1;
 
 /// Entries asked for per read.
 const READ_LIMIT: usize = 10_000;
@@ -185,30 +214,28 @@ impl PitrShipper {
             status.reads += 1;
             let more = !read.entries.is_empty();
             let until = read.complete_until;
-            for (pos, raw) in read.entries {
-                if buf.bytes.len() + raw.len() > self.options.max_bytes && buf.entries > 0 {
-                    self.commit(&mut buf, &mut status, pos.seconds.saturating_sub(1))
-                        .await?;
-                    observe(&status);
-                }
-                buf.first.get_or_insert(pos);
+            // An entry at or before the last commit was in its count (or
+            // re-read): never twice.
+            for (pos, raw) in read.entries.into_iter().filter(|(p, _)| *p > status.last) {
                 buf.opened.get_or_insert_with(Instant::now);
-                buf.bytes.extend_from_slice(&raw);
-                buf.last = pos;
-                buf.entries += 1;
+                buf.bytes += raw.len();
+                buf.entries.push((pos, raw));
             }
-            let due = buf
-                .opened
-                .is_some_and(|t| t.elapsed() >= self.options.slice);
-            if buf.entries > 0 && (due || stopping) {
-                self.commit(&mut buf, &mut status, until).await?;
-                observe(&status);
-                last_note = Instant::now();
-            } else if buf.entries == 0
-                && until > status.complete_until
+            let due = buf.opened.is_some_and(|t| t.elapsed() >= self.options.slice)
+                || buf.bytes >= self.options.max_bytes;
+            let settled = until.saturating_sub(SETTLE_SECONDS);
+            if !buf.entries.is_empty() && (due || stopping) {
+                let entries = buf.take_settled(settled);
+                if !entries.is_empty() {
+                    self.commit(entries, &mut status, settled).await?;
+                    observe(&status);
+                    last_note = Instant::now();
+                }
+            } else if buf.entries.is_empty()
+                && settled > status.complete_until
                 && last_note.elapsed() >= self.options.slice.min(Duration::from_secs(5))
             {
-                self.note_progress(&mut status, until).await?;
+                self.note_progress(&mut status, settled).await?;
                 observe(&status);
                 last_note = Instant::now();
             }
@@ -279,25 +306,42 @@ impl PitrShipper {
         Ok(status)
     }
 
-    /// Writes the slice object, then its record (the commit point).
-    async fn commit(&self, buf: &mut Buffer, status: &mut ShipperStatus, until: u32) -> Result<()> {
-        let taken = std::mem::take(buf);
-        let Some(first) = taken.first else {
+    /// Writes the slice object, then its record (the commit point). The
+    /// range is counted at the server first: when the reads missed an
+    /// entry (one made visible late), the range is read again whole.
+    async fn commit(
+        &self,
+        mut entries: Vec<(Position, Vec<u8>)>,
+        status: &mut ShipperStatus,
+        until: u32,
+    ) -> Result<()> {
+        let Some(&(last, _)) = entries.last() else {
             return Ok(());
         };
-        let stem = slice_stem(first, taken.last);
+        let after = status.last;
+        if let Some(n) = self.source.count_between(after, last).await?
+            && n != entries.len() as u64
+        {
+            entries = self.source.read_between(after, last).await?;
+            status.rereads += 1;
+        }
+        let (Some(&(first, _)), Some(&(last, _))) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let stem = slice_stem(first, last);
         let encrypted = self.options.encryption.is_some();
         let object = format!("{stem}.bson.gz{}", if encrypted { ".age" } else { "" });
-        let stored = seal(&taken.bytes, self.options.encryption.as_ref(), &object)?;
+        let plain: Vec<u8> = entries.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let stored = seal(&plain, self.options.encryption.as_ref(), &object)?;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
         let record = SliceRecord {
             replica_set: status.replica_set.clone(),
             object: object.clone(),
-            after: status.last,
+            after,
             first,
-            last: taken.last,
-            complete_until: until.max(status.complete_until).min(u32::MAX),
-            entries: taken.entries,
+            last,
+            complete_until: until.max(status.complete_until),
+            entries: entries.len() as u64,
             size: stored.len() as u64,
             sha256,
             encrypted,
@@ -305,10 +349,10 @@ impl PitrShipper {
         self.put(&status.replica_set, &object, stored).await?;
         self.put_json(&status.replica_set, &format!("{stem}.json"), &record)
             .await?;
-        status.last = taken.last;
+        status.last = last;
         status.complete_until = record.complete_until;
         status.slices += 1;
-        status.entries += taken.entries;
+        status.entries += record.entries;
         Ok(())
     }
 
@@ -357,11 +401,11 @@ impl PitrShipper {
 
 /// Where the next read starts: after the buffer, else after the chain.
 fn buf_end(buf: &Buffer, status: &ShipperStatus) -> Position {
-    if buf.entries > 0 {
-        buf.last
-    } else {
-        status.last
-    }
+    buf.entries
+        .iter()
+        .map(|(p, _)| *p)
+        .max()
+        .map_or(status.last, |p| p.max(status.last))
 }
 
 /// gzip, then age when asked.
