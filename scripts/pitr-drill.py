@@ -103,7 +103,10 @@ class Shipper:
 
 
 def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kw)
+    except subprocess.TimeoutExpired as e:
+        raise SystemExit(f"{' '.join(cmd)} did not finish in 300 s:\n{e.stdout}{e.stderr}")
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
     return r.stdout
@@ -159,6 +162,7 @@ def drill(args, k, writer, store, client, base_end, rng, stats):
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
     db = f"drill_r{k}"
     started = time.time()
+    log(f"drill {k}: restoring to {when}")
     out = run([args.bin, "--store", store, "restore", "--to-time", when, "--target",
                os.path.join(args.work, "target"), "--mongo-uri", args.uri,
                "--db-rename", f"drill={db}", "--no-safety-backup", "--yes"])

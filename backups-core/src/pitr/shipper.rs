@@ -169,9 +169,8 @@ impl Buffer {
         let rest = self.entries.split_off(n);
         let taken = std::mem::replace(&mut self.entries, rest);
         self.bytes = self.entries.iter().map(|(_, r)| r.len()).sum();
-        if self.entries.is_empty() {
-            self.opened = None;
-        }
+        // What stays opens the next slice.
+        self.opened = (!self.entries.is_empty()).then(Instant::now);
         taken
     }
 }
