@@ -149,11 +149,20 @@ def expected_at(writes, t):
     return state
 
 
-def drill(args, k, writer, store, client, base_end, rng, stats):
-    time.sleep(rng.uniform(2, 6))
+def take_base(args, store):
+    """A base backup taken while the writer runs; its consistent point."""
+    run([args.bin, "--store", store, "create", "--mongo-uri", args.uri, "--notes", "pitr drill base"])
+    newest = json.loads(run([args.bin, "--store", store, "list", "--json"]))[0]
+    return pos(newest["OplogEnd"])
+
+
+def drill(args, k, writer, store, client, rng, stats):
+    # A fresh base for each drill (as a schedule would take them): the
+    # replay stays a few seconds long on a slow server.
+    base_end = take_base(args, store)
+    time.sleep(rng.uniform(3, 8))
     now = int(time.time())
-    lo = max(base_end[0], now - 8)
-    t = rng.randint(lo, now - 1)
+    t = rng.randint(base_end[0] + 1, max(base_end[0] + 1, now - 1))
     deadline = time.time() + 60
     while covered_until(store) < t:
         if time.time() > deadline:
@@ -228,9 +237,7 @@ def main():
         except pymongo.errors.PyMongoError:
             time.sleep(0.1)
     client.drill.docs.insert_one({"_id": 0, "v": 0})
-    run([args.bin, "--store", store, "create", "--mongo-uri", args.uri, "--notes", "pitr drill base"])
-    base = json.loads(run([args.bin, "--store", store, "list", "--json"]))[0]
-    base_end = pos(base["OplogEnd"])
+    base_end = take_base(args, store)
     writer = Writer(args.uri, args.rate, rng)
     writer.writes.append((0, 0, 0, 0, 0.0))
     shipper = Shipper(args, store, metrics)
@@ -246,7 +253,7 @@ def main():
             shipper.kill9()
             log(f"killed the shipper (SIGKILL) before drill {k}; restarting it")
             shipper.start()
-        exact += drill(args, k, writer, store, client, base_end, rng, stats)
+        exact += drill(args, k, writer, store, client, rng, stats)
     writer.stop.set()
     writer.join()
     time.sleep(1)

@@ -486,7 +486,7 @@ impl MongoLoader {
         }
         let oplog = match (oplog, &self.options.extra_oplog) {
             (oplog, None) => oplog,
-            (oplog, Some(extra)) => Some(append_oplog(oplog, extra)?),
+            (oplog, Some(extra)) => Some(crate::pitr::append_oplog(oplog, extra)?),
         };
         if let Some(spool) = oplog {
             self.replay(spool, &mut catalog, &mut summary).await?;
@@ -502,24 +502,6 @@ impl MongoLoader {
         }
         Ok(summary)
     }
-}
-
-/// The dump's spooled oplog with the entries of `extra` after it.
-fn append_oplog(oplog: Option<std::fs::File>, extra: &std::path::Path) -> Result<std::fs::File> {
-    let mut from = std::fs::File::open(extra).map_err(|e| Error::Io {
-        action: "reading the oplog to replay from",
-        path: extra.to_path_buf(),
-        source: e,
-    })?;
-    let mut spool = match oplog {
-        Some(f) => f,
-        None => tempfile::tempfile().map_err(spool_err("spooling the oplog to"))?,
-    };
-    spool
-        .seek(std::io::SeekFrom::End(0))
-        .map_err(spool_err("spooling the oplog to"))?;
-    std::io::copy(&mut from, &mut spool).map_err(spool_err("spooling the oplog to"))?;
-    Ok(spool)
 }
 
 /// Spools the oplog to a temp file: it is replayed after all the data.

@@ -10,6 +10,8 @@
 //! cursor answers in milliseconds. The query runs again only when the
 //! cursor is lost (server restart, failover, the shipper restarted).
 
+use std::io::Seek;
+
 use async_trait::async_trait;
 use backups_core::pitr::{OplogRead, OplogSource, Position};
 use backups_core::{Error, Result};
@@ -139,7 +141,11 @@ impl OplogSource for MongoOplogSource {
             })?;
             entries.push((pos(t), raw));
         }
-        let last = entries.iter().map(|(p, _)| *p).max().map_or(after, |p| p.max(after));
+        let last = entries
+            .iter()
+            .map(|(p, _)| *p)
+            .max()
+            .map_or(after, |p| p.max(after));
         *self.tail.lock().await = (id != 0).then_some((id, last));
         // An empty answer came after the server's clock was read: every
         // earlier second is in. Otherwise only the seconds before the last
@@ -166,7 +172,11 @@ impl OplogSource for MongoOplogSource {
         Ok(Some(n))
     }
 
-    async fn read_between(&self, after: Position, last: Position) -> Result<Vec<(Position, Vec<u8>)>> {
+    async fn read_between(
+        &self,
+        after: Position,
+        last: Position,
+    ) -> Result<Vec<(Position, Vec<u8>)>> {
         let oplog = self
             .client
             .database("local")
@@ -207,6 +217,35 @@ impl OplogSource for MongoOplogSource {
             return Ok(Some(pos(t)));
         }
         self.edge(-1).await
+    }
+}
+
+/// The dump's spooled oplog with the entries of `extra` after it.
+pub(crate) fn append_oplog(
+    oplog: Option<std::fs::File>,
+    extra: &std::path::Path,
+) -> Result<std::fs::File> {
+    let mut from = std::fs::File::open(extra).map_err(|e| Error::Io {
+        action: "reading the oplog to replay from",
+        path: extra.to_path_buf(),
+        source: e,
+    })?;
+    let mut spool = match oplog {
+        Some(f) => f,
+        None => tempfile::tempfile().map_err(spool_failed)?,
+    };
+    spool
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(spool_failed)?;
+    std::io::copy(&mut from, &mut spool).map_err(spool_failed)?;
+    Ok(spool)
+}
+
+fn spool_failed(e: std::io::Error) -> Error {
+    Error::Io {
+        action: "spooling the oplog to",
+        path: std::env::temp_dir(),
+        source: e,
     }
 }
 

@@ -287,22 +287,28 @@ impl Args {
     }
 }
 
+/// How the database is loaded, from the flags.
+fn load_options(
+    args: &Args,
+    ns_exclude: Vec<String>,
+    pit: Option<&to_time::PointInTime>,
+) -> LoadOptions {
+    LoadOptions {
+        ns_exclude,
+        db_rename: args.db_rename.clone(),
+        restore_users_and_roles: args.restore_users_and_roles,
+        convert_legacy_indexes: args.convert_legacy_indexes,
+        oplog_limit: args.oplog_limit,
+        force_ha: args.force_ha,
+        parallel_collections: args.parallel_collections,
+        insertion_workers: args.insertion_workers,
+        extra_oplog: pit.map(|p| p.oplog.path().to_path_buf()),
+    }
+}
+
 /// Restores a backup (by id or from a file) and prints what was restored.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let pit = match args.to_time {
-        Some(to) => {
-            let keys = args.keys.identities()?;
-            Some(to_time::prepare(ctx, to, args.id.as_deref(), &keys).await?)
-        }
-        None => None,
-    };
-    if let Some(pit) = &pit {
-        if args.json {
-            ctx.say(pit.summary().trim_end());
-        } else {
-            out(&pit.summary())?;
-        }
-    }
+    let pit = to_time::for_args(ctx, &args).await?;
     let source = match (&pit, args.id.clone(), args.file.clone()) {
         (Some(p), _, _) => RestoreSource::Id(p.base.clone()),
         (None, Some(id), _) => RestoreSource::Id(parse_id(&id)?),
@@ -310,11 +316,6 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         (None, None, None) => return Err(Failure::usage("give a backup id or --file")),
     };
     let mut uri = args.mongo.uri()?;
-    if pit.is_some() && uri.is_none() && !args.juju {
-        return Err(Failure::usage(
-            "--to-time restores a database: give --mongo-uri",
-        ));
-    }
     let mut ns_exclude = args.ns_exclude.clone();
     // Kept until the restore is done: its CA file is the connection's.
     let mut _juju_connection = None;
@@ -331,21 +332,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     }
     let database: Option<Arc<dyn DatabaseLoader>> = match &uri {
         Some(uri) => Some(Arc::new(
-            MongoLoader::connect(
-                uri,
-                LoadOptions {
-                    ns_exclude,
-                    db_rename: args.db_rename.clone(),
-                    restore_users_and_roles: args.restore_users_and_roles,
-                    convert_legacy_indexes: args.convert_legacy_indexes,
-                    oplog_limit: args.oplog_limit,
-                    force_ha: args.force_ha,
-                    parallel_collections: args.parallel_collections,
-                    insertion_workers: args.insertion_workers,
-                    extra_oplog: pit.as_ref().map(|p| p.oplog.path().to_path_buf()),
-                },
-            )
-            .await?,
+            MongoLoader::connect(uri, load_options(&args, ns_exclude, pit.as_ref())).await?,
         )),
         None => None,
     };

@@ -28,9 +28,9 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::crypt::Identities;
+use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::storage::Storage;
-use crate::{Error, Result};
 
 pub use shipper::{OplogRead, OplogSource, PitrShipper, ShipperOptions, ShipperStatus};
 

@@ -21,8 +21,8 @@ use super::{
     valid_replica_set,
 };
 use crate::crypt::{Encryption, Sealer};
+use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::{Error, Result};
 
 /// One read of the oplog.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,11 @@ pub trait OplogSource: Send + Sync {
         Ok(None)
     }
     /// Every entry after `after` up to `last`, oldest first.
-    async fn read_between(&self, after: Position, last: Position) -> Result<Vec<(Position, Vec<u8>)>>;
+    async fn read_between(
+        &self,
+        after: Position,
+        last: Position,
+    ) -> Result<Vec<(Position, Vec<u8>)>>;
     /// The oldest entry the oplog still holds.
     async fn oldest(&self) -> Result<Option<Position>>;
     /// The newest entry.
@@ -220,7 +224,9 @@ impl PitrShipper {
                 buf.bytes += raw.len();
                 buf.entries.push((pos, raw));
             }
-            let due = buf.opened.is_some_and(|t| t.elapsed() >= self.options.slice)
+            let due = buf
+                .opened
+                .is_some_and(|t| t.elapsed() >= self.options.slice)
                 || buf.bytes >= self.options.max_bytes;
             let settled = until.saturating_sub(SETTLE_SECONDS);
             if !buf.entries.is_empty() && (due || stopping) {
@@ -330,7 +336,10 @@ impl PitrShipper {
         let stem = slice_stem(first, last);
         let encrypted = self.options.encryption.is_some();
         let object = format!("{stem}.bson.gz{}", if encrypted { ".age" } else { "" });
-        let plain: Vec<u8> = entries.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let plain: Vec<u8> = entries
+            .iter()
+            .flat_map(|(_, r)| r.iter().copied())
+            .collect();
         let stored = seal(&plain, self.options.encryption.as_ref(), &object)?;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
         let record = SliceRecord {

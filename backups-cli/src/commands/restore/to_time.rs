@@ -39,6 +39,27 @@ impl PointInTime {
     }
 }
 
+/// With `--to-time`: the prepared point in time, its summary printed
+/// (on stderr with --json).
+pub async fn for_args(ctx: &Context, args: &super::Args) -> Result<Option<PointInTime>, Failure> {
+    let Some(to) = args.to_time else {
+        return Ok(None);
+    };
+    if args.mongo.uri()?.is_none() && !args.juju {
+        return Err(Failure::usage(
+            "--to-time restores a database: give --mongo-uri",
+        ));
+    }
+    let keys = args.keys.identities()?;
+    let pit = prepare(ctx, to, args.id.as_deref(), &keys).await?;
+    if args.json {
+        ctx.say(pit.summary().trim_end());
+    } else {
+        crate::output::out(&pit.summary())?;
+    }
+    Ok(Some(pit))
+}
+
 /// `TIME` in RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC), as epoch seconds
 /// (a fraction is cut: the whole second is restored).
 pub fn parse_time(s: &str) -> Result<u32, String> {
