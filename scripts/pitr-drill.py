@@ -242,6 +242,14 @@ def main():
     writer.writes.append((0, 0, 0, 0, 0.0))
     shipper = Shipper(args, store, metrics)
     shipper.start()
+    try:
+        drills(args, rng, store, metrics, client, writer, shipper, base_end)
+    finally:
+        if shipper.proc.poll() is None:
+            shipper.proc.kill()
+
+
+def drills(args, rng, store, metrics, client, writer, shipper, base_end):
     writer.start()
     started = time.time()
     stats = {"restore_s": []}
@@ -257,7 +265,9 @@ def main():
     writer.stop.set()
     writer.join()
     time.sleep(1)
-    while covered_until(store) < int(time.time()) - 2:
+    last_write = max(w[0] for w in writer.snapshot())
+    deadline = time.time() + 120
+    while covered_until(store) < last_write and time.time() < deadline:
         time.sleep(0.2)
     elapsed = time.time() - started
     shipper.stop()

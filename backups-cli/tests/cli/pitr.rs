@@ -87,9 +87,24 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     write(&uri, &db, 1, 0);
     env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
     std::fs::create_dir_all(env.store().join("pitr")).unwrap();
-    let mut shipper = Command::new(BIN)
+    // Encrypted slices: a restore needs the identity.
+    let key = env.path().join("key.txt");
+    let made = env.run(&["key", "generate", "-o", key.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&made.stderr).to_string();
+    let recipient = said
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap_or_else(|| panic!("no recipient in {said}"));
+    let shipper = Command::new(BIN)
         .args(["--store", env.store().to_str().unwrap(), "pitr", "run"])
-        .args(["--mongo-uri", &uri, "--slice", "1s"])
+        .args([
+            "--mongo-uri",
+            &uri,
+            "--slice",
+            "1s",
+            "--encrypt-to",
+            recipient,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -111,6 +126,18 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
 
     // Each second restores to exactly its own value.
     let target = env.path().join("target");
+    let (code, err) = env.fail(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t2.0),
+        "--target",
+        target.to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 13, "{err}");
+    assert!(err.contains(".bson.gz.age"), "{err}");
     for (t, v) in [(t2, "2"), (t3, "3")] {
         let restored = unique_name("pitrr");
         let out = env.ok(&[

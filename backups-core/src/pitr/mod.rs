@@ -295,6 +295,39 @@ impl ReplicaSetChain {
             .join(", ")
     }
 
+    /// The covered stretch that reaches back to `base_end`.
+    fn stretch_of(&self, base_end: Position) -> Option<Covered> {
+        self.covered().into_iter().find(|c| {
+            c.after <= base_end
+                && (base_end.seconds <= c.until || base_end <= self.slices[c.slices.end - 1].last)
+        })
+    }
+
+    /// [`ReplicaSetChain::plan`], replaying from `from` (at or before
+    /// `base_end`, e.g. the base's start) as far back as the slices
+    /// reach: the replay is idempotent, and an entry the dump's own range
+    /// read missed (made visible late) is then still replayed. Returns
+    /// the position the replay starts after, and the slices.
+    pub fn plan_from(
+        &self,
+        from: Position,
+        base_end: Position,
+        to: u32,
+    ) -> std::result::Result<(Position, Vec<&SliceRecord>), NotCovered> {
+        self.plan(base_end, to)?;
+        let Some(c) = self.stretch_of(base_end) else {
+            return Err(NotCovered {
+                reason: "no covered stretch".into(),
+            });
+        };
+        let after = from.min(base_end).max(c.after);
+        let slices = self.slices[c.slices]
+            .iter()
+            .filter(|s| s.last > after && s.first.seconds <= to)
+            .collect();
+        Ok((after, slices))
+    }
+
     /// The slices to replay over a base consistent at `base_end` to reach
     /// the end of second `to`: every slice holding an entry after
     /// `base_end` and at or before `to`, continuous. Refused (naming the
@@ -319,10 +352,7 @@ impl ReplicaSetChain {
                 base_end.rfc3339()
             )));
         }
-        let Some(c) = self.covered().into_iter().find(|c| {
-            c.after <= base_end
-                && (base_end.seconds <= c.until || base_end <= self.slices[c.slices.end - 1].last)
-        }) else {
+        let Some(c) = self.stretch_of(base_end) else {
             return Err(refuse(format!(
                 "no continuous slices start at or before the base backup's consistent point {}",
                 base_end.rfc3339()

@@ -127,13 +127,22 @@ pub async fn prepare(
                 "the store holds no oplog slices for backup {base_id}"
             ))
         })?;
-    let plan = chain.plan(end, to).map_err(|e| refused(e.reason))?;
+    // From a second before the base started: the dump's own oplog range
+    // may miss an entry the server made visible late.
+    let started = base
+        .started
+        .map(|t| u32::try_from(t.unix_timestamp()).unwrap_or(0))
+        .unwrap_or(end.seconds);
+    let from = Position::new(started.saturating_sub(1), 0);
+    let (after, plan) = chain
+        .plan_from(from, end, to)
+        .map_err(|e| refused(e.reason))?;
     let mut oplog = tempfile::NamedTempFile::new()
         .map_err(|e| failure::io_failure("creating a temporary file", e))?;
     let mut entries = 0;
     for slice in &plan {
         let bytes = pitr::read_slice(ctx.backups.as_ref(), slice, identities).await?;
-        entries += backups_mongo::pitr::filter_oplog(&bytes, end, to, oplog.as_file_mut())?;
+        entries += backups_mongo::pitr::filter_oplog(&bytes, after, to, oplog.as_file_mut())?;
     }
     Ok(PointInTime {
         base: base_id,
