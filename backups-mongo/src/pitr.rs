@@ -266,12 +266,14 @@ fn cursor_reply(reply: &Document, batch: &str) -> Result<(Vec<Document>, i64)> {
 }
 
 /// Appends to `out` the entries of `slice` (concatenated raw oplog
-/// entries) after `after` and in a second at or before `until`; returns
-/// how many.
+/// entries) after `after` and in a second at or before `until`, of the
+/// databases `dbs` (all when empty; `admin` commands, which carry
+/// transactions, always); returns how many.
 pub fn filter_oplog(
     slice: &[u8],
     after: Position,
     until: u32,
+    dbs: &[String],
     out: &mut impl std::io::Write,
 ) -> Result<u64> {
     let mut at = 0usize;
@@ -298,7 +300,13 @@ pub fn filter_oplog(
             .get_timestamp("ts")
             .map_err(|_| bad("entry without ts"))?;
         let p = pos(t);
-        if p > after && p.seconds <= until {
+        let db = raw
+            .get_str("ns")
+            .ok()
+            .and_then(|ns| ns.split('.').next())
+            .unwrap_or("");
+        let wanted = dbs.is_empty() || db == "admin" || dbs.iter().any(|d| d == db);
+        if p > after && p.seconds <= until && wanted {
             out.write_all(&slice[at..end]).map_err(|e| Error::Io {
                 action: "writing the oplog to replay to",
                 path: std::env::temp_dir(),

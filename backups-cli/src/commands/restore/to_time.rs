@@ -139,10 +139,18 @@ pub async fn prepare(
         .map_err(|e| refused(e.reason))?;
     let mut oplog = tempfile::NamedTempFile::new()
         .map_err(|e| failure::io_failure("creating a temporary file", e))?;
+    // The databases the base holds, as the dump's own oplog.bson does.
+    let mut dbs: Vec<String> = base
+        .databases
+        .keys()
+        .filter_map(|ns| ns.split_once('.').map(|(db, _)| db.to_string()))
+        .filter(|db| !db.starts_with("oplog"))
+        .collect();
+    dbs.dedup();
     let mut entries = 0;
     for slice in &plan {
         let bytes = pitr::read_slice(ctx.backups.as_ref(), slice, identities).await?;
-        entries += backups_mongo::pitr::filter_oplog(&bytes, after, to, oplog.as_file_mut())?;
+        entries += backups_mongo::pitr::filter_oplog(&bytes, after, to, &dbs, oplog.as_file_mut())?;
     }
     Ok(PointInTime {
         base: base_id,
