@@ -90,7 +90,11 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     // Encrypted slices: a restore needs the identity.
     let key = env.path().join("key.txt");
     let made = env.run(&["key", "generate", "-o", key.to_str().unwrap()]);
-    let said = String::from_utf8_lossy(&made.stderr).to_string();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&made.stdout),
+        String::from_utf8_lossy(&made.stderr)
+    );
     let recipient = said
         .split_whitespace()
         .find(|w| w.starts_with("age1"))
