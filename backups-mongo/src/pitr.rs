@@ -128,7 +128,21 @@ impl OplogSource for MongoOplogSource {
             .get_datetime("localTime")
             .map(|t| (t.timestamp_millis() / 1000).clamp(0, i64::from(u32::MAX)) as u32)
             .unwrap_or(0);
-        let (docs, id) = self.batch(after, limit).await?;
+        let last_write = hello
+            .get_document("lastWrite")
+            .and_then(|w| w.get_document("opTime"))
+            .and_then(|o| o.get_timestamp("ts"))
+            .ok()
+            .map(pos)
+            .filter(|w| *w > after);
+        let (mut docs, mut id) = self.batch(after, limit).await?;
+        if docs.is_empty() && last_write.is_some() {
+            // The server wrote after `after` and the cursor has nothing:
+            // it missed entries (SecantusDB's does when they were written
+            // while its first query ran). Query again.
+            *self.tail.lock().await = None;
+            (docs, id) = self.batch(after, limit).await?;
+        }
         let mut entries = Vec::with_capacity(docs.len());
         for d in docs {
             let t = d.get_timestamp("ts").map_err(|_| Error::Database {
@@ -150,9 +164,14 @@ impl OplogSource for MongoOplogSource {
         // An empty answer came after the server's clock was read: every
         // earlier second is in. Otherwise only the seconds before the last
         // entry's are known complete.
-        let complete_until = match entries.last() {
-            None => server_seconds.saturating_sub(1),
-            Some((p, _)) => p.seconds.saturating_sub(1),
+        let complete_until = match (entries.last(), last_write) {
+            (None, None) => server_seconds.saturating_sub(1),
+            // Written, not visible yet: complete only before it.
+            (None, Some(w)) => w
+                .seconds
+                .saturating_sub(1)
+                .min(server_seconds.saturating_sub(1)),
+            (Some((p, _)), _) => p.seconds.saturating_sub(1),
         };
         Ok(OplogRead {
             entries,
