@@ -156,6 +156,8 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
             &format!("{db}={restored}"),
             "--no-safety-backup",
             "--yes",
+            "--identity",
+            key.to_str().unwrap(),
         ]);
         assert!(out.contains("Point in time"), "{out}");
         assert_eq!(
