@@ -359,22 +359,23 @@ impl ReplicaSetChain {
             )));
         };
         if to > c.until {
-            let why = match self
+            let end = self.covered().last().map_or(c.until, |l| l.until);
+            let gap = self
                 .gaps()
-                .iter()
-                .find(|g| g.from.seconds <= to && g.from >= c.after)
-            {
-                Some(g) => format!(
-                    "{} is in a gap ({} .. {}: {})",
+                .into_iter()
+                .find(|g| g.from >= c.after && g.from.seconds <= to);
+            let why = match gap {
+                Some(g) if to <= end => format!(
+                    "{} is in a gap or after one ({} .. {}: {})",
                     seconds_rfc3339(to),
                     g.from.rfc3339(),
                     g.to.rfc3339(),
                     g.reason
                 ),
-                None => format!(
+                _ => format!(
                     "{} is beyond the last slice (complete until {})",
                     seconds_rfc3339(to),
-                    seconds_rfc3339(c.until)
+                    seconds_rfc3339(end)
                 ),
             };
             return Err(refuse(why));

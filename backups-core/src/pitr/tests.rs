@@ -67,6 +67,14 @@ fn a_missing_slice_is_a_gap_and_a_time_in_it_is_refused() {
     let err = c.plan(Position::new(100, 1), 108).expect_err("in the gap");
     assert!(err.reason.contains("in a gap"), "{}", err.reason);
     assert!(c.plan(Position::new(100, 1), 104).is_ok());
+    let beyond = c.plan(Position::new(100, 1), 200).expect_err("beyond");
+    assert!(
+        beyond
+            .reason
+            .contains("beyond the last slice (complete until 1970-01-01T00:01:55Z)"),
+        "{}",
+        beyond.reason
+    );
     // A base inside the later stretch restores from it.
     assert_eq!(c.plan(Position::new(110, 1), 115).map(|p| p.len()), Ok(1));
 }
