@@ -74,6 +74,9 @@ pub struct DumpSummary {
     /// The dump describes one instant (the oplog written meanwhile was
     /// captured and is replayed on load).
     pub point_in_time: bool,
+    /// The oplog position the dump is consistent at, `(seconds, ordinal)`,
+    /// when it is point-in-time.
+    pub oplog_end: Option<(u32, u32)>,
 }
 
 /// Dumps a database into the archive's `dump/` directory.

@@ -65,6 +65,7 @@ pub mod juju;
 pub mod lease;
 pub mod metadata;
 mod ops;
+pub mod pitr;
 mod progress;
 mod request;
 pub mod restore;

@@ -143,6 +143,11 @@ pub struct Metadata {
     /// Ours: the replica set that member belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_set: Option<String>,
+    /// Ours: the oplog position the dump is consistent at (the last entry
+    /// its `oplog.bson` may hold), `seconds:ordinal`; where point-in-time
+    /// recovery starts replaying oplog slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oplog_end: Option<String>,
     /// Ours: the last verification of this backup (`backups verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,

@@ -422,6 +422,7 @@ impl MongoDumper {
         match window {
             Some(window) => {
                 let to = self.oplog_position().await?;
+                summary.oplog_end = to.or(Some(window.from)).map(|t| (t.time, t.increment));
                 let n = window.dump(&self.client, &dbs, to, &sink).await?;
                 summary
                     .collections

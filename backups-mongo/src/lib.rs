@@ -104,6 +104,7 @@ mod metadata;
 mod namespace;
 mod oplog;
 mod oplog_window;
+pub mod pitr;
 mod quiesce;
 mod replay;
 mod rewrite;

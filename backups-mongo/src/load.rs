@@ -67,6 +67,10 @@ pub struct LoadOptions {
     /// `--numInsertionWorkersPerCollection`); 0 means
     /// [`LOAD_INSERTION_WORKERS`]. Each holds one batch of up to 1 MiB.
     pub insertion_workers: usize,
+    /// More oplog entries (concatenated raw BSON, e.g. point-in-time
+    /// slices after the dump's end) replayed right after the dump's
+    /// `oplog.bson`, by the same replay.
+    pub extra_oplog: Option<std::path::PathBuf>,
 }
 
 /// `n`, or `default` for 0.
@@ -466,6 +470,10 @@ impl MongoLoader {
                     .map_err(|e| db_error(format!("creating view {ns}"), e))?;
             }
         }
+        let oplog = match (oplog, &self.options.extra_oplog) {
+            (oplog, None) => oplog,
+            (oplog, Some(extra)) => Some(crate::pitr::append_oplog(oplog, extra)?),
+        };
         if let Some(spool) = oplog {
             self.replay(spool, &mut catalog, &mut summary).await?;
         }

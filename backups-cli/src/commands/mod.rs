@@ -12,6 +12,7 @@ pub mod gc;
 pub mod key;
 pub mod label;
 pub mod list;
+pub mod pitr;
 pub mod remove;
 pub mod restore;
 pub mod schedule;
@@ -99,6 +100,10 @@ pub enum Command {
     #[command(after_help = config::AFTER_HELP)]
     Config(config::Args),
 
+    /// Ship the oplog to the store for point-in-time recovery, and list what is restorable.
+    #[command(after_help = pitr::AFTER_HELP)]
+    Pitr(pitr::Args),
+
     /// Run or list the config file's backup schedules.
     #[command(after_help = schedule::AFTER_HELP)]
     Schedule(schedule::Args),
@@ -131,6 +136,7 @@ impl Command {
     pub fn creates_store(&self) -> bool {
         match self {
             Command::Create(_) | Command::Upload(_) => true,
+            Command::Pitr(p) => matches!(p.command, pitr::PitrCommand::Run(_)),
             Command::Restore(r) => r.file.is_some(),
             Command::Diff(d) => d.file.is_some(),
             _ => false,
@@ -180,7 +186,15 @@ pub async fn run_configured(
         let ctx = Context::open(&global, false, cancel, false)?;
         return copy::run(&ctx, &target, args).await;
     }
-    let ctx = Context::open(&global, command.verbose(), cancel, command.creates_store())?;
+    let ctx = Context::open(
+        &global,
+        command.verbose(),
+        cancel.clone(),
+        command.creates_store(),
+    )?;
+    if let Command::Pitr(args) = command {
+        return pitr::run(&ctx, args, cancel).await;
+    }
     run(&ctx, command).await
 }
 
@@ -206,6 +220,7 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         | Command::Copy(_)
         | Command::Schedule(_)
         | Command::Key(_)
+        | Command::Pitr(_)
         | Command::Completions(_)
         | Command::Man(_)
         | Command::CompleteIds(_) => Err(crate::failure::Failure {

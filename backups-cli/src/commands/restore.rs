@@ -3,6 +3,7 @@
 
 mod agent;
 mod plan;
+mod to_time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,8 +101,8 @@ collection with its number of replacements.";
 /// `backups restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The backup id to restore.
-    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    /// The backup id to restore (with --to-time: the base backup to start from).
+    #[arg(required_unless_present_any = ["file", "to_time"], conflicts_with = "file")]
     pub id: Option<String>,
     /// Restore from a local archive file instead of the store.
     #[arg(long, value_name = "FILE")]
@@ -155,6 +156,11 @@ pub struct Args {
     /// --oplogLimit).
     #[arg(long, value_name = "SECONDS[:ORDINAL]")]
     pub oplog_limit: Option<OplogTimestamp>,
+    /// Restore the database to the end of this second (RFC 3339 or
+    /// 'YYYY-MM-DD HH:MM:SS' UTC): the newest base backup at or before it,
+    /// then the oplog slices `backups pitr run` shipped (see `pitr --help`).
+    #[arg(long, value_name = "TIME", value_parser = to_time::parse_time, conflicts_with_all = ["file", "oplog_limit"])]
+    pub to_time: Option<u32>,
     /// Load onto a replica set while more than one member is alive (on its
     /// primary, majority write concern). Without it such a restore is
     /// refused: restore only when every controller is lost, onto a replica
@@ -281,14 +287,13 @@ impl Args {
     }
 }
 
-/// The database loader --mongo-uri (or --juju) asks for, if any.
-async fn loader(
+/// How the database is loaded, from the flags.
+fn load_options(
     args: &Args,
-    uri: Option<&str>,
     ns_exclude: Vec<String>,
-) -> Result<Option<Arc<dyn DatabaseLoader>>, Failure> {
-    let Some(uri) = uri else { return Ok(None) };
-    let options = LoadOptions {
+    pit: Option<&to_time::PointInTime>,
+) -> LoadOptions {
+    LoadOptions {
         ns_exclude,
         db_rename: args.db_rename.clone(),
         restore_users_and_roles: args.restore_users_and_roles,
@@ -297,16 +302,18 @@ async fn loader(
         force_ha: args.force_ha,
         parallel_collections: args.parallel_collections,
         insertion_workers: args.insertion_workers,
-    };
-    Ok(Some(Arc::new(MongoLoader::connect(uri, options).await?)))
+        extra_oplog: pit.map(|p| p.oplog.path().to_path_buf()),
+    }
 }
 
 /// Restores a backup (by id or from a file) and prints what was restored.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let source = match (args.id.clone(), args.file.clone()) {
-        (Some(id), _) => RestoreSource::Id(parse_id(&id)?),
-        (None, Some(file)) => RestoreSource::File(file),
-        (None, None) => return Err(Failure::usage("give a backup id or --file")),
+    let pit = to_time::for_args(ctx, &args).await?;
+    let source = match (&pit, args.id.clone(), args.file.clone()) {
+        (Some(p), _, _) => RestoreSource::Id(p.base.clone()),
+        (None, Some(id), _) => RestoreSource::Id(parse_id(&id)?),
+        (None, None, Some(file)) => RestoreSource::File(file),
+        (None, None, None) => return Err(Failure::usage("give a backup id or --file")),
     };
     let mut uri = args.mongo.uri()?;
     let mut ns_exclude = args.ns_exclude.clone();
@@ -323,7 +330,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             _juju_connection = Some(connection);
         }
     }
-    let database = loader(&args, uri.as_deref(), ns_exclude).await?;
+    let database: Option<Arc<dyn DatabaseLoader>> = match &uri {
+        Some(uri) => Some(Arc::new(
+            MongoLoader::connect(uri, load_options(&args, ns_exclude, pit.as_ref())).await?,
+        )),
+        None => None,
+    };
     let options = ExtractOptions::default()
         .with_setuid(args.allow_setuid)
         .with_devices(args.allow_devices);

@@ -26,6 +26,7 @@ mod lease;
 mod lock_hooks;
 mod mongo;
 mod mongo_dumps;
+mod pitr;
 mod plan;
 mod rebuild;
 mod recovery;

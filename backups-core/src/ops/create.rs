@@ -246,6 +246,7 @@ fn record_dump(meta: &mut Metadata, dump: DumpSummary, progress: &dyn Progress) 
     }
     meta.databases = dump.collections;
     meta.point_in_time = dump.point_in_time;
+    meta.oplog_end = dump.oplog_end.map(|(s, o)| format!("{s}:{o}"));
     meta.warnings.extend(dump.warnings);
 }
 

@@ -1,0 +1,214 @@
+//! Point-in-time recovery through the CLI: `pitr run` ships the oplog,
+//! `restore --to-time` brings a database back to one second, a missing
+//! slice is a gap that `pitr list` shows and a restore refuses.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backups_core::test_util::{service_env, unique_name};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Sets `v` of document 1 (inserting it) once the server's clock is past
+/// second `after`; prints the write's oplog position.
+const WRITE: &str = "import sys, time; from pymongo import MongoClient; c = MongoClient(sys.argv[1]); \
+    after = int(sys.argv[4])\n\
+    while int(c.admin.command('hello')['localTime'].timestamp()) <= after: time.sleep(0.05)\n\
+    with c.start_session() as s:\n\
+    \x20   c[sys.argv[2]].docs.update_one({'_id': 1}, {'$set': {'v': int(sys.argv[3])}}, upsert=True, session=s)\n\
+    \x20   print(s.operation_time.time, s.operation_time.inc)";
+
+fn write(uri: &str, db: &str, v: u32, after: u32) -> (u32, u32) {
+    let out = python_args(WRITE, &[uri, db, &v.to_string(), &after.to_string()]);
+    let mut it = out.split_whitespace().map(|n| n.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+fn value(uri: &str, db: &str) -> String {
+    python_mongo(
+        "import sys; from pymongo import MongoClient; \
+         d = MongoClient(sys.argv[1])[sys.argv[2]].docs.find_one({'_id': 1}); print(d and d['v'])",
+        uri,
+        db,
+    )
+    .trim()
+    .to_string()
+}
+
+fn rfc3339(seconds: u32) -> String {
+    time::OffsetDateTime::from_unix_timestamp(i64::from(seconds))
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The records of the committed slices, from the local store's files.
+fn slice_records(env: &Env) -> Vec<(std::path::PathBuf, Value)> {
+    let mut out = Vec::new();
+    for set in std::fs::read_dir(env.store().join("pitr")).unwrap() {
+        for f in std::fs::read_dir(set.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".json") && name != "progress.json" {
+                let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                out.push((path, v));
+            }
+        }
+    }
+    out
+}
+
+fn pos(v: &Value) -> (u32, u32) {
+    let (a, b) = v.as_str().unwrap().split_once(':').unwrap();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// Waits (up to 5 minutes: the shared server is slow) until a committed
+/// slice holds `at`.
+fn wait_shipped(env: &Env, at: (u32, u32)) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !slice_records(env)
+        .iter()
+        .any(|(_, r)| pos(&r["First"]) <= at && at <= pos(&r["Last"]))
+    {
+        assert!(Instant::now() < deadline, "no slice holds {at:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let db = unique_name("pitr");
+    write(&uri, &db, 1, 0);
+    env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
+    std::fs::create_dir_all(env.store().join("pitr")).unwrap();
+    // Encrypted slices: a restore needs the identity.
+    let key = env.path().join("key.txt");
+    let made = env.run(&["key", "generate", "-o", key.to_str().unwrap()]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&made.stdout),
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let recipient = said
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap_or_else(|| panic!("no recipient in {said}"));
+    let shipper = Command::new(BIN)
+        .args(["--store", env.store().to_str().unwrap(), "pitr", "run"])
+        .args([
+            "--mongo-uri",
+            &uri,
+            "--slice",
+            "1s",
+            "--encrypt-to",
+            recipient,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t2 = write(&uri, &db, 2, 0);
+    let t3 = write(&uri, &db, 3, t2.0);
+    wait_shipped(&env, t3);
+    let t4 = write(&uri, &db, 4, t3.0 + 1);
+    wait_shipped(&env, t4);
+    let killed = Command::new("kill")
+        .args(["-INT", &shipper.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let shipped = shipper.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&shipped.stderr);
+    assert!(shipped.status.success(), "{said}");
+    assert!(said.contains("Shipped"), "{said}");
+
+    // Each second restores to exactly its own value.
+    let target = env.path().join("target");
+    let (code, err) = env.fail(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t2.0),
+        "--target",
+        target.to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 13, "{err}");
+    assert!(err.contains(".bson.gz.age"), "{err}");
+    for (t, v) in [(t2, "2"), (t3, "3")] {
+        let restored = unique_name("pitrr");
+        let out = env.ok(&[
+            "restore",
+            "--to-time",
+            &rfc3339(t.0),
+            "--target",
+            target.to_str().unwrap(),
+            "--mongo-uri",
+            &uri,
+            "--db-rename",
+            &format!("{db}={restored}"),
+            "--no-safety-backup",
+            "--yes",
+            "--identity",
+            key.to_str().unwrap(),
+        ]);
+        assert!(out.contains("Point in time"), "{out}");
+        assert_eq!(
+            value(&uri, &restored),
+            v,
+            "restored to {}: {out}",
+            rfc3339(t.0)
+        );
+    }
+
+    // The slice holding the third write goes missing: a gap, and a
+    // restore into it is refused, naming what is covered.
+    let (path, _) = slice_records(&env)
+        .into_iter()
+        .find(|(_, r)| pos(&r["First"]) <= t3 && t3 <= pos(&r["Last"]))
+        .unwrap();
+    std::fs::remove_file(path).unwrap();
+    let list = env.json(&["pitr", "list", "--json"]);
+    let sets = list["ReplicaSets"].as_array().unwrap();
+    assert_eq!(sets.len(), 1, "{list}");
+    let gaps = sets[0]["Gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter().any(|g| g["Reason"] == "missing slice"),
+        "{list}"
+    );
+    assert!(!sets[0]["Ranges"].as_array().unwrap().is_empty(), "{list}");
+    let (code, err) = env.fail(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t3.0),
+        "--target",
+        target.to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--db-rename",
+        &format!("{db}=never"),
+        "--dry-run",
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("gap") && err.contains("covering"), "{err}");
+    // Beyond the last slice: refused too.
+    let (code, err) = env.fail(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t4.0 + 3600),
+        "--target",
+        target.to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("beyond the last slice"), "{err}");
+}
