@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backups_core::services::{OrderedLock, OrderedServices, ServiceStep};
+use backups_core::services::{GroupKiller, OrderedLock, OrderedServices, ServiceStep};
 use backups_core::{Error, Result};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
@@ -82,22 +82,6 @@ impl ServiceStep for ShellStep {
     }
 }
 
-/// Kills a process group when dropped, unless disarmed (a hook that exited
-/// may have left a daemon behind on purpose).
-struct GroupKiller(Option<u32>);
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(pid) = self
-            .0
-            .and_then(|p| i32::try_from(p).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
 /// Echoes `stream` line by line as `[hook] line` on stderr, keeping the
 /// last three lines in `tail`.
 async fn echo<R: AsyncRead + Unpin>(
@@ -151,7 +135,7 @@ impl Hooks {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("cannot run sh: {e}")))?;
-        let mut killer = GroupKiller(child.id());
+        let mut killer = GroupKiller::new(child.id());
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let echoes = [
             tokio::spawn(echo(child.stdout.take(), hook, self.quiet, None)),
@@ -174,7 +158,7 @@ impl Hooks {
                 )));
             }
         };
-        killer.0 = None;
+        killer.disarm();
         // The output is read to its end unless a process the hook left
         // running still holds it open.
         for task in echoes {

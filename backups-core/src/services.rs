@@ -318,3 +318,35 @@ mod tests {
         assert_eq!(logged(&log), ["start-a", "start-b", "start-c"]);
     }
 }
+
+/// Kills a child's process group (SIGKILL) when dropped, unless disarmed:
+/// a hook or notification command given up on at its timeout (its future
+/// dropped) takes whatever it started with it. Start the child in its own
+/// group (`process_group(0)`) for this to reach only what it started.
+#[derive(Debug)]
+pub struct GroupKiller(Option<u32>);
+
+impl GroupKiller {
+    /// Guards the group led by `pid` (a child's `id()`; `None`: nothing).
+    pub fn new(pid: Option<u32>) -> Self {
+        GroupKiller(pid)
+    }
+
+    /// Leaves the group alone when dropped (the command exited in time; a
+    /// daemon it left behind on purpose stays).
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}

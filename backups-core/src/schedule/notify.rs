@@ -20,6 +20,7 @@ use super::status::JobStatus;
 use super::{EventSink, JobError, ScheduleEvent, error_chain};
 use crate::error::{Error, InputKind, Result};
 use crate::secret::redact_uri;
+use crate::services::GroupKiller;
 
 /// How long a notifier may take unless it says otherwise.
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,22 +122,6 @@ impl CommandNotifier {
     }
 }
 
-/// Kills a process group when dropped (the scheduler drops a notifier's
-/// future at its timeout), unless disarmed.
-struct GroupKiller(Option<u32>);
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(pid) = self
-            .0
-            .and_then(|p| i32::try_from(p).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
 #[async_trait]
 impl Notifier for CommandNotifier {
     fn describe(&self) -> String {
@@ -169,12 +154,12 @@ impl Notifier for CommandNotifier {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("cannot run sh: {e}")))?;
-        let mut killer = GroupKiller(child.id());
+        let mut killer = GroupKiller::new(child.id());
         let status = child
             .wait()
             .await
             .map_err(|e| fail(format!("waiting for it failed: {e}")))?;
-        killer.0 = None;
+        killer.disarm();
         if status.success() {
             return Ok(());
         }
