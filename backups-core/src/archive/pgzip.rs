@@ -356,17 +356,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn incompressible_blocks_are_stored_and_the_rest_still_shrinks() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let random: Vec<u8> = (0..8 * BLOCK_SIZE)
+    /// `n` bytes that do not compress (xorshift from `seed`).
+    fn noise(n: usize, mut seed: u64) -> Vec<u8> {
+        (0..n)
             .map(|_| {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 (seed >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_and_the_rest_still_shrinks() {
+        let random = noise(8 * BLOCK_SIZE, 0x2545_f491_4f6c_dd1d);
         assert!(!worth_deflating(&random[..BLOCK_SIZE]));
         assert!(worth_deflating(&sample(BLOCK_SIZE)));
         let text = sample(8 * BLOCK_SIZE);
@@ -388,15 +392,7 @@ mod tests {
     #[test]
     fn base64_text_is_deflated_and_as_small_as_gzip() {
         use base64::Engine as _;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..6 * BLOCK_SIZE)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (seed >> 24) as u8
-            })
-            .collect();
+        let random = noise(6 * BLOCK_SIZE, 0x9e37_79b9_7f4a_7c15);
         let text = base64::engine::general_purpose::STANDARD.encode(&random);
         let text = text.as_bytes();
         assert!(worth_deflating(&text[..BLOCK_SIZE]), "base64 is text");
