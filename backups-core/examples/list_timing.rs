@@ -62,7 +62,11 @@ async fn main() {
                     .unwrap();
                 let bytes = w.finish().unwrap().0;
                 backups
-                    .add(ArchiveSource::Bytes(bytes.into()), Arc::new(NoProgress))
+                    .add(
+                        ArchiveSource::Bytes(bytes.into()),
+                        None,
+                        Arc::new(NoProgress),
+                    )
                     .await
                     .unwrap();
             }

@@ -2,13 +2,11 @@
 //! operations: one-line calls into [`crate::ops`], [`crate::gc`] and
 //! [`crate::lease`]. The catalog itself is in [`crate::catalog`].
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::AsyncWrite;
 
 use crate::catalog::StoreBackups;
 use crate::crypt::{Encryption, Identities};
@@ -19,6 +17,7 @@ use crate::lease::{self, LeaseGuard, LeaseInfo};
 use crate::metadata::{Metadata, Verification};
 use crate::ops::copy::{CopyReport, CopyRequest};
 use crate::ops::diff::{DiffReport, DiffRequest};
+use crate::ops::download::DownloadTo;
 use crate::ops::edit::Edit;
 use crate::ops::execute::PreparedRestore;
 use crate::ops::plan::RestorePlan;
@@ -39,8 +38,15 @@ pub trait Backups: Send + Sync {
     -> Result<Metadata>;
     /// Validates an existing archive and stores it under the id derived from
     /// its metadata. The same bytes twice is a no-op; other bytes under an
-    /// existing id is [`Error::AlreadyExists`].
-    async fn add(&self, source: ArchiveSource, progress: Arc<dyn Progress>) -> Result<AddOutcome>;
+    /// existing id is [`Error::AlreadyExists`]. With `encryption`, the
+    /// plain archive is stored encrypted (an already encrypted `.age` is
+    /// refused by the validation).
+    async fn add(
+        &self,
+        source: ArchiveSource,
+        encryption: Option<Encryption>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<AddOutcome>;
     /// The metadata of one backup.
     async fn metadata(&self, id: &BackupId) -> Result<Metadata>;
     /// The metadata and archive bytes of one backup.
@@ -60,29 +66,18 @@ pub trait Backups: Send + Sync {
         progress: Arc<dyn Progress>,
     ) -> Result<RestoreReport>;
 
-    /// Writes a backup's archive to `dest` through a temp file in the same
-    /// directory, renamed into place only once size and checksum match.
+    /// Writes a backup's archive where `to` says (a file appears only once
+    /// size and checksum match; a writer is checked at the end), returning
+    /// its metadata. An encrypted backup comes out as stored (`.age`); see
+    /// [`StoreBackups::download_decrypted`] for the plain archive.
     async fn download(
         &self,
         id: &BackupId,
-        dest: &Path,
+        to: DownloadTo<'_>,
         progress: Arc<dyn Progress>,
     ) -> Result<Metadata> {
         let (meta, stream) = self.get(id).await?;
-        download::to_file(&meta, stream, dest, progress).await?;
-        Ok(meta)
-    }
-
-    /// Streams a backup's archive into `out`, checking size and checksum at
-    /// the end (the bytes are already written when a mismatch is found).
-    async fn download_to(
-        &self,
-        id: &BackupId,
-        out: &mut (dyn AsyncWrite + Unpin + Send),
-        progress: Arc<dyn Progress>,
-    ) -> Result<Metadata> {
-        let (meta, stream) = self.get(id).await?;
-        download::to_writer(&meta, stream, out, progress).await?;
+        download::plain(&meta, stream, to, progress).await?;
         Ok(meta)
     }
 }
@@ -100,8 +95,13 @@ impl Backups for StoreBackups {
         create::create(self, request, progress).await
     }
 
-    async fn add(&self, source: ArchiveSource, progress: Arc<dyn Progress>) -> Result<AddOutcome> {
-        add::add(self, source, None, progress).await
+    async fn add(
+        &self,
+        source: ArchiveSource,
+        encryption: Option<Encryption>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<AddOutcome> {
+        add::add(self, source, encryption, progress).await
     }
 
     async fn metadata(&self, id: &BackupId) -> Result<Metadata> {
@@ -164,41 +164,18 @@ impl StoreBackups {
             .await
     }
 
-    /// [`Backups::add`], storing the archive encrypted as `encryption` says.
-    pub async fn add_encrypted(
-        &self,
-        source: ArchiveSource,
-        encryption: Encryption,
-        progress: Arc<dyn Progress>,
-    ) -> Result<AddOutcome> {
-        add::add(self, source, Some(encryption), progress).await
-    }
-
     /// Decrypts the encrypted backup `id` into the plain, Juju-readable
-    /// `.tar.gz` at `dest` (through a temp file, renamed into place only
-    /// once the stored bytes and the plaintext match their digests).
+    /// `.tar.gz`, written where `to` says (a file through a temp file,
+    /// renamed into place only once the stored bytes and the plaintext
+    /// match their digests; a writer checked at the end).
     pub async fn download_decrypted(
         &self,
         id: &BackupId,
         identities: Identities,
-        dest: &Path,
+        to: DownloadTo<'_>,
         progress: Arc<dyn Progress>,
     ) -> Result<Metadata> {
-        download::decrypted_to_file(self, id, identities, dest, progress).await
-    }
-
-    /// Decrypts the encrypted backup `id` into `out` (a blocking writer,
-    /// e.g. stdout), checking the digests at the end.
-    pub async fn download_decrypted_to<W: std::io::Write + Send + 'static>(
-        &self,
-        id: &BackupId,
-        identities: Identities,
-        out: W,
-        progress: Arc<dyn Progress>,
-    ) -> Result<Metadata> {
-        download::decrypted(self, id, identities, out, progress)
-            .await
-            .map(|(meta, _)| meta)
+        download::decrypted_to(self, id, identities, to, progress).await
     }
 
     /// Changes a committed backup's labels, notes or verification record
@@ -251,20 +228,10 @@ impl StoreBackups {
     /// Applies a retention policy to the store: takes the lease once, lists,
     /// decides ([`RetentionPolicy::apply`]) and removes what the policy
     /// does not keep. [`RetentionPolicy::apply`] over [`Backups::list`]
-    /// is the dry run.
+    /// is the dry run. [`RetentionPolicy::with_only_label`] limits it to
+    /// one label's backups (a schedule's own).
     pub async fn forget(&self, policy: &RetentionPolicy) -> Result<ForgetReport> {
-        forget::forget(self, policy, None).await
-    }
-
-    /// [`StoreBackups::forget`] over only the backups labelled `label`
-    /// (e.g. a schedule's `schedule:<name>`): the others are neither
-    /// counted by the policy nor removed.
-    pub async fn forget_labelled(
-        &self,
-        policy: &RetentionPolicy,
-        label: &str,
-    ) -> Result<ForgetReport> {
-        forget::forget(self, policy, Some(label)).await
+        forget::forget(self, policy).await
     }
 
     /// Runs a [`RestorePlan`]: [`StoreBackups::prepare_restore`], then

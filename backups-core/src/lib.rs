@@ -54,6 +54,7 @@ pub mod crypt;
 pub mod database;
 pub mod diff;
 mod digest;
+pub mod download;
 mod error;
 mod extract;
 mod files;

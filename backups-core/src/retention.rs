@@ -145,7 +145,7 @@ impl Bucket {
 /// assert!(serde_json::from_str::<RetentionPolicy>(r#"{"keep_daily": 0}"#).is_err());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(from = "PolicyTable")]
+#[serde(from = "RetentionOptions")]
 #[non_exhaustive]
 pub struct RetentionPolicy {
     counts: [KeepCount; 6],
@@ -154,31 +154,66 @@ pub struct RetentionPolicy {
     labels: Vec<String>,
     group_by: GroupBy,
     pending_recovery: Vec<BackupId>,
+    only_label: Option<String>,
 }
 
-/// [`RetentionPolicy`] as a config table (`retention = { keep_daily = 7 }`).
-#[derive(serde::Deserialize)]
+/// A [`RetentionPolicy`] as the user writes it: the config table
+/// (`retention = { keep_daily = 7 }`, unknown keys refused) and, with the
+/// `clap` feature, `backups forget`'s `--keep-*` flags (`#[command(flatten)]`).
+/// A key left out keeps nothing by its rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
-struct PolicyTable {
-    keep_last: Option<KeepCount>,
-    keep_hourly: Option<KeepCount>,
-    keep_daily: Option<KeepCount>,
-    keep_weekly: Option<KeepCount>,
-    keep_monthly: Option<KeepCount>,
-    keep_yearly: Option<KeepCount>,
-    keep_within: Option<RetentionDuration>,
-    keep_within_hourly: Option<RetentionDuration>,
-    keep_within_daily: Option<RetentionDuration>,
-    keep_within_weekly: Option<RetentionDuration>,
-    keep_within_monthly: Option<RetentionDuration>,
-    keep_within_yearly: Option<RetentionDuration>,
+#[non_exhaustive]
+pub struct RetentionOptions {
+    /// Keep the N newest backups (`unlimited`: all).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_last: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest hours with backups.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_hourly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest days with backups.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_daily: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest ISO weeks with backups.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_weekly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest months with backups.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_monthly: Option<KeepCount>,
+    /// Keep the newest backup of each of the N newest years with backups.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub keep_yearly: Option<KeepCount>,
+    /// Keep every backup less than DUR (e.g. 1y5m7d2h) older than the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within: Option<RetentionDuration>,
+    /// Keep the newest backup of each hour within DUR of the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within_hourly: Option<RetentionDuration>,
+    /// Keep the newest backup of each day within DUR of the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within_daily: Option<RetentionDuration>,
+    /// Keep the newest backup of each ISO week within DUR of the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within_weekly: Option<RetentionDuration>,
+    /// Keep the newest backup of each month within DUR of the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within_monthly: Option<RetentionDuration>,
+    /// Keep the newest backup of each year within DUR of the newest.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    pub keep_within_yearly: Option<RetentionDuration>,
+    /// Keep every backup with this label (repeatable).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "L"))]
     #[serde(default)]
-    keep_label: Vec<String>,
-    group_by: Option<GroupBy>,
+    pub keep_label: Vec<String>,
+    /// Apply the policy to each model's backups (`model`, the default) or
+    /// to all at once (`none`).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "model|none"))]
+    pub group_by: Option<GroupBy>,
 }
 
-impl From<PolicyTable> for RetentionPolicy {
-    fn from(t: PolicyTable) -> Self {
+impl From<RetentionOptions> for RetentionPolicy {
+    fn from(t: RetentionOptions) -> Self {
         let c = Option::unwrap_or_default;
         let mut policy = RetentionPolicy::new()
             .with_keep_last(c(t.keep_last))
@@ -343,10 +378,23 @@ impl RetentionPolicy {
         self.apply_at(backups, OffsetDateTime::now_utc())
     }
 
+    /// Applies the policy to only the backups labelled `label` (e.g. a
+    /// schedule's `schedule:<name>`): the others are neither counted nor
+    /// in the decision, so neither kept nor removed.
+    pub fn with_only_label(mut self, label: impl Into<String>) -> Self {
+        self.only_label = Some(label.into());
+        self
+    }
+
     /// [`RetentionPolicy::apply`] as if it were `now`.
     pub fn apply_at(&self, backups: &[Metadata], now: OffsetDateTime) -> Decision {
         let mut entries: Vec<Entry<'_>> = backups
             .iter()
+            .filter(|meta| {
+                self.only_label
+                    .as_ref()
+                    .is_none_or(|label| meta.labels.iter().any(|l| l == label))
+            })
             .filter_map(|meta| {
                 let id = meta.id.as_ref()?;
                 Some(Entry {

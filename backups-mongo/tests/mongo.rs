@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backups_core::conformance::request;
+use backups_core::download::DownloadTo;
 use backups_core::test_util::{sample_tree, service_env, unique_name};
 use backups_core::{
     BackupId, Backups, Error, NoProgress, RestoreRequest, RestoreSource, Storage, StoreBackups,
@@ -307,7 +308,11 @@ async fn python_bson_decodes_every_dump_file() {
     let meta = backups.create(req, Arc::new(NoProgress)).await.unwrap();
     let out = tmp.path().join("b.tar.gz");
     backups
-        .download(meta.id.as_ref().unwrap(), &out, Arc::new(NoProgress))
+        .download(
+            meta.id.as_ref().unwrap(),
+            DownloadTo::File(&out),
+            Arc::new(NoProgress),
+        )
         .await
         .unwrap();
     let script = r#"

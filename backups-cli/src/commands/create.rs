@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backups_core::download::DownloadTo;
 use backups_core::juju::{JUJU_DATA_DIR, JujuProfile};
 use backups_core::{
     ArchiveCompression, Backups, CompressionKind, CreateRequest, DatabaseDumper, FileSet, Identity,
@@ -201,7 +202,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     ));
     out(&format!("{id}\n"))?;
     if let Some(path) = download {
-        ctx.backups.download(&id, &path, ctx.progress()).await?;
+        ctx.backups
+            .download(&id, DownloadTo::File(&path), ctx.progress())
+            .await?;
         ctx.say(&format!("Downloaded to {}", path.display()));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use backups_core::download::DownloadTo;
 use backups_core::{BackupId, Backups};
 
 use crate::args::parse_id;
@@ -75,11 +76,14 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         None => {
             let mut stdout = tokio::io::stdout();
             ctx.backups
-                .download_to(&id, &mut stdout, ctx.progress())
+                .download(&id, DownloadTo::Writer(&mut stdout), ctx.progress())
                 .await?;
         }
         Some(path) => {
-            let meta = ctx.backups.download(&id, &path, ctx.progress()).await?;
+            let meta = ctx
+                .backups
+                .download(&id, DownloadTo::File(&path), ctx.progress())
+                .await?;
             ctx.say(&format!(
                 "Downloaded {id} to {} ({} bytes, checksum verified)",
                 path.display(),
@@ -95,14 +99,20 @@ async fn decrypt(ctx: &Context, id: &BackupId, dest: Option<PathBuf>, args: Args
     let identities = args.keys.identities()?;
     match dest {
         None => {
+            let mut stdout = tokio::io::stdout();
             ctx.backups
-                .download_decrypted_to(id, identities, std::io::stdout(), ctx.progress())
+                .download_decrypted(
+                    id,
+                    identities,
+                    DownloadTo::Writer(&mut stdout),
+                    ctx.progress(),
+                )
                 .await?;
         }
         Some(path) => {
             let meta = ctx
                 .backups
-                .download_decrypted(id, identities, &path, ctx.progress())
+                .download_decrypted(id, identities, DownloadTo::File(&path), ctx.progress())
                 .await?;
             ctx.say(&format!(
                 "Decrypted {id} to {} (checksum {} verified)",

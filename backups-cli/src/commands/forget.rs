@@ -2,7 +2,7 @@
 //! `--keep-*` flags) does not keep.
 
 use backups_core::RetentionPolicy;
-use backups_core::retention::{Decision, GroupBy, KeepCount, PINNED_LABEL, RetentionDuration};
+use backups_core::retention::{Decision, PINNED_LABEL, RetentionOptions};
 use serde_json::json;
 
 use crate::context::Context;
@@ -37,48 +37,9 @@ warning. It holds the store's lease while it lists and removes.";
 /// `backups forget`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep the N newest backups (`unlimited`: all).
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<KeepCount>,
-    /// Keep the newest backup of each of the N newest hours with backups.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<KeepCount>,
-    /// Keep the newest backup of each of the N newest days with backups.
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<KeepCount>,
-    /// Keep the newest backup of each of the N newest ISO weeks with backups.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<KeepCount>,
-    /// Keep the newest backup of each of the N newest months with backups.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<KeepCount>,
-    /// Keep the newest backup of each of the N newest years with backups.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<KeepCount>,
-    /// Keep every backup less than DUR (e.g. 1y5m7d2h) older than the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within: Option<RetentionDuration>,
-    /// Keep the newest backup of each hour within DUR of the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_hourly: Option<RetentionDuration>,
-    /// Keep the newest backup of each day within DUR of the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_daily: Option<RetentionDuration>,
-    /// Keep the newest backup of each ISO week within DUR of the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_weekly: Option<RetentionDuration>,
-    /// Keep the newest backup of each month within DUR of the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_monthly: Option<RetentionDuration>,
-    /// Keep the newest backup of each year within DUR of the newest.
-    #[arg(long, value_name = "DUR")]
-    pub keep_within_yearly: Option<RetentionDuration>,
-    /// Keep every backup with this label (repeatable).
-    #[arg(long, value_name = "L")]
-    pub keep_label: Vec<String>,
-    /// Apply the policy to each model's backups (`model`) or to all at once (`none`).
-    #[arg(long, default_value = "model", value_name = "model|none")]
-    pub group_by: GroupBy,
+    /// The `--keep-*` and `--group-by` flags (the library's own).
+    #[command(flatten)]
+    pub policy: RetentionOptions,
     /// Only print what would be kept and removed.
     #[arg(long)]
     pub dry_run: bool,
@@ -87,37 +48,12 @@ pub struct Args {
     pub json: bool,
 }
 
-impl Args {
-    fn policy(&self) -> RetentionPolicy {
-        let count = |c: Option<KeepCount>| c.unwrap_or(KeepCount::Count(0));
-        let dur = |d: Option<RetentionDuration>| d.unwrap_or_default();
-        let mut policy = RetentionPolicy::new()
-            .with_keep_last(count(self.keep_last))
-            .with_keep_hourly(count(self.keep_hourly))
-            .with_keep_daily(count(self.keep_daily))
-            .with_keep_weekly(count(self.keep_weekly))
-            .with_keep_monthly(count(self.keep_monthly))
-            .with_keep_yearly(count(self.keep_yearly))
-            .with_keep_within(dur(self.keep_within))
-            .with_keep_within_hourly(dur(self.keep_within_hourly))
-            .with_keep_within_daily(dur(self.keep_within_daily))
-            .with_keep_within_weekly(dur(self.keep_within_weekly))
-            .with_keep_within_monthly(dur(self.keep_within_monthly))
-            .with_keep_within_yearly(dur(self.keep_within_yearly))
-            .with_group_by(self.group_by);
-        for l in &self.keep_label {
-            policy = policy.with_keep_label(l.clone());
-        }
-        policy
-    }
-}
-
 /// Applies the policy; prints the decision (table or JSON) and, unless
 /// --dry-run, removes what it does not keep under the store's lease. A
 /// backup that cannot be removed is reported and the rest are still
 /// removed (the exit code is the first failure's).
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let policy = args.policy();
+    let policy = RetentionPolicy::from(args.policy.clone());
     if policy.is_empty() {
         return Err(Failure::usage(format!(
             "refusing to forget without a policy: give at least one --keep-* option \

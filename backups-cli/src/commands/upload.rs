@@ -35,19 +35,17 @@ pub struct Args {
 /// Validates and stores the archive; prints the id it is stored under.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let source = ArchiveSource::File(args.file.clone());
-    let outcome = match args.encrypt.encryption()? {
-        Some(e) => ctx.backups.add_encrypted(source, e, ctx.progress()).await?,
-        None if args.require_encryption => {
-            return Err(Failure {
-                message: format!(
-                    "refusing to store {} unencrypted (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file",
-                    args.file.display()
-                ),
-                code: ENCRYPTION,
-            });
-        }
-        None => ctx.backups.add(source, ctx.progress()).await?,
-    };
+    let encryption = args.encrypt.encryption()?;
+    if encryption.is_none() && args.require_encryption {
+        return Err(Failure {
+            message: format!(
+                "refusing to store {} unencrypted (--require-encryption): give --encrypt-to, --recipients-file or --passphrase-file",
+                args.file.display()
+            ),
+            code: ENCRYPTION,
+        });
+    }
+    let outcome = ctx.backups.add(source, encryption, ctx.progress()).await?;
     let id = outcome
         .metadata
         .id

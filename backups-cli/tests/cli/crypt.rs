@@ -294,6 +294,10 @@ fn uploads_encrypt_and_sidecars_keep_no_private_key() {
         std::fs::read(env.path().join("back.tar.gz")).unwrap(),
         std::fs::read(fixture).unwrap()
     );
+    // And to standard output, the same bytes.
+    let piped = env.run(&["download", &id, "--decrypt", "-i", "key.txt", "-o", "-"]);
+    assert!(piped.status.success(), "{piped:?}");
+    assert_eq!(piped.stdout, std::fs::read(fixture).unwrap());
     // An .age file is not an archive to upload.
     env.ok(&["download", &id, "-o", "enc.age"]);
     let (code, err) = env.fail(&["upload", "enc.age"]);

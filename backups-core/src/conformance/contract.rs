@@ -87,7 +87,11 @@ pub async fn add_is_idempotent_and_refuses_conflicts(b: &dyn Backups) {
     b.remove(&id).await.expect("remove");
 
     let added = b
-        .add(ArchiveSource::Bytes(bytes.clone()), Arc::new(NoProgress))
+        .add(
+            ArchiveSource::Bytes(bytes.clone()),
+            None,
+            Arc::new(NoProgress),
+        )
         .await
         .expect("add");
     assert!(!added.already_present);
@@ -98,7 +102,7 @@ pub async fn add_is_idempotent_and_refuses_conflicts(b: &dyn Backups) {
     );
     assert_eq!(added.metadata.checksum, meta.checksum);
     let again = b
-        .add(ArchiveSource::Bytes(bytes), Arc::new(NoProgress))
+        .add(ArchiveSource::Bytes(bytes), None, Arc::new(NoProgress))
         .await
         .expect("add again");
     assert!(again.already_present);
@@ -114,7 +118,11 @@ pub async fn add_is_idempotent_and_refuses_conflicts(b: &dyn Backups) {
         .expect("metadata");
     let (other, _) = w.finish().expect("finish");
     let err = b
-        .add(ArchiveSource::Bytes(other.into()), Arc::new(NoProgress))
+        .add(
+            ArchiveSource::Bytes(other.into()),
+            None,
+            Arc::new(NoProgress),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
@@ -160,7 +168,7 @@ pub async fn interrupted_create_leaves_nothing(b: &dyn Backups) {
     b.remove(ok.id.as_ref().expect("id")).await.expect("remove");
     let truncated = bytes.slice(..bytes.len() / 2);
     let err = b
-        .add(ArchiveSource::Bytes(truncated), Arc::new(NoProgress))
+        .add(ArchiveSource::Bytes(truncated), None, Arc::new(NoProgress))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");

@@ -1,6 +1,7 @@
 //! Copies between two stores, and writes to a store whose every delete is
 //! refused (append-only).
 
+use crate::download::DownloadTo;
 use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutPayload};
@@ -155,11 +156,11 @@ pub async fn append_only_writes_when_deletes_are_refused(storage: Storage) {
         .expect("multipart create without deletes");
     let small_id = small.id.clone().expect("id");
     let file = tmp.path().join("small.tar.gz");
-    b.download(&small_id, &file, Arc::new(NoProgress))
+    b.download(&small_id, DownloadTo::File(&file), Arc::new(NoProgress))
         .await
         .expect("download");
     let again = b
-        .add(ArchiveSource::File(file), Arc::new(NoProgress))
+        .add(ArchiveSource::File(file), None, Arc::new(NoProgress))
         .await
         .expect("upload without deletes");
     assert!(again.already_present);

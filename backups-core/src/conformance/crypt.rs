@@ -4,6 +4,7 @@
 //! is the plain archive whose SHA-1 the sidecar records, and tampered or
 //! swapped ciphertext is refused before anything is written.
 
+use crate::download::DownloadTo;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,9 +88,14 @@ pub async fn encrypted_backups_round_trip_and_refuse_tampering(b: &StoreBackups)
 
     // Decrypted download: the plain archive Juju's checksum names.
     let plain = tmp.path().join("plain.tar.gz");
-    b.download_decrypted(&id, identities.clone(), &plain, Arc::new(NoProgress))
-        .await
-        .expect("decrypted download");
+    b.download_decrypted(
+        &id,
+        identities.clone(),
+        DownloadTo::File(&plain),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("decrypted download");
     let bytes = std::fs::read(&plain).expect("read plain");
     let mut h = Hasher::default();
     h.update(&bytes);

@@ -2,6 +2,7 @@
 //! the store, concurrent writers, and faults injected with
 //! [`FaultStore`](crate::fault::FaultStore).
 
+use crate::download::DownloadTo;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -52,7 +53,7 @@ pub async fn corrupt_archive_is_detected(b: &StoreBackups) {
 
     let out = tmp.path().join("download.tar.gz");
     let err = b
-        .download(&id, &out, Arc::new(NoProgress))
+        .download(&id, DownloadTo::File(&out), Arc::new(NoProgress))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
@@ -94,7 +95,7 @@ pub async fn concurrent_adds_of_one_id_stay_consistent(storage: Storage) {
     let results = futures::future::join_all(
         archives
             .iter()
-            .map(|a| b.add(ArchiveSource::Bytes(a.clone()), Arc::new(NoProgress))),
+            .map(|a| b.add(ArchiveSource::Bytes(a.clone()), None, Arc::new(NoProgress))),
     )
     .await;
     let winners = results.iter().filter(|r| r.is_ok()).count();
@@ -198,7 +199,7 @@ pub async fn truncated_reads_are_detected(storage: Storage) {
     );
     let out = tmp.path().join("out.tar.gz");
     let err = b
-        .download(&id, &out, Arc::new(NoProgress))
+        .download(&id, DownloadTo::File(&out), Arc::new(NoProgress))
         .await
         .unwrap_err();
     assert!(
@@ -221,7 +222,7 @@ pub async fn truncated_reads_are_detected(storage: Storage) {
             ..Default::default()
         },
     );
-    slow.download(&id, &out, Arc::new(NoProgress))
+    slow.download(&id, DownloadTo::File(&out), Arc::new(NoProgress))
         .await
         .expect("slow download");
     assert_eq!(std::fs::metadata(&out).expect("out").len(), meta.size);

@@ -1,5 +1,6 @@
 //! Garbage collection: what a store's gc finds and deletes.
 
+use crate::download::DownloadTo;
 use std::sync::Arc;
 
 use object_store::{ObjectStoreExt, PutPayload};
@@ -82,7 +83,7 @@ pub async fn gc_finds_and_deletes_garbage(storage: Storage) {
     );
     b.download(
         kept.id.as_ref().expect("id"),
-        &tmp.path().join("k.tar.gz"),
+        DownloadTo::File(&tmp.path().join("k.tar.gz")),
         Arc::new(NoProgress),
     )
     .await

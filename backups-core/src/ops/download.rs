@@ -17,9 +17,44 @@ use crate::metadata::Metadata;
 use crate::progress::Progress;
 use crate::request::ArchiveStream;
 
+/// Where a download writes a backup's archive
+/// ([`crate::Backups::download`], [`StoreBackups::download_decrypted`]).
+#[non_exhaustive]
+pub enum DownloadTo<'a> {
+    /// A file, written through a temp file in the same directory and
+    /// renamed into place only once size and digests match: nothing
+    /// appears at the path otherwise.
+    File(&'a Path),
+    /// A stream (e.g. stdout), checked at the end: the bytes are already
+    /// written when a mismatch is found, so the caller warns.
+    Writer(&'a mut (dyn AsyncWrite + Unpin + Send)),
+}
+
+impl std::fmt::Debug for DownloadTo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadTo::File(p) => f.debug_tuple("File").field(p).finish(),
+            DownloadTo::Writer(_) => f.write_str("Writer(..)"),
+        }
+    }
+}
+
+/// Writes `stream` where `to` says, checking size and digests against `meta`.
+pub(crate) async fn plain(
+    meta: &Metadata,
+    stream: ArchiveStream,
+    to: DownloadTo<'_>,
+    progress: Arc<dyn Progress>,
+) -> Result<()> {
+    match to {
+        DownloadTo::File(dest) => to_file(meta, stream, dest, progress).await,
+        DownloadTo::Writer(out) => to_writer(meta, stream, out, progress).await,
+    }
+}
+
 /// Writes `stream` to `dest` through a temp file in the same directory,
 /// renamed into place only once size and checksum match `meta`.
-pub(crate) async fn to_file(
+async fn to_file(
     meta: &Metadata,
     stream: ArchiveStream,
     dest: &Path,
@@ -39,7 +74,7 @@ pub(crate) async fn to_file(
 
 /// Streams `stream` into `out`, checking size and checksum at the end (the
 /// bytes are already written when a mismatch is found).
-pub(crate) async fn to_writer(
+async fn to_writer(
     meta: &Metadata,
     stream: ArchiveStream,
     out: &mut (dyn AsyncWrite + Unpin + Send),
@@ -98,7 +133,7 @@ impl<R: Read> Read for SharedHashReader<R> {
 /// the plaintext against the plain archive's. Returns the metadata and
 /// `out`. The plaintext is already written when a mismatch is found: the
 /// caller writes to a temp file, or warns.
-pub(crate) async fn decrypted<W: Write + Send + 'static>(
+async fn decrypted<W: Write + Send + 'static>(
     backups: &StoreBackups,
     id: &BackupId,
     identities: Identities,
@@ -155,9 +190,73 @@ pub(crate) async fn decrypted<W: Write + Send + 'static>(
     Ok((meta, out))
 }
 
+/// Decrypts the encrypted backup `id` where `to` says (see [`decrypted`]).
+pub(crate) async fn decrypted_to(
+    backups: &StoreBackups,
+    id: &BackupId,
+    identities: Identities,
+    to: DownloadTo<'_>,
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    match to {
+        DownloadTo::File(dest) => decrypted_to_file(backups, id, identities, dest, progress).await,
+        DownloadTo::Writer(out) => {
+            decrypted_to_writer(backups, id, identities, out, progress).await
+        }
+    }
+}
+
+/// [`decrypted`] into an async writer: the blocking decryptor hands its
+/// plaintext over a bounded channel, written out here in order.
+async fn decrypted_to_writer(
+    backups: &StoreBackups,
+    id: &BackupId,
+    identities: Identities,
+    out: &mut (dyn AsyncWrite + Unpin + Send),
+    progress: Arc<dyn Progress>,
+) -> Result<Metadata> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    // The writer (and so the channel's sender) is dropped as soon as the
+    // decryption ends, which ends the drain.
+    let decrypt = async {
+        decrypted(backups, id, identities, ChannelWriter(tx), progress)
+            .await
+            .map(|(meta, _)| meta)
+    };
+    let drain = async {
+        while let Some(chunk) = rx.recv().await {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| Error::io("writing", "-", e))?;
+        }
+        out.flush().await.map_err(|e| Error::io("writing", "-", e))
+    };
+    let (decrypted, drained) = tokio::join!(decrypt, drain);
+    // A write error stops the drain, which makes the decryptor fail on a
+    // closed channel: the write error is the one to report.
+    drained?;
+    decrypted
+}
+
+/// A blocking writer whose bytes go to an async task over a channel.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(buf.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output was closed"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// [`decrypted`] into `dest`, through a temp file renamed into place only
 /// once every digest matches.
-pub(crate) async fn decrypted_to_file(
+async fn decrypted_to_file(
     backups: &StoreBackups,
     id: &BackupId,
     identities: Identities,

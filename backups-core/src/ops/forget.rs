@@ -11,12 +11,10 @@ use crate::retention::{ForgetReport, RetentionPolicy};
 /// stop the others; once the lease is lost or the run is cancelled, the
 /// rest are not touched and are reported as failed with that error.
 /// Backups that pending restore journals need are always kept
-/// ([`StoreBackups::pending_recoveries`]). With `only_label`, the policy sees (and removes) only the backups that
-/// carry that label (a schedule's own backups).
+/// ([`StoreBackups::pending_recoveries`]).
 pub(crate) async fn forget(
     backups: &StoreBackups,
     policy: &RetentionPolicy,
-    only_label: Option<&str>,
 ) -> Result<ForgetReport> {
     backups.storage().check_may_delete("forget backups")?;
     backups
@@ -25,11 +23,7 @@ pub(crate) async fn forget(
             let pending = backups.pending_recoveries()?.into_iter().map(|(id, _)| id);
             let policy = policy.clone().with_pending_recovery(pending);
             let listing = backups.listing().await?;
-            let mut candidates = listing.backups;
-            if let Some(label) = only_label {
-                candidates.retain(|m| m.labels.iter().any(|l| l == label));
-            }
-            let decision = policy.apply(&candidates);
+            let decision = policy.apply(&listing.backups);
             let mut failed = Vec::new();
             for id in &decision.remove {
                 let outcome = match guard.check() {

@@ -205,8 +205,10 @@ impl BackupJob {
         backups: &StoreBackups,
         policy: &RetentionPolicy,
     ) -> Result<String, JobError> {
-        let label = format!("schedule:{}", self.name);
-        let report = backups.forget_labelled(policy, &label).await?;
+        let policy = policy
+            .clone()
+            .with_only_label(format!("schedule:{}", self.name));
+        let report = backups.forget(&policy).await?;
         if let Some((id, e)) = report.failed.into_iter().next() {
             return Err(Box::new(Error::RetentionFailed {
                 id,
