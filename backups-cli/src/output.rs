@@ -7,7 +7,7 @@ use std::io::Write;
 use backups_core::gc::{Garbage, GarbageKind};
 use backups_core::lease::LeaseInfo;
 use backups_core::metadata::format_time;
-use backups_core::{Metadata, Verification, VerifyLevel};
+use backups_core::{Metadata, Verification};
 
 use crate::failure::{CliResult, Failure, INTERRUPTED, io_failure};
 
@@ -209,20 +209,10 @@ fn verified_column(m: &Metadata) -> String {
             let day = format_time(v.time).chars().take(10).collect::<String>();
             format!(
                 "{} {} {day}",
-                level_name(v.level),
+                v.level.name(),
                 if v.ok { "ok" } else { "FAILED" }
             )
         }
-    }
-}
-
-/// A verification level as the CLI names it.
-pub fn level_name(level: VerifyLevel) -> &'static str {
-    match level {
-        VerifyLevel::Stored => "stored",
-        VerifyLevel::ReadData => "read-data",
-        VerifyLevel::Drill => "drill",
-        _ => "other",
     }
 }
 
@@ -230,7 +220,7 @@ pub fn level_name(level: VerifyLevel) -> &'static str {
 pub fn format_verification(v: &Verification) -> String {
     format!(
         "{} {} at {}: {}",
-        level_name(v.level),
+        v.level.name(),
         if v.ok { "ok" } else { "FAILED" },
         format_time(v.time),
         v.detail

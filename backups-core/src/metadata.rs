@@ -192,6 +192,7 @@ pub struct EncryptionInfo {
 /// How thoroughly a backup was verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum VerifyLevel {
     /// The stored object against the sidecar: size and digests.
@@ -200,6 +201,23 @@ pub enum VerifyLevel {
     ReadData,
     /// Restored into scratch space and compared with what was recorded.
     Drill,
+}
+
+impl VerifyLevel {
+    /// The level as sidecars, JSON and the CLI spell it (`read-data`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyLevel::Stored => "stored",
+            VerifyLevel::ReadData => "read-data",
+            VerifyLevel::Drill => "drill",
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where a copied backup came from ([`Metadata::copied_from`]).
