@@ -180,7 +180,9 @@ pub(crate) async fn status_page(
     }
     let html = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>backups: {store}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}.id{{font-family:monospace}}</style></head>\n<body><h1>Backups in {store}</h1>\n<p>{count} backups; signed in as {name} ({role}).</p>\n{body}</body></html>\n",
-        store = esc(state.backups.storage().url()),
+        store = esc(&backups_core::secret::redact_uri(
+            state.backups.storage().url()
+        )),
         count = listing.backups.len(),
         name = esc(&caller.name),
         role = caller.role,

@@ -88,7 +88,49 @@ pub struct Args {
 }
 
 impl Args {
-    fn policy(&self) -> RetentionPolicy {
+    /// The policy as the server's forget reads it (`RetentionPolicy`'s
+    /// JSON: each `--keep-*` option by its name with `_`).
+    pub fn policy_json(&self) -> serde_json::Value {
+        let mut v = serde_json::Map::new();
+        let counts = [
+            ("keep_last", self.keep_last),
+            ("keep_hourly", self.keep_hourly),
+            ("keep_daily", self.keep_daily),
+            ("keep_weekly", self.keep_weekly),
+            ("keep_monthly", self.keep_monthly),
+            ("keep_yearly", self.keep_yearly),
+        ];
+        for (k, c) in counts {
+            if let Some(c) = c {
+                v.insert(k.into(), c.to_string().into());
+            }
+        }
+        let durations = [
+            ("keep_within", self.keep_within),
+            ("keep_within_hourly", self.keep_within_hourly),
+            ("keep_within_daily", self.keep_within_daily),
+            ("keep_within_weekly", self.keep_within_weekly),
+            ("keep_within_monthly", self.keep_within_monthly),
+            ("keep_within_yearly", self.keep_within_yearly),
+        ];
+        for (k, d) in durations {
+            if let Some(d) = d {
+                v.insert(k.into(), d.to_string().into());
+            }
+        }
+        if !self.keep_label.is_empty() {
+            v.insert("keep_label".into(), self.keep_label.clone().into());
+        }
+        let group = match self.group_by {
+            GroupBy::None => "none",
+            _ => "model",
+        };
+        v.insert("group_by".into(), group.into());
+        serde_json::Value::Object(v)
+    }
+
+    /// The policy the options describe.
+    pub fn policy(&self) -> RetentionPolicy {
         let count = |c: Option<KeepCount>| c.unwrap_or(KeepCount::Count(0));
         let dur = |d: Option<RetentionDuration>| d.unwrap_or_default();
         let mut policy = RetentionPolicy::new()
@@ -176,14 +218,24 @@ fn decision_json(d: &Decision) -> serde_json::Value {
 
 /// Every backup newest first (by id): ID, KEEP or REMOVE, the reasons.
 fn table(d: &Decision) -> String {
-    let mut rows: Vec<[String; 3]> = d
+    let keep: Vec<(String, Vec<String>)> = d
         .keep
         .iter()
-        .map(|k| [k.id.to_string(), "KEEP".into(), k.reasons.join(", ")])
+        .map(|k| (k.id.to_string(), k.reasons.clone()))
+        .collect();
+    let remove: Vec<String> = d.remove.iter().map(|id| id.to_string()).collect();
+    table_of(&keep, &remove)
+}
+
+/// [`table`] of ids and reasons (a server's answer).
+pub fn table_of(keep: &[(String, Vec<String>)], remove: &[String]) -> String {
+    let mut rows: Vec<[String; 3]> = keep
+        .iter()
+        .map(|(id, reasons)| [id.clone(), "KEEP".into(), reasons.join(", ")])
         .chain(
-            d.remove
+            remove
                 .iter()
-                .map(|id| [id.to_string(), "REMOVE".into(), String::new()]),
+                .map(|id| [id.clone(), "REMOVE".into(), String::new()]),
         )
         .collect();
     rows.sort_by(|a, b| b[0].cmp(&a[0]));

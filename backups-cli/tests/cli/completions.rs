@@ -30,7 +30,7 @@ fn version_is_one_line_with_the_commit_and_the_features() {
             || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{line}"
     );
-    assert_eq!(features, "features: +zstd +age -server)");
+    assert_eq!(features, "features: +zstd +age +server)");
     // The checkout's own HEAD, when the tests run in one.
     let head = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
