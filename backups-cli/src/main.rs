@@ -26,7 +26,6 @@ mod host;
 mod keys;
 mod output;
 mod progress;
-mod remote;
 
 use std::process::ExitCode;
 

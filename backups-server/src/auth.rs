@@ -14,6 +14,9 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ErrorKind};
 
+/// The cookie the status page's `?token=` sets.
+pub const TOKEN_COOKIE: &str = "backups_token";
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

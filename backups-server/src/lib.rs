@@ -34,14 +34,15 @@ mod error;
 mod page;
 mod routes;
 mod serve;
+mod shapes;
 mod state;
 mod transfer;
 
 pub use crate::{
-    auth::{Caller, Role, Tokens, TokensError, generate_token, token_line},
+    auth::{Caller, Role, TOKEN_COOKIE, Tokens, TokensError, generate_token, token_line},
     client::RemoteBackups,
     error::{ApiError, ErrorKind, kind_of},
-    routes::{TOKEN_COOKIE, router},
+    routes::router,
     serve::{LogSink, RequestLog, TlsError, serve, tls_config, with_request_log},
     state::{BackupMaker, CreateOptions, DEFAULT_MAX_UPLOAD, ServerState},
     transfer::{SHA1_HEADER, STORED_SHA256_HEADER},

@@ -13,9 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use backups_core::Metadata;
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, Role, TOKEN_COOKIE};
 use crate::error::ApiError;
-use crate::routes::TOKEN_COOKIE;
 use crate::state::ServerState;
 
 /// For `GET /?token=T` with a valid token: a redirect to `/` that sets the

@@ -11,15 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use backups_core::retention::RetentionPolicy;
-use backups_core::{BackupId, Backups, Edit, Metadata, VerifyLevel, VerifyRequest};
+use backups_core::{BackupId, Backups, Edit, VerifyLevel, VerifyRequest};
 use serde_json::{Value, json};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, Role, TOKEN_COOKIE};
 use crate::error::{ApiError, ErrorKind};
+use crate::shapes::{metadata_json, parse_id};
 use crate::state::{CreateOptions, MAX_JSON_BODY, ServerState};
-
-/// The cookie the status page's `?token=` sets.
-pub const TOKEN_COOKIE: &str = "backups_token";
 
 type Shared = Arc<ServerState>;
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
@@ -92,21 +90,6 @@ async fn authenticate(State(state): State<Shared>, mut request: Request, next: N
     let mut response = next.run(request).await;
     response.extensions_mut().insert(caller);
     response
-}
-
-/// A backup id from the path; a malformed one (`..%2f...`) is a 400.
-pub(crate) fn parse_id(id: &str) -> Result<BackupId, ApiError> {
-    id.parse::<BackupId>()
-        .map_err(|e| ApiError::usage(e.to_string()))
-}
-
-/// A backup as `show --json` prints it.
-pub(crate) fn metadata_json(meta: &Metadata, pending: bool) -> Value {
-    let mut v = serde_json::to_value(meta.for_sidecar()).unwrap_or_default();
-    if pending {
-        v["PendingRecovery"] = true.into();
-    }
-    v
 }
 
 fn pending_ids(state: &ServerState) -> Vec<BackupId> {

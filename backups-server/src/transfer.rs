@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorKind};
-use crate::routes::{metadata_json, parse_id};
+use crate::shapes::{metadata_json, parse_id};
 use crate::state::ServerState;
 
 /// The header with the SHA-1 (base64) of the plain archive, as `show` prints it.

@@ -13,6 +13,7 @@ pub mod key;
 pub mod label;
 pub mod list;
 pub mod pitr;
+pub mod remote;
 pub mod remove;
 pub mod restore;
 pub mod schedule;
@@ -181,7 +182,7 @@ pub async fn run_configured(
                 args.labels.clone_from(&profile.labels);
             }
         }
-        return crate::remote::run(&global, &url, command).await;
+        return run_remote(&global, &url, command).await;
     }
     if let Command::CompleteIds(args) = command {
         // Quietly nothing when the store cannot be opened, and no local
@@ -223,6 +224,26 @@ pub async fn run_configured(
         return serve::run(&ctx, args, create_args, cancel).await;
     }
     run(&ctx, command).await
+}
+
+/// Runs the command through the backups server at `url` (--remote).
+async fn run_remote(global: &GlobalArgs, url: &str, command: Command) -> CliResult {
+    let r = remote::connect(global, url)?;
+    match command {
+        Command::List(args) => remote::list(&r, args).await,
+        Command::Show(args) => remote::show(&r, args).await,
+        Command::Download(args) => remote::download(&r, args).await,
+        Command::Upload(args) => remote::upload(&r, args).await,
+        Command::Remove(args) => remote::remove(&r, args).await,
+        Command::Forget(args) => remote::forget(&r, args).await,
+        Command::Verify(args) => remote::verify(&r, args).await,
+        Command::Label(args) => remote::label(&r, args).await,
+        Command::Notes(args) => remote::notes(&r, args).await,
+        Command::Create(args) => remote::create(&r, args).await,
+        _ => Err(crate::failure::Failure::usage(
+            "this command does not work with --remote: list, show, download, upload, remove, forget, verify, label, notes and create do",
+        )),
+    }
 }
 
 /// Runs the command.

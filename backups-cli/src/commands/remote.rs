@@ -11,16 +11,14 @@ use backups_core::{
 use backups_server::RemoteBackups;
 use serde_json::{Value, json};
 
+use super::{create, download, forget, label, list, remove, show, upload, verify};
 use crate::args::{GlobalArgs, parse_id};
-use crate::commands::{
-    Command, create, download, forget, label, list, remove, show, upload, verify,
-};
 use crate::failure::{CliResult, Failure, io_failure, some_failed};
 use crate::output::{self, out};
 use crate::progress::CliProgress;
 
 /// The server, and how the command shows progress and messages.
-struct Remote {
+pub struct Remote {
     client: RemoteBackups,
     quiet: bool,
     progress: Arc<dyn Progress>,
@@ -48,8 +46,8 @@ fn read_token(global: &GlobalArgs) -> Result<String, Failure> {
     Ok(token)
 }
 
-/// Runs `command` against the server `global.remote` names.
-pub async fn run(global: &GlobalArgs, url: &str, command: Command) -> CliResult {
+/// The server at `url`, with the token and CA the global options name.
+pub fn connect(global: &GlobalArgs, url: &str) -> Result<Remote, Failure> {
     let token = read_token(global)?;
     let ca = match &global.remote_ca {
         Some(p) => {
@@ -57,26 +55,11 @@ pub async fn run(global: &GlobalArgs, url: &str, command: Command) -> CliResult 
         }
         None => None,
     };
-    let remote = Remote {
+    Ok(Remote {
         client: RemoteBackups::new(url, &token, ca.as_deref())?,
         quiet: global.quiet,
         progress: Arc::new(CliProgress::new(global.progress, global.quiet, false)),
-    };
-    match command {
-        Command::List(args) => list_cmd(&remote, args).await,
-        Command::Show(args) => show_cmd(&remote, args).await,
-        Command::Download(args) => download_cmd(&remote, args).await,
-        Command::Upload(args) => upload_cmd(&remote, args).await,
-        Command::Remove(args) => remove_cmd(&remote, args).await,
-        Command::Forget(args) => forget_cmd(&remote, args).await,
-        Command::Verify(args) => verify_cmd(&remote, args).await,
-        Command::Label(args) => label_cmd(&remote, args).await,
-        Command::Notes(args) => notes_cmd(&remote, args).await,
-        Command::Create(args) => create_cmd(&remote, args).await,
-        _ => Err(Failure::usage(
-            "this command does not work with --remote: list, show, download, upload, remove, forget, verify, label, notes and create do",
-        )),
-    }
+    })
 }
 
 fn metadata(v: &Value, url: &str) -> Result<Metadata, Failure> {
@@ -84,7 +67,8 @@ fn metadata(v: &Value, url: &str) -> Result<Metadata, Failure> {
     Ok(Metadata::from_json(&bytes, url)?)
 }
 
-async fn list_cmd(r: &Remote, args: list::Args) -> CliResult {
+/// `list` through the server.
+pub async fn list(r: &Remote, args: list::Args) -> CliResult {
     let values = r.client.list_json().await?;
     if args.json {
         return out(&format!("{}\n", Value::Array(values)));
@@ -103,7 +87,8 @@ async fn list_cmd(r: &Remote, args: list::Args) -> CliResult {
     out(&output::table(&list, &marked, output::terminal_width()))
 }
 
-async fn show_cmd(r: &Remote, args: show::Args) -> CliResult {
+/// `show` through the server.
+pub async fn show(r: &Remote, args: show::Args) -> CliResult {
     let id = parse_id(&args.id)?;
     let v = r.client.show_json(&id).await?;
     if args.json {
@@ -119,7 +104,8 @@ async fn show_cmd(r: &Remote, args: show::Args) -> CliResult {
     out(&text)
 }
 
-async fn download_cmd(r: &Remote, args: download::Args) -> CliResult {
+/// `download` through the server.
+pub async fn download(r: &Remote, args: download::Args) -> CliResult {
     let id = parse_id(&args.id)?;
     if args.decrypt {
         return Err(Failure::usage(
@@ -145,7 +131,8 @@ async fn download_cmd(r: &Remote, args: download::Args) -> CliResult {
     Ok(())
 }
 
-async fn upload_cmd(r: &Remote, args: upload::Args) -> CliResult {
+/// `upload` through the server.
+pub async fn upload(r: &Remote, args: upload::Args) -> CliResult {
     if args.encrypt.encryption()?.is_some() || args.require_encryption {
         return Err(Failure::usage(
             "encrypting an upload does not work with --remote: encrypt it with age first (the server stores it as it comes)",
@@ -169,7 +156,8 @@ async fn upload_cmd(r: &Remote, args: upload::Args) -> CliResult {
     }
 }
 
-async fn remove_cmd(r: &Remote, args: remove::Args) -> CliResult {
+/// `remove` through the server.
+pub async fn remove(r: &Remote, args: remove::Args) -> CliResult {
     if let Some(n) = args.keep_latest {
         let policy = json!({"keep_last": n, "group_by": "none"});
         let v = r.client.forget_remote(policy, args.dry_run).await?;
@@ -238,7 +226,8 @@ fn report_failed(failed: &Value) -> CliResult {
     some_failed(first, "some backups could not be removed (see above)")
 }
 
-async fn forget_cmd(r: &Remote, args: forget::Args) -> CliResult {
+/// `forget` through the server.
+pub async fn forget(r: &Remote, args: forget::Args) -> CliResult {
     let policy = args.policy_json();
     if args.policy().is_empty() {
         return Err(Failure::usage(
@@ -287,7 +276,8 @@ async fn forget_cmd(r: &Remote, args: forget::Args) -> CliResult {
     report_failed(&v["Failed"])
 }
 
-async fn verify_cmd(r: &Remote, args: verify::Args) -> CliResult {
+/// `verify` through the server.
+pub async fn verify(r: &Remote, args: verify::Args) -> CliResult {
     if args.drill || args.scratch_dir.is_some() {
         return Err(Failure::usage(
             "--drill does not work with --remote: run it on the server",
@@ -346,7 +336,8 @@ async fn verify_cmd(r: &Remote, args: verify::Args) -> CliResult {
     Ok(())
 }
 
-async fn label_cmd(r: &Remote, args: label::LabelArgs) -> CliResult {
+/// `label` through the server.
+pub async fn label(r: &Remote, args: label::LabelArgs) -> CliResult {
     label::check(&args)?;
     for id in &args.ids {
         let id = parse_id(id)?;
@@ -356,14 +347,16 @@ async fn label_cmd(r: &Remote, args: label::LabelArgs) -> CliResult {
     Ok(())
 }
 
-async fn notes_cmd(r: &Remote, args: label::NotesArgs) -> CliResult {
+/// `notes` through the server.
+pub async fn notes(r: &Remote, args: label::NotesArgs) -> CliResult {
     let id = parse_id(&args.id)?;
     r.client.set_notes(&id, &args.text).await?;
     r.say(&format!("Updated the notes of {id}"));
     Ok(())
 }
 
-async fn create_cmd(r: &Remote, args: create::Args) -> CliResult {
+/// `create` through the server.
+pub async fn create(r: &Remote, args: create::Args) -> CliResult {
     if !args.paths.is_empty()
         || args.mongo.mongo_uri.is_some()
         || args.mongo.mongo_uri_file.is_some()
