@@ -235,10 +235,13 @@ fn man_writes_a_page_for_every_command_and_none_for_the_hidden_ones() {
         "backups-pitr",
         "backups-pitr-run",
         "backups-pitr-list",
+        "backups-serve",
+        "backups-token",
+        "backups-token-generate",
     ] {
         assert!(pages.contains(&format!("{c}.1")), "{c}: {pages:?}");
     }
-    assert_eq!(pages.len(), 27, "{pages:?}");
+    assert_eq!(pages.len(), 30, "{pages:?}");
     let page = std::fs::read_to_string(out.join("backups-restore.1")).unwrap();
     assert!(
         page.starts_with(".ie") || page.contains(".TH"),
