@@ -43,6 +43,7 @@ mod server;
 mod services;
 mod sidecars;
 mod sparse;
+mod status_page;
 mod store_paths;
 mod support;
 mod usability;
