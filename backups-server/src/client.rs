@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 /// How many times a broken download is resumed.
 const RESUMES: u32 = 3;
 
+/// What a download hands on at a time: TLS records (16 KiB) gathered into
+/// chunks this big, so the file is written in few large writes.
+const CHUNK: usize = 1 << 20;
+
 /// A `backups serve` reached over HTTPS with a bearer token.
 #[derive(Clone)]
 pub struct RemoteBackups {
@@ -251,6 +255,25 @@ struct Resuming {
     body: Option<futures::stream::BoxStream<'static, reqwest::Result<Bytes>>>,
 }
 
+/// `stream` in chunks of at least [`CHUNK`] bytes (the last one smaller).
+fn coalesced(stream: ArchiveStream) -> ArchiveStream {
+    futures::stream::try_unfold(Some(stream), |stream| async move {
+        let Some(mut stream) = stream else {
+            return Ok(None);
+        };
+        let mut buf = bytes::BytesMut::new();
+        while buf.len() < CHUNK {
+            match stream.next().await {
+                Some(chunk) => buf.extend_from_slice(&chunk?),
+                None if buf.is_empty() => return Ok(None),
+                None => return Ok(Some((buf.freeze(), None))),
+            }
+        }
+        Ok(Some((buf.freeze(), Some(stream))))
+    })
+    .boxed()
+}
+
 fn resuming_stream(state: Resuming) -> ArchiveStream {
     futures::stream::try_unfold(state, |mut s| async move {
         loop {
@@ -345,7 +368,7 @@ impl Backups for RemoteBackups {
             resumes: RESUMES,
             body: Some(first.bytes_stream().boxed()),
         });
-        Ok((meta, stream))
+        Ok((meta, coalesced(stream)))
     }
 
     async fn list(&self) -> Result<Vec<Metadata>, Error> {

@@ -57,13 +57,17 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-/// The token a request presents: `Authorization: Bearer T`, else the
-/// status page's cookie.
-fn presented_token(headers: &HeaderMap) -> Option<String> {
+/// The token a request presents: `Authorization: Bearer T`, else (with
+/// `cookie`, for the status page only, so no other site's page can make a
+/// browser act with it) the status page's cookie.
+fn presented_token(headers: &HeaderMap, cookie: bool) -> Option<String> {
     if let Some(v) = headers.get(header::AUTHORIZATION)
         && let Ok(v) = v.to_str()
     {
         return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    if !cookie {
+        return None;
     }
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     cookies.split(';').find_map(|c| {
@@ -78,7 +82,8 @@ async fn authenticate(State(state): State<Shared>, mut request: Request, next: N
     if let Some(response) = crate::page::token_from_query(&state, &request) {
         return response;
     }
-    let caller = presented_token(request.headers()).and_then(|t| state.tokens.check(&t));
+    let page = request.method() == axum::http::Method::GET && request.uri().path() == "/";
+    let caller = presented_token(request.headers(), page).and_then(|t| state.tokens.check(&t));
     let Some(caller) = caller else {
         return ApiError::new(
             ErrorKind::Unauthorized,
@@ -307,4 +312,31 @@ async fn create(
     };
     let meta = maker.create(options).await?;
     Ok(Json(metadata_json(&meta, false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn token(name: header::HeaderName, v: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        presented_token(&h, true)
+    }
+
+    #[test]
+    fn a_token_comes_from_the_bearer_header_else_the_cookie() {
+        assert_eq!(token(header::AUTHORIZATION, "Bearer bk_1 ").as_deref(), Some("bk_1"));
+        assert_eq!(token(header::AUTHORIZATION, "Basic dXNlcg=="), None);
+        assert_eq!(
+            token(header::COOKIE, "a=b; backups_token=bk_2; c=d").as_deref(),
+            Some("bk_2")
+        );
+        assert_eq!(token(header::COOKIE, "xbackups_token=bk_3"), None);
+        assert_eq!(token(header::COOKIE, "backups_token"), None);
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("backups_token=bk_2"));
+        assert_eq!(presented_token(&h, false), None, "the API takes no cookie");
+    }
 }

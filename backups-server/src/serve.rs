@@ -89,7 +89,12 @@ async fn log_request(State(sink): State<LogSink>, request: Request, next: Next) 
         path,
         token,
         status: response.status().as_u16(),
-        bytes: response.body().size_hint().exact(),
+        bytes: response.body().size_hint().exact().or_else(|| {
+            response
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        }),
         duration: started.elapsed(),
         peer,
     });

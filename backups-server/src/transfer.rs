@@ -205,3 +205,26 @@ pub(crate) async fn upload(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str) -> Option<u64> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).ok()?);
+        range_start(&h)
+    }
+
+    #[test]
+    fn only_byte_ranges_from_an_offset_are_read() {
+        assert_eq!(range("bytes=100-"), Some(100));
+        assert_eq!(range("bytes=0-"), Some(0));
+        assert_eq!(range("bytes=5-10"), Some(5));
+        assert_eq!(range("bytes=-500"), None, "a suffix range is not resumable");
+        assert_eq!(range("items=1-"), None);
+        assert_eq!(range("bytes=x-"), None);
+        assert_eq!(range("bytes=99999999999999999999999-"), None);
+        assert_eq!(range_start(&HeaderMap::new()), None);
+    }
+}

@@ -33,6 +33,7 @@ mod recovery;
 mod refusals;
 mod remote;
 mod remote_security;
+mod remote_services;
 mod rewrite;
 mod round_trip;
 mod schedule;

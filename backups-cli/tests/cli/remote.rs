@@ -417,3 +417,127 @@ fn token_generate_prints_a_256_bit_token_once_and_its_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A server whose profile backs up `sample_tree` (and `extra` TOML lines).
+fn profile_server(env: &Env, extra: &str) -> Server {
+    let data = sample_tree(env.path());
+    let config = env.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.srv]\nstore = \"{}\"\npaths = [\"{}\"]\n{extra}",
+            env.store().display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    Server::start(
+        env,
+        &["--config", config.to_str().unwrap(), "--profile", "srv"],
+        &[],
+    )
+}
+
+#[test]
+fn an_encrypted_backup_made_through_a_server_downloads_as_its_age_object() {
+    let env = Env::new();
+    let recipient = env.ok(&["key", "generate", "-o", "key.txt"]).trim().to_string();
+    let server = profile_server(&env, &format!("recipients = [\"{recipient}\"]\n"));
+    let client = tempfile::tempdir().unwrap();
+    let dir = client.path();
+    let id = server.ok("append", dir, &["create"]).trim().to_string();
+    let shown: Value =
+        serde_json::from_str(&server.ok("read", dir, &["show", &id, "--json"])).unwrap();
+    assert_eq!(shown["Encryption"]["Recipients"][0], recipient.as_str());
+    server.ok("read", dir, &["download", &id, "-o", "b.tar.gz.age"]);
+    let bytes = std::fs::read(dir.join("b.tar.gz.age")).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    assert_eq!(bytes.len() as u64, shown["Encryption"]["StoredSize"].as_u64().unwrap());
+    sh(
+        &format!(
+            "age -d -i '{}' -o b.tar.gz b.tar.gz.age",
+            env.path().join("key.txt").display()
+        ),
+        dir,
+    );
+    assert_eq!(sha1_of(&dir.join("b.tar.gz"), dir), shown["Checksum"].as_str().unwrap());
+}
+
+#[test]
+fn ten_creates_at_once_through_a_server_make_ten_good_backups() {
+    let env = Env::new();
+    let server = std::sync::Arc::new(profile_server(&env, ""));
+    let client = tempfile::tempdir().unwrap();
+    let dir = client.path().to_path_buf();
+    let creates: Vec<_> = (0..10)
+        .map(|n| {
+            let (server, dir) = (server.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let notes = format!("create {n}");
+                server.client("append", &dir, &["create", "--notes", &notes])
+            })
+        })
+        .collect();
+    let mut ids: Vec<String> = creates
+        .into_iter()
+        .map(|c| {
+            let out = c.join().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    let verified: Value =
+        serde_json::from_str(&env.ok(&["verify", "--all", "--read-data", "--json"])).unwrap();
+    let verified = verified.as_array().unwrap();
+    assert_eq!(verified.len(), 10);
+    assert!(verified.iter().all(|v| v["Ok"] == true), "{verified:?}");
+}
+
+#[test]
+fn with_a_client_ca_a_client_certificate_is_required_as_well_as_the_token() {
+    let env = Env::new();
+    // Certificates first (the server's and a client's from the same CA).
+    let tls = env.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    crate::server::make_tls(&tls);
+    sh(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout client.key -out client.csr -subj /CN=controller-0 2>/dev/null && \
+         printf 'extendedKeyUsage=clientAuth\\n' > client.cnf && \
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -out client.pem -days 2 -extfile client.cnf 2>/dev/null",
+        &tls,
+    );
+    let (token, line) = generate_token("read-token", "read");
+    std::fs::write(tls.join("read.token"), format!("{token}\n")).unwrap();
+    std::fs::write(tls.join("tokens"), format!("{line}\n")).unwrap();
+    let ca = tls.join("ca.pem");
+    let server = Server::start(&env, &[], &["--client-ca", ca.to_str().unwrap()]);
+    let whoami = format!("{}/api/v1/whoami", server.url);
+    let auth = format!("Authorization: Bearer {token}");
+    let (status, _) = server.curl(&["-H", &auth, &whoami]);
+    assert_eq!(status, 0, "no client certificate: no TLS session");
+    let (cert, key) = (tls.join("client.pem"), tls.join("client.key"));
+    let (status, body) = server.curl(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-H",
+        &auth,
+        &whoami,
+    ]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"Name":"read-token","Role":"read"}"#);
+    let (status, _) = server.curl(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        &whoami,
+    ]);
+    assert_eq!(status, 401, "the certificate alone is not enough");
+}

@@ -70,6 +70,17 @@ impl Server {
     /// Serves `env`'s store with `extra` arguments after `serve` (and
     /// `global` before it: `--config`, `--profile`).
     pub fn start(env: &Env, global: &[&str], extra: &[&str]) -> Server {
+        Self::start_on(env, env.store().to_str().unwrap(), &[], global, extra)
+    }
+
+    /// [`Server::start`] over `store` (with `envs`: credentials).
+    pub fn start_on(
+        env: &Env,
+        store: &str,
+        envs: &[(&str, &str)],
+        global: &[&str],
+        extra: &[&str],
+    ) -> Server {
         let dir = env.path().join("tls");
         if !dir.join("cert.pem").exists() {
             std::fs::create_dir_all(&dir).unwrap();
@@ -86,12 +97,7 @@ impl Server {
         let spool = env.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
         let mut child = Command::new(BIN)
-            .args([
-                "--store",
-                env.store().to_str().unwrap(),
-                "--progress",
-                "none",
-            ])
+            .args(["--store", store, "--progress", "none"])
             .args(global)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--tls-cert")
@@ -105,6 +111,7 @@ impl Server {
             .env("BACKUPS_MODEL_UUID", MODEL)
             .env("BACKUPS_STATE_DIR", env.path().join("state"))
             .env("TMPDIR", &spool)
+            .envs(envs.iter().copied())
             .current_dir(env.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
