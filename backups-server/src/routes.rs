@@ -327,7 +327,10 @@ mod tests {
 
     #[test]
     fn a_token_comes_from_the_bearer_header_else_the_cookie() {
-        assert_eq!(token(header::AUTHORIZATION, "Bearer bk_1 ").as_deref(), Some("bk_1"));
+        assert_eq!(
+            token(header::AUTHORIZATION, "Bearer bk_1 ").as_deref(),
+            Some("bk_1")
+        );
         assert_eq!(token(header::AUTHORIZATION, "Basic dXNlcg=="), None);
         assert_eq!(
             token(header::COOKIE, "a=b; backups_token=bk_2; c=d").as_deref(),
@@ -336,7 +339,10 @@ mod tests {
         assert_eq!(token(header::COOKIE, "xbackups_token=bk_3"), None);
         assert_eq!(token(header::COOKIE, "backups_token"), None);
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("backups_token=bk_2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("backups_token=bk_2"),
+        );
         assert_eq!(presented_token(&h, false), None, "the API takes no cookie");
     }
 }

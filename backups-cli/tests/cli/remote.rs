@@ -441,7 +441,10 @@ fn profile_server(env: &Env, extra: &str) -> Server {
 #[test]
 fn an_encrypted_backup_made_through_a_server_downloads_as_its_age_object() {
     let env = Env::new();
-    let recipient = env.ok(&["key", "generate", "-o", "key.txt"]).trim().to_string();
+    let recipient = env
+        .ok(&["key", "generate", "-o", "key.txt"])
+        .trim()
+        .to_string();
     let server = profile_server(&env, &format!("recipients = [\"{recipient}\"]\n"));
     let client = tempfile::tempdir().unwrap();
     let dir = client.path();
@@ -452,7 +455,10 @@ fn an_encrypted_backup_made_through_a_server_downloads_as_its_age_object() {
     server.ok("read", dir, &["download", &id, "-o", "b.tar.gz.age"]);
     let bytes = std::fs::read(dir.join("b.tar.gz.age")).unwrap();
     assert!(bytes.starts_with(b"age-encryption.org/v1"));
-    assert_eq!(bytes.len() as u64, shown["Encryption"]["StoredSize"].as_u64().unwrap());
+    assert_eq!(
+        bytes.len() as u64,
+        shown["Encryption"]["StoredSize"].as_u64().unwrap()
+    );
     sh(
         &format!(
             "age -d -i '{}' -o b.tar.gz b.tar.gz.age",
@@ -460,7 +466,10 @@ fn an_encrypted_backup_made_through_a_server_downloads_as_its_age_object() {
         ),
         dir,
     );
-    assert_eq!(sha1_of(&dir.join("b.tar.gz"), dir), shown["Checksum"].as_str().unwrap());
+    assert_eq!(
+        sha1_of(&dir.join("b.tar.gz"), dir),
+        shown["Checksum"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -482,7 +491,11 @@ fn ten_creates_at_once_through_a_server_make_ten_good_backups() {
         .into_iter()
         .map(|c| {
             let out = c.join().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         })
         .collect();

@@ -26,8 +26,17 @@ fn a_download_from_an_s3_store_resumes_through_the_server() {
         ("AWS_ACCESS_KEY_ID", key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
     ];
-    let flags = ["--endpoint", &endpoint, "--region", "garage", "--allow-http"];
-    sh("mkdir data && head -c 2097152 /dev/urandom > data/blob", env.path());
+    let flags = [
+        "--endpoint",
+        &endpoint,
+        "--region",
+        "garage",
+        "--allow-http",
+    ];
+    sh(
+        "mkdir data && head -c 2097152 /dev/urandom > data/blob",
+        env.path(),
+    );
     let out = Command::new(BIN)
         .args(["--store", &store, "--progress", "none"])
         .args(flags)
@@ -38,7 +47,11 @@ fn a_download_from_an_s3_store_resumes_through_the_server() {
         .current_dir(env.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let server = Server::start_on(&env, &store, &creds, &flags, &[]);
     let client = tempfile::tempdir().unwrap();
@@ -56,7 +69,13 @@ fn a_download_from_an_s3_store_resumes_through_the_server() {
         );
         std::thread::spawn(move || {
             Command::new(BIN)
-                .args(["--remote", &url, "--progress", "none", "--remote-token-file"])
+                .args([
+                    "--remote",
+                    &url,
+                    "--progress",
+                    "none",
+                    "--remote-token-file",
+                ])
                 .arg(server_dir.join("read.token"))
                 .arg("--remote-ca")
                 .arg(server_dir.join("ca.pem"))
@@ -66,10 +85,16 @@ fn a_download_from_an_s3_store_resumes_through_the_server() {
                 .unwrap()
         })
     };
-    wait_until("the relay to cut the connection", || relay.cut.load(Ordering::SeqCst));
+    wait_until("the relay to cut the connection", || {
+        relay.cut.load(Ordering::SeqCst)
+    });
     relay.release();
     let out = download.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sha1 = sh("openssl dgst -sha1 -binary b.tar.gz | base64", dir);
     assert_eq!(
         String::from_utf8(sha1.stdout).unwrap().trim(),
