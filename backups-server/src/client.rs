@@ -226,6 +226,30 @@ impl RemoteBackups {
         self.metadata_from(&v)
     }
 
+    /// The plan of restoring `id` into `target` (which must be the
+    /// server's): `{"Plan", "Token", "ExpiresIn"}`.
+    pub async fn restore_plan(
+        &self,
+        id: &BackupId,
+        target: &std::path::Path,
+    ) -> Result<Value, Error> {
+        let path = format!("/api/v1/backups/{id}/restore");
+        self.json(
+            self.request(Method::POST, &path)
+                .json(&json!({"Target": target})),
+        )
+        .await
+    }
+
+    /// Restores what the plan with `token` said: `{"Report"}`.
+    pub async fn restore_planned(&self, token: &str) -> Result<Value, Error> {
+        self.json(
+            self.request(Method::POST, "/api/v1/restore")
+                .json(&json!({"Token": token})),
+        )
+        .await
+    }
+
     /// The archive's bytes from `offset` on.
     async fn archive_from(&self, id: &BackupId, offset: u64) -> Result<reqwest::Response, Error> {
         let mut request = self.request(Method::GET, &format!("/api/v1/backups/{id}/archive"));

@@ -32,6 +32,7 @@ mod auth;
 mod client;
 mod error;
 mod page;
+mod restore;
 mod routes;
 mod serve;
 mod shapes;
@@ -42,6 +43,7 @@ pub use crate::{
     auth::{Caller, Role, TOKEN_COOKIE, Tokens, TokensError, generate_token, token_line},
     client::RemoteBackups,
     error::{ApiError, ErrorKind, kind_of},
+    restore::{PLAN_TTL, Restorer},
     routes::router,
     serve::{LogSink, RequestLog, TlsError, serve, tls_config, with_request_log},
     state::{BackupMaker, CreateOptions, DEFAULT_MAX_UPLOAD, ServerState},

@@ -32,6 +32,8 @@ type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 /// - `GET /api/v1/backups/{id}/archive` (download, `Range` honoured)
 /// - `POST /api/v1/backups/{id}/verify`, `POST .../labels`, `PUT .../notes`
 /// - `POST /api/v1/forget`, `POST /api/v1/create`
+/// - `POST /api/v1/backups/{id}/restore` (the plan and a token), `POST
+///   /api/v1/restore` (the restore, with the token)
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/", get(crate::page::status_page))
@@ -50,6 +52,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/backups/{id}/verify", post(verify))
         .route("/api/v1/backups/{id}/labels", post(label))
         .route("/api/v1/backups/{id}/notes", put(notes))
+        .route("/api/v1/backups/{id}/restore", post(crate::restore::plan))
+        .route("/api/v1/restore", post(crate::restore::execute))
         .route("/api/v1/forget", post(forget))
         .route("/api/v1/create", post(create))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -47,6 +47,8 @@ pub struct ServerState {
     pub(crate) backups: StoreBackups,
     pub(crate) tokens: Tokens,
     pub(crate) maker: Option<Arc<dyn BackupMaker>>,
+    pub(crate) restorer: Option<Arc<dyn crate::restore::Restorer>>,
+    pub(crate) plans: crate::restore::Plans,
     pub(crate) max_upload: u64,
     pub(crate) spool_dir: PathBuf,
     pub(crate) body_idle: Duration,
@@ -58,6 +60,7 @@ impl std::fmt::Debug for ServerState {
             .field("store", &self.backups.storage().url())
             .field("tokens", &self.tokens.len())
             .field("create", &self.maker.is_some())
+            .field("restore", &self.restorer.is_some())
             .field("max_upload", &self.max_upload)
             .finish()
     }
@@ -71,6 +74,8 @@ impl ServerState {
             backups,
             tokens,
             maker: None,
+            restorer: None,
+            plans: Default::default(),
             max_upload: DEFAULT_MAX_UPLOAD,
             spool_dir: std::env::temp_dir(),
             body_idle: DEFAULT_BODY_IDLE,
@@ -80,6 +85,12 @@ impl ServerState {
     /// What `create` runs.
     pub fn with_maker(mut self, maker: Arc<dyn BackupMaker>) -> Self {
         self.maker = Some(maker);
+        self
+    }
+
+    /// What `restore` runs (until then it answers 501).
+    pub fn with_restorer(mut self, restorer: Arc<dyn crate::restore::Restorer>) -> Self {
+        self.restorer = Some(restorer);
         self
     }
 

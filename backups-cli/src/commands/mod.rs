@@ -240,8 +240,9 @@ async fn run_remote(global: &GlobalArgs, url: &str, command: Command) -> CliResu
         Command::Label(args) => remote::label(&r, args).await,
         Command::Notes(args) => remote::notes(&r, args).await,
         Command::Create(args) => remote::create(&r, args).await,
+        Command::Restore(args) => remote::restore(&r, args).await,
         _ => Err(crate::failure::Failure::usage(
-            "this command does not work with --remote: list, show, download, upload, remove, forget, verify, label, notes and create do",
+            "this command does not work with --remote: list, show, download, upload, remove, forget, verify, label, notes, create and restore do",
         )),
     }
 }

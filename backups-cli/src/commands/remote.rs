@@ -11,7 +11,9 @@ use backups_core::{
 use backups_server::RemoteBackups;
 use serde_json::{Value, json};
 
-use super::{create, download, forget, label, list, remove, show, upload, verify};
+use super::{
+    create, download, forget, label, list, remove, restore as restore_cmd, show, upload, verify,
+};
 use crate::args::{GlobalArgs, parse_id};
 use crate::failure::{CliResult, Failure, io_failure, some_failed};
 use crate::output::{self, out};
@@ -384,4 +386,61 @@ pub async fn create(r: &Remote, args: create::Args) -> CliResult {
         r.say(&format!("Downloaded to {}", path.display()));
     }
     Ok(())
+}
+
+/// `restore` through the server: its plan (a dry run there), then, unless
+/// --dry-run and once confirmed (--yes), the restore with the plan's
+/// token. Only the server's own target can be named (--target), and
+/// nothing but --target, --dry-run, --yes and --json is sent.
+pub async fn restore(r: &Remote, args: restore_cmd::Args) -> CliResult {
+    let Some(id) = args.id.as_deref() else {
+        return Err(Failure::usage(
+            "with --remote, give a backup id (--file and --to-time restore here)",
+        ));
+    };
+    let id = parse_id(id)?;
+    let elsewhere = args.file.is_some()
+        || args.to_time.is_some()
+        || args.juju
+        || args.mongo.uri()?.is_some()
+        || !args.rewrite.is_empty()
+        || !args.stop_cmd.is_empty()
+        || !args.start_cmd.is_empty();
+    if elsewhere {
+        return Err(Failure::usage(
+            "with --remote the server restores as it is configured: give only the id, --target (the server's), --dry-run, --yes and --json",
+        ));
+    }
+    let planned = r.client.restore_plan(&id, &args.target).await?;
+    let plan = &planned["Plan"];
+    let summary = |v: &Value| {
+        format!(
+            "{} files, {} bytes into {}",
+            v["Files"],
+            v["Bytes"],
+            v["Target"].as_str().unwrap_or("")
+        )
+    };
+    if args.dry_run {
+        if args.json {
+            return out(&format!("{plan:#}\n"));
+        }
+        return out(&format!(
+            "Would restore {id} on the server: {}\n",
+            summary(plan)
+        ));
+    }
+    if !args.yes {
+        output::confirm(&format!("Restore {id} on the server: {}?", summary(plan)))?;
+    }
+    let token = planned["Token"].as_str().unwrap_or("");
+    let done = r.client.restore_planned(token).await?;
+    let report = &done["Report"];
+    if args.json {
+        return out(&format!("{report:#}\n"));
+    }
+    out(&format!(
+        "Restored {id} on the server: {}\n",
+        summary(report)
+    ))
 }

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backups_core::{Backups, CancellationToken, Metadata, NoProgress, StoreBackups};
-use backups_server::{ApiError, BackupMaker, CreateOptions, ServerState, Tokens};
+use backups_core::{
+    BackupId, Backups, CancellationToken, Metadata, NoProgress, RestoreRequest, RestoreSource,
+    StoreBackups,
+};
+use backups_server::{ApiError, BackupMaker, CreateOptions, Restorer, ServerState, Tokens};
 
 use crate::commands::create;
 use crate::context::Context;
@@ -49,6 +52,11 @@ pub struct Args {
     /// Allow plain HTTP on a loopback address (tests, a local reverse proxy).
     #[arg(long)]
     pub insecure_loopback: bool,
+    /// Let operator tokens restore backups' files into this directory
+    /// (plan first, then the plan's token; the caller must name it as
+    /// --target). Without it, restore is refused (501).
+    #[arg(long, value_name = "DIR")]
+    pub restore_target: Option<PathBuf>,
     /// The largest upload accepted (e.g. 64GiB, 500MiB, or bytes).
     #[arg(long, default_value = "64GiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_upload: u64,
@@ -98,6 +106,40 @@ impl BackupMaker for ProfileMaker {
     }
 }
 
+/// Restores files into `--restore-target`, by the library's rules (its
+/// safety backup when live files are replaced; the undo journal).
+struct TargetRestorer {
+    backups: StoreBackups,
+    target: PathBuf,
+}
+
+impl TargetRestorer {
+    async fn run(&self, id: &BackupId, dry_run: bool) -> Result<serde_json::Value, ApiError> {
+        let mut request =
+            RestoreRequest::new(RestoreSource::Id(id.clone()), &self.target).with_dry_run(dry_run);
+        if let Some(dir) = crate::context::state_dir() {
+            request = request.with_undo_journal(backups_core::restore::journal_path(&dir, id));
+        }
+        let report = self.backups.restore(request, Arc::new(NoProgress)).await?;
+        Ok(super::restore::report_json(&report, &[], None, None))
+    }
+}
+
+#[async_trait]
+impl Restorer for TargetRestorer {
+    fn target(&self) -> PathBuf {
+        self.target.clone()
+    }
+
+    async fn plan(&self, id: &BackupId) -> Result<serde_json::Value, ApiError> {
+        self.run(id, true).await
+    }
+
+    async fn restore(&self, id: &BackupId) -> Result<serde_json::Value, ApiError> {
+        self.run(id, false).await
+    }
+}
+
 /// Serves until Ctrl-C.
 pub async fn run(
     ctx: &Context,
@@ -134,9 +176,18 @@ pub async fn run(
         backups: ctx.backups.clone(),
         args: create_args,
     };
-    let state = ServerState::new(ctx.backups.clone(), tokens)
+    let mut state = ServerState::new(ctx.backups.clone(), tokens)
         .with_maker(Arc::new(maker))
         .with_max_upload(args.max_upload);
+    if let Some(target) = &args.restore_target {
+        let target = std::fs::canonicalize(target).map_err(|e| {
+            crate::failure::io_failure(&format!("--restore-target {}", target.display()), e)
+        })?;
+        state = state.with_restorer(Arc::new(TargetRestorer {
+            backups: ctx.backups.clone(),
+            target,
+        }));
+    }
     let sink: backups_server::LogSink = Arc::new(|r| stderr_line!("{r}"));
     let app = backups_server::with_request_log(backups_server::router(Arc::new(state)), sink);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -554,3 +554,101 @@ fn with_a_client_ca_a_client_certificate_is_required_as_well_as_the_token() {
     ]);
     assert_eq!(status, 401, "the certificate alone is not enough");
 }
+
+#[test]
+fn restore_through_a_server_plans_first_then_restores_with_the_plans_token() {
+    let env = Env::new();
+    let tree = sample_tree(env.path());
+    env.ok(&["create", "--path", tree.to_str().unwrap()]);
+    let id = first_id(&env);
+    let target = env.path().join("restored");
+    std::fs::create_dir_all(&target).unwrap();
+    let target = target.canonicalize().unwrap();
+    let t = target.to_str().unwrap();
+    let server = Server::start(&env, &[], &["--restore-target", t]);
+    let client = tempfile::tempdir().unwrap();
+    let dir = client.path();
+
+    let (code, err) = server.fail("append", dir, &["restore", &id, "--target", t, "--yes"]);
+    assert_eq!(code, 16, "{err}");
+    let (code, err) = server.fail("operator", dir, &["restore", &id, "--target", "/", "--yes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("this server restores into {t}")),
+        "{err}"
+    );
+    let (code, err) = server.fail("operator", dir, &["restore", &id, "--target", t]);
+    assert_eq!(code, 2, "no terminal to confirm on, no --yes: {err}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+
+    let plan: Value = serde_json::from_str(&server.ok(
+        "operator",
+        dir,
+        &["restore", &id, "--target", t, "--dry-run", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(plan["DryRun"], true, "{plan}");
+    assert_eq!(plan["ID"], id.as_str());
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "a plan changes nothing"
+    );
+
+    let report: Value = serde_json::from_str(&server.ok(
+        "operator",
+        dir,
+        &["restore", &id, "--target", t, "--yes", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(report["DryRun"], false, "{report}");
+    assert_eq!(report["Files"], plan["Files"]);
+    let restored = target.join(tree.strip_prefix("/").unwrap());
+    assert_eq!(snapshot(&restored), snapshot(&tree));
+
+    // A plan's token is good once (and a made-up one not at all).
+    let body = server.ok(
+        "operator",
+        dir,
+        &["restore", &id, "--target", t, "--dry-run"],
+    );
+    assert!(
+        body.starts_with(&format!("Would restore {id} on the server: ")),
+        "{body}"
+    );
+    let auth = format!("Authorization: Bearer {}", server.token("operator"));
+    let post = |path: &str, json: &str| {
+        server.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json,
+            &format!("{}{path}", server.url),
+        ])
+    };
+    let (status, planned) = post(
+        &format!("/api/v1/backups/{id}/restore"),
+        &format!(r#"{{"Target": "{t}"}}"#),
+    );
+    assert_eq!(status, 200, "{planned}");
+    let token = serde_json::from_str::<Value>(&planned).unwrap()["Token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let execute = format!(r#"{{"Token": "{token}"}}"#);
+    let (status, body) = post("/api/v1/restore", &execute);
+    assert_eq!(status, 200, "{body}");
+    for token in [
+        execute.as_str(),
+        r#"{"Token": "00112233445566778899aabbccddeeff"}"#,
+    ] {
+        let (status, body) = post("/api/v1/restore", token);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("unknown, used or expired"), "{body}");
+    }
+    assert!(!server.log.lock().unwrap().join("\n").contains(&token));
+}

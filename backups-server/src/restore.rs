@@ -1,0 +1,125 @@
+//! Restore in two calls: the first answers the plan (a dry run: every
+//! check, nothing changed) and a token; only a second call with that token,
+//! within ten minutes and once, restores. What is restored where is the
+//! server's [`Restorer`]'s: a caller names the target only to confirm it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use backups_core::BackupId;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ErrorKind};
+use crate::shapes::parse_id;
+use crate::state::ServerState;
+
+/// How long a plan's token stays good.
+pub const PLAN_TTL: Duration = Duration::from_secs(600);
+
+/// Restores backups as the server is configured (where the files go,
+/// which database is loaded): the embedder's, or `backups serve
+/// --restore-target DIR`.
+#[async_trait]
+pub trait Restorer: Send + Sync {
+    /// Where the files go (a caller must name it to confirm).
+    fn target(&self) -> std::path::PathBuf;
+    /// The dry run of restoring `id`: every check, nothing changed; the
+    /// report as `restore --dry-run --json` prints it.
+    async fn plan(&self, id: &BackupId) -> Result<Value, ApiError>;
+    /// Restores `id`; the report as `restore --json` prints it.
+    async fn restore(&self, id: &BackupId) -> Result<Value, ApiError>;
+}
+
+/// The plans handed out and not yet used: token -> (backup, when).
+#[derive(Debug, Default)]
+pub(crate) struct Plans(Mutex<HashMap<String, (BackupId, Instant)>>);
+
+impl Plans {
+    fn insert(&self, id: BackupId) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| ApiError::new(ErrorKind::Other, format!("no random bytes: {e}")))?;
+        let token = hex::encode(bytes);
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        plans.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+        plans.insert(token.clone(), (id, Instant::now()));
+        Ok(token)
+    }
+
+    /// The plan's backup, once: the token is used up.
+    fn take(&self, token: &str) -> Option<BackupId> {
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, at) = plans.remove(token)?;
+        (at.elapsed() < PLAN_TTL).then_some(id)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct PlanBody {
+    target: std::path::PathBuf,
+}
+
+fn restorer(state: &ServerState) -> Result<Arc<dyn Restorer>, ApiError> {
+    state.restorer.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotConfigured,
+            "this server is not configured to restore (backups serve --restore-target DIR)",
+        )
+    })
+}
+
+/// `POST /api/v1/backups/{id}/restore` `{"Target": DIR}`: `{"Plan",
+/// "Token", "ExpiresIn"}`.
+pub(crate) async fn plan(
+    State(state): State<Arc<ServerState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<PlanBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "restore")?;
+    let id = parse_id(&id)?;
+    let restorer = restorer(&state)?;
+    if body.target != restorer.target() {
+        return Err(ApiError::usage(format!(
+            "this server restores into {}, not {}: give --target {}",
+            restorer.target().display(),
+            body.target.display(),
+            restorer.target().display()
+        )));
+    }
+    let plan = restorer.plan(&id).await?;
+    let token = state.plans.insert(id)?;
+    Ok(Json(json!({
+        "Plan": plan,
+        "Token": token,
+        "ExpiresIn": PLAN_TTL.as_secs(),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ExecuteBody {
+    token: String,
+}
+
+/// `POST /api/v1/restore` `{"Token": T}` (in the body, so the request log
+/// never shows it): restores the plan's backup; `{"Report"}`.
+pub(crate) async fn execute(
+    State(state): State<Arc<ServerState>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<ExecuteBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "restore")?;
+    let restorer = restorer(&state)?;
+    let id = state.plans.take(&body.token).ok_or_else(|| {
+        ApiError::usage("unknown, used or expired restore token: ask for a new plan")
+    })?;
+    let report = restorer.restore(&id).await?;
+    Ok(Json(json!({"Report": report})))
+}
