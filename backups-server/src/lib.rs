@@ -43,9 +43,8 @@ pub use crate::{
     auth::{Caller, Role, TOKEN_COOKIE, Tokens, TokensError, generate_token, token_line},
     client::RemoteBackups,
     error::{ApiError, ErrorKind, kind_of},
-    restore::{PLAN_TTL, Restorer},
     routes::router,
     serve::{LogSink, RequestLog, TlsError, serve, tls_config, with_request_log},
-    state::{BackupMaker, CreateOptions, DEFAULT_MAX_UPLOAD, ServerState},
+    state::{BackupMaker, CreateOptions, DEFAULT_MAX_UPLOAD, PLAN_TTL, Restorer, ServerState},
     transfer::{SHA1_HEADER, STORED_SHA256_HEADER},
 };

@@ -3,61 +3,16 @@
 //! within ten minutes and once, restores. What is restored where is the
 //! server's [`Restorer`]'s: a caller names the target only to confirm it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use backups_core::BackupId;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorKind};
 use crate::shapes::parse_id;
-use crate::state::ServerState;
-
-/// How long a plan's token stays good.
-pub const PLAN_TTL: Duration = Duration::from_secs(600);
-
-/// Restores backups as the server is configured (where the files go,
-/// which database is loaded): the embedder's, or `backups serve
-/// --restore-target DIR`.
-#[async_trait]
-pub trait Restorer: Send + Sync {
-    /// Where the files go (a caller must name it to confirm).
-    fn target(&self) -> std::path::PathBuf;
-    /// The dry run of restoring `id`: every check, nothing changed; the
-    /// report as `restore --dry-run --json` prints it.
-    async fn plan(&self, id: &BackupId) -> Result<Value, ApiError>;
-    /// Restores `id`; the report as `restore --json` prints it.
-    async fn restore(&self, id: &BackupId) -> Result<Value, ApiError>;
-}
-
-/// The plans handed out and not yet used: token -> (backup, when).
-#[derive(Debug, Default)]
-pub(crate) struct Plans(Mutex<HashMap<String, (BackupId, Instant)>>);
-
-impl Plans {
-    fn insert(&self, id: BackupId) -> Result<String, ApiError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| ApiError::new(ErrorKind::Other, format!("no random bytes: {e}")))?;
-        let token = hex::encode(bytes);
-        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        plans.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
-        plans.insert(token.clone(), (id, Instant::now()));
-        Ok(token)
-    }
-
-    /// The plan's backup, once: the token is used up.
-    fn take(&self, token: &str) -> Option<BackupId> {
-        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (id, at) = plans.remove(token)?;
-        (at.elapsed() < PLAN_TTL).then_some(id)
-    }
-}
+use crate::state::{PLAN_TTL, Restorer, ServerState};
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]

@@ -1,15 +1,17 @@
 //! What the router serves: the store's backups, the tokens, the limits,
 //! and what the embedder provides for `create`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use backups_core::{Metadata, StoreBackups};
+use backups_core::{BackupId, Metadata, StoreBackups};
+use serde_json::Value;
 
 use crate::auth::Tokens;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 
 /// The default upload limit: 64 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 64 << 30;
@@ -42,13 +44,54 @@ pub trait BackupMaker: Send + Sync {
     async fn create(&self, options: CreateOptions) -> Result<Metadata, ApiError>;
 }
 
+/// How long a plan's token stays good.
+pub const PLAN_TTL: Duration = Duration::from_secs(600);
+
+/// Restores backups as the server is configured (where the files go,
+/// which database is loaded): the embedder's, or `backups serve
+/// --restore-target DIR`.
+#[async_trait]
+pub trait Restorer: Send + Sync {
+    /// Where the files go (a caller must name it to confirm).
+    fn target(&self) -> std::path::PathBuf;
+    /// The dry run of restoring `id`: every check, nothing changed; the
+    /// report as `restore --dry-run --json` prints it.
+    async fn plan(&self, id: &BackupId) -> Result<Value, ApiError>;
+    /// Restores `id`; the report as `restore --json` prints it.
+    async fn restore(&self, id: &BackupId) -> Result<Value, ApiError>;
+}
+
+/// The plans handed out and not yet used: token -> (backup, when).
+#[derive(Debug, Default)]
+pub(crate) struct Plans(Mutex<HashMap<String, (BackupId, Instant)>>);
+
+impl Plans {
+    pub(crate) fn insert(&self, id: BackupId) -> Result<String, ApiError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| ApiError::new(ErrorKind::Other, format!("no random bytes: {e}")))?;
+        let token = hex::encode(bytes);
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        plans.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+        plans.insert(token.clone(), (id, Instant::now()));
+        Ok(token)
+    }
+
+    /// The plan's backup, once: the token is used up.
+    pub(crate) fn take(&self, token: &str) -> Option<BackupId> {
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, at) = plans.remove(token)?;
+        (at.elapsed() < PLAN_TTL).then_some(id)
+    }
+}
+
 /// Everything the router needs.
 pub struct ServerState {
     pub(crate) backups: StoreBackups,
     pub(crate) tokens: Tokens,
     pub(crate) maker: Option<Arc<dyn BackupMaker>>,
-    pub(crate) restorer: Option<Arc<dyn crate::restore::Restorer>>,
-    pub(crate) plans: crate::restore::Plans,
+    pub(crate) restorer: Option<Arc<dyn Restorer>>,
+    pub(crate) plans: Plans,
     pub(crate) max_upload: u64,
     pub(crate) spool_dir: PathBuf,
     pub(crate) body_idle: Duration,
@@ -89,7 +132,7 @@ impl ServerState {
     }
 
     /// What `restore` runs (until then it answers 501).
-    pub fn with_restorer(mut self, restorer: Arc<dyn crate::restore::Restorer>) -> Self {
+    pub fn with_restorer(mut self, restorer: Arc<dyn Restorer>) -> Self {
         self.restorer = Some(restorer);
         self
     }
