@@ -37,6 +37,7 @@ mod routes;
 mod serve;
 mod shapes;
 mod state;
+mod status;
 mod transfer;
 
 pub use crate::{

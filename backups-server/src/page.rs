@@ -1,6 +1,7 @@
 //! `GET /`: the status page. Server-rendered HTML with no external assets:
 //! per controller (model UUID) its backups (size, age, verified, clean,
-//! labels) and an SVG chart of backup size and duration over time.
+//! labels) and an SVG chart of backup size and duration over time; the
+//! schedules' last and next runs; each replica set's point-in-time coverage.
 //! `/?token=T` sets the token as a cookie once and redirects to `/`.
 
 use std::fmt::Write as _;
@@ -11,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use backups_core::Metadata;
+use backups_core::metadata::format_time;
 use time::OffsetDateTime;
 
 use crate::auth::{Caller, Role, TOKEN_COOKIE};
@@ -150,6 +152,27 @@ fn controller_section(out: &mut String, model: &str, backups: &[&Metadata], now:
     out.push_str("</table></section>\n");
 }
 
+fn schedules_section(out: &mut String, state: &ServerState) {
+    let jobs = crate::status::schedules(state.state_dir.as_deref());
+    if jobs.is_empty() {
+        return;
+    }
+    out.push_str("<section><h2>Schedules</h2><table><tr><th>job</th><th>last run</th><th>last success</th><th>next run</th><th>failures in a row</th><th>last error</th></tr>\n");
+    for j in &jobs {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&j.name),
+            esc(&format_time(j.last_run)),
+            esc(&format_time(j.last_success)),
+            esc(&crate::status::next_run(j)),
+            j.consecutive_failures,
+            esc(j.last_error.as_deref().unwrap_or("-"))
+        );
+    }
+    out.push_str("</table></section>\n");
+}
+
 /// `GET /`: the page (a `read` token).
 pub(crate) async fn status_page(
     State(state): State<Arc<ServerState>>,
@@ -176,6 +199,20 @@ pub(crate) async fn status_page(
             .filter(|m| m.model_uuid == model)
             .collect();
         controller_section(&mut body, model, &backups, now);
+    }
+    schedules_section(&mut body, &state);
+    let coverage = crate::status::coverage(&state).await.unwrap_or_default();
+    if !coverage.is_empty() {
+        body.push_str("<section><h2>Point-in-time coverage</h2><table><tr><th>replica set</th><th>covered</th><th>gaps</th></tr>\n");
+        for (name, covered, gaps) in coverage {
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{gaps}</td></tr>",
+                esc(&name),
+                esc(&covered)
+            );
+        }
+        body.push_str("</table></section>\n");
     }
     let html = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>backups: {store}</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}.id{{font-family:monospace}}</style></head>\n<body><h1>Backups in {store}</h1>\n<p>{count} backups; signed in as {name} ({role}).</p>\n{body}</body></html>\n",

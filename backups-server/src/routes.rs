@@ -25,7 +25,8 @@ type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 /// The facade's routes, for a controller to mount in its own server (or
 /// [`crate::serve`] to run alone). Every route needs a token.
 ///
-/// - `GET /` the status page; `GET /api/v1/whoami`
+/// - `GET /` the status page; `GET /api/v1/whoami`; `GET /api/v1/status`
+///   (schedules, point-in-time coverage)
 /// - `GET /api/v1/backups` (list), `POST /api/v1/backups` (upload, the
 ///   archive as the body)
 /// - `GET|DELETE /api/v1/backups/{id}` (show, remove)
@@ -38,6 +39,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/", get(crate::page::status_page))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/status", get(crate::status::status))
         .route(
             "/api/v1/backups",
             get(list)

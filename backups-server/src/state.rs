@@ -95,6 +95,7 @@ pub struct ServerState {
     pub(crate) max_upload: u64,
     pub(crate) spool_dir: PathBuf,
     pub(crate) body_idle: Duration,
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -122,6 +123,7 @@ impl ServerState {
             max_upload: DEFAULT_MAX_UPLOAD,
             spool_dir: std::env::temp_dir(),
             body_idle: DEFAULT_BODY_IDLE,
+            state_dir: None,
         }
     }
 
@@ -134,6 +136,13 @@ impl ServerState {
     /// What `restore` runs (until then it answers 501).
     pub fn with_restorer(mut self, restorer: Arc<dyn Restorer>) -> Self {
         self.restorer = Some(restorer);
+        self
+    }
+
+    /// Where `backups schedule run` writes its status files (the status
+    /// shows the schedules from them).
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
         self
     }
 

@@ -179,6 +179,9 @@ pub async fn run(
     let mut state = ServerState::new(ctx.backups.clone(), tokens)
         .with_maker(Arc::new(maker))
         .with_max_upload(args.max_upload);
+    if let Some(dir) = crate::context::state_dir() {
+        state = state.with_state_dir(dir);
+    }
     if let Some(target) = &args.restore_target {
         let target = std::fs::canonicalize(target).map_err(|e| {
             crate::failure::io_failure(&format!("--restore-target {}", target.display()), e)

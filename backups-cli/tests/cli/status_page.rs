@@ -213,3 +213,35 @@ fn the_status_page_lists_the_backups_and_draws_the_chart() {
     let (status, _) = server.curl(&[&format!("{}/", server.url)]);
     assert_eq!(status, 401);
 }
+
+#[test]
+fn the_status_shows_the_schedules_last_and_next_runs() {
+    let env = Env::new();
+    let config = crate::schedule::schedule_config(
+        &env,
+        "[[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\n",
+    );
+    let config = config.to_str().unwrap();
+    env.ok(&["--config", config, "schedule", "run", "--once", "nightly"]);
+    let server = Server::start(&env, &["--config", config], &[]);
+    let auth = format!("Authorization: Bearer {}", server.token("read"));
+    let (status, body) = server.curl(&["-H", &auth, &format!("{}/api/v1/status", server.url)]);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Backups"], 1, "{v}");
+    assert_eq!(v["Schedules"][0]["Name"], "nightly", "{v}");
+    assert_eq!(v["Schedules"][0]["ConsecutiveFailures"], 0);
+    assert!(v["Schedules"][0]["LastSuccess"].is_string(), "{v}");
+    let next = v["Schedules"][0]["NextRun"].as_str().unwrap();
+    assert!(
+        next.ends_with('Z') || next.contains("UTC") || next.contains(':'),
+        "{v}"
+    );
+    assert_eq!(v["PointInTime"], serde_json::json!([]));
+    let (status, page) = server.curl(&["-H", &auth, &format!("{}/", server.url)]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<h2>Schedules</h2>") && page.contains("<td>nightly</td>"),
+        "{page}"
+    );
+}
