@@ -66,6 +66,26 @@ pub struct GlobalArgs {
     /// Print only results and errors (no progress, no warnings).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// Work through a backups server (`backups serve`) at this URL instead
+    /// of a store: list, show, download, upload, remove, forget, verify,
+    /// label, notes and create.
+    #[arg(long, global = true, env = "BACKUPS_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+
+    /// The file holding the token for --remote (its first line).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUPS_REMOTE_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub remote_token_file: Option<PathBuf>,
+
+    /// The CA certificate (PEM) the --remote server's certificate must be
+    /// signed by (default: the system's CAs).
+    #[arg(long, global = true, env = "BACKUPS_REMOTE_CA", value_name = "FILE")]
+    pub remote_ca: Option<PathBuf>,
 }
 
 /// Progress display.

@@ -23,13 +23,13 @@ fn after_help() -> String {
 /// version, the git commit it was built from (`unknown` outside a git
 /// checkout; see build.rs) and the optional parts and whether they are in.
 /// zstd compression and age encryption are always built in (they are not
-/// optional dependencies); the HTTP server (`backups serve`) does not exist
-/// yet, so this build has none.
+/// optional dependencies), and so is the HTTP server (`backups serve`,
+/// `--remote`).
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("BACKUPS_GIT_COMMIT"),
-    "; features: +zstd +age -server)"
+    "; features: +zstd +age +server)"
 );
 
 /// Back up and restore a cluster controller (its files and its MongoDB

@@ -38,6 +38,9 @@ pub const HOOK: u8 = 12;
 pub const ENCRYPTION: u8 = 13;
 /// `diff --exit-code`: the backup and the live state differ.
 pub const DIFFERENT: u8 = 14;
+/// A backups server (--remote) refused the request: no valid token, or
+/// not permitted for this token's role.
+pub const NOT_PERMITTED: u8 = 16;
 /// Interrupted or cancelled.
 pub const INTERRUPTED: u8 = 130;
 
@@ -87,6 +90,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         DIFFERENT,
         "diff --exit-code: the backup and the live state differ",
+    ),
+    (
+        NOT_PERMITTED,
+        "not permitted for this token's role, or no valid token (--remote)",
     ),
     (INTERRUPTED, "interrupted (nothing was committed)"),
 ];
@@ -189,8 +196,50 @@ fn exit_code(e: &Error) -> u8 {
         Error::VerificationFailed { .. } => VERIFICATION,
         Error::RetentionFailed { cause, .. } => exit_code(cause),
         Error::Cancelled(_) => INTERRUPTED,
+        Error::Remote { kind, .. } => remote_exit_code(kind),
         Error::Internal { .. } => OTHER,
         _ => OTHER,
+    }
+}
+
+/// The exit code for the kind of error a backups server reported
+/// ([`backups_server::ErrorKind`]'s names; `unreachable` is the client's).
+pub fn remote_exit_code(kind: &str) -> u8 {
+    match kind {
+        "unauthorized" | "forbidden" => NOT_PERMITTED,
+        "usage" | "too-large" | "not-configured" => USAGE,
+        "not-found" => NOT_FOUND,
+        "conflict" => CONFLICT,
+        "verification" => VERIFICATION,
+        "storage" | "unreachable" => STORAGE,
+        "local-file" => LOCAL_FILE,
+        "database" => DATABASE,
+        "locked" => LOCKED,
+        "rolled-back" => ROLLED_BACK,
+        "rollback-failed" => ROLLBACK_FAILED,
+        "hook" => HOOK,
+        "encryption" => ENCRYPTION,
+        _ => OTHER,
+    }
+}
+
+/// The server's kind of error for an exit code (the inverse of
+/// [`remote_exit_code`]), for what `backups serve` runs through the CLI's
+/// own code (create).
+pub fn remote_kind(code: u8) -> backups_server::ErrorKind {
+    use backups_server::ErrorKind as K;
+    match code {
+        USAGE => K::Usage,
+        NOT_FOUND => K::NotFound,
+        CONFLICT => K::Conflict,
+        VERIFICATION => K::Verification,
+        STORAGE => K::Storage,
+        LOCAL_FILE => K::LocalFile,
+        DATABASE => K::Database,
+        LOCKED => K::Locked,
+        HOOK => K::Hook,
+        ENCRYPTION => K::Encryption,
+        _ => K::Other,
     }
 }
 
@@ -225,6 +274,8 @@ impl From<Error> for Failure {
     }
 }
 
+const HINT_REMOTE_TOKEN: &str = "give the token `backups token generate` printed, in a file: --remote-token-file FILE (or $BACKUPS_REMOTE_TOKEN_FILE); its line must be in the server's --tokens-file";
+const HINT_REMOTE_ROLE: &str = "read tokens may list, show and download; append tokens also create, upload, verify, label and edit notes; only operator tokens remove, forget and restore";
 const HINT_LIST: &str = "run `backups list` to see the backups in this store";
 const HINT_UNREADABLE_SIDECAR: &str = "`backups list` skips this sidecar; `backups gc` lists it and `backups gc --yes` (or `backups remove ID`) deletes it";
 const HINT_PENDING_RECOVERY: &str = "to undo the unfinished restore: `backups restore ID --target / --yes` with this id (and the restore's --mongo-uri and hooks); `remove --force` removes it anyway";
@@ -247,6 +298,8 @@ const HINT_UNREACHABLE: &str =
 fn hint(e: &Error, message: &str) -> Option<&'static str> {
     match e {
         Error::NotFound { .. } => Some(HINT_LIST),
+        Error::Remote { kind, .. } if kind == "unauthorized" => Some(HINT_REMOTE_TOKEN),
+        Error::Remote { kind, .. } if kind == "forbidden" => Some(HINT_REMOTE_ROLE),
         Error::UnreadableSidecar { .. } => Some(HINT_UNREADABLE_SIDECAR),
         Error::PendingRecovery { .. } => Some(HINT_PENDING_RECOVERY),
         Error::Locked { .. } => Some(HINT_LOCKED),

@@ -42,6 +42,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> CliResult {
     // config.
     match cli.command {
         commands::Command::Key(args) => return commands::key::run(cli.global.quiet, args),
+        commands::Command::Token(args) => return commands::token::run(cli.global.quiet, args),
         commands::Command::Completions(args) => {
             return commands::completions::print(Cli::command(), args.shell);
         }

@@ -157,6 +157,40 @@ impl StoreBackups {
         }
     }
 
+    /// [`Backups::get`] from byte `offset` of the stored object on (a
+    /// resumed download): the metadata and the bytes from there to the end.
+    /// An offset past the end is [`Error::InvalidInput`].
+    pub async fn get_from(&self, id: &BackupId, offset: u64) -> Result<(Metadata, ArchiveStream)> {
+        if offset == 0 {
+            return self.get(id).await;
+        }
+        let meta = self.committed(id).await?;
+        if offset >= meta.stored_size() {
+            return Err(Error::InvalidInput {
+                what: crate::error::InputKind::ByteRange,
+                value: offset.to_string(),
+                reason: format!(
+                    "backup {id} has {} bytes: a download cannot start at byte {offset}",
+                    meta.stored_size()
+                ),
+            });
+        }
+        let key = self.storage().archive_key(id, &meta);
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = self
+            .store()
+            .get_opts(&key, options)
+            .await
+            .map_err(|e| Error::storage(&key, e))?;
+        let stream = object_stream(result)
+            .map_err(move |e| Error::storage(&key, e))
+            .boxed();
+        Ok((meta, stream))
+    }
+
     /// [`Backups::remove`] even of a backup a pending restore journal needs
     /// (which [`Backups::remove`] refuses with [`Error::PendingRecovery`]).
     pub async fn remove_forced(&self, id: &BackupId) -> Result<()> {

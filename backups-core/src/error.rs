@@ -257,6 +257,20 @@ pub enum Error {
     /// completed; nothing was committed.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A backups server (`backups serve`) refused or failed a request;
+    /// `kind` is its error's kind (`not-found`, `forbidden`, `storage`...),
+    /// `status` the HTTP status (0 when it could not be reached).
+    #[error("{message} (server {url}: {})", if *status == 0 { "unreachable".to_string() } else { format!("HTTP {status}") })]
+    Remote {
+        /// The server's URL.
+        url: String,
+        /// The HTTP status, or 0 when no answer came.
+        status: u16,
+        /// The kind of error the server reported.
+        kind: String,
+        /// The server's message.
+        message: String,
+    },
     /// A fault inside backups itself: a worker task panicked or stopped, an
     /// invariant did not hold. Never caused by the input; report it.
     #[error("internal error: {message} (this is a bug in backups: please report it)")]
@@ -298,6 +312,8 @@ pub enum InputKind {
     PathPattern,
     /// A compression level.
     CompressionLevel,
+    /// A byte range of a stored object (a resumed download's start).
+    ByteRange,
     /// A backup's label (`[A-Za-z0-9._:/-]{1,64}`).
     Label,
     /// A schedule's notify URL (`http://` or `https://`).
@@ -323,6 +339,7 @@ impl std::fmt::Display for InputKind {
             InputKind::CompressionLevel => "compression level",
             InputKind::Label => "label",
             InputKind::NotifyUrl => "notify URL",
+            InputKind::ByteRange => "byte range",
         })
     }
 }

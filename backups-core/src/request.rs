@@ -197,6 +197,17 @@ pub struct AddOutcome {
     pub already_present: bool,
 }
 
+impl AddOutcome {
+    /// An outcome, for a [`crate::Backups`] implementation outside this
+    /// crate (a client of a backups server).
+    pub fn new(metadata: Metadata, already_present: bool) -> Self {
+        AddOutcome {
+            metadata,
+            already_present,
+        }
+    }
+}
+
 /// Which archive a restore reads.
 #[derive(Debug, Clone)]
 pub enum RestoreSource {

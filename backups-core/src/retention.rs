@@ -40,6 +40,16 @@ pub enum GroupBy {
     None,
 }
 
+impl serde::Serialize for GroupBy {
+    /// `"model"` or `"none"`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            GroupBy::Model => "model",
+            GroupBy::None => "none",
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for GroupBy {
     /// `"model"` or `"none"`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -161,54 +171,67 @@ pub struct RetentionPolicy {
 /// (`retention = { keep_daily = 7 }`, unknown keys refused) and, with the
 /// `clap` feature, `backups forget`'s `--keep-*` flags (`#[command(flatten)]`).
 /// A key left out keeps nothing by its rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RetentionOptions {
     /// Keep the N newest backups (`unlimited`: all).
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<KeepCount>,
     /// Keep the newest backup of each of the N newest hours with backups.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_hourly: Option<KeepCount>,
     /// Keep the newest backup of each of the N newest days with backups.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_daily: Option<KeepCount>,
     /// Keep the newest backup of each of the N newest ISO weeks with backups.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_weekly: Option<KeepCount>,
     /// Keep the newest backup of each of the N newest months with backups.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_monthly: Option<KeepCount>,
     /// Keep the newest backup of each of the N newest years with backups.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<KeepCount>,
     /// Keep every backup less than DUR (e.g. 1y5m7d2h) older than the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within: Option<RetentionDuration>,
     /// Keep the newest backup of each hour within DUR of the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within_hourly: Option<RetentionDuration>,
     /// Keep the newest backup of each day within DUR of the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within_daily: Option<RetentionDuration>,
     /// Keep the newest backup of each ISO week within DUR of the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within_weekly: Option<RetentionDuration>,
     /// Keep the newest backup of each month within DUR of the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within_monthly: Option<RetentionDuration>,
     /// Keep the newest backup of each year within DUR of the newest.
     #[cfg_attr(feature = "clap", arg(long, value_name = "DUR"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_within_yearly: Option<RetentionDuration>,
     /// Keep every backup with this label (repeatable).
     #[cfg_attr(feature = "clap", arg(long, value_name = "L"))]
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_label: Vec<String>,
     /// Apply the policy to each model's backups (`model`, the default) or
     /// to all at once (`none`).
     #[cfg_attr(feature = "clap", arg(long, value_name = "model|none"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by: Option<GroupBy>,
 }
 

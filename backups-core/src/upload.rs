@@ -180,10 +180,22 @@ pub(crate) fn object_reader(result: GetResult) -> Box<dyn Read + Send + 'static>
     }
 }
 
-/// An object's bytes as a stream, in large chunks for local files.
+/// An object's bytes as a stream, in large chunks for local files. A
+/// ranged get ([`object_store::GetOptions::range`]) of a local file is read
+/// from the range's start (object_store hands over the whole file).
 pub(crate) fn object_stream(result: GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
+    let start = result.range.start;
     match result.payload {
-        GetResultPayload::File(file, path) => {
+        GetResultPayload::File(mut file, path) => {
+            if start > 0
+                && let Err(e) = std::io::Seek::seek(&mut file, io::SeekFrom::Start(start))
+            {
+                let e = object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("seeking in {}: {e}", path.display()).into(),
+                };
+                return futures::stream::once(async move { Err(e) }).boxed();
+            }
             ReaderStream::with_capacity(tokio::fs::File::from_std(file), FILE_CHUNK)
                 .map_err(move |e| object_store::Error::Generic {
                     store: "LocalFileSystem",

@@ -45,7 +45,7 @@ pub struct Args {
 
 /// The file to write (`None`: stdout), refused before anything is fetched
 /// when it is a directory, or exists and --force was not given.
-fn destination(args: &Args, id: &BackupId) -> Result<Option<PathBuf>, Failure> {
+pub fn destination(args: &Args, id: &BackupId) -> Result<Option<PathBuf>, Failure> {
     let path = match &args.output {
         Some(p) if p.as_os_str() == "-" => return Ok(None),
         Some(p) => p.clone(),

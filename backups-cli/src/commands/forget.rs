@@ -48,12 +48,19 @@ pub struct Args {
     pub json: bool,
 }
 
+impl Args {
+    /// The policy the options describe.
+    pub fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy::from(self.policy.clone())
+    }
+}
+
 /// Applies the policy; prints the decision (table or JSON) and, unless
 /// --dry-run, removes what it does not keep under the store's lease. A
 /// backup that cannot be removed is reported and the rest are still
 /// removed (the exit code is the first failure's).
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
-    let policy = RetentionPolicy::from(args.policy.clone());
+    let policy = args.policy();
     if policy.is_empty() {
         return Err(Failure::usage(format!(
             "refusing to forget without a policy: give at least one --keep-* option \
@@ -112,14 +119,24 @@ fn decision_json(d: &Decision) -> serde_json::Value {
 
 /// Every backup newest first (by id): ID, KEEP or REMOVE, the reasons.
 fn table(d: &Decision) -> String {
-    let mut rows: Vec<[String; 3]> = d
+    let keep: Vec<(String, Vec<String>)> = d
         .keep
         .iter()
-        .map(|k| [k.id.to_string(), "KEEP".into(), k.reasons.join(", ")])
+        .map(|k| (k.id.to_string(), k.reasons.clone()))
+        .collect();
+    let remove: Vec<String> = d.remove.iter().map(|id| id.to_string()).collect();
+    table_of(&keep, &remove)
+}
+
+/// [`table`] of ids and reasons (a server's answer).
+pub fn table_of(keep: &[(String, Vec<String>)], remove: &[String]) -> String {
+    let mut rows: Vec<[String; 3]> = keep
+        .iter()
+        .map(|(id, reasons)| [id.clone(), "KEEP".into(), reasons.join(", ")])
         .chain(
-            d.remove
+            remove
                 .iter()
-                .map(|id| [id.to_string(), "REMOVE".into(), String::new()]),
+                .map(|id| [id.clone(), "REMOVE".into(), String::new()]),
         )
         .collect();
     rows.sort_by(|a, b| b[0].cmp(&a[0]));

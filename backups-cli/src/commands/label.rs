@@ -46,6 +46,18 @@ pub struct NotesArgs {
 
 /// Adds and removes labels; prints each backup's labels after.
 pub async fn run_label(ctx: &Context, args: LabelArgs) -> CliResult {
+    check(&args)?;
+    let edit = Edit::labels(args.add, args.remove);
+    for id in &args.ids {
+        let id = parse_id(id)?;
+        let meta = ctx.backups.edit(&id, &edit).await?;
+        out(&format!("{id}: {}\n", meta.labels.join(",")))?;
+    }
+    Ok(())
+}
+
+/// Refuses an edit with no label, or one label both added and removed.
+pub fn check(args: &LabelArgs) -> CliResult {
     if args.add.is_empty() && args.remove.is_empty() {
         return Err(Failure::usage("give --add LABEL or --remove LABEL"));
     }
@@ -53,12 +65,6 @@ pub async fn run_label(ctx: &Context, args: LabelArgs) -> CliResult {
         return Err(Failure::usage(format!(
             "label {both:?} is both added and removed: give it to --add or to --remove, not both"
         )));
-    }
-    let edit = Edit::labels(args.add, args.remove);
-    for id in &args.ids {
-        let id = parse_id(id)?;
-        let meta = ctx.backups.edit(&id, &edit).await?;
-        out(&format!("{id}: {}\n", meta.labels.join(",")))?;
     }
     Ok(())
 }

@@ -13,10 +13,13 @@ pub mod key;
 pub mod label;
 pub mod list;
 pub mod pitr;
+pub mod remote;
 pub mod remove;
 pub mod restore;
 pub mod schedule;
+pub mod serve;
 pub mod show;
+pub mod token;
 pub mod unlock;
 pub mod upload;
 pub mod verify;
@@ -92,6 +95,14 @@ pub enum Command {
     #[command(after_help = label::NOTES_HELP)]
     Notes(label::NotesArgs),
 
+    /// Serve the store to holders of tokens over HTTPS (the backups facade).
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(serve::Args),
+
+    /// Make bearer tokens for `backups serve`.
+    #[command(after_help = token::AFTER_HELP)]
+    Token(token::Args),
+
     /// Make keys for encrypted backups.
     #[command(after_help = key::AFTER_HELP)]
     Key(key::Args),
@@ -135,7 +146,7 @@ impl Command {
     /// never an empty store.
     pub fn creates_store(&self) -> bool {
         match self {
-            Command::Create(_) | Command::Upload(_) => true,
+            Command::Create(_) | Command::Upload(_) | Command::Serve(_) => true,
             Command::Pitr(p) => matches!(p.command, pitr::PitrCommand::Run(_)),
             Command::Restore(r) => r.file.is_some(),
             Command::Diff(d) => d.file.is_some(),
@@ -155,12 +166,24 @@ pub async fn run_configured(
     match command {
         Command::Config(args) => return config::run(&global, config, args),
         Command::Schedule(args) => return schedule::run(&global, config, args, cancel).await,
-        // It needs no store.
+        // They need no store.
         Command::Key(args) => return key::run(global.quiet, args),
+        Command::Token(args) => return token::run(global.quiet, args),
         _ => {}
     }
     let (_, profile) = config.profile(global.profile.as_deref())?;
     apply::global(&mut global, &profile);
+    if let Some(url) = global.remote.clone()
+        && !matches!(command, Command::Serve(_) | Command::CompleteIds(_))
+    {
+        if let Command::Create(args) = &mut command {
+            // Only the profile's labels: what is backed up is the server's.
+            if args.labels.is_empty() {
+                args.labels.clone_from(&profile.labels);
+            }
+        }
+        return run_remote(&global, &url, command).await;
+    }
     if let Command::CompleteIds(args) = command {
         // Quietly nothing when the store cannot be opened, and no local
         // store directory created by a press of TAB.
@@ -195,7 +218,33 @@ pub async fn run_configured(
     if let Command::Pitr(args) = command {
         return pitr::run(&ctx, args, cancel).await;
     }
+    if let Command::Serve(args) = command {
+        let mut create_args = create::from_env()?;
+        apply::create(&mut create_args, &profile);
+        return serve::run(&ctx, args, create_args, cancel).await;
+    }
     run(&ctx, command).await
+}
+
+/// Runs the command through the backups server at `url` (--remote).
+async fn run_remote(global: &GlobalArgs, url: &str, command: Command) -> CliResult {
+    let r = remote::connect(global, url)?;
+    match command {
+        Command::List(args) => remote::list(&r, args).await,
+        Command::Show(args) => remote::show(&r, args).await,
+        Command::Download(args) => remote::download(&r, args).await,
+        Command::Upload(args) => remote::upload(&r, args).await,
+        Command::Remove(args) => remote::remove(&r, args).await,
+        Command::Forget(args) => remote::forget(&r, args).await,
+        Command::Verify(args) => remote::verify(&r, args).await,
+        Command::Label(args) => remote::label(&r, args).await,
+        Command::Notes(args) => remote::notes(&r, args).await,
+        Command::Create(args) => remote::create(&r, args).await,
+        Command::Restore(args) => remote::restore(&r, args).await,
+        _ => Err(crate::failure::Failure::usage(
+            "this command does not work with --remote: list, show, download, upload, remove, forget, verify, label, notes, create and restore do",
+        )),
+    }
 }
 
 /// Runs the command.
@@ -220,6 +269,8 @@ async fn run(ctx: &Context, command: Command) -> CliResult {
         | Command::Copy(_)
         | Command::Schedule(_)
         | Command::Key(_)
+        | Command::Token(_)
+        | Command::Serve(_)
         | Command::Pitr(_)
         | Command::Completions(_)
         | Command::Man(_)

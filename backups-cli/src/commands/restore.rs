@@ -401,7 +401,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
 
 /// The report as JSON for --json: a dry run's plan under `Plan` and its
 /// comparison with the live state under `Diff`.
-fn report_json(
+pub fn report_json(
     report: &RestoreReport,
     rules: &[(String, String)],
     steps: Option<Vec<String>>,

@@ -30,7 +30,7 @@ fn version_is_one_line_with_the_commit_and_the_features() {
             || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{line}"
     );
-    assert_eq!(features, "features: +zstd +age -server)");
+    assert_eq!(features, "features: +zstd +age +server)");
     // The checkout's own HEAD, when the tests run in one.
     let head = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -235,10 +235,13 @@ fn man_writes_a_page_for_every_command_and_none_for_the_hidden_ones() {
         "backups-pitr",
         "backups-pitr-run",
         "backups-pitr-list",
+        "backups-serve",
+        "backups-token",
+        "backups-token-generate",
     ] {
         assert!(pages.contains(&format!("{c}.1")), "{c}: {pages:?}");
     }
-    assert_eq!(pages.len(), 27, "{pages:?}");
+    assert_eq!(pages.len(), 30, "{pages:?}");
     let page = std::fs::read_to_string(out.join("backups-restore.1")).unwrap();
     assert!(
         page.starts_with(".ie") || page.contains(".TH"),

@@ -234,6 +234,20 @@ where
     d.deserialize_any(ParsedVisitor(PhantomData))
 }
 
+impl serde::Serialize for KeepCount {
+    /// As it is written: `7` or `"unlimited"` (a string either way).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for RetentionDuration {
+    /// As it is written: `"1y5m7d2h"`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for KeepCount {
     /// `7` or `"unlimited"`; `0` is refused like `--keep-daily 0`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
