@@ -206,8 +206,13 @@ async fn list(ctx: &Context, args: ListArgs) -> CliResult {
                 ranges.push(json!({"From": end.rfc3339(), "To": pitr::seconds_rfc3339(c.until), "Base": id.to_string()}));
             }
         }
+        let ends: Vec<_> = bases
+            .iter()
+            .filter(|b| b.replica_set.as_deref().is_none_or(|rs| rs == chain.name))
+            .filter_map(pitr::base_end)
+            .collect();
         let gaps: Vec<_> = chain
-            .gaps()
+            .gaps_for(&ends)
             .iter()
             .map(|g| json!({"From": g.from.rfc3339(), "To": g.to.rfc3339(), "Reason": g.reason}))
             .collect();

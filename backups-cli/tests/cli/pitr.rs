@@ -77,22 +77,29 @@ fn wait_shipped(env: &Env, at: (u32, u32)) {
     }
 }
 
-// Not run by default: under load it fails two ways that are open bugs of
-// issue 22, not of the test. A time equal to a gap's end (the next slice
-// starts after it) was planned as covered and its restore read the slices
-// before the gap; and once, with the slices holding the third write
-// deleted, `pitr list` showed no missing-slice gap. Run it with
-// `cargo test --test cli pitr -- --ignored`.
+/// The base backup's consistent point (`OplogEnd`) from `list --json`.
+fn base_end(env: &Env) -> (u32, u32) {
+    let list = env.json(&["list", "--json"]);
+    pos(&list[0]["OplogEnd"])
+}
+
+/// Every write is made after the slice holding the one before is
+/// committed, so each is in a later slice than the one before: the slices
+/// holding the third write lie strictly between the second's and the
+/// fourth's, whatever the shipper's timing, and deleting them leaves a gap
+/// with slices on both sides. (The test was flaky when the second and
+/// third writes could share the first slice: its deletion left no slice
+/// before the gap, and gaps were only looked for between slices.)
 #[test]
-#[ignore = "flaky under load: gap boundary bugs open in issue 22"]
 fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
         return;
     };
     let env = Env::new();
-    let db = unique_name("pitr");
+    let db = unique_name("pitr2_t");
     write(&uri, &db, 1, 0);
     env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
+    let base = base_end(&env);
     std::fs::create_dir_all(env.store().join("pitr")).unwrap();
     // Encrypted slices: a restore needs the identity.
     let key = env.path().join("key.txt");
@@ -120,13 +127,16 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t2 = write(&uri, &db, 2, 0);
+    // In a second after the base's: the base's stretch then holds a
+    // second of its own before the gap.
+    let t2 = write(&uri, &db, 2, base.0);
+    wait_shipped(&env, t2);
     let t3 = write(&uri, &db, 3, t2.0);
     wait_shipped(&env, t3);
-    let t4 = write(&uri, &db, 4, t3.0 + 1);
+    let t4 = write(&uri, &db, 4, t3.0);
     wait_shipped(&env, t4);
     let killed = Command::new("kill")
-        .args(["-INT", &shipper.id().to_string()])
+        .args(["-TERM", &shipper.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -150,7 +160,7 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     assert_eq!(code, 13, "{err}");
     assert!(err.contains(".bson.gz.age"), "{err}");
     for (t, v) in [(t2, "2"), (t3, "3")] {
-        let restored = unique_name("pitrr");
+        let restored = unique_name("pitr2_r");
         let out = env.ok(&[
             "restore",
             "--to-time",
@@ -184,32 +194,46 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
         .filter(|(_, r)| pos(&r["First"]) <= t3 && t3 <= pos(&r["Last"]))
         .collect();
     assert!(!holding.is_empty(), "no slice holds the third write");
-    for (path, _) in holding {
-        std::fs::remove_file(path).unwrap();
+    for (path, record) in holding {
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(path.with_file_name(record["Object"].as_str().unwrap())).unwrap();
     }
     let list = env.json(&["pitr", "list", "--json"]);
     let sets = list["ReplicaSets"].as_array().unwrap();
     assert_eq!(sets.len(), 1, "{list}");
     let gaps = sets[0]["Gaps"].as_array().unwrap();
+    // RFC 3339 UTC times sort as text.
+    let at = rfc3339(t3.0);
     assert!(
-        gaps.iter().any(|g| g["Reason"] == "missing slice"),
+        gaps.iter().any(|g| g["Reason"] == "missing slice"
+            && g["From"].as_str().unwrap() <= at.as_str()
+            && at.as_str() <= g["To"].as_str().unwrap()),
+        "no missing-slice gap around {at}: {list}"
+    );
+    let ranges = sets[0]["Ranges"].as_array().unwrap();
+    assert!(
+        ranges
+            .iter()
+            .any(|r| r["To"].as_str().unwrap() < at.as_str()),
         "{list}"
     );
-    assert!(!sets[0]["Ranges"].as_array().unwrap().is_empty(), "{list}");
-    let (code, err) = env.fail(&[
-        "restore",
-        "--to-time",
-        &rfc3339(t3.0),
-        "--target",
-        target.to_str().unwrap(),
-        "--mongo-uri",
-        &uri,
-        "--db-rename",
-        &format!("{db}=never"),
-        "--dry-run",
-    ]);
-    assert_eq!(code, 5, "{err}");
-    assert!(err.contains("gap") && err.contains("covering"), "{err}");
+    // In the gap, and after it (the base's stretch ends at the gap).
+    for t in [t3.0, t4.0] {
+        let (code, err) = env.fail(&[
+            "restore",
+            "--to-time",
+            &rfc3339(t),
+            "--target",
+            target.to_str().unwrap(),
+            "--mongo-uri",
+            &uri,
+            "--db-rename",
+            &format!("{db}=pitr2_never"),
+            "--dry-run",
+        ]);
+        assert_eq!(code, 5, "{}: {err}", rfc3339(t));
+        assert!(err.contains("gap") && err.contains("covering"), "{err}");
+    }
     // Beyond the last slice: refused too.
     let (code, err) = env.fail(&[
         "restore",

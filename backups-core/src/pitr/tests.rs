@@ -91,3 +91,83 @@ fn positions_sort_as_their_keys_do() {
         Position::new(9, u32::MAX)
     );
 }
+
+/// The bug that made the CLI test flaky: the slice before a gap claimed
+/// (wrongly: the server had made an entry of that second visible late) to
+/// hold every entry up to a second at the gap's end, and the plan trusted
+/// the claim over the chain, which shows the missing entries come after
+/// the slice's last one.
+#[test]
+fn a_time_at_a_gaps_end_is_refused_whatever_the_slice_before_claims() {
+    let c = chain(vec![
+        // Claims second 110 complete, though its last entry is at 105.
+        slice((100, 1), (101, 1), (105, 3), 110),
+        // Continues from 108:2, an entry of the missing slice.
+        slice((108, 2), (109, 1), (115, 1), 115),
+    ]);
+    let gaps = c.gaps();
+    assert_eq!(
+        (gaps[0].from, gaps[0].to),
+        (Position::new(105, 3), Position::new(109, 1))
+    );
+    for to in [105, 108, 109, 110] {
+        let err = c.plan(Position::new(100, 1), to).expect_err("in the gap");
+        assert!(err.reason.contains("in a gap"), "{to}: {}", err.reason);
+        assert!(
+            c.plan_from(Position::new(99, 0), Position::new(100, 1), to)
+                .is_err(),
+            "{to}"
+        );
+    }
+    assert_eq!(c.plan(Position::new(100, 1), 104).map(|p| p.len()), Ok(1));
+    assert_eq!(c.covered()[0].until, 104);
+    // The stretch after the gap is trusted: nothing missing follows it.
+    assert_eq!(c.covered()[1].until, 115);
+}
+
+/// A recorded gap (the oplog rolled over) at the end of a stretch caps it too.
+#[test]
+fn a_recorded_gap_ends_the_stretch_before_it() {
+    let mut c = chain(vec![slice((100, 1), (101, 1), (105, 3), 108)]);
+    c.recorded_gaps.push(Gap {
+        from: Position::new(105, 3),
+        to: Position::new(120, 1),
+        reason: "oplog rolled over before it was read".into(),
+    });
+    assert_eq!(c.covered()[0].until, 104);
+    assert!(c.plan(Position::new(100, 1), 106).is_err());
+}
+
+/// The other bug: the slices right after the base deleted, the chain
+/// starts later, and no gap showed (gaps were looked for only between
+/// slices).
+#[test]
+fn a_missing_first_slice_is_a_gap_from_the_base() {
+    let c = chain(vec![slice((108, 2), (109, 1), (115, 1), 115)]);
+    let base = Position::new(100, 1);
+    // An older base (before the shipper started) does not make a gap.
+    let gaps = c.gaps_for(&[Position::new(90, 0), base]);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].reason, MISSING_SLICE);
+    assert_eq!((gaps[0].from, gaps[0].to), (base, Position::new(109, 1)));
+    let err = c.plan(base, 112).expect_err("in the gap");
+    assert!(
+        err.reason.contains("in a gap") && err.reason.contains("covering"),
+        "{}",
+        err.reason
+    );
+    // A base where the chain starts: no gap, and it restores.
+    assert!(
+        c.gaps_for(&[Position::new(90, 0), Position::new(108, 2)])
+            .is_empty()
+    );
+    assert!(c.plan(Position::new(108, 2), 112).is_ok());
+    // The rolled-over gap from the base is recorded: not counted twice.
+    let mut r = c.clone();
+    r.recorded_gaps.push(Gap {
+        from: base,
+        to: Position::new(108, 3),
+        reason: "oplog rolled over before it was read".into(),
+    });
+    assert_eq!(r.gaps_for(&[base]).len(), 1);
+}
