@@ -76,7 +76,7 @@ pub struct ListArgs {
 }
 
 /// Durations as elsewhere, plus plain seconds (`5s`).
-fn parse_slice(s: &str) -> Result<Duration, String> {
+pub fn parse_slice(s: &str) -> Result<Duration, String> {
     match s.strip_suffix('s').map(str::parse::<u64>) {
         Some(Ok(n)) if n > 0 => Ok(Duration::from_secs(n)),
         _ => parse_duration(s).and_then(|d| {
@@ -97,38 +97,46 @@ pub async fn run(ctx: &Context, args: Args, cancel: CancellationToken) -> CliRes
     }
 }
 
+/// One shipper's settings: `pitr run`'s flags, or a `[[pitr]]` entry's.
+pub struct ShipSpec {
+    /// The MongoDB URI whose oplog is shipped.
+    pub uri: String,
+    /// --slice.
+    pub slice: Duration,
+    /// --base-if-missing.
+    pub base_if_missing: bool,
+    /// Encrypt the slices.
+    pub encryption: Option<backups_core::Encryption>,
+    /// Where the metrics go after every commit.
+    pub metrics_file: Option<PathBuf>,
+    /// Where the status (JSON) goes after every commit.
+    pub status_file: Option<PathBuf>,
+}
+
 async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliResult {
     let Some(uri) = args.mongo.uri()? else {
         return Err(Failure::usage(
             "give --mongo-uri (or --mongo-uri-file): the oplog to ship",
         ));
     };
-    let source = Arc::new(MongoOplogSource::connect(&uri).await?);
-    let bases = ctx.list().await?;
-    let mut start = bases.iter().filter_map(pitr::base_end).max();
-    if start.is_none() && args.base_if_missing {
-        start = take_base(ctx, &uri).await?;
-    }
-    let options = ShipperOptions::default()
-        .with_slice(args.slice)
-        .with_poll(Duration::from_millis(200))
-        .with_encryption(args.encrypt.encryption()?)
-        .with_start(start);
-    let storage = AsRef::<backups_core::storage::Storage>::as_ref(&ctx.backups).clone();
-    let shipper = PitrShipper::new(storage, source, options);
-    let metrics = args.metrics_file.clone();
-    let mut last_written = None;
-    let mut observe = |s: &ShipperStatus| {
-        if last_written != Some(s.complete_until) {
-            last_written = Some(s.complete_until);
-            if let Some(path) = &metrics {
-                // Best effort: a metrics file that cannot be written does
-                // not stop the shipping.
-                let _ = write_metrics(path, s);
-            }
+    // SIGTERM (systemd's stop) closes the current slice like Ctrl-C does.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            stop.cancel();
         }
+    });
+    let spec = ShipSpec {
+        uri,
+        slice: args.slice,
+        base_if_missing: args.base_if_missing,
+        encryption: args.encrypt.encryption()?,
+        metrics_file: args.metrics_file,
+        status_file: None,
     };
-    let status = shipper.run(cancel, &mut observe).await?;
+    let status = ship_spec(ctx, spec, cancel).await?;
     ctx.say(&format!(
         "Shipped {} slices ({} oplog entries, {} reads, {} ranges read again) of replica set {}; complete until {}{}",
         status.slices,
@@ -146,6 +154,71 @@ async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliRes
     Ok(())
 }
 
+/// Ships until `cancel` (then the current slice is committed); the
+/// metrics and status files are written after every commit.
+pub async fn ship_spec(
+    ctx: &Context,
+    spec: ShipSpec,
+    cancel: CancellationToken,
+) -> Result<ShipperStatus, Failure> {
+    let source = Arc::new(MongoOplogSource::connect(&spec.uri).await?);
+    let bases = ctx.list().await?;
+    let mut start = bases.iter().filter_map(pitr::base_end).max();
+    if start.is_none() && spec.base_if_missing {
+        start = take_base(ctx, &spec.uri).await?;
+    }
+    let options = ShipperOptions::default()
+        .with_slice(spec.slice)
+        .with_poll(Duration::from_millis(200))
+        .with_encryption(spec.encryption.clone())
+        .with_start(start);
+    let storage = AsRef::<backups_core::storage::Storage>::as_ref(&ctx.backups).clone();
+    let shipper = PitrShipper::new(storage, source, options);
+    let mut last_written = None;
+    let mut observe = |s: &ShipperStatus| {
+        if last_written != Some((s.complete_until, s.last)) {
+            last_written = Some((s.complete_until, s.last));
+            // Best effort: a metrics or status file that cannot be
+            // written does not stop the shipping.
+            if let Some(path) = &spec.metrics_file {
+                let _ = write_metrics(path, s);
+            }
+            if let Some(path) = &spec.status_file {
+                let _ = write_status(path, s, None);
+            }
+        }
+    };
+    Ok(shipper.run(cancel, &mut observe).await?)
+}
+
+/// The shipper's status as JSON (`schedule run` writes it beside the
+/// schedules' status files): `{"ReplicaSet","CompleteUntil","Last",
+/// "Slices","Entries","Gaps","Reads","LastError","Updated"}`.
+pub fn write_status(
+    path: &std::path::Path,
+    s: &ShipperStatus,
+    error: Option<&str>,
+) -> std::io::Result<()> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let text = json!({
+        "ReplicaSet": s.replica_set,
+        "CompleteUntil": (s.complete_until > 0).then(|| pitr::seconds_rfc3339(s.complete_until)),
+        "Last": s.last.to_string(),
+        "Slices": s.slices,
+        "Entries": s.entries,
+        "Gaps": s.gaps,
+        "Reads": s.reads,
+        "LastError": error,
+        "Updated": u32::try_from(now).map(pitr::seconds_rfc3339).unwrap_or_default(),
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, format!("{text:#}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// A database-only base backup (label `pitr-base`); its consistent point.
 async fn take_base(ctx: &Context, uri: &str) -> Result<Option<pitr::Position>, Failure> {
     let dumper = MongoDumper::connect(uri, DumpOptions::default()).await?;
@@ -160,7 +233,8 @@ async fn take_base(ctx: &Context, uri: &str) -> Result<Option<pitr::Position>, F
     Ok(pitr::base_end(&meta))
 }
 
-fn write_metrics(path: &std::path::Path, s: &ShipperStatus) -> std::io::Result<()> {
+/// The shipper's Prometheus textfile (temp file, then rename).
+pub fn write_metrics(path: &std::path::Path, s: &ShipperStatus) -> std::io::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let lag = (now - i64::from(s.complete_until)).max(0);
     let rs = &s.replica_set;

@@ -248,3 +248,99 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("beyond the last slice"), "{err}");
 }
+
+/// `schedule run` runs a `[[pitr]]` entry's shipper next to the schedules
+/// (its profile's store and MongoDB URI), writes its status and metrics,
+/// and a SIGTERM commits the current slice: with a slice of 60 s, the
+/// write made just before the stop is committed only by the stop.
+#[test]
+fn schedule_run_ships_a_pitr_entry_and_a_sigterm_commits_the_open_slice() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let db = unique_name("pitr2_s");
+    write(&uri, &db, 1, 0);
+    env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
+    let base = base_end(&env);
+    let config = env.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.default]\nstore = {:?}\nmongo_uri = {uri:?}\n\n\
+             [[schedule]]\nname = \"yearly\"\ncron = \"0 0 1 1 *\"\n\n\
+             [[pitr]]\nslice = \"60s\"\n",
+            env.store().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let state = env.path().join("state");
+    let metrics = env.path().join("metrics/backups.prom");
+    std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
+    let log_path = env.path().join("service.log");
+    let service = Command::new(BIN)
+        .args(["--progress", "none", "schedule", "run", "--metrics-file"])
+        .arg(&metrics)
+        .env_remove("BACKUPS_STORE")
+        .env_remove("BACKUPS_MONGO_URI")
+        .env("BACKUPS_CONFIG", &config)
+        .env("BACKUPS_STATE_DIR", &state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    // The status is written once the shipper has found where it goes on
+    // from (the base's point: a write made now is shipped).
+    let status_path = state.join("schedule/pitr-default.json");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !status_path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no shipper status: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t2 = write(&uri, &db, 2, base.0);
+    let killed = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = service.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(exit.status.success(), "{log}");
+    assert!(log.contains("pitr-default: stopped"), "{log}");
+    assert!(
+        slice_records(&env)
+            .iter()
+            .any(|(_, r)| pos(&r["First"]) <= t2 && t2 <= pos(&r["Last"])),
+        "the write before the stop is in no slice: {log}"
+    );
+    let status: Value = serde_json::from_slice(&std::fs::read(&status_path).unwrap()).unwrap();
+    assert!(status["Slices"].as_u64() >= Some(1), "{status}");
+    assert!(status["LastError"].is_null(), "{status}");
+    let prom =
+        std::fs::read_to_string(env.path().join("metrics/backups-pitr-default.prom")).unwrap();
+    let end: u64 = prom
+        .lines()
+        .find(|l| l.starts_with("backups_pitr_last_slice_end_timestamp_seconds{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{prom}"));
+    assert!(end >= u64::from(t2.0), "{prom}");
+    // A restore to the write's second has what it needs.
+    let out = env.ok(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t2.0),
+        "--target",
+        env.path().join("target").to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--db-rename",
+        &format!("{db}=pitr2_never"),
+        "--dry-run",
+    ]);
+    assert!(out.contains("Point in time"), "{out}");
+}

@@ -76,6 +76,8 @@ pub struct ShipperOptions {
     /// Where to start when the store holds no slice of this replica set
     /// (a base backup's consistent point); `None` starts at the newest entry.
     pub start: Option<Position>,
+    /// How long a stop waits for the entries written before it to settle.
+    pub stop_grace: Duration,
 }
 
 impl Default for ShipperOptions {
@@ -86,6 +88,7 @@ impl Default for ShipperOptions {
             max_bytes: MAX_SLICE_BYTES,
             encryption: None,
             start: None,
+            stop_grace: Duration::from_secs(15),
         }
     }
 }
@@ -109,6 +112,11 @@ impl ShipperOptions {
     /// Encrypt the slices.
     pub fn with_encryption(mut self, encryption: Option<Encryption>) -> Self {
         self.encryption = encryption;
+        self
+    }
+    /// Wait this long at most, when stopped, for the last entries to settle.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
     /// Start here when the store holds no slice.
@@ -197,8 +205,10 @@ impl PitrShipper {
         }
     }
 
-    /// Ships until `cancel` is cancelled (then what is buffered is
-    /// committed); `observe` sees the status after every commit.
+    /// Ships until `cancel` is cancelled; `observe` sees the status after
+    /// every commit. A stop closes the current slice: the shipper goes on
+    /// reading until every entry written before the stop has settled (at
+    /// most [`ShipperOptions::stop_grace`]), commits them and returns.
     pub async fn run(
         &self,
         cancel: CancellationToken,
@@ -208,8 +218,13 @@ impl PitrShipper {
         observe(&status);
         let mut buf = Buffer::default();
         let mut last_note = Instant::now();
+        // When the stop was asked, and the newest entry written by then.
+        let mut stop: Option<(Instant, Position)> = None;
         loop {
-            let stopping = cancel.is_cancelled();
+            if stop.is_none() && cancel.is_cancelled() {
+                let newest = self.source.newest().await?.unwrap_or_default();
+                stop = Some((Instant::now(), newest.max(buf_end(&buf, &status))));
+            }
             let read = self
                 .source
                 .read_after(buf_end(&buf, &status), READ_LIMIT)
@@ -229,7 +244,12 @@ impl PitrShipper {
                 .is_some_and(|t| t.elapsed() >= self.options.slice)
                 || buf.bytes >= self.options.max_bytes;
             let settled = until.saturating_sub(SETTLE_SECONDS);
-            if !buf.entries.is_empty() && (due || stopping) {
+            let finish = stop.is_some_and(|(at, newest)| {
+                newest <= status.last
+                    || (settled >= newest.seconds && buf_end(&buf, &status) >= newest)
+                    || at.elapsed() >= self.options.stop_grace
+            });
+            if !buf.entries.is_empty() && (due || finish) {
                 let entries = buf.take_settled(settled);
                 if !entries.is_empty() {
                     self.commit(entries, &mut status, settled).await?;
@@ -238,19 +258,23 @@ impl PitrShipper {
                 }
             } else if buf.entries.is_empty()
                 && settled > status.complete_until
-                && last_note.elapsed() >= self.options.slice.min(Duration::from_secs(5))
+                && (finish || last_note.elapsed() >= self.options.slice.min(Duration::from_secs(5)))
             {
                 self.note_progress(&mut status, settled).await?;
                 observe(&status);
                 last_note = Instant::now();
             }
-            if stopping {
+            if finish {
                 return Ok(status);
             }
             if !more {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(self.options.poll) => {}
+                if stop.is_some() {
+                    tokio::time::sleep(self.options.poll).await;
+                } else {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(self.options.poll) => {}
+                    }
                 }
             }
         }
