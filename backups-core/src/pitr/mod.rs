@@ -19,6 +19,7 @@
 //! the dump's own `oplog.bson`.
 
 mod chain;
+mod lifecycle;
 mod shipper;
 
 use std::fmt;
@@ -34,6 +35,10 @@ use crate::metadata::Metadata;
 use crate::storage::Storage;
 
 pub use chain::{Covered, MISSING_SLICE, NotCovered, ReplicaSetChain};
+pub use lifecycle::{
+    SliceCheck, SliceForget, SliceProblem, forget_plan, forget_slices, replay_start, uncommitted,
+    verify_slices,
+};
 pub use shipper::{OplogRead, OplogSource, PitrShipper, ShipperOptions, ShipperStatus};
 
 /// The top-level directory of the slices in a store.

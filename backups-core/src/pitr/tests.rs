@@ -171,3 +171,86 @@ fn a_missing_first_slice_is_a_gap_from_the_base() {
     });
     assert_eq!(r.gaps_for(&[base]).len(), 1);
 }
+
+fn base(end: (u32, u32), started: i64) -> Metadata {
+    let mut m: Metadata = serde_json::from_str(r#"{"ID":"","FormatVersion":1}"#).expect("metadata");
+    m.oplog_end = Some(format!("{}:{}", end.0, end.1));
+    m.started = time::OffsetDateTime::from_unix_timestamp(started).ok();
+    m
+}
+
+#[test]
+fn forget_keeps_every_slice_a_kept_base_replays() {
+    let c = chain(vec![
+        slice((100, 1), (101, 1), (105, 3), 105),
+        slice((105, 3), (106, 1), (110, 1), 110),
+        slice((110, 1), (111, 1), (115, 1), 115),
+    ]);
+    // Started at 108, consistent at 109: its replay starts at 107:0, so
+    // the slice ending at 110:1 holds entries it needs.
+    let plan = forget_plan(std::slice::from_ref(&c), &[base((109, 0), 108)]);
+    let removed: Vec<u32> = plan[0].remove.iter().map(|s| s.first.seconds).collect();
+    assert_eq!(removed, vec![101]);
+    assert_eq!(plan[0].kept, 2);
+    assert_eq!(plan[0].cutoff, Some(Position::new(107, 0)));
+    // The chain left starts before the kept base: no gap.
+    let left = chain(c.slices[1..].to_vec());
+    assert!(left.gaps_for(&[Position::new(109, 0)]).is_empty());
+    // No kept base with a consistent point: every slice stays.
+    let mut no_point = base((109, 0), 108);
+    no_point.oplog_end = None;
+    assert!(forget_plan(&[c], &[no_point])[0].remove.is_empty());
+}
+
+/// A raw oplog entry with `ts` after a few fields of other types.
+fn entry(seconds: u32, ordinal: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.push(0x02);
+    body.extend(b"op\0");
+    body.extend(2i32.to_le_bytes());
+    body.extend(b"i\0");
+    body.push(0x03);
+    body.extend(b"o\0");
+    body.extend(5i32.to_le_bytes());
+    body.push(0);
+    body.push(0x11);
+    body.extend(b"ts\0");
+    body.extend(ordinal.to_le_bytes());
+    body.extend(seconds.to_le_bytes());
+    let mut doc = ((body.len() + 5) as i32).to_le_bytes().to_vec();
+    doc.extend(body);
+    doc.push(0);
+    doc
+}
+
+#[test]
+fn a_slice_read_back_must_hold_its_entries_in_its_range() {
+    let s = slice((100, 1), (101, 1), (102, 2), 102);
+    let mut plain = entry(101, 1);
+    assert_eq!(lifecycle_count(&plain, &s), Ok(1));
+    plain.extend(entry(102, 2));
+    let mut two = s.clone();
+    two.entries = 2;
+    assert_eq!(lifecycle_count(&plain, &two), Ok(2));
+    assert!(
+        lifecycle_count(&plain, &s)
+            .unwrap_err()
+            .contains("record says 1")
+    );
+    let mut out_of_range = entry(101, 1);
+    out_of_range.extend(entry(103, 1));
+    assert!(
+        lifecycle_count(&out_of_range, &two)
+            .unwrap_err()
+            .contains("outside")
+    );
+    assert!(
+        lifecycle_count(&plain[..plain.len() - 3], &two)
+            .unwrap_err()
+            .contains("truncated")
+    );
+}
+
+fn lifecycle_count(plain: &[u8], s: &SliceRecord) -> std::result::Result<u64, String> {
+    lifecycle::count_entries(plain, s).map_err(|e| e.to_string())
+}
