@@ -344,3 +344,136 @@ fn schedule_run_ships_a_pitr_entry_and_a_sigterm_commits_the_open_slice() {
     ]);
     assert!(out.contains("Point in time"), "{out}");
 }
+
+/// Starts `pitr run --slice 1s` into `env`'s store.
+fn start_shipper(env: &Env, uri: &str) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--store", env.store().to_str().unwrap(), "pitr", "run"])
+        .args(["--mongo-uri", uri, "--slice", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stop_shipper(shipper: std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &shipper.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let shipped = shipper.wait_with_output().unwrap();
+    assert!(
+        shipped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shipped.stderr)
+    );
+}
+
+/// `forget` removes the slices only a forgotten base replayed, `verify
+/// --slices` checks the rest (and fails on a damaged one), and `gc` finds
+/// a slice object that was never committed.
+#[test]
+fn forget_verify_and_gc_know_the_slices() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let db = unique_name("pitr2_l");
+    write(&uri, &db, 1, 0);
+    env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
+    let first_base = base_end(&env);
+    let shipper = start_shipper(&env, &uri);
+    let t2 = write(&uri, &db, 2, first_base.0);
+    wait_shipped(&env, t2);
+    let old_end = slice_records(&env)
+        .iter()
+        .map(|(_, r)| pos(&r["Last"]))
+        .max()
+        .unwrap();
+    // The second base starts two seconds after every slice so far ended:
+    // its replay (from a second before its start) needs none of them.
+    write(&uri, &db, 3, old_end.0 + 1);
+    env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
+    let t4 = write(&uri, &db, 4, base_end(&env).0);
+    wait_shipped(&env, t4);
+    stop_shipper(shipper);
+
+    let said = env.ok(&["verify", "--slices", "--read-data"]);
+    assert!(said.contains(": ok ("), "{said}");
+    let before = slice_records(&env);
+    let old: Vec<String> = before
+        .iter()
+        .filter(|(_, r)| pos(&r["Last"]) <= old_end)
+        .map(|(_, r)| r["Object"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!old.is_empty());
+    let forgot = env.json(&["forget", "--keep-last", "1", "--group-by", "none", "--json"]);
+    let mut removed: Vec<String> = forgot["Slices"][0]["Remove"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect();
+    removed.sort();
+    assert!(old.iter().all(|o| removed.contains(o)), "{forgot}");
+    let after = slice_records(&env);
+    assert_eq!(after.len(), before.len() - removed.len());
+    assert!(after.iter().all(|(_, r)| pos(&r["Last"]) > old_end));
+    assert!(
+        after
+            .iter()
+            .any(|(_, r)| pos(&r["First"]) <= t4 && t4 <= pos(&r["Last"]))
+    );
+    // What is left is continuous from the kept base, and restores.
+    let list = env.json(&["pitr", "list", "--json"]);
+    assert_eq!(
+        list["ReplicaSets"][0]["Gaps"],
+        serde_json::json!([]),
+        "{list}"
+    );
+    assert_eq!(
+        list["ReplicaSets"][0]["Ranges"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    env.ok(&[
+        "restore",
+        "--to-time",
+        &rfc3339(t4.0),
+        "--target",
+        env.path().join("target").to_str().unwrap(),
+        "--mongo-uri",
+        &uri,
+        "--db-rename",
+        &format!("{db}=pitr2_never"),
+        "--dry-run",
+    ]);
+    env.ok(&["verify", "--slices"]);
+
+    // A damaged slice fails verification, naming it.
+    let (record_path, record) = &after[0];
+    let object = record_path.with_file_name(record["Object"].as_str().unwrap());
+    let good = std::fs::read(&object).unwrap();
+    let mut bad = good.clone();
+    bad.push(0);
+    std::fs::write(&object, &bad).unwrap();
+    let (code, err) = env.fail(&["verify", "--slices"]);
+    assert_eq!(code, 5, "{err}");
+    std::fs::write(&object, &good).unwrap();
+
+    // A slice object without a record is garbage.
+    let stray = record_path.with_file_name("0000000001.0000000001-0000000001.0000000002.bson.gz");
+    std::fs::write(&stray, &good).unwrap();
+    let garbage = env.json(&["gc", "--older-than", "0s", "--json"]);
+    let found: Vec<&Value> = garbage
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["Kind"] == "uncommitted-slice")
+        .collect();
+    assert_eq!(found.len(), 1, "{garbage}");
+    env.ok(&["gc", "--older-than", "0s", "--yes"]);
+    assert!(!stray.exists());
+    assert!(object.exists());
+}
