@@ -145,6 +145,15 @@ pub(crate) async fn find(
             });
         }
     }
+    out.extend(uncommitted_slices(storage).await?);
+    out.retain(|g| g.kind == GarbageKind::UnreadableSidecar || g.age_secs >= min_age.as_secs());
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// The oplog slice objects no record commits.
+async fn uncommitted_slices(storage: &Storage) -> Result<Vec<Garbage>> {
+    let mut out = Vec::new();
     for chain in crate::pitr::catalog(storage).await? {
         for (key, size, age_secs) in crate::pitr::uncommitted(storage, &chain).await? {
             out.push(Garbage {
@@ -155,8 +164,6 @@ pub(crate) async fn find(
             });
         }
     }
-    out.retain(|g| g.kind == GarbageKind::UnreadableSidecar || g.age_secs >= min_age.as_secs());
-    out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
 

@@ -46,7 +46,10 @@ fn rfc3339(seconds: u32) -> String {
 /// The records of the committed slices, from the local store's files.
 fn slice_records(env: &Env) -> Vec<(std::path::PathBuf, Value)> {
     let mut out = Vec::new();
-    for set in std::fs::read_dir(env.store().join("pitr")).unwrap() {
+    let Ok(sets) = std::fs::read_dir(env.store().join("pitr")) else {
+        return out;
+    };
+    for set in sets {
         for f in std::fs::read_dir(set.unwrap().path()).unwrap() {
             let path = f.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -100,7 +103,6 @@ fn a_restore_to_a_second_replays_the_slices_up_to_it_and_a_gap_is_refused() {
     write(&uri, &db, 1, 0);
     env.ok(&["create", "--mongo-uri", &uri, "--include-db", &db]);
     let base = base_end(&env);
-    std::fs::create_dir_all(env.store().join("pitr")).unwrap();
     // Encrypted slices: a restore needs the identity.
     let key = env.path().join("key.txt");
     let made = env.run(&["key", "generate", "-o", key.to_str().unwrap()]);
