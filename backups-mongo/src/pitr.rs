@@ -18,6 +18,7 @@ use backups_core::{Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Document, Timestamp, doc};
 
+use crate::ReadFrom;
 use crate::client::{db_error, redact_uri};
 
 /// The oplog of the replica set a URI points at.
@@ -46,7 +47,28 @@ fn pos(t: Timestamp) -> Position {
 impl MongoOplogSource {
     /// Connects to `uri` (a replica set member: the oplog is read there).
     pub async fn connect(uri: &str) -> Result<Self> {
-        let client = crate::client::connect(uri).await?;
+        Self::connect_read_from(uri, None).await
+    }
+
+    /// [`MongoOplogSource::connect`]; with `read_from`, the member it
+    /// selects is found first and read alone, as a dump's is (without, the
+    /// driver follows the primary through a failover, and the tail is
+    /// opened again where it was).
+    pub async fn connect_read_from(uri: &str, read_from: Option<ReadFrom>) -> Result<Self> {
+        let mut client = crate::client::connect(uri).await?;
+        if read_from.is_some() {
+            let member = crate::topology::member(&client, read_from, &redact_uri(uri)).await?;
+            if member.replica_set.is_some() {
+                let address = mongodb::options::ServerAddress::parse(&member.address)
+                    .map_err(|e| db_error(format!("connecting to member {}", member.address), e))?;
+                client = crate::client::connect_with(uri, |o| {
+                    o.hosts = vec![address];
+                    o.direct_connection = Some(true);
+                    o.repl_set_name = None;
+                })
+                .await?;
+            }
+        }
         Ok(MongoOplogSource {
             client,
             uri_shown: redact_uri(uri),

@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// after every slice.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Read the oplog from this member: primary (the default), secondary or
+    /// nearest; it is found at start and read alone (a shipper run by
+    /// `schedule run` finds it again after a failure).
+    #[arg(long, value_name = "MEMBER")]
+    pub read_from: Option<backups_mongo::ReadFrom>,
     /// When the store holds no base backup, take one (database only) first.
     #[arg(long)]
     pub base_if_missing: bool,
@@ -105,6 +110,8 @@ pub struct ShipSpec {
     pub slice: Duration,
     /// --base-if-missing.
     pub base_if_missing: bool,
+    /// --read-from.
+    pub read_from: Option<backups_mongo::ReadFrom>,
     /// Encrypt the slices.
     pub encryption: Option<backups_core::Encryption>,
     /// Where the metrics go after every commit.
@@ -132,6 +139,7 @@ async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliRes
         uri,
         slice: args.slice,
         base_if_missing: args.base_if_missing,
+        read_from: args.read_from,
         encryption: args.encrypt.encryption()?,
         metrics_file: args.metrics_file,
         status_file: None,
@@ -161,7 +169,7 @@ pub async fn ship_spec(
     spec: ShipSpec,
     cancel: CancellationToken,
 ) -> Result<ShipperStatus, Failure> {
-    let source = Arc::new(MongoOplogSource::connect(&spec.uri).await?);
+    let source = Arc::new(MongoOplogSource::connect_read_from(&spec.uri, spec.read_from).await?);
     let bases = ctx.list().await?;
     let mut start = bases.iter().filter_map(pitr::base_end).max();
     if start.is_none() && spec.base_if_missing {

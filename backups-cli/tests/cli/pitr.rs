@@ -479,3 +479,27 @@ fn forget_verify_and_gc_know_the_slices() {
     assert!(!stray.exists());
     assert!(object.exists());
 }
+
+/// `--read-from` picks the member the oplog is read from; the shared
+/// server is a set of one, its primary: asking for a secondary is refused
+/// at start, naming the member, and nothing is shipped.
+#[test]
+fn pitr_run_reads_from_the_member_asked_for() {
+    let Some(uri) = service_env("BACKUPS_TEST_MONGO_URI") else {
+        return;
+    };
+    let env = Env::new();
+    let (code, err) = env.fail(&[
+        "pitr",
+        "run",
+        "--mongo-uri",
+        &uri,
+        "--read-from",
+        "secondary",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a secondary"), "{err}");
+    assert!(slice_records(&env).is_empty());
+    let (code, err) = env.fail(&["pitr", "run", "--mongo-uri", &uri, "--read-from", "oldest"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -114,6 +114,7 @@ impl Shipper {
                 uri: self.uri.clone(),
                 slice: self.slice,
                 base_if_missing: self.base_if_missing,
+                read_from: None,
                 encryption: self.encrypt.encryption().ok().flatten(),
                 metrics_file: self.metrics_file.clone(),
                 status_file: Some(self.status_file.clone()),
