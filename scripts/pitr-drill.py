@@ -219,6 +219,14 @@ def check_chain(store, client, base_end):
     return None
 
 
+def slice_seconds(s):
+    """`5s`, `2min`, `1h` as seconds."""
+    for unit, n in (("min", 60), ("s", 1), ("h", 3600)):
+        if s.endswith(unit) and s[: -len(unit)].isdigit():
+            return int(s[: -len(unit)]) * n
+    return int(s)
+
+
 def main():
     ap = argparse.ArgumentParser()
     for a in ("drills", "seed", "rate"):
@@ -286,7 +294,9 @@ def drills(args, rng, store, metrics, client, writer, shipper, base_end):
     writes = len(writer.snapshot()) - 1
     print(f"{args.drills} drills, {exact} exact")
     if rpo:
-        print(f"RPO: median {statistics.median(rpo):.1f} s, max {max(rpo):.1f} s ({len(rpo)} writes, slice {args.slice})")
+        goal = slice_seconds(args.slice) + 5
+        met = "met" if max(rpo) <= goal else "missed"
+        print(f"RPO: median {statistics.median(rpo):.1f} s, max {max(rpo):.1f} s ({len(rpo)} writes, slice {args.slice}; goal max <= {goal} s: {met})")
     print(f"kill -9 mid-slice and restart: {'no gap, no duplicate' if not chain_problem and not gaps else 'FAILED: ' + str(chain_problem or gaps)}")
     print(f"shipper: {len(recs)} slices, {size} bytes stored for {writes} writes in {elapsed:.0f} s "
           f"({size * 3600 / max(elapsed, 1) / 1e6:.1f} MB/hour at {writes / max(elapsed, 1):.0f} writes/s), "
