@@ -171,6 +171,8 @@ struct Buffer {
     entries: Vec<(Position, Vec<u8>)>,
     bytes: usize,
     opened: Option<Instant>,
+    /// When an entry of each second was first read.
+    first_read: std::collections::BTreeMap<u32, Instant>,
 }
 
 impl Buffer {
@@ -181,8 +183,18 @@ impl Buffer {
         let rest = self.entries.split_off(n);
         let taken = std::mem::replace(&mut self.entries, rest);
         self.bytes = self.entries.iter().map(|(_, r)| r.len()).sum();
-        // What stays opens the next slice.
-        self.opened = (!self.entries.is_empty()).then(Instant::now);
+        // What stays opens the next slice, as of when it was read (not
+        // now: an entry left to settle would wait a whole slice more).
+        self.first_read = self.first_read.split_off(&(settled.saturating_add(1)));
+        self.opened = match self.entries.is_empty() {
+            true => None,
+            false => self
+                .first_read
+                .values()
+                .min()
+                .copied()
+                .or(Some(Instant::now())),
+        };
         taken
     }
 }
@@ -236,6 +248,9 @@ impl PitrShipper {
             // re-read): never twice.
             for (pos, raw) in read.entries.into_iter().filter(|(p, _)| *p > status.last) {
                 buf.opened.get_or_insert_with(Instant::now);
+                buf.first_read
+                    .entry(pos.seconds)
+                    .or_insert_with(Instant::now);
                 buf.bytes += raw.len();
                 buf.entries.push((pos, raw));
             }
