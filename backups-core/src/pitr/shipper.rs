@@ -465,3 +465,7 @@ fn seal(plain: &[u8], encryption: Option<&Encryption>, name: &str) -> Result<Vec
     let (out, _) = sealer.finish().map_err(fail)?;
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "shipper_tests.rs"]
+mod tests;
