@@ -18,7 +18,7 @@ use backups_core::{Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Document, Timestamp, doc};
 
-use crate::ReadFrom;
+use crate::topology::ReadFrom;
 use crate::client::{db_error, redact_uri};
 
 /// The oplog of the replica set a URI points at.
