@@ -18,8 +18,8 @@ use backups_core::{Error, Result};
 use mongodb::Client;
 use mongodb::bson::{Document, Timestamp, doc};
 
-use crate::topology::ReadFrom;
 use crate::client::{db_error, redact_uri};
+use crate::topology::ReadFrom;
 
 /// The oplog of the replica set a URI points at.
 #[derive(Debug)]

@@ -29,7 +29,14 @@ newest base backup's consistent point, or from now) and commits one slice,
 pitr/<replset>/<first-ts>-<last-ts>.bson.gz[.age], per --slice or 16 MiB.
 A slice becomes visible when its record (.json beside it) is written; a
 shipper killed mid-slice re-reads the uncommitted entries when restarted.
-The oplog is polled once a second (SecantusDB has no cheap tailing).";
+SIGTERM or Ctrl-C closes the current slice: the entries written before the
+stop are committed (waiting up to 15 s for them to settle), then it exits 0.
+--read-from picks the member the oplog is read from (primary, secondary,
+nearest), as for create. In a config file, [[pitr]] entries (profile, slice,
+base_if_missing) are run by `backups schedule run` next to the schedules.
+A time is covered up to a gap only until the second before the gap's first
+one; `forget` removes the slices no kept base backup replays, `verify
+--slices` checks them, `gc` lists uncommitted ones.";
 
 /// `backups pitr`.
 #[derive(Debug, clap::Args)]

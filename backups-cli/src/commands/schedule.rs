@@ -41,7 +41,13 @@ of it becomes visible). A job never overlaps itself; with catch_up = true a
 run missed while the service was down runs once at start. Each job's status
 is written to $BACKUPS_STATE_DIR/schedule/<name>.json (default state
 directory: ~/.local/state/backups) and, with --metrics-file, to a Prometheus
-textfile for node_exporter's textfile collector.";
+textfile for node_exporter's textfile collector.
+The config file's [[pitr]] entries (profile, slice, base_if_missing) are oplog
+shippers (`backups pitr run` with the profile's store, mongo_uri and
+recipients) run next to the schedules: status in
+$BACKUPS_STATE_DIR/schedule/pitr-<profile>.json, metrics beside
+--metrics-file F.prom in F-pitr-<profile>.prom; one that fails starts again
+10 s later; a stop commits each one's current slice.";
 
 /// `backups schedule`.
 #[derive(Debug, clap::Args)]
