@@ -34,7 +34,7 @@ needs to undo a restore that did not finish (reason `pending-recovery`).
 Oplog slices (`backups pitr run`) that end before the oldest kept base
 backup's replay start are removed with the backups (a replica set no kept
 backup has a consistent point in keeps all of its slices); --json lists them
-under \"Slices\".
+under \"Slices\" (only for a store that holds slices).
 Without any --keep-* option it refuses to run, and a count of 0 is refused
 (it keeps nothing). Sidecars that cannot be read are skipped with a
 warning. It holds the store's lease while it lists and removes.";
@@ -87,7 +87,7 @@ pub struct Args {
     /// Only print what would be kept and removed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print JSON: {"Keep": [{"ID", "Reasons"}], "Remove": [{"ID"}], "Slices": [{"ReplicaSet", "Remove", "Kept"}]}.
+    /// Print JSON: {"Keep": [{"ID", "Reasons"}], "Remove": [{"ID"}]}, and "Slices": [{"ReplicaSet", "Remove", "Kept"}] when the store holds oplog slices.
     #[arg(long)]
     pub json: bool,
 }
@@ -145,7 +145,10 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let slices = slices_plan(ctx, &decision).await?;
     if args.json {
         let mut j = decision_json(&decision);
-        j["Slices"] = slices_json(&slices);
+        // Only for a store with slices: the shape stays as it was otherwise.
+        if !slices.is_empty() {
+            j["Slices"] = slices_json(&slices);
+        }
         out(&format!("{j}\n"))?;
     } else if decision.keep.is_empty() && decision.remove.is_empty() {
         out("No backups to display.\n")?;

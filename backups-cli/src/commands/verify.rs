@@ -31,8 +31,10 @@ sidecar, and removes the scratch data whatever happens. The outcome is
 recorded in the sidecar (list and show display it). --slices checks the
 oplog slices too (alone: only them): each one's size and SHA-256 against its
 record (--read-data: decrypted, decompressed, its entries counted and in its
-range) and the chain's continuity (every gap is a failure). Exit status 5
-when any backup or replica set fails.";
+range) and the chain's continuity (every gap is a failure); with --json it
+prints {\"Backups\": [...], \"ReplicaSets\": [{\"ReplicaSet\", \"Slices\", \"Entries\",
+\"Ok\", \"Problems\": [{\"Object\", \"Problem\"}]}]}. Exit status 5 when any backup
+or replica set fails.";
 
 /// `backups verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,6 +86,26 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         }
         return out("No backups to verify.\n");
     }
+    let (results, failed) = verify_backups(ctx, &args, ids).await?;
+    if args.json {
+        out(&format!("{}\n", serde_json::Value::Array(results)))?;
+    }
+    if failed > 0 {
+        return Err(Failure {
+            message: format!("{failed} backups failed verification (see above)"),
+            code: VERIFICATION,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies each backup, printing a line each (without --json); returns
+/// the JSON objects and how many failed.
+async fn verify_backups(
+    ctx: &Context,
+    args: &Args,
+    ids: Vec<BackupId>,
+) -> Result<(Vec<serde_json::Value>, usize), Failure> {
     let level = if args.drill {
         VerifyLevel::Drill
     } else if args.read_data {
@@ -119,32 +141,16 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             out(&format!("{id}: {}\n", format_verification(&record)))?;
         }
     }
-    if args.json {
-        out(&format!("{}\n", serde_json::Value::Array(results)))?;
-    }
-    if failed > 0 {
-        return Err(Failure {
-            message: format!("{failed} backups failed verification (see above)"),
-            code: VERIFICATION,
-        });
-    }
-    Ok(())
+    Ok((results, failed))
 }
 
 /// `--slices`: the backups (unless only the slices are asked for), then
-/// each replica set's slices; exit 5 when any of either fails.
+/// each replica set's slices; exit 5 when any of either fails. With
+/// --json: `{"Backups": [...], "ReplicaSets": [...]}`.
 async fn with_slices(ctx: &Context, args: &Args, ids: Vec<BackupId>, only: bool) -> CliResult {
-    let backups_failed = if only || ids.is_empty() {
-        None
-    } else {
-        let mut rest = Args {
-            slices: false,
-            ..args.clone()
-        };
-        rest.ids = ids.iter().map(|i| i.to_string()).collect();
-        rest.all = false;
-        rest.latest = false;
-        Box::pin(run(ctx, rest)).await.err()
+    let (backups, backups_failed) = match only {
+        true => (Vec::new(), 0),
+        false => verify_backups(ctx, args, ids).await?,
     };
     let chains = pitr::catalog(ctx.backups.as_ref()).await?;
     let bases = ctx.list().await?;
@@ -203,17 +209,17 @@ async fn with_slices(ctx: &Context, args: &Args, ids: Vec<BackupId>, only: bool)
         }
     }
     if args.json {
-        out(&format!("{}\n", serde_json::Value::Array(results)))?;
+        out(&format!(
+            "{}\n",
+            serde_json::json!({"Backups": backups, "ReplicaSets": results})
+        ))?;
     } else if chains.is_empty() {
         out("No oplog slices to verify.\n")?;
     }
-    if let Some(f) = backups_failed {
-        return Err(f);
-    }
-    if failed > 0 {
+    if failed + backups_failed > 0 {
         return Err(Failure {
             message: format!(
-                "the oplog slices of {failed} replica sets failed verification (see above)"
+                "{backups_failed} backups and the oplog slices of {failed} replica sets failed verification (see above)"
             ),
             code: VERIFICATION,
         });

@@ -462,6 +462,20 @@ fn forget_verify_and_gc_know_the_slices() {
     std::fs::write(&object, &bad).unwrap();
     let (code, err) = env.fail(&["verify", "--slices"]);
     assert_eq!(code, 5, "{err}");
+    let said = env.run(&["verify", "--slices", "--json"]);
+    assert_eq!(said.status.code(), Some(5));
+    let report: Value = serde_json::from_slice(&said.stdout).unwrap();
+    let set = &report["ReplicaSets"][0];
+    assert_eq!(set["Ok"], false, "{report}");
+    assert_eq!(set["Problems"][0]["Object"], record["Object"], "{report}");
+    assert!(
+        set["Problems"][0]["Problem"]
+            .as_str()
+            .unwrap()
+            .contains("size"),
+        "{report}"
+    );
+    assert_eq!(report["Backups"], serde_json::json!([]), "{report}");
     std::fs::write(&object, &good).unwrap();
 
     // A slice object without a record is garbage.
