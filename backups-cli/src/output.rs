@@ -355,6 +355,7 @@ pub fn garbage_kind(kind: &GarbageKind) -> &'static str {
         GarbageKind::StagingFile => "staging-file",
         GarbageKind::BrokenSidecar => "broken-sidecar",
         GarbageKind::UnreadableSidecar => "unreadable-sidecar",
+        GarbageKind::UncommittedSlice => "uncommitted-slice",
         _ => "other",
     }
 }

@@ -2,7 +2,7 @@
 //! sidecar names (a create killed between upload and commit, a writer that
 //! lost a race), staging files of interrupted uploads in local stores,
 //! sidecars whose archive is gone, and sidecars that cannot be read (which
-//! every listing skips).
+//! every listing skips), and oplog slices never committed.
 //!
 //! Incomplete S3/Azure multipart uploads are invisible through object_store
 //! (it cannot list them): a failed upload aborts its own, and for uploads cut
@@ -35,6 +35,9 @@ pub enum GarbageKind {
     /// [`crate::catalog::UnreadableSidecar`]); listed whatever its age, since a
     /// sidecar is written in one put and is never half-written.
     UnreadableSidecar,
+    /// An oplog slice object without its record (a shipper stopped between
+    /// writing the slice and committing it).
+    UncommittedSlice,
 }
 
 /// One object `gc` would delete.
@@ -142,8 +145,25 @@ pub(crate) async fn find(
             });
         }
     }
+    out.extend(uncommitted_slices(storage).await?);
     out.retain(|g| g.kind == GarbageKind::UnreadableSidecar || g.age_secs >= min_age.as_secs());
     out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// The oplog slice objects no record commits.
+async fn uncommitted_slices(storage: &Storage) -> Result<Vec<Garbage>> {
+    let mut out = Vec::new();
+    for chain in crate::pitr::catalog(storage).await? {
+        for (key, size, age_secs) in crate::pitr::uncommitted(storage, &chain).await? {
+            out.push(Garbage {
+                key,
+                size,
+                age_secs,
+                kind: GarbageKind::UncommittedSlice,
+            });
+        }
+    }
     Ok(out)
 }
 

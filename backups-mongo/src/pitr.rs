@@ -19,6 +19,7 @@ use mongodb::Client;
 use mongodb::bson::{Document, Timestamp, doc};
 
 use crate::client::{db_error, redact_uri};
+use crate::topology::ReadFrom;
 
 /// The oplog of the replica set a URI points at.
 #[derive(Debug)]
@@ -46,7 +47,28 @@ fn pos(t: Timestamp) -> Position {
 impl MongoOplogSource {
     /// Connects to `uri` (a replica set member: the oplog is read there).
     pub async fn connect(uri: &str) -> Result<Self> {
-        let client = crate::client::connect(uri).await?;
+        Self::connect_read_from(uri, None).await
+    }
+
+    /// [`MongoOplogSource::connect`]; with `read_from`, the member it
+    /// selects is found first and read alone, as a dump's is (without, the
+    /// driver follows the primary through a failover, and the tail is
+    /// opened again where it was).
+    pub async fn connect_read_from(uri: &str, read_from: Option<ReadFrom>) -> Result<Self> {
+        let mut client = crate::client::connect(uri).await?;
+        if read_from.is_some() {
+            let member = crate::topology::member(&client, read_from, &redact_uri(uri)).await?;
+            if member.replica_set.is_some() {
+                let address = mongodb::options::ServerAddress::parse(&member.address)
+                    .map_err(|e| db_error(format!("connecting to member {}", member.address), e))?;
+                client = crate::client::connect_with(uri, |o| {
+                    o.hosts = vec![address];
+                    o.direct_connection = Some(true);
+                    o.repl_set_name = None;
+                })
+                .await?;
+            }
+        }
         Ok(MongoOplogSource {
             client,
             uri_shown: redact_uri(uri),
@@ -286,8 +308,11 @@ fn cursor_reply(reply: &Document, batch: &str) -> Result<(Vec<Document>, i64)> {
 
 /// Appends to `out` the entries of `slice` (concatenated raw oplog
 /// entries) after `after` and in a second at or before `until`, of the
-/// databases `dbs` (all when empty; `admin` commands, which carry
-/// transactions, always); returns how many.
+/// databases `dbs` (none when empty); returns how many. Of the `admin`
+/// commands, a transaction's (its `applyOps`, with only the operations on
+/// `dbs` left in, and its commit or abort) and a `renameCollection` from
+/// one of `dbs` are kept: the oplog holds every database's writes, and a
+/// restore must never replay into a database it does not restore.
 pub fn filter_oplog(
     slice: &[u8],
     after: Position,
@@ -324,9 +349,16 @@ pub fn filter_oplog(
             .ok()
             .and_then(|ns| ns.split('.').next())
             .unwrap_or("");
-        let wanted = dbs.is_empty() || db == "admin" || dbs.iter().any(|d| d == db);
-        if p > after && p.seconds <= until && wanted {
-            out.write_all(&slice[at..end]).map_err(|e| Error::Io {
+        let ours = |db: &str| dbs.iter().any(|d| d == db);
+        let kept: Option<std::borrow::Cow<'_, [u8]>> = if !(p > after && p.seconds <= until) {
+            None
+        } else if db == "admin" {
+            admin_entry(raw, &ours).map_err(|e| bad(&e))?
+        } else {
+            ours(db).then_some(std::borrow::Cow::Borrowed(&slice[at..end]))
+        };
+        if let Some(bytes) = kept {
+            out.write_all(&bytes).map_err(|e| Error::Io {
                 action: "writing the oplog to replay to",
                 path: std::env::temp_dir(),
                 source: e,
@@ -336,4 +368,122 @@ pub fn filter_oplog(
         at = end;
     }
     Ok(n)
+}
+
+/// An `admin` entry as the replay of `ours` databases should see it: a
+/// transaction's `applyOps` with only their operations (kept even when
+/// none is left: it may be the one that commits), a commit or abort as it
+/// is, a `renameCollection` from one of them; anything else left out.
+fn admin_entry<'a>(
+    raw: &'a mongodb::bson::RawDocument,
+    ours: &dyn Fn(&str) -> bool,
+) -> std::result::Result<Option<std::borrow::Cow<'a, [u8]>>, String> {
+    use std::borrow::Cow;
+    let db_of = |ns: &str| ns.split('.').next().unwrap_or("").to_string();
+    let Ok(o) = raw.get_document("o") else {
+        return Ok(None);
+    };
+    if o.get_array("applyOps").is_err() {
+        let from = o.get_str("renameCollection").ok().map(db_of);
+        let txn = o.get("commitTransaction").ok().flatten().is_some()
+            || o.get("abortTransaction").ok().flatten().is_some();
+        let keep = txn || from.is_some_and(|db| ours(&db));
+        return Ok(keep.then_some(Cow::Borrowed(raw.as_bytes())));
+    }
+    let mut entry =
+        mongodb::bson::Document::try_from(raw).map_err(|e| format!("corrupt entry ({e})"))?;
+    let Some(mongodb::bson::Bson::Document(o)) = entry.get_mut("o") else {
+        return Ok(None);
+    };
+    let Ok(ops) = o.get_array("applyOps") else {
+        return Ok(None);
+    };
+    let kept: Vec<mongodb::bson::Bson> = ops
+        .iter()
+        .filter(|op| {
+            op.as_document()
+                .and_then(|d| d.get_str("ns").ok())
+                .is_some_and(|ns| ours(&db_of(ns)))
+        })
+        .cloned()
+        .collect();
+    if kept.len() == ops.len() {
+        return Ok(Some(Cow::Borrowed(raw.as_bytes())));
+    }
+    o.insert("applyOps", kept);
+    mongodb::bson::to_vec(&entry)
+        .map(|b| Some(Cow::Owned(b)))
+        .map_err(|e| format!("re-encoding a filtered applyOps ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{Bson, Document, doc};
+
+    fn entry(ts: u32, ns: &str, o: Document) -> Vec<u8> {
+        let d = doc! {"ts": Timestamp { time: ts, increment: 1 }, "op": "c", "ns": ns, "o": o};
+        mongodb::bson::to_vec(&d).expect("encodes")
+    }
+
+    fn kept(slice: &[u8], dbs: &[&str]) -> Vec<Document> {
+        let dbs: Vec<String> = dbs.iter().map(|d| d.to_string()).collect();
+        let mut out = Vec::new();
+        filter_oplog(slice, Position::new(0, 0), u32::MAX, &dbs, &mut out).expect("filters");
+        let mut docs = Vec::new();
+        let mut at = 0;
+        while at < out.len() {
+            let len = i32::from_le_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+            docs.push(Document::from_reader(&out[at..at + len]).unwrap());
+            at += len;
+        }
+        docs
+    }
+
+    /// The oplog is the whole server's: another database's writes,
+    /// transactions and renames are never replayed.
+    #[test]
+    fn only_the_restored_databases_are_replayed() {
+        let op = |ns: &str| Bson::Document(doc! {"op": "i", "ns": ns, "o": {"_id": 1}});
+        let mut slice = Vec::new();
+        slice.extend(entry(1, "mine.docs", doc! {"create": "docs"}));
+        slice.extend(entry(2, "theirs.docs", doc! {"create": "docs"}));
+        slice.extend(entry(
+            3,
+            "admin.$cmd",
+            doc! {"applyOps": [op("mine.a"), op("theirs.a")]},
+        ));
+        slice.extend(entry(4, "admin.$cmd", doc! {"applyOps": [op("theirs.b")]}));
+        slice.extend(entry(5, "admin.$cmd", doc! {"commitTransaction": 1}));
+        slice.extend(entry(
+            6,
+            "admin.$cmd",
+            doc! {"renameCollection": "theirs.a", "to": "theirs.b"},
+        ));
+        slice.extend(entry(
+            7,
+            "admin.$cmd",
+            doc! {"renameCollection": "mine.a", "to": "mine.b"},
+        ));
+        slice.extend(entry(8, "admin.$cmd", doc! {"create": "users"}));
+        let docs = kept(&slice, &["mine"]);
+        let ts: Vec<u32> = docs
+            .iter()
+            .map(|d| d.get_timestamp("ts").unwrap().time)
+            .collect();
+        assert_eq!(ts, vec![1, 3, 4, 5, 7]);
+        let ns_of = |d: &Document| -> Vec<String> {
+            d.get_document("o")
+                .unwrap()
+                .get_array("applyOps")
+                .unwrap()
+                .iter()
+                .map(|o| o.as_document().unwrap().get_str("ns").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ns_of(&docs[1]), vec!["mine.a"]);
+        assert!(ns_of(&docs[2]).is_empty());
+        // No database: nothing but the transactions' bare frames.
+        assert_eq!(kept(&slice, &[]).len(), 3);
+    }
 }

@@ -2,6 +2,7 @@
 //! `--keep-*` flags) does not keep.
 
 use backups_core::RetentionPolicy;
+use backups_core::pitr;
 use backups_core::retention::{Decision, PINNED_LABEL, RetentionOptions};
 use serde_json::json;
 
@@ -30,6 +31,10 @@ Whatever the policy, forget never removes the newest backup of a group, the
 newest backup of a group that passed verification, a backup labelled
 `pinned`, nor one that a pending restore journal in the state directory
 needs to undo a restore that did not finish (reason `pending-recovery`).
+Oplog slices (`backups pitr run`) that end before the oldest kept base
+backup's replay start are removed with the backups (a replica set no kept
+backup has a consistent point in keeps all of its slices); --json lists them
+under \"Slices\" (only for a store that holds slices).
 Without any --keep-* option it refuses to run, and a count of 0 is refused
 (it keeps nothing). Sidecars that cannot be read are skipped with a
 warning. It holds the store's lease while it lists and removes.";
@@ -43,7 +48,7 @@ pub struct Args {
     /// Only print what would be kept and removed.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print JSON: {"Keep": [{"ID", "Reasons"}], "Remove": [{"ID"}]}.
+    /// Print JSON: {"Keep": [{"ID", "Reasons"}], "Remove": [{"ID"}]}, and "Slices": [{"ReplicaSet", "Remove", "Kept"}] when the store holds oplog slices.
     #[arg(long)]
     pub json: bool,
 }
@@ -80,8 +85,14 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         ctx.warn_unreadable(&report.unreadable);
         (report.decision, report.failed)
     };
+    let slices = slices_plan(ctx, &decision).await?;
     if args.json {
-        out(&format!("{}\n", decision_json(&decision)))?;
+        let mut j = decision_json(&decision);
+        // Only for a store with slices: the shape stays as it was otherwise.
+        if !slices.is_empty() {
+            j["Slices"] = slices_json(&slices);
+        }
+        out(&format!("{j}\n"))?;
     } else if decision.keep.is_empty() && decision.remove.is_empty() {
         out("No backups to display.\n")?;
     } else {
@@ -99,7 +110,60 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             decision.keep.len()
         ),
     });
-    failed_removals(failed)
+    let slices_failed = match args.dry_run {
+        true => Vec::new(),
+        false => pitr::forget_slices(ctx.backups.as_ref(), &slices).await?,
+    };
+    for set in slices.iter().filter(|s| !s.remove.is_empty()) {
+        let verb = if args.dry_run {
+            "Would remove"
+        } else {
+            "Removed"
+        };
+        ctx.say(&format!(
+            "{verb} {} oplog slices of replica set {} (every entry before {}, where the oldest kept backup's replay starts); {} kept.",
+            set.remove.len(),
+            set.replica_set,
+            set.cutoff.map(|c| c.rfc3339()).unwrap_or_default(),
+            set.kept
+        ));
+    }
+    let first = slices_failed.into_iter().fold(None, |first, (key, e)| {
+        let f = Failure::from(e);
+        stderr_line!("error: could not remove oplog slice {key}: {}", f.message);
+        first.or(Some(f))
+    });
+    failed_removals(failed)?;
+    first.map_or(Ok(()), Err)
+}
+
+/// The slices no kept backup needs: before the oldest kept base backup's
+/// replay start (a replica set with no kept base keeps all its slices).
+async fn slices_plan(ctx: &Context, d: &Decision) -> Result<Vec<pitr::SliceForget>, Failure> {
+    let chains = pitr::catalog(ctx.backups.as_ref()).await?;
+    if chains.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kept: Vec<_> = ctx
+        .list()
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.id.as_ref()
+                .is_some_and(|id| d.keep.iter().any(|k| &k.id == id))
+        })
+        .collect();
+    Ok(pitr::forget_plan(&chains, &kept))
+}
+
+/// `"Slices": [{"ReplicaSet", "Remove": [objects], "Kept": N}]`.
+fn slices_json(plan: &[pitr::SliceForget]) -> serde_json::Value {
+    plan.iter()
+        .map(|s| {
+            let remove: Vec<&str> = s.remove.iter().map(|r| r.object.as_str()).collect();
+            json!({"ReplicaSet": s.replica_set, "Remove": remove, "Kept": s.kept})
+        })
+        .collect()
 }
 
 /// `{"Keep": [{"ID": ..., "Reasons": [...]}], "Remove": [{"ID": ...}]}`.

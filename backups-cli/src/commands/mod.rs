@@ -202,6 +202,13 @@ pub async fn run_configured(
     if let Command::Create(args) = &mut command {
         apply::create(args, &profile);
     }
+    if let Command::Pitr(pitr::Args {
+        command: pitr::PitrCommand::Run(args),
+    }) = &mut command
+    {
+        apply::mongo(&mut args.mongo, &profile);
+        apply::keys(&mut args.encrypt, &profile);
+    }
     if let Command::Copy(args) = command {
         // The target store, from --to or --to-profile; it may be created.
         let target_global = copy::target_global(&global, &args, config)?;

@@ -29,7 +29,14 @@ newest base backup's consistent point, or from now) and commits one slice,
 pitr/<replset>/<first-ts>-<last-ts>.bson.gz[.age], per --slice or 16 MiB.
 A slice becomes visible when its record (.json beside it) is written; a
 shipper killed mid-slice re-reads the uncommitted entries when restarted.
-The oplog is polled once a second (SecantusDB has no cheap tailing).";
+SIGTERM or Ctrl-C closes the current slice: the entries written before the
+stop are committed (waiting up to 15 s for them to settle), then it exits 0.
+--read-from picks the member the oplog is read from (primary, secondary,
+nearest), as for create. In a config file, [[pitr]] entries (profile, slice,
+base_if_missing) are run by `backups schedule run` next to the schedules.
+A time is covered up to a gap only until the second before the gap's first
+one; `forget` removes the slices no kept base backup replays, `verify
+--slices` checks them, `gc` lists uncommitted ones.";
 
 /// `backups pitr`.
 #[derive(Debug, clap::Args)]
@@ -60,6 +67,11 @@ pub struct RunArgs {
     /// after every slice.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Read the oplog from this member: primary (the default), secondary or
+    /// nearest; it is found at start and read alone (a shipper run by
+    /// `schedule run` finds it again after a failure).
+    #[arg(long, value_name = "MEMBER")]
+    pub read_from: Option<backups_mongo::ReadFrom>,
     /// When the store holds no base backup, take one (database only) first.
     #[arg(long)]
     pub base_if_missing: bool,
@@ -76,7 +88,7 @@ pub struct ListArgs {
 }
 
 /// Durations as elsewhere, plus plain seconds (`5s`).
-fn parse_slice(s: &str) -> Result<Duration, String> {
+pub fn parse_slice(s: &str) -> Result<Duration, String> {
     match s.strip_suffix('s').map(str::parse::<u64>) {
         Some(Ok(n)) if n > 0 => Ok(Duration::from_secs(n)),
         _ => parse_duration(s).and_then(|d| {
@@ -97,38 +109,49 @@ pub async fn run(ctx: &Context, args: Args, cancel: CancellationToken) -> CliRes
     }
 }
 
+/// One shipper's settings: `pitr run`'s flags, or a `[[pitr]]` entry's.
+pub struct ShipSpec {
+    /// The MongoDB URI whose oplog is shipped.
+    pub uri: String,
+    /// --slice.
+    pub slice: Duration,
+    /// --base-if-missing.
+    pub base_if_missing: bool,
+    /// --read-from.
+    pub read_from: Option<backups_mongo::ReadFrom>,
+    /// Encrypt the slices.
+    pub encryption: Option<backups_core::Encryption>,
+    /// Where the metrics go after every commit.
+    pub metrics_file: Option<PathBuf>,
+    /// Where the status (JSON) goes after every commit.
+    pub status_file: Option<PathBuf>,
+}
+
 async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliResult {
     let Some(uri) = args.mongo.uri()? else {
         return Err(Failure::usage(
             "give --mongo-uri (or --mongo-uri-file): the oplog to ship",
         ));
     };
-    let source = Arc::new(MongoOplogSource::connect(&uri).await?);
-    let bases = ctx.list().await?;
-    let mut start = bases.iter().filter_map(pitr::base_end).max();
-    if start.is_none() && args.base_if_missing {
-        start = take_base(ctx, &uri).await?;
-    }
-    let options = ShipperOptions::default()
-        .with_slice(args.slice)
-        .with_poll(Duration::from_millis(200))
-        .with_encryption(args.encrypt.encryption()?)
-        .with_start(start);
-    let storage = AsRef::<backups_core::storage::Storage>::as_ref(&ctx.backups).clone();
-    let shipper = PitrShipper::new(storage, source, options);
-    let metrics = args.metrics_file.clone();
-    let mut last_written = None;
-    let mut observe = |s: &ShipperStatus| {
-        if last_written != Some(s.complete_until) {
-            last_written = Some(s.complete_until);
-            if let Some(path) = &metrics {
-                // Best effort: a metrics file that cannot be written does
-                // not stop the shipping.
-                let _ = write_metrics(path, s);
-            }
+    // SIGTERM (systemd's stop) closes the current slice like Ctrl-C does.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            stop.cancel();
         }
+    });
+    let spec = ShipSpec {
+        uri,
+        slice: args.slice,
+        base_if_missing: args.base_if_missing,
+        read_from: args.read_from,
+        encryption: args.encrypt.encryption()?,
+        metrics_file: args.metrics_file,
+        status_file: None,
     };
-    let status = shipper.run(cancel, &mut observe).await?;
+    let status = ship_spec(ctx, spec, cancel).await?;
     ctx.say(&format!(
         "Shipped {} slices ({} oplog entries, {} reads, {} ranges read again) of replica set {}; complete until {}{}",
         status.slices,
@@ -146,6 +169,71 @@ async fn ship(ctx: &Context, args: RunArgs, cancel: CancellationToken) -> CliRes
     Ok(())
 }
 
+/// Ships until `cancel` (then the current slice is committed); the
+/// metrics and status files are written after every commit.
+pub async fn ship_spec(
+    ctx: &Context,
+    spec: ShipSpec,
+    cancel: CancellationToken,
+) -> Result<ShipperStatus, Failure> {
+    let source = Arc::new(MongoOplogSource::connect_read_from(&spec.uri, spec.read_from).await?);
+    let bases = ctx.list().await?;
+    let mut start = bases.iter().filter_map(pitr::base_end).max();
+    if start.is_none() && spec.base_if_missing {
+        start = take_base(ctx, &spec.uri).await?;
+    }
+    let options = ShipperOptions::default()
+        .with_slice(spec.slice)
+        .with_poll(Duration::from_millis(200))
+        .with_encryption(spec.encryption.clone())
+        .with_start(start);
+    let storage = AsRef::<backups_core::storage::Storage>::as_ref(&ctx.backups).clone();
+    let shipper = PitrShipper::new(storage, source, options);
+    let mut last_written = None;
+    let mut observe = |s: &ShipperStatus| {
+        if last_written != Some((s.complete_until, s.last)) {
+            last_written = Some((s.complete_until, s.last));
+            // Best effort: a metrics or status file that cannot be
+            // written does not stop the shipping.
+            if let Some(path) = &spec.metrics_file {
+                let _ = write_metrics(path, s);
+            }
+            if let Some(path) = &spec.status_file {
+                let _ = write_status(path, s, None);
+            }
+        }
+    };
+    Ok(shipper.run(cancel, &mut observe).await?)
+}
+
+/// The shipper's status as JSON (`schedule run` writes it beside the
+/// schedules' status files): `{"ReplicaSet","CompleteUntil","Last",
+/// "Slices","Entries","Gaps","Reads","LastError","Updated"}`.
+pub fn write_status(
+    path: &std::path::Path,
+    s: &ShipperStatus,
+    error: Option<&str>,
+) -> std::io::Result<()> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let text = json!({
+        "ReplicaSet": s.replica_set,
+        "CompleteUntil": (s.complete_until > 0).then(|| pitr::seconds_rfc3339(s.complete_until)),
+        "Last": s.last.to_string(),
+        "Slices": s.slices,
+        "Entries": s.entries,
+        "Gaps": s.gaps,
+        "Reads": s.reads,
+        "LastError": error,
+        "Updated": u32::try_from(now).map(pitr::seconds_rfc3339).unwrap_or_default(),
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, format!("{text:#}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// A database-only base backup (label `pitr-base`); its consistent point.
 async fn take_base(ctx: &Context, uri: &str) -> Result<Option<pitr::Position>, Failure> {
     let dumper = MongoDumper::connect(uri, DumpOptions::default()).await?;
@@ -160,7 +248,8 @@ async fn take_base(ctx: &Context, uri: &str) -> Result<Option<pitr::Position>, F
     Ok(pitr::base_end(&meta))
 }
 
-fn write_metrics(path: &std::path::Path, s: &ShipperStatus) -> std::io::Result<()> {
+/// The shipper's Prometheus textfile (temp file, then rename).
+pub fn write_metrics(path: &std::path::Path, s: &ShipperStatus) -> std::io::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let lag = (now - i64::from(s.complete_until)).max(0);
     let rs = &s.replica_set;
@@ -206,8 +295,13 @@ async fn list(ctx: &Context, args: ListArgs) -> CliResult {
                 ranges.push(json!({"From": end.rfc3339(), "To": pitr::seconds_rfc3339(c.until), "Base": id.to_string()}));
             }
         }
+        let ends: Vec<_> = bases
+            .iter()
+            .filter(|b| b.replica_set.as_deref().is_none_or(|rs| rs == chain.name))
+            .filter_map(pitr::base_end)
+            .collect();
         let gaps: Vec<_> = chain
-            .gaps()
+            .gaps_for(&ends)
             .iter()
             .map(|g| json!({"From": g.from.rfc3339(), "To": g.to.rfc3339(), "Reason": g.reason}))
             .collect();

@@ -4,6 +4,7 @@
 
 mod job;
 mod notify;
+mod pitr;
 
 use std::path::PathBuf;
 
@@ -40,7 +41,13 @@ of it becomes visible). A job never overlaps itself; with catch_up = true a
 run missed while the service was down runs once at start. Each job's status
 is written to $BACKUPS_STATE_DIR/schedule/<name>.json (default state
 directory: ~/.local/state/backups) and, with --metrics-file, to a Prometheus
-textfile for node_exporter's textfile collector.";
+textfile for node_exporter's textfile collector.
+The config file's [[pitr]] entries (profile, slice, base_if_missing) are oplog
+shippers (`backups pitr run` with the profile's store, mongo_uri and
+recipients) run next to the schedules: status in
+$BACKUPS_STATE_DIR/schedule/pitr-<profile>.json, metrics beside
+--metrics-file F.prom in F-pitr-<profile>.prom; one that fails starts again
+10 s later; a stop commits each one's current slice.";
 
 /// `backups schedule`.
 #[derive(Debug, clap::Args)]
@@ -102,7 +109,7 @@ fn scheduler(
 ) -> Result<Scheduler, Failure> {
     if config.file.schedule.is_empty() {
         return Err(Failure::usage(format!(
-            "no [[schedule]] entries in {}",
+            "no [[schedule]] (or [[pitr]]) entries in {}",
             config.describe()
         )));
     }
@@ -137,16 +144,21 @@ async fn run_jobs(
     args: RunArgs,
     cancel: CancellationToken,
 ) -> CliResult {
+    // Only shippers: no scheduler (it wants a schedule).
+    if args.once.is_none() && config.file.schedule.is_empty() && !config.file.pitr.is_empty() {
+        let shippers = shippers(global, config, args.metrics_file.as_deref())?;
+        stop_on_sigterm(&cancel)?;
+        stderr_line!("{} scheduler: running {}", now(), names_of(&shippers));
+        run_shippers(&shippers, &cancel).await;
+        stderr_line!("{} scheduler: stopped", now());
+        return Ok(());
+    }
+    let shippers = match args.once {
+        Some(_) => Vec::new(),
+        None => shippers(global, config, args.metrics_file.as_deref())?,
+    };
     let scheduler = scheduler(global, config, args.metrics_file)?;
-    // SIGTERM (systemd's stop) stops the service like Ctrl-C does.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        if term.recv().await.is_some() {
-            stop.cancel();
-        }
-    });
+    stop_on_sigterm(&cancel)?;
     if let Some(name) = args.once {
         return match scheduler.run_now(&name, cancel).await? {
             RunResult::Succeeded(_) => Ok(()),
@@ -166,16 +178,70 @@ async fn run_jobs(
             }),
         };
     }
-    let names: Vec<String> = scheduler.jobs().into_iter().map(|(n, _)| n).collect();
+    let mut names: Vec<String> = scheduler.jobs().into_iter().map(|(n, _)| n).collect();
+    if !shippers.is_empty() {
+        names.push(names_of(&shippers));
+    }
     stderr_line!(
         "{} scheduler: running {} (state in {})",
         now(),
         names.join(", "),
         scheduler.state_dir().display()
     );
-    scheduler.run(cancel).await?;
+    let schedules = async {
+        let r = scheduler.run(cancel.clone()).await;
+        // The shippers stop with the schedules.
+        cancel.cancel();
+        r
+    };
+    let (r, ()) = tokio::join!(schedules, run_shippers(&shippers, &cancel));
+    r?;
     stderr_line!("{} scheduler: stopped", now());
     Ok(())
+}
+
+/// SIGTERM (systemd's stop) stops the service like Ctrl-C does.
+fn stop_on_sigterm(cancel: &CancellationToken) -> Result<(), Failure> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| crate::failure::io_failure("installing the SIGTERM handler", e))?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            stop.cancel();
+        }
+    });
+    Ok(())
+}
+
+/// The `[[pitr]]` shippers.
+fn shippers(
+    global: &GlobalArgs,
+    config: &Config,
+    metrics: Option<&std::path::Path>,
+) -> Result<Vec<pitr::Shipper>, Failure> {
+    if config.file.pitr.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = state_dir().ok_or_else(|| {
+        Failure::usage(
+            "cannot find a state directory for the shippers' status; set BACKUPS_STATE_DIR",
+        )
+    })?;
+    pitr::build(global, config, &dir, metrics)
+}
+
+fn names_of(shippers: &[pitr::Shipper]) -> String {
+    shippers
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs every shipper until `cancel`; each logs its events on stderr.
+async fn run_shippers(shippers: &[pitr::Shipper], cancel: &CancellationToken) {
+    let log = |line: String| stderr_line!("{} {line}", now());
+    futures::future::join_all(shippers.iter().map(|s| s.run(cancel.clone(), &log))).await;
 }
 
 fn list(global: &GlobalArgs, config: &Config, args: ListArgs) -> CliResult {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use backups_core::pitr;
 use backups_core::verify::DrillDatabase;
 use backups_core::{BackupId, Backups, DatabaseLoader, Metadata, VerifyLevel, VerifyRequest};
 use backups_mongo::{LoadOptions, MongoLoader};
@@ -27,14 +28,19 @@ backups). --drill restores into a scratch directory (--scratch-dir) and, with
 a MongoDB URI, into scratch databases named backups_drill_<db>_<random>,
 compares file count, bytes and per-collection document counts with the
 sidecar, and removes the scratch data whatever happens. The outcome is
-recorded in the sidecar (list and show display it). Exit status 5 when any
-backup fails.";
+recorded in the sidecar (list and show display it). --slices checks the
+oplog slices too (alone: only them): each one's size and SHA-256 against its
+record (--read-data: decrypted, decompressed, its entries counted and in its
+range) and the chain's continuity (every gap is a failure); with --json it
+prints {\"Backups\": [...], \"ReplicaSets\": [{\"ReplicaSet\", \"Slices\", \"Entries\",
+\"Ok\", \"Problems\": [{\"Object\", \"Problem\"}]}]}. Exit status 5 when any backup
+or replica set fails.";
 
 /// `backups verify`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The backups to verify.
-    #[arg(required_unless_present_any = ["all", "latest"])]
+    #[arg(required_unless_present_any = ["all", "latest", "slices"])]
     pub ids: Vec<String>,
     /// Verify every backup in the store.
     #[arg(long, conflicts_with_all = ["ids", "latest"])]
@@ -45,6 +51,11 @@ pub struct Args {
     /// Read every entry (manifest digests, paths, BSON framing).
     #[arg(long, conflicts_with = "drill")]
     pub read_data: bool,
+    /// Check the oplog slices (`backups pitr run`) too: size and SHA-256
+    /// (with --read-data: decrypted, decompressed, entries counted) and
+    /// continuity. Alone, only the slices are checked.
+    #[arg(long)]
+    pub slices: bool,
     /// Restore into scratch space and compare with what was recorded.
     #[arg(long)]
     pub drill: bool,
@@ -63,6 +74,10 @@ pub struct Args {
 /// Verifies each backup; prints one line (or JSON object) a backup.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let ids = chosen(ctx, &args).await?;
+    let slices_only = args.slices && ids.is_empty() && !args.all && !args.latest;
+    if args.slices {
+        return with_slices(ctx, &args, ids, slices_only).await;
+    }
     if ids.is_empty() {
         // --latest or --all on an empty store: say so, and succeed.
         if args.json {
@@ -71,6 +86,26 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         }
         return out("No backups to verify.\n");
     }
+    let (results, failed) = verify_backups(ctx, &args, ids).await?;
+    if args.json {
+        out(&format!("{}\n", serde_json::Value::Array(results)))?;
+    }
+    if failed > 0 {
+        return Err(Failure {
+            message: format!("{failed} backups failed verification (see above)"),
+            code: VERIFICATION,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies each backup, printing a line each (without --json); returns
+/// the JSON objects and how many failed.
+async fn verify_backups(
+    ctx: &Context,
+    args: &Args,
+    ids: Vec<BackupId>,
+) -> Result<(Vec<serde_json::Value>, usize), Failure> {
     let level = if args.drill {
         VerifyLevel::Drill
     } else if args.read_data {
@@ -106,12 +141,86 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             out(&format!("{id}: {}\n", format_verification(&record)))?;
         }
     }
-    if args.json {
-        out(&format!("{}\n", serde_json::Value::Array(results)))?;
+    Ok((results, failed))
+}
+
+/// `--slices`: the backups (unless only the slices are asked for), then
+/// each replica set's slices; exit 5 when any of either fails. With
+/// --json: `{"Backups": [...], "ReplicaSets": [...]}`.
+async fn with_slices(ctx: &Context, args: &Args, ids: Vec<BackupId>, only: bool) -> CliResult {
+    let (backups, backups_failed) = match only {
+        true => (Vec::new(), 0),
+        false => verify_backups(ctx, args, ids).await?,
+    };
+    let chains = pitr::catalog(ctx.backups.as_ref()).await?;
+    let bases = ctx.list().await?;
+    let identities = args.keys.identities()?;
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for chain in &chains {
+        let ends: Vec<_> = bases
+            .iter()
+            .filter(|b| b.replica_set.as_deref().is_none_or(|rs| rs == chain.name))
+            .filter_map(pitr::base_end)
+            .collect();
+        let check = pitr::verify_slices(
+            ctx.backups.as_ref(),
+            chain,
+            &ends,
+            args.read_data || args.drill,
+            &identities,
+        )
+        .await;
+        let ok = check.problems.is_empty();
+        failed += usize::from(!ok);
+        let problems: Vec<_> = check
+            .problems
+            .iter()
+            .map(|p| serde_json::json!({"Object": p.object, "Problem": p.problem}))
+            .collect();
+        if args.json {
+            results.push(serde_json::json!({
+                "ReplicaSet": check.replica_set,
+                "Slices": check.slices,
+                "Entries": check.entries,
+                "Ok": ok,
+                "Problems": problems,
+            }));
+        } else {
+            let mut text = format!(
+                "oplog slices of {}: {} ({} slices{})\n",
+                check.replica_set,
+                if ok { "ok" } else { "FAILED" },
+                check.slices,
+                if args.read_data || args.drill {
+                    format!(", {} entries", check.entries)
+                } else {
+                    String::new()
+                }
+            );
+            for p in &check.problems {
+                text.push_str(&format!(
+                    "  {}: {}\n",
+                    p.object,
+                    crate::output::escape_lines(&p.problem)
+                ));
+            }
+            out(&text)?;
+        }
     }
-    if failed > 0 {
+    if args.json {
+        out(&format!(
+            "{}\n",
+            serde_json::json!({"Backups": backups, "ReplicaSets": results})
+        ))?;
+    } else if chains.is_empty() {
+        out("No oplog slices to verify.\n")?;
+    }
+    if failed + backups_failed > 0 {
         return Err(Failure {
-            message: format!("{failed} backups failed verification (see above)"),
+            message: format!(
+                "{backups_failed} backups and the oplog slices of {failed} replica sets failed verification (see above)"
+            ),
             code: VERIFICATION,
         });
     }

@@ -2,9 +2,10 @@
 //! `BACKUPS_*` variables) win, then the profile, then the built-in
 //! defaults (which the commands apply to whatever is still unset).
 
-use crate::args::GlobalArgs;
+use crate::args::{GlobalArgs, MongoArgs};
 use crate::commands::create;
 use crate::config::Profile;
+use crate::keys::EncryptArgs;
 
 /// The store and its options. Store options from the profile come first,
 /// so a `--store-option` for the same key (applied later) wins.
@@ -65,12 +66,20 @@ pub fn create(args: &mut create::Args, p: &Profile) {
     if args.juju_mongo_address.is_none() {
         args.juju_mongo_address.clone_from(&p.juju_mongo_address);
     }
-    let mongo = &mut args.mongo;
+    mongo(&mut args.mongo, p);
+    keys(&mut args.encrypt, p);
+}
+
+/// The MongoDB URI (or its file), unless a flag gave one.
+pub fn mongo(mongo: &mut MongoArgs, p: &Profile) {
     if mongo.mongo_uri.is_none() && mongo.mongo_uri_file.is_none() {
         mongo.mongo_uri.clone_from(&p.mongo_uri);
         mongo.mongo_uri_file.clone_from(&p.mongo_uri_file);
     }
-    let keys = &mut args.encrypt;
+}
+
+/// The recipients, unless a flag gave any.
+pub fn keys(keys: &mut EncryptArgs, p: &Profile) {
     if keys.encrypt_to.is_empty()
         && keys.recipients_file.is_none()
         && keys.passphrase_file.is_none()

@@ -1,6 +1,7 @@
 //! The config file: named profiles holding what the flags hold (the store
 //! and its options, the MongoDB URI, paths, excludes, labels, compression,
-//! encryption) and the `[[schedule]]` entries `backups schedule` runs.
+//! encryption), the `[[schedule]]` entries `backups schedule` runs and
+//! the `[[pitr]]` oplog shippers it runs next to them.
 //!
 //! Found at `--config FILE` / `$BACKUPS_CONFIG`, else
 //! `~/.config/backups/config.toml`, else `/etc/backups/config.toml`; no
@@ -31,6 +32,9 @@ pub struct ConfigFile {
     /// `[[schedule]]` entries, in file order.
     #[serde(default)]
     pub schedule: Vec<ScheduleEntry>,
+    /// `[[pitr]]` entries, in file order.
+    #[serde(default)]
+    pub pitr: Vec<PitrEntry>,
 }
 
 /// A named set of settings: each key is the flag of the same name.
@@ -123,6 +127,30 @@ pub struct ScheduleEntry {
     pub notify_url: Option<String>,
     /// How long a notification may take (default 30s).
     pub notify_timeout: Option<String>,
+}
+
+/// A `[[pitr]]` entry: `backups pitr run` with a profile's store, MongoDB
+/// URI and encryption, run by `schedule run` next to the schedules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitrEntry {
+    /// The profile (default: the selected one); it names the shipper's
+    /// status (`pitr-<profile>`).
+    pub profile: Option<String>,
+    /// --slice (default 60s).
+    #[serde(default, deserialize_with = "slice")]
+    pub slice: Option<std::time::Duration>,
+    /// --base-if-missing.
+    #[serde(default)]
+    pub base_if_missing: bool,
+}
+
+/// `slice = "60s"`, as `pitr run --slice` takes it.
+fn slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::commands::pitr::parse_slice(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("slice {s:?}: {e}")))
 }
 
 /// A string or a list of strings (`lock_cmd = "..."` or `["...", "..."]`).
@@ -277,9 +305,18 @@ mod tests {
             verify = "read-data"
             catch_up = true
             retention = { keep_daily = 7, keep_weekly = "unlimited", keep_within = "2d" }
+
+            [[pitr]]
+            slice = "5s"
             "#,
         )
         .unwrap();
+        assert_eq!(file.pitr[0].slice, Some(std::time::Duration::from_secs(5)));
+        assert!(file.pitr[0].profile.is_none() && !file.pitr[0].base_if_missing);
+        let err = toml::from_str::<ConfigFile>("[[pitr]]\nslice = '0s'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slice \"0s\""), "{err}");
         let p = &file.profile["default"];
         assert_eq!(p.compression, Some(CompressionKind::Zstd));
         assert_eq!(p.store_option["virtual_hosted_style_request"], "false");
@@ -330,6 +367,7 @@ mod tests {
             "[profile.default]\nstor = 'x'",
             "[[schedule]]\nname = 'n'\ncron = '* * * * *'\nstor = 'x'",
             "[[schedule]]\nname = 'n'\ncron = '* * * * *'\nretention = { stor = 1 }",
+            "[[pitr]]\nprofile = 'p'\nstor = 'x'",
         ] {
             let e = toml::from_str::<ConfigFile>(text).unwrap_err().to_string();
             assert!(e.contains("unknown field `stor`"), "{text}: {e}");

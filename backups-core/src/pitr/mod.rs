@@ -18,6 +18,8 @@
 //! ([`ReplicaSetChain::plan`], [`read_slice`]) through the same replay as
 //! the dump's own `oplog.bson`.
 
+mod chain;
+mod lifecycle;
 mod shipper;
 
 use std::fmt;
@@ -32,6 +34,11 @@ use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::storage::Storage;
 
+pub use chain::{Covered, MISSING_SLICE, NotCovered, ReplicaSetChain};
+pub use lifecycle::{
+    SliceCheck, SliceForget, SliceProblem, forget_plan, forget_slices, replay_start, uncommitted,
+    verify_slices,
+};
 pub use shipper::{OplogRead, OplogSource, PitrShipper, ShipperOptions, ShipperStatus};
 
 /// The top-level directory of the slices in a store.
@@ -194,197 +201,6 @@ pub(crate) fn set_dir(storage: &Storage, rs: &str) -> ObjectPath {
 /// The name stem of a slice: `<first>-<last>`.
 pub(crate) fn slice_stem(first: Position, last: Position) -> String {
     format!("{}-{}", first.key(), last.key())
-}
-
-/// One replica set's slices, gaps and progress, as the store holds them.
-#[derive(Debug, Clone, Default)]
-pub struct ReplicaSetChain {
-    /// The replica set's name.
-    pub name: String,
-    /// The committed slices, by first position.
-    pub slices: Vec<SliceRecord>,
-    /// The gaps the shipper recorded.
-    pub recorded_gaps: Vec<Gap>,
-    /// The shipper's progress note.
-    pub progress: Option<ShipProgress>,
-    /// Objects that do not belong (uncommitted slices, unreadable records).
-    pub stray: Vec<String>,
-}
-
-/// A continuous stretch of slices: every entry after `after` up to the
-/// second `until` is in them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Covered {
-    /// Where the stretch starts (exclusive).
-    pub after: Position,
-    /// The last second it holds in full.
-    pub until: u32,
-    /// Indexes into [`ReplicaSetChain::slices`].
-    pub slices: std::ops::Range<usize>,
-}
-
-/// Why a restore to a time cannot be done, with what is covered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotCovered {
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl ReplicaSetChain {
-    /// The last committed slice's end, if any.
-    pub fn last(&self) -> Option<&SliceRecord> {
-        self.slices.last()
-    }
-
-    /// Every gap: the recorded ones and the slices that do not continue
-    /// where the one before ended ("missing slice"), by position.
-    pub fn gaps(&self) -> Vec<Gap> {
-        let mut gaps = self.recorded_gaps.clone();
-        for w in self.slices.windows(2) {
-            if w[1].after != w[0].last && !self.recorded(w[0].last, w[1].after) {
-                gaps.push(Gap {
-                    from: w[0].last,
-                    to: w[1].first,
-                    reason: "missing slice".into(),
-                });
-            }
-        }
-        gaps.sort_by_key(|g| g.from);
-        gaps
-    }
-
-    fn recorded(&self, from: Position, to: Position) -> bool {
-        self.recorded_gaps
-            .iter()
-            .any(|g| g.from == from && g.to >= to)
-    }
-
-    /// The continuous stretches, oldest first.
-    pub fn covered(&self) -> Vec<Covered> {
-        let mut out: Vec<Covered> = Vec::new();
-        for (i, s) in self.slices.iter().enumerate() {
-            match out.last_mut() {
-                Some(c) if i > 0 && self.slices[i - 1].last == s.after => {
-                    c.until = s.complete_until;
-                    c.slices.end = i + 1;
-                }
-                _ => out.push(Covered {
-                    after: s.after,
-                    until: s.complete_until,
-                    slices: i..i + 1,
-                }),
-            }
-        }
-        if let (Some(c), Some(p), Some(last)) = (out.last_mut(), &self.progress, self.slices.last())
-            && p.last == last.last
-        {
-            c.until = c.until.max(p.complete_until);
-        }
-        out
-    }
-
-    /// The covered stretches as text: `FROM .. TO, FROM .. TO`.
-    pub fn describe_covered(&self) -> String {
-        let c = self.covered();
-        if c.is_empty() {
-            return "none".into();
-        }
-        c.iter()
-            .map(|c| format!("{} .. {}", c.after.rfc3339(), seconds_rfc3339(c.until)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The covered stretch that reaches back to `base_end`.
-    fn stretch_of(&self, base_end: Position) -> Option<Covered> {
-        self.covered().into_iter().find(|c| {
-            c.after <= base_end
-                && (base_end.seconds <= c.until || base_end <= self.slices[c.slices.end - 1].last)
-        })
-    }
-
-    /// [`ReplicaSetChain::plan`], replaying from `from` (at or before
-    /// `base_end`, e.g. the base's start) as far back as the slices
-    /// reach: the replay is idempotent, and an entry the dump's own range
-    /// read missed (made visible late) is then still replayed. Returns
-    /// the position the replay starts after, and the slices.
-    pub fn plan_from(
-        &self,
-        from: Position,
-        base_end: Position,
-        to: u32,
-    ) -> std::result::Result<(Position, Vec<&SliceRecord>), NotCovered> {
-        self.plan(base_end, to)?;
-        let Some(c) = self.stretch_of(base_end) else {
-            return Err(NotCovered {
-                reason: "no covered stretch".into(),
-            });
-        };
-        let after = from.min(base_end).max(c.after);
-        let slices = self.slices[c.slices]
-            .iter()
-            .filter(|s| s.last > after && s.first.seconds <= to)
-            .collect();
-        Ok((after, slices))
-    }
-
-    /// The slices to replay over a base consistent at `base_end` to reach
-    /// the end of second `to`: every slice holding an entry after
-    /// `base_end` and at or before `to`, continuous. Refused (naming the
-    /// covered stretches) when `to` is before the base, in a gap or
-    /// beyond the last slice.
-    pub fn plan(
-        &self,
-        base_end: Position,
-        to: u32,
-    ) -> std::result::Result<Vec<&SliceRecord>, NotCovered> {
-        let refuse = |why: String| NotCovered {
-            reason: format!(
-                "{why}; replica set {} has slices covering {}",
-                self.name,
-                self.describe_covered()
-            ),
-        };
-        if to < base_end.seconds {
-            return Err(refuse(format!(
-                "{} is before the base backup's consistent point {}",
-                seconds_rfc3339(to),
-                base_end.rfc3339()
-            )));
-        }
-        let Some(c) = self.stretch_of(base_end) else {
-            return Err(refuse(format!(
-                "no continuous slices start at or before the base backup's consistent point {}",
-                base_end.rfc3339()
-            )));
-        };
-        if to > c.until {
-            let end = self.covered().last().map_or(c.until, |l| l.until);
-            let gap = self
-                .gaps()
-                .into_iter()
-                .find(|g| g.from >= c.after && g.from.seconds <= to);
-            let why = match gap {
-                Some(g) if to <= end => format!(
-                    "{} is in a gap or after one ({} .. {}: {})",
-                    seconds_rfc3339(to),
-                    g.from.rfc3339(),
-                    g.to.rfc3339(),
-                    g.reason
-                ),
-                _ => format!(
-                    "{} is beyond the last slice (complete until {})",
-                    seconds_rfc3339(to),
-                    seconds_rfc3339(end)
-                ),
-            };
-            return Err(refuse(why));
-        }
-        Ok(self.slices[c.slices]
-            .iter()
-            .filter(|s| s.last > base_end && s.first.seconds <= to)
-            .collect())
-    }
 }
 
 /// Every replica set's chain in the store, by name.

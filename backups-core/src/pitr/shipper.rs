@@ -76,6 +76,8 @@ pub struct ShipperOptions {
     /// Where to start when the store holds no slice of this replica set
     /// (a base backup's consistent point); `None` starts at the newest entry.
     pub start: Option<Position>,
+    /// How long a stop waits for the entries written before it to settle.
+    pub stop_grace: Duration,
 }
 
 impl Default for ShipperOptions {
@@ -86,6 +88,7 @@ impl Default for ShipperOptions {
             max_bytes: MAX_SLICE_BYTES,
             encryption: None,
             start: None,
+            stop_grace: Duration::from_secs(15),
         }
     }
 }
@@ -109,6 +112,11 @@ impl ShipperOptions {
     /// Encrypt the slices.
     pub fn with_encryption(mut self, encryption: Option<Encryption>) -> Self {
         self.encryption = encryption;
+        self
+    }
+    /// Wait this long at most, when stopped, for the last entries to settle.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
         self
     }
     /// Start here when the store holds no slice.
@@ -163,6 +171,8 @@ struct Buffer {
     entries: Vec<(Position, Vec<u8>)>,
     bytes: usize,
     opened: Option<Instant>,
+    /// When an entry of each second was first read.
+    first_read: std::collections::BTreeMap<u32, Instant>,
 }
 
 impl Buffer {
@@ -173,8 +183,18 @@ impl Buffer {
         let rest = self.entries.split_off(n);
         let taken = std::mem::replace(&mut self.entries, rest);
         self.bytes = self.entries.iter().map(|(_, r)| r.len()).sum();
-        // What stays opens the next slice.
-        self.opened = (!self.entries.is_empty()).then(Instant::now);
+        // What stays opens the next slice, as of when it was read (not
+        // now: an entry left to settle would wait a whole slice more).
+        self.first_read = self.first_read.split_off(&(settled.saturating_add(1)));
+        self.opened = match self.entries.is_empty() {
+            true => None,
+            false => self
+                .first_read
+                .values()
+                .min()
+                .copied()
+                .or(Some(Instant::now())),
+        };
         taken
     }
 }
@@ -197,8 +217,10 @@ impl PitrShipper {
         }
     }
 
-    /// Ships until `cancel` is cancelled (then what is buffered is
-    /// committed); `observe` sees the status after every commit.
+    /// Ships until `cancel` is cancelled; `observe` sees the status after
+    /// every commit. A stop closes the current slice: the shipper goes on
+    /// reading until every entry written before the stop has settled (at
+    /// most [`ShipperOptions::stop_grace`]), commits them and returns.
     pub async fn run(
         &self,
         cancel: CancellationToken,
@@ -208,8 +230,13 @@ impl PitrShipper {
         observe(&status);
         let mut buf = Buffer::default();
         let mut last_note = Instant::now();
+        // When the stop was asked, and the newest entry written by then.
+        let mut stop: Option<(Instant, Position)> = None;
         loop {
-            let stopping = cancel.is_cancelled();
+            if stop.is_none() && cancel.is_cancelled() {
+                let newest = self.source.newest().await?.unwrap_or_default();
+                stop = Some((Instant::now(), newest.max(buf_end(&buf, &status))));
+            }
             let read = self
                 .source
                 .read_after(buf_end(&buf, &status), READ_LIMIT)
@@ -221,6 +248,9 @@ impl PitrShipper {
             // re-read): never twice.
             for (pos, raw) in read.entries.into_iter().filter(|(p, _)| *p > status.last) {
                 buf.opened.get_or_insert_with(Instant::now);
+                buf.first_read
+                    .entry(pos.seconds)
+                    .or_insert_with(Instant::now);
                 buf.bytes += raw.len();
                 buf.entries.push((pos, raw));
             }
@@ -229,7 +259,12 @@ impl PitrShipper {
                 .is_some_and(|t| t.elapsed() >= self.options.slice)
                 || buf.bytes >= self.options.max_bytes;
             let settled = until.saturating_sub(SETTLE_SECONDS);
-            if !buf.entries.is_empty() && (due || stopping) {
+            let finish = stop.is_some_and(|(at, newest)| {
+                newest <= status.last
+                    || (settled >= newest.seconds && buf_end(&buf, &status) >= newest)
+                    || at.elapsed() >= self.options.stop_grace
+            });
+            if !buf.entries.is_empty() && (due || finish) {
                 let entries = buf.take_settled(settled);
                 if !entries.is_empty() {
                     self.commit(entries, &mut status, settled).await?;
@@ -238,19 +273,23 @@ impl PitrShipper {
                 }
             } else if buf.entries.is_empty()
                 && settled > status.complete_until
-                && last_note.elapsed() >= self.options.slice.min(Duration::from_secs(5))
+                && (finish || last_note.elapsed() >= self.options.slice.min(Duration::from_secs(5)))
             {
                 self.note_progress(&mut status, settled).await?;
                 observe(&status);
                 last_note = Instant::now();
             }
-            if stopping {
+            if finish {
                 return Ok(status);
             }
             if !more {
-                tokio::select! {
-                    _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(self.options.poll) => {}
+                if stop.is_some() {
+                    tokio::time::sleep(self.options.poll).await;
+                } else {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(self.options.poll) => {}
+                    }
                 }
             }
         }
@@ -426,3 +465,7 @@ fn seal(plain: &[u8], encryption: Option<&Encryption>, name: &str) -> Result<Vec
     let (out, _) = sealer.finish().map_err(fail)?;
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "shipper_tests.rs"]
+mod tests;
