@@ -73,6 +73,25 @@ impl Context {
         })
     }
 
+    /// Writes new backups under the lock `args` asks for (if any), with a
+    /// warning for one longer than 10 years or shorter than `retention`
+    /// (a schedule's name and policy) may keep a backup.
+    pub fn lock_writes(
+        &mut self,
+        args: &crate::immutable::ImmutableArgs,
+        retention: Option<(&str, Option<&backups_core::RetentionPolicy>)>,
+    ) -> Result<(), Failure> {
+        let Some(imm) = args.resolve()? else {
+            return Ok(());
+        };
+        let (schedule, policy) = retention.unwrap_or(("", None));
+        for w in imm.warnings(schedule, policy) {
+            stderr_line!("warning: {}", w);
+        }
+        self.backups = self.backups.clone().with_immutability(Some(imm));
+        Ok(())
+    }
+
     /// Where the store's work reports its progress.
     pub fn progress(&self) -> Arc<dyn Progress> {
         self.progress.clone()

@@ -38,6 +38,8 @@ pub const HOOK: u8 = 12;
 pub const ENCRYPTION: u8 = 13;
 /// `diff --exit-code`: the backup and the live state differ.
 pub const DIFFERENT: u8 = 14;
+/// A backup still under an object lock was asked to be removed.
+pub const RETAINED: u8 = 15;
 /// Interrupted or cancelled.
 pub const INTERRUPTED: u8 = 130;
 
@@ -88,6 +90,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         DIFFERENT,
         "diff --exit-code: the backup and the live state differ",
     ),
+    (RETAINED, "retained: immutable until T (remove of a backup under an object lock)"),
     (INTERRUPTED, "interrupted (nothing was committed)"),
 ];
 
@@ -172,7 +175,12 @@ fn exit_code(e: &Error) -> u8 {
         | Error::UnreadableSidecar { .. }
         | Error::UnsafePath { .. }
         | Error::Incompatible { .. } => VERIFICATION,
-        Error::Storage { .. } | Error::NoStore { .. } | Error::AppendOnly { .. } => STORAGE,
+        Error::Storage { .. }
+        | Error::NoStore { .. }
+        | Error::AppendOnly { .. }
+        | Error::NoObjectLock { .. } => STORAGE,
+        Error::ImmutableUnsupported { .. } => USAGE,
+        Error::Retained { .. } => RETAINED,
         Error::PendingRecovery { .. } => USAGE,
         Error::InvalidInput {
             what: InputKind::StoreUrl,

@@ -22,6 +22,7 @@ mod config;
 mod context;
 mod failure;
 mod hooks;
+mod immutable;
 mod host;
 mod keys;
 mod output;

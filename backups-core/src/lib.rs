@@ -46,6 +46,7 @@
 // build (clippy, tests) enables it and so checks `unreachable_pub` in full.
 #![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 
+mod annotations;
 mod archive;
 mod backups;
 pub mod catalog;
@@ -60,14 +61,17 @@ mod files;
 pub mod gc;
 pub mod host;
 pub mod id;
+pub mod immutable;
 pub mod journal;
 pub mod juju;
 pub mod lease;
+mod locks;
 pub mod metadata;
 mod ops;
 pub mod pitr;
 mod progress;
 mod request;
+mod s3lock;
 pub mod restore;
 pub mod retention;
 pub mod rewrite;

@@ -324,6 +324,35 @@ impl RetentionPolicy {
         self
     }
 
+    /// About how long the policy may keep a backup: the longest of its
+    /// `within` durations and of its bucket counts as spans (7 daily: 7d,
+    /// 4 weekly: 28d, 12 monthly: 12m...); `None` when a count is
+    /// unlimited or a label keeps backups forever. `keep_last` is no span.
+    pub fn longest_kept(&self) -> Option<RetentionDuration> {
+        if !self.labels.is_empty() {
+            return None;
+        }
+        let mut spans = vec![self.within];
+        spans.extend(self.within_buckets);
+        for (bucket, count) in Bucket::ALL.iter().zip(self.counts) {
+            let n = match count {
+                KeepCount::Count(n) => n,
+                KeepCount::Unlimited if *bucket == Bucket::Last => continue,
+                KeepCount::Unlimited => return None,
+            };
+            spans.push(match bucket {
+                Bucket::Last => continue,
+                Bucket::Hourly => RetentionDuration::new(0, 0, 0, n),
+                Bucket::Daily => RetentionDuration::new(0, 0, n, 0),
+                Bucket::Weekly => RetentionDuration::new(0, 0, n.saturating_mul(7), 0),
+                Bucket::Monthly => RetentionDuration::new(0, n, 0, 0),
+                Bucket::Yearly => RetentionDuration::new(n, 0, 0, 0),
+            });
+        }
+        let now = OffsetDateTime::now_utc();
+        spans.into_iter().max_by_key(|d| d.after(now))
+    }
+
     /// Whether the policy has no rule at all (then it would keep only the
     /// protected backups; `backups forget` refuses it, and [`apply`]
     /// keeps everything, as restic does).

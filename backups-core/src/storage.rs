@@ -42,6 +42,25 @@ pub struct Storage {
     local_modes: (u32, u32),
     /// Never delete anything ([`APPEND_ONLY_OPTION`]).
     append_only: bool,
+    /// What kind of store it is, for object locks.
+    backend: Backend,
+}
+
+/// The kind of store, and for S3 what reopens it (object-lock requests).
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A local directory.
+    Local,
+    /// `memory://`.
+    Memory,
+    /// An S3 bucket (or S3-compatible store).
+    S3(Arc<crate::s3lock::S3Settings>),
+    /// Azure Blob Storage.
+    Azure,
+    /// Google Cloud Storage.
+    Gcs,
+    /// An object store given to [`Storage::new`].
+    Other,
 }
 
 /// The store option that lets a local store's group read it
@@ -105,6 +124,45 @@ fn client_defaults(env_prefix: &str) -> Vec<(ClientConfigKey, &'static str)> {
     .collect()
 }
 
+/// The S3 builder [`cloud_store`] builds from: the environment, our
+/// client defaults, then `options`. With `client`, the client options
+/// start from it (default headers: the object-lock writes), the
+/// environment's client settings applied over it again.
+pub(crate) fn s3_builder<I, K, V>(
+    url: &str,
+    options: I,
+    client: Option<object_store::ClientOptions>,
+) -> Result<AmazonS3Builder>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
+    let unknown = |k: &str| bad_url(url, format!("unknown store option {k:?}"));
+    let mut b = AmazonS3Builder::from_env()
+        .with_url(url)
+        .with_retry(retry_config());
+    if let Some(client) = client {
+        b = b.with_client_options(client);
+        for (k, v) in std::env::vars() {
+            if let Some(Ok(key @ AmazonS3ConfigKey::Client(_))) = k
+                .starts_with("AWS_")
+                .then(|| k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>())
+            {
+                b = b.with_config(key, v);
+            }
+        }
+    }
+    for (k, v) in client_defaults("AWS") {
+        b = b.with_config(AmazonS3ConfigKey::Client(k), v);
+    }
+    for (k, v) in options {
+        let key: AmazonS3ConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
+        b = b.with_config(key, v);
+    }
+    Ok(b)
+}
+
 /// Builds an S3, Azure or GCS store: credentials and settings from the
 /// environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`), then `options` (object_store
 /// config keys such as `endpoint`, `region`, `allow_http`). An unknown key
@@ -117,19 +175,9 @@ where
 {
     let unknown = |k: &str| bad_url(url, format!("unknown store option {k:?}"));
     let built: object_store::Result<Arc<dyn ObjectStore>> = match parsed.scheme() {
-        "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_retry(retry_config());
-            for (k, v) in client_defaults("AWS") {
-                b = b.with_config(AmazonS3ConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                let key: AmazonS3ConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
-                b = b.with_config(key, v);
-            }
-            b.build().map(|s| Arc::new(s) as _)
-        }
+        "s3" | "s3a" => s3_builder(url, options, None)?
+            .build()
+            .map(|s| Arc::new(s) as _),
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_url(url)
@@ -170,7 +218,13 @@ impl Storage {
             local_dir: None,
             local_modes: (0o700, 0o600),
             append_only: false,
+            backend: Backend::Other,
         }
+    }
+
+    /// What kind of store this is.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Never deletes anything in the store (see [`APPEND_ONLY_OPTION`]).
@@ -306,17 +360,26 @@ impl Storage {
             }
             "memory" => {
                 no_options("memory")?;
-                Ok(Storage::new(
-                    Arc::new(InMemory::new()),
-                    ObjectPath::default(),
-                    url,
-                ))
+                let mut storage =
+                    Storage::new(Arc::new(InMemory::new()), ObjectPath::default(), url);
+                storage.backend = Backend::Memory;
+                Ok(storage)
             }
             "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+                let backend = match parsed.scheme() {
+                    "s3" | "s3a" => Backend::S3(Arc::new(crate::s3lock::S3Settings::new(
+                        url,
+                        options.clone(),
+                    ))),
+                    "gs" => Backend::Gcs,
+                    _ => Backend::Azure,
+                };
                 let store = cloud_store(&parsed, url, options)?;
                 let prefix = ObjectPath::from_url_path(parsed.path())
                     .map_err(|e| bad_url(url, e.to_string()))?;
-                Ok(Storage::new(store, prefix, url))
+                let mut storage = Storage::new(store, prefix, url);
+                storage.backend = backend;
+                Ok(storage)
             }
             other => Err(bad_url(
                 url,
@@ -367,6 +430,7 @@ impl Storage {
         let mut storage = Storage::new(Arc::new(fs), ObjectPath::default(), url);
         storage.local_dir = Some(path);
         storage.local_modes = modes;
+        storage.backend = Backend::Local;
         Ok(storage)
     }
 

@@ -59,6 +59,8 @@ pub struct Args {
     pub to_store_options: Vec<(String, String)>,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub immutable: crate::immutable::ImmutableArgs,
     /// Say what would be copied and skipped; write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::catalog::{Commit, StoreBackups};
+use crate::catalog::{Commit, StoreBackups, Writer};
 use crate::crypt::{Encryption, Sealer, sniff_age};
 use crate::digest::{Digests, HashingWriter};
 use crate::error::{Error, Result};
@@ -68,12 +68,13 @@ pub(crate) async fn add(
             new: digests.sha1_base64,
         });
     }
+    let writer = backups.writer().await?;
     progress.phase("uploading", Some(digests.size));
     meta.archive = Storage::new_archive_name(&id, &meta.compression, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let stored = upload_validated(
         backups,
-        &key,
+        (&writer, &key),
         &source,
         digests.clone(),
         encryption.clone(),
@@ -97,7 +98,7 @@ pub(crate) async fn add(
     if summary.has_root_tar {
         meta.file_bytes = Some(s.bytes);
     }
-    let outcome = match backups.commit(&mut meta, &key, false).await? {
+    let outcome = match backups.commit(&mut meta, &key, false, &writer).await? {
         Commit::Written => AddOutcome {
             metadata: meta.for_sidecar(),
             already_present: false,
@@ -116,7 +117,7 @@ pub(crate) async fn add(
 /// object's digests when it is encrypted.
 async fn upload_validated(
     backups: &StoreBackups,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     source: &ArchiveSource,
     expected: Digests,
     sealing: Option<Encryption>,
@@ -140,7 +141,7 @@ async fn upload_validated(
         subject,
         sealing,
     };
-    let (_, stored) = upload_checked(backups, key, upload, check, progress).await?;
+    let (_, stored) = upload_checked(backups, (writer, key), upload, check, progress).await?;
     Ok(stored)
 }
 
@@ -161,7 +162,7 @@ pub(crate) struct Upload {
 /// bytes read and, when they were sealed, of the stored object.
 pub(crate) async fn upload_checked(
     backups: &StoreBackups,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     upload: Upload,
     check: impl FnOnce(&Digests) -> Result<()> + Send + 'static,
     progress: Arc<dyn Progress>,
@@ -172,7 +173,7 @@ pub(crate) async fn upload_checked(
         sealing,
     } = upload;
     upload_with(
-        backups.store(),
+        writer.store.clone(),
         key,
         backups.upload_options(),
         backups.cancellation(),

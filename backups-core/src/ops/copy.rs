@@ -10,7 +10,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 
-use crate::catalog::{Commit, StoreBackups};
+use crate::catalog::{Commit, StoreBackups, Writer};
 use crate::crypt::Encryption;
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
@@ -228,11 +228,14 @@ async fn copy_one(
     if request.dry_run {
         return Ok(Outcome::Copied(meta.stored_size()));
     }
+    // Refuses a lock the target cannot keep before anything is written.
+    let writer = target.writer().await?;
     let encrypted = meta.encryption.is_some() || sealing.is_some();
     let mut copy = meta.clone();
     copy.archive = Storage::new_archive_name(id, &meta.compression, encrypted);
     let key = target.storage().key(&copy.archive);
-    let stored = transfer(source, target, id, meta, &key, sealing.as_ref(), progress).await?;
+    let to = (&writer, &key);
+    let stored = transfer(source, target, id, meta, to, sealing.as_ref(), progress).await?;
     if let (Some(e), Some(digests)) = (&sealing, &stored.sealed) {
         copy.encryption = Some(encryption_info(e, digests));
         if copy.sha256.is_empty() {
@@ -244,7 +247,7 @@ async fn copy_one(
         store: crate::secret::redact_uri(source.storage().url()),
         time: Some(OffsetDateTime::now_utc()),
     });
-    match target.commit(&mut copy, &key, false).await? {
+    match target.commit(&mut copy, &key, false, &writer).await? {
         Commit::Written => Ok(Outcome::Copied(bytes)),
         Commit::SameContent(_) => Ok(Outcome::Skipped(format!(
             "another writer committed it in {} meanwhile, with the same checksum",
@@ -269,7 +272,7 @@ async fn transfer(
     target: &StoreBackups,
     id: &BackupId,
     meta: &Metadata,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     sealing: Option<&Encryption>,
     progress: Arc<dyn Progress>,
 ) -> Result<Transferred> {
@@ -284,7 +287,8 @@ async fn transfer(
         subject,
         sealing: sealing.cloned(),
     };
-    let (read, sealed) = upload_checked(target, key, upload, check, progress.clone()).await?;
+    let (read, sealed) =
+        upload_checked(target, (writer, key), upload, check, progress.clone()).await?;
     progress.finish();
     let expected = sealed.as_ref().unwrap_or(&read);
     if let Err(e) = read_back(target, key, expected, id).await {
