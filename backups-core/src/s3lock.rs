@@ -79,6 +79,12 @@ impl S3Settings {
             HeaderName::from_static("x-amz-object-lock-retain-until-date"),
             value(&lock.until_text())?,
         );
+        // What the AWS SDKs send beside the checksum itself; moto (and
+        // S3's documentation) ask for it, or Content-MD5, on a locked PUT.
+        headers.insert(
+            HeaderName::from_static("x-amz-sdk-checksum-algorithm"),
+            value("SHA256")?,
+        );
         let client = ClientOptions::new().with_default_headers(headers);
         let store = self
             .builder(Some(client))?
@@ -159,7 +165,11 @@ impl S3Settings {
     fn bucket_endpoint(&self) -> Result<(Url, String)> {
         let b = self.builder(None)?;
         let value = |k| b.get_config_value(&k);
-        let bucket = value(AmazonS3ConfigKey::Bucket)
+        // The builder parses its URL only when it builds.
+        let bucket = Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .or_else(|| value(AmazonS3ConfigKey::Bucket))
             .ok_or_else(|| Error::internal(format!("no bucket in {}", self.url)))?;
         let region = value(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
         let virtual_hosted = value(AmazonS3ConfigKey::VirtualHostedStyleRequest)
