@@ -90,7 +90,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         DIFFERENT,
         "diff --exit-code: the backup and the live state differ",
     ),
-    (RETAINED, "retained: immutable until T (remove of a backup under an object lock)"),
+    (
+        RETAINED,
+        "retained: immutable until T (remove of a backup under an object lock)",
+    ),
     (INTERRUPTED, "interrupted (nothing was committed)"),
 ];
 

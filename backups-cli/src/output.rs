@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use backups_core::immutable::{ImmutableMode, ObjectLock};
 use backups_core::gc::{Garbage, GarbageKind};
+use backups_core::immutable::{ImmutableMode, ObjectLock};
 use backups_core::lease::LeaseInfo;
 use backups_core::metadata::format_time;
 use backups_core::{Metadata, Verification, VerifyLevel};
@@ -226,9 +226,10 @@ fn immutable_column(lock: Option<ObjectLock>) -> String {
 /// The `Immutable` JSON field of list and show: the lock the store
 /// reports (`{"Mode","RetainUntil"}`), or null.
 pub fn immutable_json(lock: Option<ObjectLock>) -> serde_json::Value {
-    lock.map_or(serde_json::Value::Null, |l| {
-        serde_json::json!({"Mode": l.mode.to_string(), "RetainUntil": l.until_text()})
-    })
+    lock.map_or(
+        serde_json::Value::Null,
+        |l| serde_json::json!({"Mode": l.mode.to_string(), "RetainUntil": l.until_text()}),
+    )
 }
 
 /// The `list` table's VERIFIED cell: `-` never, else the level and

@@ -160,11 +160,14 @@ impl Immutability {
 
     /// The lock of an object written at `now`.
     pub fn lock_at(&self, now: OffsetDateTime) -> Result<ObjectLock> {
-        let until = self.duration.after(now).ok_or_else(|| Error::InvalidInput {
-            what: InputKind::Immutability,
-            value: self.duration.to_string(),
-            reason: "the lock would end out of range".into(),
-        })?;
+        let until = self
+            .duration
+            .after(now)
+            .ok_or_else(|| Error::InvalidInput {
+                what: InputKind::Immutability,
+                value: self.duration.to_string(),
+                reason: "the lock would end out of range".into(),
+            })?;
         Ok(ObjectLock::new(self.mode, until))
     }
 
@@ -240,8 +243,10 @@ mod tests {
         let daily = RetentionPolicy::new().with_keep_daily("7".parse().unwrap());
         let month = Immutability::new("1m".parse().unwrap(), ImmutableMode::Governance);
         assert!(month.warnings("nightly", Some(&daily)).is_empty());
-        assert!(Immutability::new(RetentionDuration::default(), ImmutableMode::Governance)
-            .check()
-            .is_err());
+        assert!(
+            Immutability::new(RetentionDuration::default(), ImmutableMode::Governance)
+                .check()
+                .is_err()
+        );
     }
 }

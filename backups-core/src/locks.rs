@@ -36,11 +36,27 @@ impl StoreBackups {
         };
         let s3 = match storage.backend() {
             Backend::S3(s3) => s3,
-            Backend::Local => return Err(refuse("a local directory cannot lock its files; use an S3 bucket with Object Lock")),
+            Backend::Local => {
+                return Err(refuse(
+                    "a local directory cannot lock its files; use an S3 bucket with Object Lock",
+                ));
+            }
             Backend::Memory => return Err(refuse("a memory store cannot lock anything")),
-            Backend::Azure => return Err(refuse("Azure Blob Storage immutability policies are not supported yet (only S3 Object Lock)")),
-            Backend::Gcs => return Err(refuse("Google Cloud Storage object retention is not supported yet (only S3 Object Lock)")),
-            Backend::Other => return Err(refuse("this store is not one this tool can lock objects in")),
+            Backend::Azure => {
+                return Err(refuse(
+                    "Azure Blob Storage immutability policies are not supported yet (only S3 Object Lock)",
+                ));
+            }
+            Backend::Gcs => {
+                return Err(refuse(
+                    "Google Cloud Storage object retention is not supported yet (only S3 Object Lock)",
+                ));
+            }
+            Backend::Other => {
+                return Err(refuse(
+                    "this store is not one this tool can lock objects in",
+                ));
+            }
         };
         s3.check_bucket().await?;
         let lock = immutable.lock_at(OffsetDateTime::now_utc())?;

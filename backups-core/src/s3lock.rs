@@ -172,8 +172,8 @@ impl S3Settings {
             .or_else(|| value(AmazonS3ConfigKey::Bucket))
             .ok_or_else(|| Error::internal(format!("no bucket in {}", self.url)))?;
         let region = value(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
-        let virtual_hosted = value(AmazonS3ConfigKey::VirtualHostedStyleRequest)
-            .is_some_and(|v| v == "true");
+        let virtual_hosted =
+            value(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
         let base = match value(AmazonS3ConfigKey::Endpoint) {
             None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
             Some(e) if virtual_hosted => e.trim_end_matches('/').to_string(),

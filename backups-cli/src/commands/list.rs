@@ -50,7 +50,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         out("No backups to display.\n")?;
     } else {
         let marked: Vec<bool> = list.iter().map(needed).collect();
-        out(&output::table(&list, &marked, &locks, output::terminal_width()))?;
+        out(&output::table(
+            &list,
+            &marked,
+            &locks,
+            output::terminal_width(),
+        ))?;
     }
     for (id, journal) in &pending {
         ctx.say(&crate::context::pending_recovery_warning(id, journal));

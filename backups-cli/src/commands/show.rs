@@ -51,7 +51,8 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
             "immutable: {}\n",
             match lock {
                 Some(l) => format!("{} until {}", l.mode, l.until_text()),
-                None if meta.lock_requested.is_some() => "NO LOCK in the store (one was asked for)".into(),
+                None if meta.lock_requested.is_some() =>
+                    "NO LOCK in the store (one was asked for)".into(),
                 None => "-".into(),
             }
         ));

@@ -80,7 +80,8 @@ async fn keep_locked(
     }
     decision.remove = still;
     // Newest first, as the policy ordered them.
-    let position = |id: &crate::id::BackupId| candidates.iter().position(|m| m.id.as_ref() == Some(id));
+    let position =
+        |id: &crate::id::BackupId| candidates.iter().position(|m| m.id.as_ref() == Some(id));
     decision.keep.sort_by_key(|k| position(&k.id));
     Ok(())
 }
