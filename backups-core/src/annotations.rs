@@ -17,7 +17,6 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::catalog::UnreadableSidecar;
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::metadata::{MAX_METADATA_BYTES, Metadata, Verification};
@@ -79,13 +78,13 @@ pub(crate) async fn keys_of(storage: &Storage, id: &BackupId) -> Result<Vec<(u64
 }
 
 /// Applies the newest readable annotation of `keys` to `meta`; returns
-/// the annotations skipped because they could not be read.
+/// the annotations skipped because they could not be read (key, why).
 pub(crate) async fn apply_newest(
     storage: &Storage,
     id: &BackupId,
     mut keys: Vec<(u64, ObjectPath)>,
     meta: &mut Metadata,
-) -> Result<Vec<UnreadableSidecar>> {
+) -> Result<Vec<(String, String)>> {
     keys.sort();
     let mut skipped = Vec::new();
     for (_, key) in keys.into_iter().rev() {
@@ -97,11 +96,7 @@ pub(crate) async fn apply_newest(
                 break;
             }
             Ok(None) => {}
-            Err(reason) => skipped.push(UnreadableSidecar {
-                id: id.clone(),
-                key: key.to_string(),
-                reason,
-            }),
+            Err(reason) => skipped.push((key.to_string(), reason)),
         }
     }
     Ok(skipped)

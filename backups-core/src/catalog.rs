@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::immutable::{Immutability, ObjectLock};
 use crate::lease;
+pub use crate::metadata::UnreadableSidecar;
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::request::{ArchiveSource, RestoreSource};
 use crate::storage::Storage;
@@ -297,7 +298,15 @@ impl StoreBackups {
         };
         let skipped = match keys {
             Some(keys) if meta.lock_requested.is_some() => {
-                annotations::apply_newest(&self.storage, id, keys, &mut meta).await?
+                annotations::apply_newest(&self.storage, id, keys, &mut meta)
+                    .await?
+                    .into_iter()
+                    .map(|(key, reason)| UnreadableSidecar {
+                        id: id.clone(),
+                        key,
+                        reason,
+                    })
+                    .collect()
             }
             _ => Vec::new(),
         };
@@ -569,23 +578,4 @@ pub struct Listing {
     /// The sidecars skipped because they cannot be read or fail their
     /// checks, by key. `gc` lists them as garbage; `remove ID` deletes one.
     pub unreadable: Vec<UnreadableSidecar>,
-}
-
-/// A sidecar that a listing skipped: it cannot be read (not JSON, empty,
-/// too large) or does not describe a backup (another id, missing fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UnreadableSidecar {
-    /// The id its name gives.
-    pub id: BackupId,
-    /// Its object key.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl std::fmt::Display for UnreadableSidecar {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unreadable sidecar {}: {}", self.key, self.reason)
-    }
 }

@@ -50,6 +50,7 @@ mod annotations;
 mod archive;
 mod backups;
 pub mod catalog;
+mod cloud;
 pub mod copy;
 pub mod crypt;
 pub mod database;

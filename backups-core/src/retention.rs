@@ -232,7 +232,7 @@ pub struct ForgetReport {
     /// The backups of [`Decision::remove`] not removed, and why (the rest were).
     pub failed: Vec<(BackupId, crate::error::Error)>,
     /// The sidecars skipped as unreadable (not counted, not removed).
-    pub unreadable: Vec<crate::catalog::UnreadableSidecar>,
+    pub unreadable: Vec<crate::metadata::UnreadableSidecar>,
 }
 
 /// One backup as the policy sees it.

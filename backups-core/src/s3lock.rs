@@ -20,9 +20,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
+use crate::cloud::s3_builder;
 use crate::error::{Error, Result};
-use crate::immutable::{ImmutableMode, ObjectLock};
-use crate::storage::s3_builder;
+use crate::immutable::lock::{ImmutableMode, ObjectLock};
 
 /// How long one lock request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
