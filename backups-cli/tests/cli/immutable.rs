@@ -308,6 +308,12 @@ fn stores_that_cannot_lock_refuse_before_writing() {
         "{err}"
     );
     assert_eq!(env.ok(&["list"]), "No backups to display.\n");
+    let (code, err) = env.fail(&["create", "--path", tree, "--immutable-for", "11y"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("warning: --immutable-for 11y is longer than 10 years"),
+        "{err}"
+    );
     let (code, err) = env.fail(&["create", "--path", tree, "--immutable-mode", "compliance"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("needs --immutable-for"), "{err}");
