@@ -52,6 +52,8 @@ pub(crate) struct Writer {
     pub(crate) store: Arc<dyn ObjectStore>,
     /// The lock each write carries.
     pub(crate) lock: Option<ObjectLock>,
+    /// Each write carries a SHA-256 checksum the store reports back.
+    pub(crate) checksummed: bool,
 }
 
 /// How a commit ended.

@@ -26,6 +26,7 @@ impl StoreBackups {
             return Ok(Writer {
                 store: self.store(),
                 lock: None,
+                checksummed: false,
             });
         };
         immutable.check()?;
@@ -61,9 +62,24 @@ impl StoreBackups {
         s3.check_bucket().await?;
         let lock = immutable.lock_at(OffsetDateTime::now_utc())?;
         Ok(Writer {
-            store: s3.locked_store(&lock)?,
+            store: s3.write_store(Some(&lock))?,
             lock: Some(lock),
+            checksummed: true,
         })
+    }
+
+    /// [`StoreBackups::writer`] for a copy: on S3 its writes always carry
+    /// a SHA-256 checksum, so that the copy is checked by the checksum the
+    /// store reports instead of being read back.
+    pub(crate) async fn checksummed_writer(&self) -> Result<Writer> {
+        match (self.immutability(), self.storage().backend()) {
+            (None, Backend::S3(s3)) => Ok(Writer {
+                store: s3.write_store(None)?,
+                lock: None,
+                checksummed: true,
+            }),
+            _ => self.writer().await,
+        }
     }
 
     /// The lock that holds `meta`'s backup as the store reports it: the

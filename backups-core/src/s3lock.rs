@@ -65,20 +65,24 @@ impl S3Settings {
         )
     }
 
-    /// A client whose every write carries `lock` (and a SHA-256 checksum).
-    pub(crate) fn locked_store(&self, lock: &ObjectLock) -> Result<Arc<dyn ObjectStore>> {
+    /// A client whose every write carries a SHA-256 checksum (which the
+    /// store checks, and reports back: [`S3Settings::head_checksum`]) and,
+    /// with `lock`, the lock's headers.
+    pub(crate) fn write_store(&self, lock: Option<&ObjectLock>) -> Result<Arc<dyn ObjectStore>> {
         let mut headers = HeaderMap::new();
         let value = |v: &str| {
             HeaderValue::from_str(v).map_err(|e| Error::internal(format!("lock header: {e}")))
         };
-        headers.insert(
-            HeaderName::from_static("x-amz-object-lock-mode"),
-            value(lock.mode.s3_name())?,
-        );
-        headers.insert(
-            HeaderName::from_static("x-amz-object-lock-retain-until-date"),
-            value(&lock.until_text())?,
-        );
+        if let Some(lock) = lock {
+            headers.insert(
+                HeaderName::from_static("x-amz-object-lock-mode"),
+                value(lock.mode.s3_name())?,
+            );
+            headers.insert(
+                HeaderName::from_static("x-amz-object-lock-retain-until-date"),
+                value(&lock.until_text())?,
+            );
+        }
         // What the AWS SDKs send beside the checksum itself; moto (and
         // S3's documentation) ask for it, or Content-MD5, on a locked PUT.
         headers.insert(
@@ -140,6 +144,29 @@ impl S3Settings {
             lock: mode.zip(until).map(|(m, u)| ObjectLock::new(m, u)),
             version: text("x-amz-version-id").map(str::to_string),
         }))
+    }
+
+    /// The size and the SHA-256 checksum the store reports for `key`
+    /// (`x-amz-checksum-sha256` of a HEAD with `x-amz-checksum-mode:
+    /// ENABLED`: base64, `-N` after a composite of N parts); `None` when
+    /// it reports none.
+    pub(crate) async fn head_checksum(&self, key: &ObjectPath) -> Result<Option<(u64, String)>> {
+        let url = self.object_url(key)?;
+        let mode = [("x-amz-checksum-mode", "ENABLED")];
+        let response = self.send(Method::HEAD, url, &mode).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.storage_error(&format!("HEAD {key}"), status.to_string()));
+        }
+        let h = response.headers();
+        let size = h
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let sum = h
+            .get("x-amz-checksum-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(size.zip(sum))
     }
 
     /// Deletes one version of `key` with `x-amz-bypass-governance-retention`

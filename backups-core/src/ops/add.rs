@@ -14,7 +14,7 @@ use crate::metadata::CHECKSUM_FORMAT;
 use crate::progress::Progress;
 use crate::request::{AddOutcome, ArchiveSource};
 use crate::storage::Storage;
-use crate::upload::upload_with;
+use crate::upload::{PartDigests, upload_hashing_parts};
 
 use super::create::encryption_info;
 use super::{Sealed, scan};
@@ -141,8 +141,8 @@ async fn upload_validated(
         subject,
         sealing,
     };
-    let (_, stored) = upload_checked(backups, (writer, key), upload, check, progress).await?;
-    Ok(stored)
+    let uploaded = upload_checked(backups, (writer, key), upload, check, progress).await?;
+    Ok(uploaded.sealed)
 }
 
 /// What [`upload_checked`] uploads: the bytes of `reader` (named `subject`
@@ -156,6 +156,16 @@ pub(crate) struct Upload {
     pub(crate) sealing: Option<Encryption>,
 }
 
+/// What [`upload_checked`] stored.
+pub(crate) struct Uploaded {
+    /// The digests of the bytes read.
+    pub(crate) read: Digests,
+    /// When they were sealed, the digests of the stored object.
+    pub(crate) sealed: Option<Digests>,
+    /// Through a checksummed writer: the SHA-256 of each stored part.
+    pub(crate) parts: Option<PartDigests>,
+}
+
 /// Streams `upload` into a (multipart) upload at `key`, hashing the bytes
 /// read; the upload is completed only if `check` accepts their digests
 /// (else it is aborted and nothing is stored). Returns the digests of the
@@ -166,17 +176,18 @@ pub(crate) async fn upload_checked(
     upload: Upload,
     check: impl FnOnce(&Digests) -> Result<()> + Send + 'static,
     progress: Arc<dyn Progress>,
-) -> Result<(Digests, Option<Digests>)> {
+) -> Result<Uploaded> {
     let Upload {
         mut reader,
         subject,
         sealing,
     } = upload;
-    upload_with(
+    let ((read, sealed), parts) = upload_hashing_parts(
         writer.store.clone(),
         key,
         backups.upload_options(),
         backups.cancellation(),
+        writer.checksummed,
         move |out| {
             // The bytes are hashed as they are read; the sealer hashes
             // what is stored.
@@ -203,7 +214,12 @@ pub(crate) async fn upload_checked(
             Ok((got, stored))
         },
     )
-    .await
+    .await?;
+    Ok(Uploaded {
+        read,
+        sealed,
+        parts,
+    })
 }
 
 /// `zstd` or `gzip`, by the archive's first bytes (validated already).

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::metadata::{CopiedFrom, Metadata};
 use crate::progress::Progress;
-use crate::storage::Storage;
+use crate::storage::{Backend, Storage};
 use crate::upload::object_reader;
 
 use super::add::{Upload, upload_checked};
@@ -229,7 +229,7 @@ async fn copy_one(
         return Ok(Outcome::Copied(meta.stored_size()));
     }
     // Refuses a lock the target cannot keep before anything is written.
-    let writer = target.writer().await?;
+    let writer = target.checksummed_writer().await?;
     let encrypted = meta.encryption.is_some() || sealing.is_some();
     let mut copy = meta.clone();
     copy.archive = Storage::new_archive_name(id, &meta.compression, encrypted);
@@ -287,15 +287,47 @@ async fn transfer(
         subject,
         sealing: sealing.cloned(),
     };
-    let (read, sealed) =
-        upload_checked(target, (writer, key), upload, check, progress.clone()).await?;
+    let uploaded = upload_checked(target, (writer, key), upload, check, progress.clone()).await?;
     progress.finish();
+    let (read, sealed) = (uploaded.read, uploaded.sealed);
     let expected = sealed.as_ref().unwrap_or(&read);
-    if let Err(e) = read_back(target, key, expected, id).await {
+    let reported = match &uploaded.parts {
+        Some(parts) => store_checksum_matches(target, key, expected, parts).await?,
+        None => false,
+    };
+    if !reported && let Err(e) = read_back(target, key, expected, id).await {
         target.storage().discard(key).await;
         return Err(e);
     }
     Ok(Transferred { read, sealed })
+}
+
+/// Whether the store reports, for the object at `key`, the size and the
+/// SHA-256 checksum of the bytes that were sent (`parts`, whose digests
+/// must be `expected`'s): it checked every part on receipt, so the
+/// object need not be read back. `false` (then it is read back) when the
+/// store reports no checksum, or one that differs.
+async fn store_checksum_matches(
+    target: &StoreBackups,
+    key: &object_store::path::Path,
+    expected: &Digests,
+    parts: &crate::upload::PartDigests,
+) -> Result<bool> {
+    let Backend::S3(s3) = target.storage().backend() else {
+        return Ok(false);
+    };
+    if parts.size != expected.size {
+        return Ok(false);
+    }
+    let Some(want) = parts.s3_checksum(&expected.sha256_hex) else {
+        return Ok(false);
+    };
+    let Some((size, got)) = s3.head_checksum(key).await? else {
+        return Ok(false);
+    };
+    // Some stores (moto) leave out a composite checksum's `-N`.
+    let bare = want.split_once('-').map_or(want.as_str(), |(b, _)| b);
+    Ok(size == expected.size && (got == want || got == bare))
 }
 
 /// Reads the object at `key` back from `target`: its size and SHA-256
