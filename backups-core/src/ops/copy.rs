@@ -1,6 +1,7 @@
 //! Copy: committed backups streamed from one store into another, each
 //! verified on the way (the bytes read against the source's sidecar) and
-//! read back from the target (size and SHA-256) before it is committed
+//! checked in the target (size and SHA-256: the checksum an S3 store
+//! reports for what it received, else the object read back) before it is committed
 //! there with the commit protocol of every write (sidecar last). Nothing
 //! is ever deleted in the target; a backup it already holds is skipped.
 
