@@ -317,6 +317,23 @@ fn stores_that_cannot_lock_refuse_before_writing() {
     let (code, err) = env.fail(&["create", "--path", tree, "--immutable-mode", "compliance"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("needs --immutable-for"), "{err}");
+    // The profile's keys are the flags'.
+    let config = env.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profile.default]\nimmutable_for = \"2d\"\nimmutable_mode = \"compliance\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (code, err) = env.fail(&["--config", config, "create", "--path", tree]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot make immutable backups in"), "{err}");
+    let shown = env.ok(&["--config", config, "config", "show"]);
+    assert!(
+        shown.contains("immutable_for = \"2d\"")
+            && shown.contains("immutable_mode = \"compliance\""),
+        "{shown}"
+    );
 
     // A bucket without Object Lock: exit 6, and not one object in it.
     let Some((endpoint, bucket)) = moto_bucket(false) else {
