@@ -60,6 +60,18 @@ s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
 print(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])["Body"].read().decode())
 "#;
 
+/// Puts object argv 3 (locked for a day) and argv 4 (not) in bucket argv 2.
+const PUT_ORPHANS: &str = r#"
+import boto3, datetime, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b"left by a killed create",
+              ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until,
+              ChecksumAlgorithm="SHA256")
+s3.put_object(Bucket=sys.argv[2], Key=sys.argv[4], Body=b"left by a killed create")
+"#;
+
 /// The moto endpoint, and a fresh bucket on it (with Object Lock or not).
 fn moto_bucket(lock: bool) -> Option<(String, String)> {
     let endpoint = service_env("BACKUPS_TEST_MOTO_ENDPOINT")?;
@@ -191,6 +203,23 @@ fn immutable_backups_are_locked_on_moto_and_outlive_remove_and_forget() {
         "{report}"
     );
     assert_eq!(run(&["gc"]).trim(), "No garbage found.");
+    // gc never touches a locked object (an archive a killed create left).
+    let locked = format!("{prefix}/20260101-000000.{MODEL}.aaaa.tar.gz");
+    let unlocked = format!("{prefix}/20260101-000000.{MODEL}.bbbb.tar.gz");
+    python_args(PUT_ORPHANS, &[&endpoint, &bucket, &locked, &unlocked]);
+    let garbage: Value =
+        serde_json::from_str(&run(&["gc", "--older-than", "0s", "--json"])).unwrap();
+    let keys: Vec<&str> = garbage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec![unlocked.as_str()], "{garbage}");
+    run(&["gc", "--older-than", "0s", "--yes"]);
+    let left = head_locks(&endpoint, &bucket, &[&locked, &unlocked]);
+    assert_locked(&left[locked.as_str()], "GOVERNANCE", 86400.0);
+    assert_eq!(left[unlocked.as_str()], "missing", "{left}");
 
     // verify reads the lock back.
     let verified = run(&["verify", &id]);
