@@ -113,6 +113,13 @@ impl Context {
     /// One warning line for each sidecar a listing skipped.
     pub fn warn_unreadable(&self, skipped: &[UnreadableSidecar]) {
         for u in skipped {
+            if u.key.contains(".annotations/") {
+                // The backup is listed, with its older annotation.
+                self.say(&format!(
+                    "warning: skipping {u} (the annotation before it is used; `backups gc --yes` deletes it)"
+                ));
+                continue;
+            }
             self.say(&format!(
                 "warning: skipping {u} (`backups gc` lists it, `backups remove {}` deletes it)",
                 u.id

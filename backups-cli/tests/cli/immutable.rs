@@ -72,6 +72,14 @@ s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b"left by a killed creat
 s3.put_object(Bucket=sys.argv[2], Key=sys.argv[4], Body=b"left by a killed create")
 "#;
 
+/// Puts the bytes argv 4 at key argv 3 of bucket argv 2.
+const PUT: &str = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.argv[4].encode())
+"#;
+
 /// The moto endpoint, and a fresh bucket on it (with Object Lock or not).
 fn moto_bucket(lock: bool) -> Option<(String, String)> {
     let endpoint = service_env("BACKUPS_TEST_MOTO_ENDPOINT")?;
@@ -176,6 +184,21 @@ fn immutable_backups_are_locked_on_moto_and_outlive_remove_and_forget() {
         "{written}"
     );
     assert_eq!(written["Notes"], "", "{written}");
+    // A newer annotation that cannot be read is skipped, with a warning.
+    let bad = format!("{prefix}/{id}.annotations/09999999999999999999.json");
+    python_args(PUT, &[&endpoint, &bucket, &bad, "not json"]);
+    let out = on(&env, &endpoint, &store, &["list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["Labels"], serde_json::json!(["manual", "keep"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&bad), "{err}");
+    // gc lists it as an unreadable sidecar, and deletes it.
+    let garbage = run(&["gc"]);
+    assert!(
+        garbage.contains("unreadable-sidecar") && garbage.contains(&bad),
+        "{garbage}"
+    );
+    run(&["gc", "--yes"]);
 
     // remove is refused (exit 15) and leaves both objects in place.
     let out = on(&env, &endpoint, &store, &["remove", &id]);
