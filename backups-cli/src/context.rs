@@ -73,6 +73,25 @@ impl Context {
         })
     }
 
+    /// Writes new backups under the lock `args` asks for (if any), with a
+    /// warning for one longer than 10 years or shorter than `retention`
+    /// (a schedule's name and policy) may keep a backup.
+    pub fn lock_writes(
+        &mut self,
+        args: &crate::immutable::ImmutableArgs,
+        retention: Option<(&str, Option<&backups_core::RetentionPolicy>)>,
+    ) -> Result<(), Failure> {
+        let Some(imm) = args.resolve()? else {
+            return Ok(());
+        };
+        let (schedule, policy) = retention.unwrap_or(("", None));
+        for w in imm.warnings(schedule, policy) {
+            stderr_line!("warning: {}", w);
+        }
+        self.backups = self.backups.clone().with_immutability(Some(imm));
+        Ok(())
+    }
+
     /// Where the store's work reports its progress.
     pub fn progress(&self) -> Arc<dyn Progress> {
         self.progress.clone()
@@ -94,6 +113,13 @@ impl Context {
     /// One warning line for each sidecar a listing skipped.
     pub fn warn_unreadable(&self, skipped: &[UnreadableSidecar]) {
         for u in skipped {
+            if u.key.contains(".annotations/") {
+                // The backup is listed, with its older annotation.
+                self.say(&format!(
+                    "warning: skipping {u} (the annotation before it is used; `backups gc --yes` deletes it)"
+                ));
+                continue;
+            }
             self.say(&format!(
                 "warning: skipping {u} (`backups gc` lists it, `backups remove {}` deletes it)",
                 u.id

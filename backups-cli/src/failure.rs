@@ -38,6 +38,8 @@ pub const HOOK: u8 = 12;
 pub const ENCRYPTION: u8 = 13;
 /// `diff --exit-code`: the backup and the live state differ.
 pub const DIFFERENT: u8 = 14;
+/// A backup still under an object lock was asked to be removed.
+pub const RETAINED: u8 = 15;
 /// A backups server (--remote) refused the request: no valid token, or
 /// not permitted for this token's role.
 pub const NOT_PERMITTED: u8 = 16;
@@ -90,6 +92,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         DIFFERENT,
         "diff --exit-code: the backup and the live state differ",
+    ),
+    (
+        RETAINED,
+        "retained: immutable until T (remove of a backup under an object lock)",
     ),
     (
         NOT_PERMITTED,
@@ -179,7 +185,12 @@ fn exit_code(e: &Error) -> u8 {
         | Error::UnreadableSidecar { .. }
         | Error::UnsafePath { .. }
         | Error::Incompatible { .. } => VERIFICATION,
-        Error::Storage { .. } | Error::NoStore { .. } | Error::AppendOnly { .. } => STORAGE,
+        Error::Storage { .. }
+        | Error::NoStore { .. }
+        | Error::AppendOnly { .. }
+        | Error::NoObjectLock { .. } => STORAGE,
+        Error::ImmutableUnsupported { .. } => USAGE,
+        Error::Retained { .. } => RETAINED,
         Error::PendingRecovery { .. } => USAGE,
         Error::InvalidInput {
             what: InputKind::StoreUrl,

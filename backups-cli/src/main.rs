@@ -23,6 +23,7 @@ mod context;
 mod failure;
 mod hooks;
 mod host;
+mod immutable;
 mod keys;
 mod output;
 mod progress;

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use backups_core::gc::{Garbage, GarbageKind};
+use backups_core::immutable::{ImmutableMode, ObjectLock};
 use backups_core::lease::LeaseInfo;
 use backups_core::metadata::format_time;
 use backups_core::{Metadata, Verification};
@@ -136,8 +137,13 @@ fn short_time(meta: &Metadata) -> String {
 /// The `list` table; a backup whose `pending` flag is set (a pending
 /// restore journal needs it) gets `(pending recovery)` after its labels;
 /// notes (the last column) are cut to fit `width`.
-pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> String {
-    let mut rows: Vec<[String; 7]> = list
+pub fn table(
+    list: &[Metadata],
+    pending: &[bool],
+    locks: &[Option<ObjectLock>],
+    width: Option<usize>,
+) -> String {
+    let mut rows: Vec<[String; 8]> = list
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -152,6 +158,7 @@ pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> Strin
                 human_size(m.size),
                 verified_column(m),
                 if m.clean() { "yes" } else { "no" }.to_string(),
+                immutable_column(locks.get(i).copied().flatten()),
                 escape(&labels).into_owned(),
                 escape(&m.notes).into_owned(),
             ]
@@ -163,6 +170,7 @@ pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> Strin
         "SIZE",
         "VERIFIED",
         "CLEAN",
+        "IMMUTABLE",
         "LABELS",
         "NOTES",
     ];
@@ -174,11 +182,11 @@ pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> Strin
     }
     if let Some(width) = width {
         // What the columns before the notes take, with their separators.
-        let before: usize = widths[..6].iter().map(|w| w + 2).sum();
+        let before: usize = widths[..7].iter().map(|w| w + 2).sum();
         let room = width.saturating_sub(before).max(8);
         for r in &mut rows {
-            if r[6].chars().count() > room {
-                r[6] = r[6].chars().take(room - 1).collect::<String>() + "…";
+            if r[7].chars().count() > room {
+                r[7] = r[7].chars().take(room - 1).collect::<String>() + "…";
             }
         }
     }
@@ -198,6 +206,30 @@ pub fn table(list: &[Metadata], pending: &[bool], width: Option<usize>) -> Strin
         out.push_str(&fmt_row(r));
     }
     out
+}
+
+/// The `list` table's IMMUTABLE cell: the day the store's lock ends
+/// (`-` when there is none, or it ended), `compliance` marked.
+fn immutable_column(lock: Option<ObjectLock>) -> String {
+    match lock.filter(|l| l.holds_at(time::OffsetDateTime::now_utc())) {
+        None => "-".into(),
+        Some(l) => {
+            let day: String = l.until_text().chars().take(10).collect();
+            match l.mode {
+                ImmutableMode::Compliance => format!("{day} (compliance)"),
+                _ => day,
+            }
+        }
+    }
+}
+
+/// The `Immutable` JSON field of list and show: the lock the store
+/// reports (`{"Mode","RetainUntil"}`), or null.
+pub fn immutable_json(lock: Option<ObjectLock>) -> serde_json::Value {
+    lock.map_or(
+        serde_json::Value::Null,
+        |l| serde_json::json!({"Mode": l.mode.to_string(), "RetainUntil": l.until_text()}),
+    )
 }
 
 /// The `list` table's VERIFIED cell: `-` never, else the level and

@@ -3,6 +3,7 @@
 //! backup — including the commit protocol. Operations (create, add,
 //! restore...) build on it; it knows none of them.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -12,9 +13,12 @@ use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions, 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::annotations;
 use crate::error::{Error, Result};
 use crate::id::BackupId;
+use crate::immutable::{Immutability, ObjectLock};
 use crate::lease;
+pub use crate::metadata::UnreadableSidecar;
 use crate::metadata::{MAX_METADATA_BYTES, Metadata};
 use crate::request::{ArchiveSource, RestoreSource};
 use crate::storage::Storage;
@@ -37,6 +41,19 @@ pub struct StoreBackups {
     cancel: CancellationToken,
     holder: String,
     journal_dir: Option<std::path::PathBuf>,
+    immutable: Option<Immutability>,
+    bypass_governance: bool,
+}
+
+/// Where a backup's write-once objects go: the store, or a client of it
+/// whose every write carries `lock` (see [`StoreBackups::with_immutability`]).
+pub(crate) struct Writer {
+    /// The store to write the archive and commit record through.
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The lock each write carries.
+    pub(crate) lock: Option<ObjectLock>,
+    /// Each write carries a SHA-256 checksum the store reports back.
+    pub(crate) checksummed: bool,
 }
 
 /// How a commit ended.
@@ -62,7 +79,38 @@ impl StoreBackups {
             cancel: CancellationToken::new(),
             holder: format!("process {}", std::process::id()),
             journal_dir: None,
+            immutable: None,
+            bypass_governance: false,
         }
+    }
+
+    /// Writes every new backup's archive and commit record (`create`,
+    /// `add`, and copies into this store) under an object lock of
+    /// `immutable` from when it is written (S3 Object Lock; other stores
+    /// refuse with [`Error::ImmutableUnsupported`], a bucket without Object
+    /// Lock with [`Error::NoObjectLock`], before anything is written).
+    pub fn with_immutability(mut self, immutable: Option<Immutability>) -> Self {
+        self.immutable = immutable;
+        self
+    }
+
+    /// The lock new backups are written under.
+    pub fn immutability(&self) -> Option<Immutability> {
+        self.immutable
+    }
+
+    /// Lets `remove` delete a backup under a governance-mode lock (with
+    /// `x-amz-bypass-governance-retention`, which needs
+    /// `s3:BypassGovernanceRetention`); compliance mode is never bypassed,
+    /// and `forget` always keeps locked backups.
+    pub fn with_bypass_governance(mut self, bypass: bool) -> Self {
+        self.bypass_governance = bypass;
+        self
+    }
+
+    /// Whether [`StoreBackups::with_bypass_governance`] was given.
+    pub(crate) fn bypass_governance(&self) -> bool {
+        self.bypass_governance
     }
 
     /// Where restore plans keep their journals on this host
@@ -126,6 +174,18 @@ impl StoreBackups {
     /// A sidecar that cannot be read, or that fails its checks
     /// ([`check_sidecar`]), is [`Error::UnreadableSidecar`].
     pub(crate) async fn sidecar(&self, id: &BackupId) -> Result<Option<Metadata>> {
+        let Some(mut meta) = self.commit_record(id).await? else {
+            return Ok(None);
+        };
+        if meta.lock_requested.is_some() {
+            let keys = annotations::keys_of(&self.storage, id).await?;
+            annotations::apply_newest(&self.storage, id, keys, &mut meta).await?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// The commit record of `id` as written (without its annotations).
+    async fn commit_record(&self, id: &BackupId) -> Result<Option<Metadata>> {
         let key = self.storage.sidecar_key(id);
         let result = match self.store().get(&key).await {
             Ok(r) => r,
@@ -159,7 +219,7 @@ impl StoreBackups {
     /// Whether a sidecar of `id` exists, readable or not (an id whose
     /// sidecar is unreadable is not free for a new backup).
     async fn id_taken(&self, id: &BackupId) -> Result<bool> {
-        match self.sidecar(id).await {
+        match self.commit_record(id).await {
             Ok(found) => Ok(found.is_some()),
             Err(Error::UnreadableSidecar { .. }) => Ok(true),
             Err(e) => Err(e),
@@ -192,9 +252,16 @@ impl StoreBackups {
             .iter()
             .filter_map(|o| self.storage.id_of_sidecar(&o.location))
             .collect();
-        let fetched: Vec<(BackupId, Result<Option<Metadata>>)> = futures::stream::iter(ids)
+        let mut notes: HashMap<BackupId, Vec<(u64, ObjectPath)>> = HashMap::new();
+        for o in &objects {
+            if let Some((id, seq)) = annotations::parse_key(&self.storage, &o.location) {
+                notes.entry(id).or_default().push((seq, o.location.clone()));
+            }
+        }
+        let notes = &notes;
+        let fetched: Vec<(BackupId, Result<Annotated>)> = futures::stream::iter(ids)
             .map(|id| async move {
-                let found = self.sidecar(&id).await;
+                let found = self.annotated(&id, notes.get(&id).cloned()).await;
                 (id, found)
             })
             .buffer_unordered(LIST_CONCURRENCY)
@@ -203,8 +270,11 @@ impl StoreBackups {
         let mut listing = Listing::default();
         for (id, found) in fetched {
             match found {
-                Ok(Some(meta)) => listing.backups.push(meta),
-                Ok(None) => {}
+                Ok((Some(meta), skipped)) => {
+                    listing.backups.push(meta);
+                    listing.unreadable.extend(skipped);
+                }
+                Ok((None, _)) => {}
                 Err(Error::UnreadableSidecar { key, reason }) => listing
                     .unreadable
                     .push(UnreadableSidecar { id, key, reason }),
@@ -216,6 +286,33 @@ impl StoreBackups {
             .sort_by(|a, b| b.started.cmp(&a.started).then_with(|| b.id.cmp(&a.id)));
         listing.unreadable.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listing)
+    }
+
+    /// The commit record of `id` with the newest of its annotations
+    /// `keys` applied when it is locked, and the annotations skipped.
+    async fn annotated(
+        &self,
+        id: &BackupId,
+        keys: Option<Vec<(u64, ObjectPath)>>,
+    ) -> Result<Annotated> {
+        let Some(mut meta) = self.commit_record(id).await? else {
+            return Ok((None, Vec::new()));
+        };
+        let skipped = match keys {
+            Some(keys) if meta.lock_requested.is_some() => {
+                annotations::apply_newest(&self.storage, id, keys, &mut meta)
+                    .await?
+                    .into_iter()
+                    .map(|(key, reason)| UnreadableSidecar {
+                        id: id.clone(),
+                        key,
+                        reason,
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        Ok((Some(meta), skipped))
     }
 
     /// Writes the sidecar: the commit point. Create-only where the store
@@ -234,7 +331,9 @@ impl StoreBackups {
         meta: &mut Metadata,
         archive: &ObjectPath,
         next_free: bool,
+        writer: &Writer,
     ) -> Result<Commit> {
+        meta.lock_requested = writer.lock;
         let guard = match lease::acquire_waiting(
             &self.storage,
             lease::COMMIT,
@@ -255,7 +354,7 @@ impl StoreBackups {
                 self.storage.discard(archive).await;
                 return Err(e);
             }
-            self.commit_locked(meta, archive).await
+            self.commit_locked(meta, archive, writer).await
         }
         .await;
         let released = lease::release(&self.storage, guard).await;
@@ -285,7 +384,12 @@ impl StoreBackups {
     }
 
     /// The commit itself, under the commit lease.
-    async fn commit_locked(&self, meta: &Metadata, archive: &ObjectPath) -> Result<Commit> {
+    async fn commit_locked(
+        &self,
+        meta: &Metadata,
+        archive: &ObjectPath,
+        writer: &Writer,
+    ) -> Result<Commit> {
         let id = meta
             .id
             .as_ref()
@@ -295,8 +399,8 @@ impl StoreBackups {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .store()
+        match writer
+            .store
             .put_opts(&key, PutPayload::from(meta.for_sidecar().to_json()), opts)
             .await
         {
@@ -306,7 +410,7 @@ impl StoreBackups {
                 return Err(Error::storage(&key, e));
             }
         }
-        let current = match self.sidecar(id).await {
+        let current = match self.commit_record(id).await {
             Ok(c) => c,
             Err(e) => {
                 self.storage.discard(archive).await;
@@ -421,6 +525,12 @@ impl StoreBackups {
     pub(crate) async fn delete(&self, id: &BackupId) -> Result<()> {
         self.storage.check_may_delete("remove a backup")?;
         let archive = match self.committed(id).await {
+            Ok(meta) if meta.lock_requested.is_some() => {
+                if self.delete_locked(id, &meta).await? {
+                    return annotations::delete_all(&self.storage, id).await;
+                }
+                self.storage.archive_key(id, &meta)
+            }
             Ok(meta) => self.storage.archive_key(id, &meta),
             Err(Error::UnreadableSidecar { .. }) => self.storage.key(&format!("{id}.tar.gz")),
             Err(e) => return Err(e),
@@ -430,9 +540,14 @@ impl StoreBackups {
             .delete(&sidecar)
             .await
             .map_err(|e| Error::storage(&sidecar, e))?;
-        self.storage.delete_if_exists(&archive).await
+        self.storage.delete_if_exists(&archive).await?;
+        annotations::delete_all(&self.storage, id).await
     }
 }
+
+/// A backup's metadata with its annotations applied, and the annotations
+/// skipped as unreadable.
+type Annotated = (Option<Metadata>, Vec<UnreadableSidecar>);
 
 /// What a sidecar must hold to describe a backup: the id its name gives,
 /// a start time, a checksum and a size. `Err` says what is wrong.
@@ -465,23 +580,4 @@ pub struct Listing {
     /// The sidecars skipped because they cannot be read or fail their
     /// checks, by key. `gc` lists them as garbage; `remove ID` deletes one.
     pub unreadable: Vec<UnreadableSidecar>,
-}
-
-/// A sidecar that a listing skipped: it cannot be read (not JSON, empty,
-/// too large) or does not describe a backup (another id, missing fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UnreadableSidecar {
-    /// The id its name gives.
-    pub id: BackupId,
-    /// Its object key.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl std::fmt::Display for UnreadableSidecar {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unreadable sidecar {}: {}", self.key, self.reason)
-    }
 }

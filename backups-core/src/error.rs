@@ -136,6 +136,34 @@ pub enum Error {
         /// What was refused (`remove`, `forget`, `gc`, `unlock`).
         operation: String,
     },
+    /// Object locks were asked of a store that cannot keep them (a local
+    /// or memory store; Azure and GCS are not supported yet).
+    #[error("cannot make immutable backups in {store}: {reason}")]
+    ImmutableUnsupported {
+        /// The store's URL.
+        store: String,
+        /// Why (the backend named).
+        reason: String,
+    },
+    /// Object locks were asked of an S3 bucket that has no Object Lock
+    /// configuration (it must be created with Object Lock enabled).
+    #[error("bucket {bucket} has no Object Lock configuration")]
+    NoObjectLock {
+        /// The bucket.
+        bucket: String,
+    },
+    /// A backup still under an object lock cannot be removed.
+    #[error("{id}: retained until {until} ({hint})")]
+    Retained {
+        /// The backup.
+        id: crate::id::BackupId,
+        /// When its lock ends (RFC 3339).
+        until: String,
+        /// What may still be done (`governance mode: --bypass-governance
+        /// to override, if the credentials allow`, or that compliance mode
+        /// cannot be overridden).
+        hint: String,
+    },
     /// The database dumper or loader failed.
     #[error("database error: {message}")]
     Database {
@@ -318,12 +346,15 @@ pub enum InputKind {
     Label,
     /// A schedule's notify URL (`http://` or `https://`).
     NotifyUrl,
+    /// An immutable backup's lock (`--immutable-for`, `--immutable-mode`).
+    Immutability,
 }
 
 impl std::fmt::Display for InputKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             InputKind::BackupId => "backup id",
+            InputKind::Immutability => "object lock",
             InputKind::BackupTime => "backup start time",
             InputKind::StoreUrl => "store URL",
             InputKind::ExcludePattern => "exclude pattern",

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use crate::catalog::Listing;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
-use crate::storage::{Storage, strip_archive_suffix};
+use crate::storage::{Backend, Storage, strip_archive_suffix};
 
 /// Why an object is garbage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +147,7 @@ pub(crate) async fn find(
     }
     out.extend(uncommitted_slices(storage).await?);
     out.retain(|g| g.kind == GarbageKind::UnreadableSidecar || g.age_secs >= min_age.as_secs());
+    drop_locked(storage, &mut out).await?;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
@@ -165,6 +166,31 @@ async fn uncommitted_slices(storage: &Storage) -> Result<Vec<Garbage>> {
         }
     }
     Ok(out)
+}
+
+/// Leaves out of `garbage` every object an S3 Object Lock still holds
+/// (an archive a killed immutable create left): gc never touches one.
+async fn drop_locked(storage: &Storage, garbage: &mut Vec<Garbage>) -> Result<()> {
+    let Backend::S3(s3) = storage.backend() else {
+        return Ok(());
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut kept = Vec::with_capacity(garbage.len());
+    for g in garbage.drain(..) {
+        let locked = match g.kind {
+            GarbageKind::StagingFile => false,
+            _ => s3
+                .head(&object_store::path::Path::from(g.key.as_str()))
+                .await?
+                .and_then(|h| h.lock)
+                .is_some_and(|l| l.holds_at(now)),
+        };
+        if !locked {
+            kept.push(g);
+        }
+    }
+    *garbage = kept;
+    Ok(())
 }
 
 /// Deletes what [`find`] returned; the caller holds the store's lease.

@@ -46,9 +46,11 @@
 // build (clippy, tests) enables it and so checks `unreachable_pub` in full.
 #![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 
+mod annotations;
 mod archive;
 mod backups;
 pub mod catalog;
+mod cloud;
 pub mod copy;
 pub mod crypt;
 pub mod database;
@@ -61,9 +63,11 @@ mod files;
 pub mod gc;
 pub mod host;
 pub mod id;
+pub mod immutable;
 pub mod journal;
 pub mod juju;
 pub mod lease;
+mod locks;
 pub mod metadata;
 mod ops;
 pub mod pitr;
@@ -72,6 +76,7 @@ mod request;
 pub mod restore;
 pub mod retention;
 pub mod rewrite;
+mod s3lock;
 pub mod schedule;
 pub mod secret;
 pub mod services;

@@ -155,6 +155,11 @@ pub struct Metadata {
     /// (`backups copy`); absent for a backup made or uploaded here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied_from: Option<CopiedFrom>,
+    /// Ours: the object lock this backup's archive and commit record were
+    /// written with (`--immutable-for`); what the store holds is read from
+    /// it (`StoreBackups::object_lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_requested: Option<crate::immutable::lock::ObjectLock>,
     /// Ours, in sidecars: the secret keys of the archive's metadata
     /// (`CAPrivateKey`...) that the sidecar leaves out; they stay only
     /// inside the archive.
@@ -543,6 +548,25 @@ pub fn format_time(t: Option<OffsetDateTime>) -> String {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// A sidecar that a listing skipped: it cannot be read (not JSON, empty,
+/// too large) or does not describe a backup (another id, missing fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnreadableSidecar {
+    /// The id its name gives.
+    pub id: BackupId,
+    /// Its object key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnreadableSidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unreadable sidecar {}: {}", self.key, self.reason)
+    }
 }
 
 #[cfg(test)]

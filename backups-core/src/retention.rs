@@ -290,7 +290,7 @@ pub struct ForgetReport {
     /// The backups of [`Decision::remove`] not removed, and why (the rest were).
     pub failed: Vec<(BackupId, crate::error::Error)>,
     /// The sidecars skipped as unreadable (not counted, not removed).
-    pub unreadable: Vec<crate::catalog::UnreadableSidecar>,
+    pub unreadable: Vec<crate::metadata::UnreadableSidecar>,
 }
 
 /// One backup as the policy sees it.
@@ -380,6 +380,35 @@ impl RetentionPolicy {
     pub fn with_pending_recovery(mut self, ids: impl IntoIterator<Item = BackupId>) -> Self {
         self.pending_recovery.extend(ids);
         self
+    }
+
+    /// About how long the policy may keep a backup: the longest of its
+    /// `within` durations and of its bucket counts as spans (7 daily: 7d,
+    /// 4 weekly: 28d, 12 monthly: 12m...); `None` when a count is
+    /// unlimited or a label keeps backups forever. `keep_last` is no span.
+    pub fn longest_kept(&self) -> Option<RetentionDuration> {
+        if !self.labels.is_empty() {
+            return None;
+        }
+        let mut spans = vec![self.within];
+        spans.extend(self.within_buckets);
+        for (bucket, count) in Bucket::ALL.iter().zip(self.counts) {
+            let n = match count {
+                KeepCount::Count(n) => n,
+                KeepCount::Unlimited if *bucket == Bucket::Last => continue,
+                KeepCount::Unlimited => return None,
+            };
+            spans.push(match bucket {
+                Bucket::Last => continue,
+                Bucket::Hourly => RetentionDuration::new(0, 0, 0, n),
+                Bucket::Daily => RetentionDuration::new(0, 0, n, 0),
+                Bucket::Weekly => RetentionDuration::new(0, 0, n.saturating_mul(7), 0),
+                Bucket::Monthly => RetentionDuration::new(0, n, 0, 0),
+                Bucket::Yearly => RetentionDuration::new(n, 0, 0, 0),
+            });
+        }
+        let now = OffsetDateTime::now_utc();
+        spans.into_iter().max_by_key(|d| d.after(now))
     }
 
     /// Whether the policy has no rule at all (then it would keep only the

@@ -16,17 +16,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::time::Duration;
-
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::cloud::{bad_url, cloud_store};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::metadata::Metadata;
@@ -42,6 +38,25 @@ pub struct Storage {
     local_modes: (u32, u32),
     /// Never delete anything ([`APPEND_ONLY_OPTION`]).
     append_only: bool,
+    /// What kind of store it is, for object locks.
+    backend: Backend,
+}
+
+/// The kind of store, and for S3 what reopens it (object-lock requests).
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// A local directory.
+    Local,
+    /// `memory://`.
+    Memory,
+    /// An S3 bucket (or S3-compatible store).
+    S3(Arc<crate::s3lock::S3Settings>),
+    /// Azure Blob Storage.
+    Azure,
+    /// Google Cloud Storage.
+    Gcs,
+    /// An object store given to [`Storage::new`].
+    Other,
 }
 
 /// The store option that lets a local store's group read it
@@ -68,98 +83,6 @@ impl fmt::Debug for Storage {
     }
 }
 
-fn bad_url(value: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidInput {
-        what: crate::error::InputKind::StoreUrl,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// How transient failures (5xx, timeouts, connection resets) are retried,
-/// with exponential backoff.
-fn retry_config() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
-            base: 2.0,
-        },
-        max_retries: 8,
-        retry_timeout: Duration::from_secs(300),
-    }
-}
-
-/// Our defaults for how long one request may take, each applied only when
-/// the cloud's own environment (`{env_prefix}_TIMEOUT`, ...) does not set
-/// it: the builders' `with_client_options` would replace every client
-/// setting read from the environment (`AWS_ALLOW_HTTP` among them).
-fn client_defaults(env_prefix: &str) -> Vec<(ClientConfigKey, &'static str)> {
-    [
-        (ClientConfigKey::ConnectTimeout, "CONNECT_TIMEOUT", "10s"),
-        (ClientConfigKey::Timeout, "TIMEOUT", "120s"),
-    ]
-    .into_iter()
-    .filter(|(_, var, _)| std::env::var_os(format!("{env_prefix}_{var}")).is_none())
-    .map(|(key, _, value)| (key, value))
-    .collect()
-}
-
-/// Builds an S3, Azure or GCS store: credentials and settings from the
-/// environment (`AWS_*`, `AZURE_*`, `GOOGLE_*`), then `options` (object_store
-/// config keys such as `endpoint`, `region`, `allow_http`). An unknown key
-/// is an error rather than silently ignored.
-fn cloud_store<I, K, V>(parsed: &Url, url: &str, options: I) -> Result<Arc<dyn ObjectStore>>
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<str>,
-    V: Into<String>,
-{
-    let unknown = |k: &str| bad_url(url, format!("unknown store option {k:?}"));
-    let built: object_store::Result<Arc<dyn ObjectStore>> = match parsed.scheme() {
-        "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env()
-                .with_url(url)
-                .with_retry(retry_config());
-            for (k, v) in client_defaults("AWS") {
-                b = b.with_config(AmazonS3ConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                let key: AmazonS3ConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
-                b = b.with_config(key, v);
-            }
-            b.build().map(|s| Arc::new(s) as _)
-        }
-        "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .with_retry(retry_config());
-            for (k, v) in client_defaults("GOOGLE") {
-                b = b.with_config(GoogleConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                let key: GoogleConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
-                b = b.with_config(key, v);
-            }
-            b.build().map(|s| Arc::new(s) as _)
-        }
-        _ => {
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .with_retry(retry_config());
-            for (k, v) in client_defaults("AZURE") {
-                b = b.with_config(AzureConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                let key: AzureConfigKey = k.as_ref().parse().map_err(|_| unknown(k.as_ref()))?;
-                b = b.with_config(key, v);
-            }
-            b.build().map(|s| Arc::new(s) as _)
-        }
-    };
-    built.map_err(|e| bad_url(url, e.to_string()))
-}
-
 impl Storage {
     /// Wraps an existing object store; keys go under `prefix`.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: ObjectPath, url: impl Into<String>) -> Self {
@@ -170,7 +93,13 @@ impl Storage {
             local_dir: None,
             local_modes: (0o700, 0o600),
             append_only: false,
+            backend: Backend::Other,
         }
+    }
+
+    /// What kind of store this is.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Never deletes anything in the store (see [`APPEND_ONLY_OPTION`]).
@@ -306,17 +235,26 @@ impl Storage {
             }
             "memory" => {
                 no_options("memory")?;
-                Ok(Storage::new(
-                    Arc::new(InMemory::new()),
-                    ObjectPath::default(),
-                    url,
-                ))
+                let mut storage =
+                    Storage::new(Arc::new(InMemory::new()), ObjectPath::default(), url);
+                storage.backend = Backend::Memory;
+                Ok(storage)
             }
             "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+                let backend = match parsed.scheme() {
+                    "s3" | "s3a" => Backend::S3(Arc::new(crate::s3lock::S3Settings::new(
+                        url,
+                        options.clone(),
+                    ))),
+                    "gs" => Backend::Gcs,
+                    _ => Backend::Azure,
+                };
                 let store = cloud_store(&parsed, url, options)?;
                 let prefix = ObjectPath::from_url_path(parsed.path())
                     .map_err(|e| bad_url(url, e.to_string()))?;
-                Ok(Storage::new(store, prefix, url))
+                let mut storage = Storage::new(store, prefix, url);
+                storage.backend = backend;
+                Ok(storage)
             }
             other => Err(bad_url(
                 url,
@@ -367,6 +305,7 @@ impl Storage {
         let mut storage = Storage::new(Arc::new(fs), ObjectPath::default(), url);
         storage.local_dir = Some(path);
         storage.local_modes = modes;
+        storage.backend = Backend::Local;
         Ok(storage)
     }
 

@@ -102,6 +102,101 @@ where
     T: Send + 'static,
     F: FnOnce(&mut ChannelWriter) -> Result<T> + Send + 'static,
 {
+    let (out, _) = upload_hashing_parts(store, key, options, cancel, false, produce).await?;
+    Ok(out)
+}
+
+/// The SHA-256 of each part an upload made of the stored bytes (parts of
+/// `part_size` bytes, the last one shorter, as object_store's `BufWriter`
+/// cuts them; none for an object smaller than a part, which is one put).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartDigests {
+    /// Each part's SHA-256, in order.
+    pub(crate) parts: Vec<[u8; 32]>,
+    /// The bytes stored.
+    pub(crate) size: u64,
+    part_size: u64,
+    current: sha2::Sha256,
+    in_part: u64,
+}
+
+impl PartDigests {
+    fn new(part_size: usize) -> Self {
+        PartDigests {
+            part_size: part_size.max(1) as u64,
+            ..Default::default()
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        use sha2::Digest;
+        while !bytes.is_empty() {
+            let room = (self.part_size - self.in_part) as usize;
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.current.update(now);
+            self.in_part += now.len() as u64;
+            self.size += now.len() as u64;
+            if self.in_part == self.part_size {
+                self.parts
+                    .push(std::mem::take(&mut self.current).finalize().into());
+                self.in_part = 0;
+            }
+            bytes = rest;
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        use sha2::Digest;
+        if self.in_part > 0 {
+            self.parts
+                .push(std::mem::take(&mut self.current).finalize().into());
+            self.in_part = 0;
+        }
+        if self.size < self.part_size {
+            self.parts.clear();
+        }
+        self
+    }
+
+    /// The checksum S3 reports for the object (`x-amz-checksum-sha256`
+    /// with `x-amz-checksum-mode: ENABLED`): the SHA-256 of the whole
+    /// object (`whole_sha256_hex`) when it was one put, else the SHA-256 of
+    /// the parts' SHA-256s, base64, with `-N` for N parts.
+    pub(crate) fn s3_checksum(&self, whole_sha256_hex: &str) -> Option<String> {
+        use base64::Engine;
+        use sha2::Digest;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if self.parts.is_empty() {
+            let whole = hex::decode(whole_sha256_hex).ok()?;
+            return Some(b64.encode(whole));
+        }
+        let mut of_parts = sha2::Sha256::new();
+        for p in &self.parts {
+            of_parts.update(p);
+        }
+        Some(format!(
+            "{}-{}",
+            b64.encode(of_parts.finalize()),
+            self.parts.len()
+        ))
+    }
+}
+
+/// [`upload_with`], also hashing the stored bytes part by part when
+/// `hash_parts` (for a store that reports its own checksums).
+pub(crate) async fn upload_hashing_parts<T, F>(
+    store: Arc<dyn ObjectStore>,
+    key: &ObjectPath,
+    options: UploadOptions,
+    cancel: &CancellationToken,
+    hash_parts: bool,
+    produce: F,
+) -> Result<(T, Option<PartDigests>)>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut ChannelWriter) -> Result<T> + Send + 'static,
+{
+    let mut parts = hash_parts.then(|| PartDigests::new(options.part_size));
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let producer = tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
@@ -126,6 +221,9 @@ where
             }
         };
         let Some(chunk) = chunk else { break };
+        if let Some(p) = parts.as_mut() {
+            p.update(&chunk);
+        }
         let put = tokio::select! {
             r = upload.put(chunk) => r,
             _ = cancel.cancelled() => {
@@ -154,7 +252,7 @@ where
                     },
                 )
             })?;
-            Ok(out)
+            Ok((out, parts.map(PartDigests::finish)))
         }
         (Some(err), _) | (None, Err(err)) => {
             // Best effort: the original error is what the caller needs.
@@ -204,5 +302,43 @@ pub(crate) fn object_stream(result: GetResult) -> BoxStream<'static, object_stor
                 .boxed()
         }
         GetResultPayload::Stream(stream) => stream,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksums Garage and moto reported for these objects (a put
+    /// with `ChecksumAlgorithm="SHA256"`, then `head_object` with
+    /// `ChecksumMode="ENABLED"`).
+    #[test]
+    fn part_digests_give_the_checksum_s3_reports() {
+        use sha2::Digest;
+        let part = 5 * 1024 * 1024;
+        let mut data = vec![b'a'; part];
+        data.extend(vec![b'b'; 100]);
+        let mut parts = PartDigests::new(part);
+        // Chunks that do not line up with the parts.
+        for chunk in data.chunks(777_777) {
+            parts.update(chunk);
+        }
+        let parts = parts.finish();
+        assert_eq!(parts.size, data.len() as u64);
+        let whole = hex::encode(sha2::Sha256::digest(&data));
+        assert_eq!(
+            parts.s3_checksum(&whole).unwrap(),
+            "7n1ZEEGpZyRgQtPvGMqYL80UbaFJA89T+2OobG6XQAs=-2"
+        );
+        // Smaller than a part: one put, the whole object's SHA-256.
+        let small = vec![b'x'; 1000];
+        let mut one = PartDigests::new(part);
+        one.update(&small);
+        let one = one.finish();
+        let whole = hex::encode(sha2::Sha256::digest(&small));
+        assert_eq!(
+            one.s3_checksum(&whole).unwrap(),
+            "RPg1RJSlugO6F5Ko0+nFNMR6kYGYD956P0SwbvKufH8="
+        );
     }
 }

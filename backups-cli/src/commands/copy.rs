@@ -1,5 +1,5 @@
 //! `backups copy`: backups streamed from the store into a second one,
-//! verified on the way and read back before they are committed there.
+//! verified on the way and checked there before they are committed.
 
 use backups_core::copy::{CopyReport, CopyRequest, CopySelection};
 use serde_json::json;
@@ -22,7 +22,7 @@ Examples:
 Each archive is streamed from the store (--store, the profile) into the
 target (--to URL with --to-store-option KEY=VALUE, or the store of the
 config file's --to-profile NAME); its bytes are checked against the sidecar
-while they stream (size, SHA-1, SHA-256), the stored copy is read back (size
+while they stream (size, SHA-1, SHA-256), the stored copy is checked (size
 and SHA-256), and only then is its sidecar written in the target, as create
 commits. A corrupt source is refused (exit 5) and leaves nothing in the
 target. A backup the target holds with the same checksum is skipped; one
@@ -59,6 +59,8 @@ pub struct Args {
     pub to_store_options: Vec<(String, String)>,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub immutable: crate::immutable::ImmutableArgs,
     /// Say what would be copied and skipped; write nothing.
     #[arg(long)]
     pub dry_run: bool,

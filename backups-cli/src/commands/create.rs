@@ -62,6 +62,8 @@ pub struct Args {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub immutable: crate::immutable::ImmutableArgs,
     /// Dump only these databases (repeatable; default: all but admin, local, config).
     #[arg(long = "include-db", value_name = "DB")]
     pub include_dbs: Vec<String>,

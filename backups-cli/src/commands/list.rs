@@ -25,6 +25,8 @@ pub struct Args {
 /// journal needs is marked.
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let list = ctx.list().await?;
+    // Read from the store (HEAD), for the backups written with a lock.
+    let locks = ctx.backups.object_locks(&list).await?;
     let pending: Vec<_> = ctx.pending_recoveries();
     let needed = |m: &backups_core::Metadata| {
         m.id.as_ref()
@@ -33,8 +35,10 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     if args.json {
         let values: Vec<_> = list
             .iter()
-            .map(|m| {
+            .zip(&locks)
+            .map(|(m, lock)| {
                 let mut v = output::json_value(m);
+                v["Immutable"] = output::immutable_json(*lock);
                 if needed(m) {
                     v["PendingRecovery"] = true.into();
                 }
@@ -46,7 +50,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         out("No backups to display.\n")?;
     } else {
         let marked: Vec<bool> = list.iter().map(needed).collect();
-        out(&output::table(&list, &marked, output::terminal_width()))?;
+        out(&output::table(
+            &list,
+            &marked,
+            &locks,
+            output::terminal_width(),
+        ))?;
     }
     for (id, journal) in &pending {
         ctx.say(&crate::context::pending_recovery_warning(id, journal));

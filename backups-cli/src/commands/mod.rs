@@ -209,19 +209,31 @@ pub async fn run_configured(
         apply::mongo(&mut args.mongo, &profile);
         apply::keys(&mut args.encrypt, &profile);
     }
-    if let Command::Copy(args) = command {
+    if let Command::Upload(args) = &mut command {
+        args.immutable.fill_from(&profile);
+    }
+    if let Command::Copy(mut args) = command {
         // The target store, from --to or --to-profile; it may be created.
         let target_global = copy::target_global(&global, &args, config)?;
-        let target = Context::open(&target_global, false, cancel.clone(), true)?;
+        if let Some(name) = &args.to_profile {
+            args.immutable.fill_from(&config.profile(Some(name))?.1);
+        }
+        let mut target = Context::open(&target_global, false, cancel.clone(), true)?;
+        target.lock_writes(&args.immutable, None)?;
         let ctx = Context::open(&global, false, cancel, false)?;
         return copy::run(&ctx, &target, args).await;
     }
-    let ctx = Context::open(
+    let mut ctx = Context::open(
         &global,
         command.verbose(),
         cancel.clone(),
         command.creates_store(),
     )?;
+    match &command {
+        Command::Create(args) => ctx.lock_writes(&args.immutable, None)?,
+        Command::Upload(args) => ctx.lock_writes(&args.immutable, None)?,
+        _ => {}
+    }
     if let Command::Pitr(args) = command {
         return pitr::run(&ctx, args, cancel).await;
     }

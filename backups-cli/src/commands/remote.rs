@@ -87,7 +87,13 @@ pub async fn list(r: &Remote, args: list::Args) -> CliResult {
         .iter()
         .map(|v| v["PendingRecovery"] == json!(true))
         .collect();
-    out(&output::table(&list, &marked, output::terminal_width()))
+    let locks = vec![None; list.len()];
+    out(&output::table(
+        &list,
+        &marked,
+        &locks,
+        output::terminal_width(),
+    ))
 }
 
 /// `show` through the server.

@@ -40,6 +40,10 @@ pub struct Args {
     /// a restore that did not finish (with a warning).
     #[arg(long)]
     pub force: bool,
+    /// Remove a backup still under a governance-mode object lock (needs
+    /// s3:BypassGovernanceRetention; compliance mode cannot be bypassed).
+    #[arg(long)]
+    pub bypass_governance: bool,
 }
 
 /// Removes each backup; one that cannot be removed is reported and the
@@ -56,6 +60,10 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
     if ids.is_empty() {
         out("Nothing to remove.\n")?;
     }
+    let backups = ctx
+        .backups
+        .clone()
+        .with_bypass_governance(args.bypass_governance);
     let mut first_error = None;
     for id in ids {
         if args.dry_run {
@@ -70,9 +78,9 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
                     journal.display()
                 );
             }
-            ctx.backups.remove_forced(&id).await
+            backups.remove_forced(&id).await
         } else {
-            ctx.backups.remove(&id).await
+            backups.remove(&id).await
         };
         match removed {
             Ok(()) => out(&format!("Removed backup {id}\n"))?,

@@ -29,6 +29,7 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> CliResult {
     let id = parse_id(&args.id)?;
     let meta = ctx.backups.metadata(&id).await?;
+    let lock = ctx.backups.object_lock(&meta).await?;
     let pending = ctx
         .pending_recoveries()
         .into_iter()
@@ -36,6 +37,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         .map(|(_, journal)| journal);
     if args.json {
         let mut v = output::json_value(&meta);
+        v["Immutable"] = output::immutable_json(lock);
         if pending.is_some() {
             v["PendingRecovery"] = true.into();
         }
@@ -45,6 +47,15 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         ))
     } else {
         let mut text = output::details(&meta);
+        text.push_str(&format!(
+            "immutable: {}\n",
+            match lock {
+                Some(l) => format!("{} until {}", l.mode, l.until_text()),
+                None if meta.lock_requested.is_some() =>
+                    "NO LOCK in the store (one was asked for)".into(),
+                None => "-".into(),
+            }
+        ));
         if let Some(journal) = pending {
             text.push_str(&format!(
                 "pending recovery: yes: the restore journal {} needs it to undo a restore that did not finish (`backups restore {id} --target / --yes`); forget keeps it and remove refuses it\n",

@@ -26,6 +26,8 @@ pub struct Args {
     pub file: PathBuf,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    #[command(flatten)]
+    pub immutable: crate::immutable::ImmutableArgs,
     /// Refuse to store the archive unencrypted (give --encrypt-to,
     /// --recipients-file or --passphrase-file).
     #[arg(long)]

@@ -59,6 +59,7 @@ pub fn create(args: &mut create::Args, p: &Profile) {
     if args.unlock_cmd.is_empty() {
         args.unlock_cmd.clone_from(&p.unlock_cmd);
     }
+    args.immutable.fill_from(p);
     args.juju |= p.juju.unwrap_or(false);
     if args.juju_data_dir.is_none() {
         args.juju_data_dir.clone_from(&p.juju_data_dir);

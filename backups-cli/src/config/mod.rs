@@ -92,6 +92,10 @@ pub struct Profile {
     pub juju_data_dir: Option<PathBuf>,
     /// --juju-mongo-address.
     pub juju_mongo_address: Option<String>,
+    /// --immutable-for (create, upload, and copies into this profile's store).
+    pub immutable_for: Option<String>,
+    /// --immutable-mode: "governance" or "compliance".
+    pub immutable_mode: Option<String>,
 }
 
 /// A `[[schedule]]` entry.

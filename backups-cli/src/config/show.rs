@@ -60,6 +60,12 @@ pub struct Settings {
     /// Where the controller's MongoDB listens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub juju_mongo_address: Option<String>,
+    /// The object lock new backups are written under (shown when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutable_for: Option<String>,
+    /// Its mode (shown with `immutable_for`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutable_mode: Option<String>,
 }
 
 impl Settings {
@@ -102,6 +108,14 @@ impl Settings {
             juju: create.juju,
             juju_data_dir: create.juju.then(|| create.juju_data_dir()),
             juju_mongo_address: create.juju.then(|| create.juju_mongo_address().to_string()),
+            immutable_for: create.immutable.immutable_for.clone(),
+            immutable_mode: create.immutable.immutable_for.as_ref().map(|_| {
+                create
+                    .immutable
+                    .immutable_mode
+                    .clone()
+                    .unwrap_or_else(|| "governance".into())
+            }),
         }
     }
 

@@ -18,6 +18,7 @@ mod edges;
 mod forget;
 mod ha;
 mod hostile;
+mod immutable;
 mod interrupted;
 mod json_style;
 mod juju;

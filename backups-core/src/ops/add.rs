@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::catalog::{Commit, StoreBackups};
+use crate::catalog::{Commit, StoreBackups, Writer};
 use crate::crypt::{Encryption, Sealer, sniff_age};
 use crate::digest::{Digests, HashingWriter};
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::metadata::CHECKSUM_FORMAT;
 use crate::progress::Progress;
 use crate::request::{AddOutcome, ArchiveSource};
 use crate::storage::Storage;
-use crate::upload::upload_with;
+use crate::upload::{PartDigests, upload_hashing_parts};
 
 use super::create::encryption_info;
 use super::{Sealed, scan};
@@ -68,12 +68,13 @@ pub(crate) async fn add(
             new: digests.sha1_base64,
         });
     }
+    let writer = backups.writer().await?;
     progress.phase("uploading", Some(digests.size));
     meta.archive = Storage::new_archive_name(&id, &meta.compression, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let stored = upload_validated(
         backups,
-        &key,
+        (&writer, &key),
         &source,
         digests.clone(),
         encryption.clone(),
@@ -97,7 +98,7 @@ pub(crate) async fn add(
     if summary.has_root_tar {
         meta.file_bytes = Some(s.bytes);
     }
-    let outcome = match backups.commit(&mut meta, &key, false).await? {
+    let outcome = match backups.commit(&mut meta, &key, false, &writer).await? {
         Commit::Written => AddOutcome {
             metadata: meta.for_sidecar(),
             already_present: false,
@@ -116,7 +117,7 @@ pub(crate) async fn add(
 /// object's digests when it is encrypted.
 async fn upload_validated(
     backups: &StoreBackups,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     source: &ArchiveSource,
     expected: Digests,
     sealing: Option<Encryption>,
@@ -140,8 +141,8 @@ async fn upload_validated(
         subject,
         sealing,
     };
-    let (_, stored) = upload_checked(backups, key, upload, check, progress).await?;
-    Ok(stored)
+    let uploaded = upload_checked(backups, (writer, key), upload, check, progress).await?;
+    Ok(uploaded.sealed)
 }
 
 /// What [`upload_checked`] uploads: the bytes of `reader` (named `subject`
@@ -155,27 +156,38 @@ pub(crate) struct Upload {
     pub(crate) sealing: Option<Encryption>,
 }
 
+/// What [`upload_checked`] stored.
+pub(crate) struct Uploaded {
+    /// The digests of the bytes read.
+    pub(crate) read: Digests,
+    /// When they were sealed, the digests of the stored object.
+    pub(crate) sealed: Option<Digests>,
+    /// Through a checksummed writer: the SHA-256 of each stored part.
+    pub(crate) parts: Option<PartDigests>,
+}
+
 /// Streams `upload` into a (multipart) upload at `key`, hashing the bytes
 /// read; the upload is completed only if `check` accepts their digests
 /// (else it is aborted and nothing is stored). Returns the digests of the
 /// bytes read and, when they were sealed, of the stored object.
 pub(crate) async fn upload_checked(
     backups: &StoreBackups,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     upload: Upload,
     check: impl FnOnce(&Digests) -> Result<()> + Send + 'static,
     progress: Arc<dyn Progress>,
-) -> Result<(Digests, Option<Digests>)> {
+) -> Result<Uploaded> {
     let Upload {
         mut reader,
         subject,
         sealing,
     } = upload;
-    upload_with(
-        backups.store(),
+    let ((read, sealed), parts) = upload_hashing_parts(
+        writer.store.clone(),
         key,
         backups.upload_options(),
         backups.cancellation(),
+        writer.checksummed,
         move |out| {
             // The bytes are hashed as they are read; the sealer hashes
             // what is stored.
@@ -202,7 +214,12 @@ pub(crate) async fn upload_checked(
             Ok((got, stored))
         },
     )
-    .await
+    .await?;
+    Ok(Uploaded {
+        read,
+        sealed,
+        parts,
+    })
 }
 
 /// `zstd` or `gzip`, by the archive's first bytes (validated already).

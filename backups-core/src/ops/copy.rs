@@ -1,6 +1,7 @@
 //! Copy: committed backups streamed from one store into another, each
 //! verified on the way (the bytes read against the source's sidecar) and
-//! read back from the target (size and SHA-256) before it is committed
+//! checked in the target (size and SHA-256: the checksum an S3 store
+//! reports for what it received, else the object read back) before it is committed
 //! there with the commit protocol of every write (sidecar last). Nothing
 //! is ever deleted in the target; a backup it already holds is skipped.
 
@@ -10,14 +11,14 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 
-use crate::catalog::{Commit, StoreBackups};
+use crate::catalog::{Commit, StoreBackups, Writer};
 use crate::crypt::Encryption;
 use crate::digest::{Digests, Hasher};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::metadata::{CopiedFrom, Metadata};
 use crate::progress::Progress;
-use crate::storage::Storage;
+use crate::storage::{Backend, Storage};
 use crate::upload::object_reader;
 
 use super::add::{Upload, upload_checked};
@@ -228,11 +229,14 @@ async fn copy_one(
     if request.dry_run {
         return Ok(Outcome::Copied(meta.stored_size()));
     }
+    // Refuses a lock the target cannot keep before anything is written.
+    let writer = target.checksummed_writer().await?;
     let encrypted = meta.encryption.is_some() || sealing.is_some();
     let mut copy = meta.clone();
     copy.archive = Storage::new_archive_name(id, &meta.compression, encrypted);
     let key = target.storage().key(&copy.archive);
-    let stored = transfer(source, target, id, meta, &key, sealing.as_ref(), progress).await?;
+    let to = (&writer, &key);
+    let stored = transfer(source, target, id, meta, to, sealing.as_ref(), progress).await?;
     if let (Some(e), Some(digests)) = (&sealing, &stored.sealed) {
         copy.encryption = Some(encryption_info(e, digests));
         if copy.sha256.is_empty() {
@@ -244,7 +248,7 @@ async fn copy_one(
         store: crate::secret::redact_uri(source.storage().url()),
         time: Some(OffsetDateTime::now_utc()),
     });
-    match target.commit(&mut copy, &key, false).await? {
+    match target.commit(&mut copy, &key, false, &writer).await? {
         Commit::Written => Ok(Outcome::Copied(bytes)),
         Commit::SameContent(_) => Ok(Outcome::Skipped(format!(
             "another writer committed it in {} meanwhile, with the same checksum",
@@ -269,7 +273,7 @@ async fn transfer(
     target: &StoreBackups,
     id: &BackupId,
     meta: &Metadata,
-    key: &object_store::path::Path,
+    (writer, key): (&Writer, &object_store::path::Path),
     sealing: Option<&Encryption>,
     progress: Arc<dyn Progress>,
 ) -> Result<Transferred> {
@@ -284,14 +288,47 @@ async fn transfer(
         subject,
         sealing: sealing.cloned(),
     };
-    let (read, sealed) = upload_checked(target, key, upload, check, progress.clone()).await?;
+    let uploaded = upload_checked(target, (writer, key), upload, check, progress.clone()).await?;
     progress.finish();
+    let (read, sealed) = (uploaded.read, uploaded.sealed);
     let expected = sealed.as_ref().unwrap_or(&read);
-    if let Err(e) = read_back(target, key, expected, id).await {
+    let reported = match &uploaded.parts {
+        Some(parts) => store_checksum_matches(target, key, expected, parts).await?,
+        None => false,
+    };
+    if !reported && let Err(e) = read_back(target, key, expected, id).await {
         target.storage().discard(key).await;
         return Err(e);
     }
     Ok(Transferred { read, sealed })
+}
+
+/// Whether the store reports, for the object at `key`, the size and the
+/// SHA-256 checksum of the bytes that were sent (`parts`, whose digests
+/// must be `expected`'s): it checked every part on receipt, so the
+/// object need not be read back. `false` (then it is read back) when the
+/// store reports no checksum, or one that differs.
+async fn store_checksum_matches(
+    target: &StoreBackups,
+    key: &object_store::path::Path,
+    expected: &Digests,
+    parts: &crate::upload::PartDigests,
+) -> Result<bool> {
+    let Backend::S3(s3) = target.storage().backend() else {
+        return Ok(false);
+    };
+    if parts.size != expected.size {
+        return Ok(false);
+    }
+    let Some(want) = parts.s3_checksum(&expected.sha256_hex) else {
+        return Ok(false);
+    };
+    let Some((size, got)) = s3.head_checksum(key).await? else {
+        return Ok(false);
+    };
+    // Some stores (moto) leave out a composite checksum's `-N`.
+    let bare = want.split_once('-').map_or(want.as_str(), |(b, _)| b);
+    Ok(size == expected.size && (got == want || got == bare))
 }
 
 /// Reads the object at `key` back from `target`: its size and SHA-256

@@ -111,6 +111,8 @@ async fn create_unlocked(
     request: CreateRequest,
     progress: Arc<dyn Progress>,
 ) -> Result<Metadata> {
+    // Refuses a lock the store cannot keep before anything is written.
+    let writer = backups.writer().await?;
     let (started, id) = backups.fresh_id(&request.identity.model_uuid).await?;
     progress.phase("scanning", None);
     let files = request.files.clone();
@@ -139,7 +141,7 @@ async fn create_unlocked(
     meta.archive = Storage::new_archive_name(&id, &meta.compression, encryption.is_some());
     let key = backups.storage().key(&meta.archive);
     let produced = upload_with(
-        backups.store(),
+        writer.store.clone(),
         &key,
         backups.upload_options(),
         backups.cancellation(),
@@ -199,7 +201,7 @@ async fn create_unlocked(
     if let Some(dump) = produced.dump {
         record_dump(&mut meta, dump, progress.as_ref());
     }
-    backups.commit(&mut meta, &key, true).await?;
+    backups.commit(&mut meta, &key, true, &writer).await?;
     progress.finish();
     Ok(meta)
 }

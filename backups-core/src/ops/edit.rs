@@ -89,7 +89,12 @@ pub(crate) async fn edit(backups: &StoreBackups, id: &BackupId, edit: &Edit) -> 
     let result = async {
         let mut meta = backups.committed(id).await?;
         edit.apply(&mut meta);
-        backups.rewrite_sidecar(&meta).await?;
+        if meta.lock_requested.is_some() {
+            // A locked commit record is never rewritten: a new annotation.
+            crate::annotations::write(storage, id, &meta).await?;
+        } else {
+            backups.rewrite_sidecar(&meta).await?;
+        }
         Ok::<_, Error>(meta)
     }
     .await;

@@ -3,7 +3,8 @@
 
 use crate::catalog::StoreBackups;
 use crate::error::{Error, Result};
-use crate::retention::{ForgetReport, RetentionPolicy};
+use crate::metadata::Metadata;
+use crate::retention::{Decision, ForgetReport, Kept, RetentionPolicy};
 
 /// Takes the store's lease once, lists the backups, applies `policy` and
 /// removes what it decides to remove (each sidecar first, then archive),
@@ -23,7 +24,8 @@ pub(crate) async fn forget(
             let pending = backups.pending_recoveries()?.into_iter().map(|(id, _)| id);
             let policy = policy.clone().with_pending_recovery(pending);
             let listing = backups.listing().await?;
-            let decision = policy.apply(&listing.backups);
+            let mut decision = policy.apply(&listing.backups);
+            keep_locked(backups, &listing.backups, &mut decision).await?;
             let mut failed = Vec::new();
             for id in &decision.remove {
                 let outcome = match guard.check() {
@@ -44,4 +46,36 @@ pub(crate) async fn forget(
             })
         })
         .await
+}
+
+/// Moves the backups of `decision.remove` that an object lock still holds
+/// to `decision.keep`, with the reason `immutable until T` (forget never
+/// bypasses a lock).
+async fn keep_locked(
+    backups: &StoreBackups,
+    candidates: &[Metadata],
+    decision: &mut Decision,
+) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut still = Vec::new();
+    for id in std::mem::take(&mut decision.remove) {
+        let meta = candidates.iter().find(|m| m.id.as_ref() == Some(&id));
+        let lock = match meta {
+            Some(m) if m.lock_requested.is_some() => backups.object_lock(m).await?,
+            _ => None,
+        };
+        match lock.filter(|l| l.holds_at(now)) {
+            Some(l) => decision.keep.push(Kept {
+                id,
+                reasons: vec![format!("immutable until {}", l.until_text())],
+            }),
+            None => still.push(id),
+        }
+    }
+    decision.remove = still;
+    // Newest first, as the policy ordered them.
+    let position =
+        |id: &crate::id::BackupId| candidates.iter().position(|m| m.id.as_ref() == Some(id));
+    decision.keep.sort_by_key(|k| position(&k.id));
+    Ok(())
 }

@@ -113,6 +113,37 @@ impl VerifyRequest {
     }
 }
 
+/// For a backup written with a lock: the lock the store holds must be
+/// there and last at least as long as the one asked for (a second's
+/// slack); `Ok(Err(problem))` otherwise, `Ok(Ok(what holds))` when it is.
+async fn check_lock(
+    backups: &StoreBackups,
+    meta: &Metadata,
+) -> Result<std::result::Result<Option<String>, String>> {
+    let Some(asked) = meta.lock_requested else {
+        return Ok(Ok(None));
+    };
+    Ok(match backups.object_lock(meta).await? {
+        None => Err(format!(
+            "its object lock is missing in the store (it was written with {} until {})",
+            asked.mode,
+            asked.until_text()
+        )),
+        Some(held) if held.retain_until + time::Duration::seconds(1) < asked.retain_until => {
+            Err(format!(
+                "its object lock ends {}, before the {} asked for",
+                held.until_text(),
+                asked.until_text()
+            ))
+        }
+        Some(held) => Ok(Some(format!(
+            "locked ({}) until {}",
+            held.mode,
+            held.until_text()
+        ))),
+    })
+}
+
 /// Verifies `id` and records the outcome in its sidecar. A failed check is
 /// an outcome (`ok: false`), not an error; errors are what prevented the
 /// check (the backup is gone, the store unreachable, no key).
@@ -131,7 +162,11 @@ pub(crate) async fn verify(
         VerifyLevel::Drill => drill(backups, id, &meta, request, progress).await,
     };
     let record = match outcome {
-        Ok(detail) => Verification::now(request.level, true, detail),
+        Ok(detail) => match check_lock(backups, &meta).await? {
+            Ok(Some(lock)) => Verification::now(request.level, true, format!("{detail}; {lock}")),
+            Ok(None) => Verification::now(request.level, true, detail),
+            Err(problem) => Verification::now(request.level, false, problem),
+        },
         Err(e) if is_verdict(&e) => Verification::now(request.level, false, e.to_string()),
         Err(e) => return Err(e),
     };

@@ -109,6 +109,16 @@ impl RetentionDuration {
         }
     }
 
+    /// A duration of `years` years.
+    pub const fn years(years: u32) -> Self {
+        RetentionDuration {
+            years,
+            months: 0,
+            days: 0,
+            hours: 0,
+        }
+    }
+
     /// Whether every part is zero (the duration keeps nothing).
     pub fn is_zero(&self) -> bool {
         *self == RetentionDuration::default()
@@ -119,18 +129,28 @@ impl RetentionDuration {
     /// end of a month runs into the next); `None` when out of range (then
     /// every backup is within).
     pub(super) fn before(&self, t: OffsetDateTime) -> Option<OffsetDateTime> {
-        let months = i64::from(t.year()) * 12 + i64::from(u8::from(t.month()))
-            - 1
-            - i64::from(self.years) * 12
-            - i64::from(self.months);
+        self.shift(t, -1)
+    }
+
+    /// The point this duration after `t`, as Go's
+    /// `t.AddDate(y, m, d).Add(h hours)` computes it (how long an object
+    /// lock of this duration lasts); `None` when out of range.
+    pub fn after(&self, t: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.shift(t, 1)
+    }
+
+    /// `t` moved by this duration, forward (`sign` 1) or back (-1).
+    fn shift(&self, t: OffsetDateTime, sign: i64) -> Option<OffsetDateTime> {
+        let months = i64::from(t.year()) * 12 + i64::from(u8::from(t.month())) - 1
+            + sign * (i64::from(self.years) * 12 + i64::from(self.months));
         let year = i32::try_from(months.div_euclid(12)).ok()?;
         let month = Month::try_from(u8::try_from(months.rem_euclid(12) + 1).ok()?).ok()?;
         let first = Date::from_calendar_date(year, month, 1).ok()?;
-        let offset = i64::from(t.day()) - 1 - i64::from(self.days);
+        let offset = i64::from(t.day()) - 1 + sign * i64::from(self.days);
         let date = first.checked_add(time::Duration::days(offset))?;
         date.with_time(t.time())
             .assume_utc()
-            .checked_sub(time::Duration::hours(i64::from(self.hours)))
+            .checked_add(time::Duration::hours(sign * i64::from(self.hours)))
     }
 }
 

@@ -76,10 +76,12 @@ pub fn build(
             create.labels.push(l);
         }
     }
-    let backups = Context::new(&global, false, CancellationToken::new())?.backups;
     // Bad values were refused when the config file was read; an empty
     // table is refused here (it would read as "keep everything").
     let retention = entry.retention.clone();
+    let mut ctx = Context::new(&global, false, CancellationToken::new())?;
+    ctx.lock_writes(&create.immutable, Some((&entry.name, retention.as_ref())))?;
+    let backups = ctx.backups;
     if retention.as_ref().is_some_and(RetentionPolicy::is_empty) {
         return Err(Failure::usage(format!(
             "schedule {}: the retention table has no keep_* rule (remove it to keep everything)",
@@ -123,5 +125,9 @@ fn copy_target(
     target.allow_http = false;
     target.store_options.clear();
     apply::global(&mut target, &profile);
-    Ok(Context::new(&target, false, CancellationToken::new())?.backups)
+    let mut immutable = crate::immutable::ImmutableArgs::default();
+    immutable.fill_from(&profile);
+    let mut ctx = Context::new(&target, false, CancellationToken::new())?;
+    ctx.lock_writes(&immutable, None)?;
+    Ok(ctx.backups)
 }
