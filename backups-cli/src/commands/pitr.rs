@@ -11,7 +11,7 @@ use backups_mongo::pitr::MongoOplogSource;
 use backups_mongo::{DumpOptions, MongoDumper};
 use serde_json::json;
 
-use crate::args::{MongoArgs, parse_duration};
+use crate::args::{MongoArgs, parse_slice};
 use crate::context::Context;
 use crate::failure::{CliResult, Failure};
 use crate::keys::EncryptArgs;
@@ -85,20 +85,6 @@ pub struct ListArgs {
     /// Print JSON: {"ReplicaSets":[{"Name","Ranges":[{"From","To","Base"}],"Gaps":[{"From","To","Reason"}]}]}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Durations as elsewhere, plus plain seconds (`5s`).
-pub fn parse_slice(s: &str) -> Result<Duration, String> {
-    match s.strip_suffix('s').map(str::parse::<u64>) {
-        Some(Ok(n)) if n > 0 => Ok(Duration::from_secs(n)),
-        _ => parse_duration(s).and_then(|d| {
-            if d.is_zero() {
-                Err("a slice must be longer than 0".into())
-            } else {
-                Ok(d)
-            }
-        }),
-    }
 }
 
 /// Runs a `pitr` subcommand.

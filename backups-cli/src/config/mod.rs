@@ -152,7 +152,7 @@ pub struct PitrEntry {
 /// `slice = "60s"`, as `pitr run --slice` takes it.
 fn slice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    crate::commands::pitr::parse_slice(&s)
+    crate::args::parse_slice(&s)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("slice {s:?}: {e}")))
 }
