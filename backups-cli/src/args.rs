@@ -195,6 +195,20 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
+/// Durations as elsewhere, plus plain seconds (`5s`).
+pub fn parse_slice(s: &str) -> Result<std::time::Duration, String> {
+    match s.strip_suffix('s').map(str::parse::<u64>) {
+        Some(Ok(n)) if n > 0 => Ok(std::time::Duration::from_secs(n)),
+        _ => parse_duration(s).and_then(|d| {
+            if d.is_zero() {
+                Err("a slice must be longer than 0".into())
+            } else {
+                Ok(d)
+            }
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,19 +226,5 @@ mod tests {
             Ok(std::time::Duration::from_secs(600))
         );
         assert!(parse_duration("10m").unwrap_err().contains("10min"));
-    }
-}
-
-/// Durations as elsewhere, plus plain seconds (`5s`).
-pub fn parse_slice(s: &str) -> Result<std::time::Duration, String> {
-    match s.strip_suffix('s').map(str::parse::<u64>) {
-        Some(Ok(n)) if n > 0 => Ok(std::time::Duration::from_secs(n)),
-        _ => parse_duration(s).and_then(|d| {
-            if d.is_zero() {
-                Err("a slice must be longer than 0".into())
-            } else {
-                Ok(d)
-            }
-        }),
     }
 }
