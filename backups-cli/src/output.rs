@@ -226,10 +226,18 @@ fn immutable_column(lock: Option<ObjectLock>) -> String {
 /// The `Immutable` JSON field of list and show: the lock the store
 /// reports (`{"Mode","RetainUntil"}`), or null.
 pub fn immutable_json(lock: Option<ObjectLock>) -> serde_json::Value {
-    lock.map_or(
-        serde_json::Value::Null,
-        |l| serde_json::json!({"Mode": l.mode.to_string(), "RetainUntil": l.until_text()}),
-    )
+    ObjectLock::json(lock)
+}
+
+/// `show`'s `immutable:` line: the lock the store reports, or what is
+/// missing.
+pub fn immutable_line(meta: &Metadata, lock: Option<ObjectLock>) -> String {
+    let what = match lock {
+        Some(l) => format!("{} until {}", l.mode, l.until_text()),
+        None if meta.lock_requested.is_some() => "NO LOCK in the store (one was asked for)".into(),
+        None => "-".into(),
+    };
+    format!("immutable: {what}\n")
 }
 
 /// The `list` table's VERIFIED cell: `-` never, else the level and

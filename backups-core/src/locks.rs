@@ -92,8 +92,16 @@ impl StoreBackups {
 
     /// [`StoreBackups::object_lock`] of each of `backups`, in order.
     pub async fn object_locks(&self, backups: &[Metadata]) -> Result<Vec<Option<ObjectLock>>> {
-        futures::stream::iter(backups)
-            .map(|m| self.object_lock(m))
+        // Boxed futures, so that this future is `Send` for any lifetime
+        // (as a server's handler needs).
+        type LockFuture<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Option<ObjectLock>>> + Send + 'a>,
+        >;
+        let futures: Vec<LockFuture<'_>> = backups
+            .iter()
+            .map(|m| Box::pin(self.object_lock(m)) as LockFuture<'_>)
+            .collect();
+        futures::stream::iter(futures)
             .buffered(LOCK_CONCURRENCY)
             .collect::<Vec<_>>()
             .await

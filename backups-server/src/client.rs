@@ -64,9 +64,30 @@ impl RemoteBackups {
                 format!("--remote {url:?} is not an https:// URL"),
             ));
         }
+        // A bearer token never travels in clear text to another machine,
+        // and never follows a redirect.
+        let parsed = url::Url::parse(&base)
+            .map_err(|e| remote(url, 0, "usage", format!("--remote {url:?}: {e}")))?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if parsed.scheme() == "http" && !loopback {
+            return Err(remote(
+                url,
+                0,
+                "usage",
+                format!(
+                    "--remote {url:?}: plain http:// is only for a loopback server (--insecure-loopback); use https://"
+                ),
+            ));
+        }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(600));
+            .read_timeout(Duration::from_secs(600))
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| remote(url, 0, "usage", format!("the CA file: {e}")))?;

@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use backups_core::immutable::ObjectLock;
 use backups_core::retention::RetentionPolicy;
 use backups_core::{BackupId, Backups, Edit, VerifyLevel, VerifyRequest};
 use serde_json::{Value, json};
@@ -124,10 +125,17 @@ async fn list(
     caller.require(Role::Read, "list")?;
     let listing = state.backups.listing().await?;
     let pending = pending_ids(&state);
+    // The locks as the store reports them (HEAD), as the CLI's list.
+    let locks = state.backups.object_locks(&listing.backups).await?;
     let values: Vec<Value> = listing
         .backups
         .iter()
-        .map(|m| metadata_json(m, m.id.as_ref().is_some_and(|id| pending.contains(id))))
+        .zip(locks)
+        .map(|(m, lock)| {
+            let mut v = metadata_json(m, m.id.as_ref().is_some_and(|id| pending.contains(id)));
+            v["Immutable"] = ObjectLock::json(lock);
+            v
+        })
         .collect();
     Ok(Json(Value::Array(values)))
 }
@@ -140,10 +148,10 @@ async fn show(
     caller.require(Role::Read, "show")?;
     let id = parse_id(&id)?;
     let meta = state.backups.metadata(&id).await?;
-    Ok(Json(metadata_json(
-        &meta,
-        pending_ids(&state).contains(&id),
-    )))
+    let lock = state.backups.object_lock(&meta).await?;
+    let mut v = metadata_json(&meta, pending_ids(&state).contains(&id));
+    v["Immutable"] = ObjectLock::json(lock);
+    Ok(Json(v))
 }
 
 #[derive(serde::Deserialize)]
@@ -186,6 +194,11 @@ async fn verify(
     Json(body): Json<VerifyBody>,
 ) -> ApiResult {
     caller.require(Role::Append, "verify")?;
+    // A drill restores the archive into scratch space on this machine:
+    // only an operator may have an uploaded archive unpacked here.
+    if body.level == VerifyLevel::Drill {
+        caller.require(Role::Operator, "verify at the drill level")?;
+    }
     let id = parse_id(&id)?;
     let request = VerifyRequest::new(body.level);
     let record = state

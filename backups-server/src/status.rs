@@ -37,9 +37,10 @@ pub(crate) fn schedules(state_dir: Option<&Path>) -> Vec<JobStatus> {
 /// The expected next run: the last one plus the job's interval.
 pub(crate) fn next_run(job: &JobStatus) -> String {
     match (job.last_run, job.expected_interval_seconds) {
-        (Some(t), Some(s)) if s.is_finite() && s > 0.0 => {
-            format_time(Some(t + time::Duration::seconds_f64(s)))
-        }
+        // A status file is input: a huge interval must not overflow.
+        (Some(t), Some(s)) if s.is_finite() && s > 0.0 => time::Duration::checked_seconds_f64(s)
+            .and_then(|d| t.checked_add(d))
+            .map_or_else(|| "-".into(), |next| format_time(Some(next))),
         _ => "-".into(),
     }
 }

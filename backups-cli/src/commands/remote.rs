@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use backups_core::download::DownloadTo;
+use backups_core::immutable::ObjectLock;
 use backups_core::{
     ArchiveSource, BackupId, Backups, Metadata, Progress, Verification, VerifyLevel,
 };
@@ -87,7 +88,11 @@ pub async fn list(r: &Remote, args: list::Args) -> CliResult {
         .iter()
         .map(|v| v["PendingRecovery"] == json!(true))
         .collect();
-    let locks = vec![None; list.len()];
+    // The server reads the locks from its store, as list does.
+    let locks: Vec<Option<ObjectLock>> = values
+        .iter()
+        .map(|v| serde_json::from_value(v["Immutable"].clone()).ok())
+        .collect();
     out(&output::table(
         &list,
         &marked,
@@ -106,7 +111,10 @@ pub async fn show(r: &Remote, args: show::Args) -> CliResult {
             serde_json::to_string_pretty(&v).unwrap_or_default()
         ));
     }
-    let mut text = output::details(&metadata(&v, r.client.url())?);
+    let meta = metadata(&v, r.client.url())?;
+    let mut text = output::details(&meta);
+    let lock: Option<ObjectLock> = serde_json::from_value(v["Immutable"].clone()).ok();
+    text.push_str(&output::immutable_line(&meta, lock));
     if v["PendingRecovery"] == json!(true) {
         text.push_str("pending recovery: yes: a restore journal on the server needs it to undo a restore that did not finish\n");
     }
@@ -206,7 +214,7 @@ pub async fn remove(r: &Remote, args: remove::Args) -> CliResult {
             Ok(()) => out(&format!("Removed backup {id}\n"))?,
             Err(e) => {
                 let f = Failure::from(e);
-                stderr_line!("error: {}", f.message);
+                stderr_line!("error: {}", output::escape_lines(&f.message));
                 first_error.get_or_insert(f);
             }
         }
@@ -214,11 +222,15 @@ pub async fn remove(r: &Remote, args: remove::Args) -> CliResult {
     some_failed(first_error, "some backups could not be removed (see above)")
 }
 
+/// The ids of a server's list (`[{"ID": ...}]`): only well-formed backup
+/// ids, so nothing raw from the server reaches the terminal.
 fn ids(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|e| e["ID"].as_str().map(str::to_string))
+                .filter_map(|e| e["ID"].as_str())
+                .filter_map(|s| s.parse::<BackupId>().ok())
+                .map(|id| id.to_string())
                 .collect()
         })
         .unwrap_or_default()
@@ -231,7 +243,7 @@ fn report_failed(failed: &Value) -> CliResult {
         let message = f["Error"].as_str().unwrap_or("").to_string();
         stderr_line!(
             "error: could not remove {}: {}",
-            f["ID"].as_str().unwrap_or(""),
+            output::escape(f["ID"].as_str().unwrap_or("")),
             output::escape_lines(&message)
         );
         first.get_or_insert(Failure {
@@ -287,7 +299,7 @@ pub async fn forget(r: &Remote, args: forget::Args) -> CliResult {
         false => format!(
             "Kept {} and removed {} backups.",
             keep.len(),
-            remove.len() - failed
+            remove.len().saturating_sub(failed)
         ),
     });
     report_failed(&v["Failed"])

@@ -47,15 +47,7 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         ))
     } else {
         let mut text = output::details(&meta);
-        text.push_str(&format!(
-            "immutable: {}\n",
-            match lock {
-                Some(l) => format!("{} until {}", l.mode, l.until_text()),
-                None if meta.lock_requested.is_some() =>
-                    "NO LOCK in the store (one was asked for)".into(),
-                None => "-".into(),
-            }
-        ));
+        text.push_str(&output::immutable_line(&meta, lock));
         if let Some(journal) = pending {
             text.push_str(&format!(
                 "pending recovery: yes: the restore journal {} needs it to undo a restore that did not finish (`backups restore {id} --target / --yes`); forget keeps it and remove refuses it\n",

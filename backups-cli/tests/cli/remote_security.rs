@@ -73,7 +73,35 @@ fn no_token_a_wrong_token_or_the_wrong_role_change_nothing() {
         assert!(err.contains("not permitted for the"), "{err}");
         assert!(err.contains("HTTP 403"), "{err}");
     }
+    // A drill unpacks an archive on the server: operator only.
+    let (status, body) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {}", server.token("append")),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"Level":"drill"}"#,
+        &format!("{}/api/v1/backups/{id}/verify", server.url),
+    ]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("drill"), "{body}");
     assert_eq!(snapshot(&env.store()), before, "the store changed");
+
+    // A token is never sent in clear text to another machine.
+    let token = dir.join("op.token");
+    std::fs::write(&token, server.token("operator")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--remote", "http://192.0.2.1:9", "--remote-token-file"])
+        .arg(&token)
+        .arg("list")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("only for a loopback server"), "{err}");
     assert!(env.ok(&["list"]).contains(&id));
 }
 

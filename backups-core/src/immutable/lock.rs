@@ -95,6 +95,15 @@ impl ObjectLock {
     pub fn until_text(&self) -> String {
         format_until(self.retain_until)
     }
+
+    /// The `Immutable` field of a backup's `list`/`show` JSON (the CLI's and
+    /// the server's): `{"Mode","RetainUntil"}` to the second, or null.
+    pub fn json(lock: Option<ObjectLock>) -> serde_json::Value {
+        lock.map_or(
+            serde_json::Value::Null,
+            |l| serde_json::json!({"Mode": l.mode.to_string(), "RetainUntil": l.until_text()}),
+        )
+    }
 }
 
 /// `t` in RFC 3339 to the second, UTC (the form S3 takes in its headers).
