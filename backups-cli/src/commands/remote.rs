@@ -166,18 +166,7 @@ pub async fn upload(r: &Remote, args: upload::Args) -> CliResult {
             r.progress.clone(),
         )
         .await?;
-    let id = outcome
-        .metadata
-        .id
-        .map(|i| i.to_string())
-        .unwrap_or_default();
-    if outcome.already_present {
-        out(&format!(
-            "Backup file already uploaded as backup ID {id} (same checksum); nothing to do\n"
-        ))
-    } else {
-        out(&format!("Uploaded backup file, creating backup ID {id}\n"))
-    }
+    upload::print_outcome(outcome)
 }
 
 /// `remove` through the server.

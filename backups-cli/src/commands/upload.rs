@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use backups_core::{ArchiveSource, Backups};
+use backups_core::{AddOutcome, ArchiveSource, Backups};
 
 use crate::context::Context;
 use crate::failure::{CliResult, ENCRYPTION, Failure};
@@ -48,6 +48,12 @@ pub async fn run(ctx: &Context, args: Args) -> CliResult {
         });
     }
     let outcome = ctx.backups.add(source, encryption, ctx.progress()).await?;
+    print_outcome(outcome)
+}
+
+/// Juju's upload-backup lines: the id the archive is stored under, or
+/// that the same bytes were already there (also for `--remote`).
+pub fn print_outcome(outcome: AddOutcome) -> CliResult {
     let id = outcome
         .metadata
         .id
